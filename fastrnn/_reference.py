@@ -1,0 +1,86 @@
+"""The plain NumPy reference: min-char-rnn, written to be read, not to be fast.
+
+Every compiled backend is tested against these two functions, and these against finite
+differences (``tests/test_reference.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .model import (
+    ADAGRAD_EPS,
+    GRADIENT_CLIP,
+    SMOOTHING,
+    STATUS_DIVERGED,
+    STATUS_OK,
+    TrainState,
+    Weights,
+    unpack,
+    weights_are_finite,
+)
+
+
+def loss_and_gradients(weights: Weights, inputs, targets, hprev):
+    """Forward pass and full BPTT over one sequence.
+
+    Returns ``(loss, gradients, h_last)``: the summed cross-entropy, the *unclipped* gradients
+    as a ``Weights`` tuple of new arrays, and the last hidden state.
+    """
+    Wxh, Whh, Why, bh, by = weights
+    S = len(inputs)
+    hs = {-1: np.asarray(hprev, dtype=float)}
+    ps = {}
+    loss = 0.0
+    for t in range(S):
+        hs[t] = np.tanh(Wxh[:, inputs[t]] + Whh @ hs[t - 1] + bh)
+        ys = Why @ hs[t] + by
+        shifted = ys - ys.max()
+        log_normaliser = np.log(np.exp(shifted).sum())
+        # log-softmax stays finite where the probability itself would underflow to 0
+        loss -= shifted[targets[t]] - log_normaliser
+        ps[t] = np.exp(shifted - log_normaliser)
+
+    dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
+    dbh, dby = np.zeros_like(bh), np.zeros_like(by)
+    dhnext = np.zeros_like(hs[0])
+    for t in reversed(range(S)):
+        dy = ps[t].copy()
+        dy[targets[t]] -= 1.0
+        dWhy += np.outer(dy, hs[t])
+        dby += dy
+        dh = Why.T @ dy + dhnext
+        dhraw = (1.0 - hs[t] * hs[t]) * dh
+        dbh += dhraw
+        dWxh[:, inputs[t]] += dhraw
+        dWhh += np.outer(dhraw, hs[t - 1])
+        dhnext = Whh.T @ dhraw
+    return float(loss), Weights(dWxh, dWhh, dWhy, dbh, dby), hs[S - 1]
+
+
+def train_steps(data: np.ndarray, state: TrainState, n_steps: int) -> None:
+    """Advance ``state`` by up to ``n_steps`` Adagrad updates, exactly as min-char-rnn's main loop."""
+    S, lr = state.seq_length, state.learning_rate
+    weights = unpack(state.params, state.hidden, state.vocab_size)
+    memories = unpack(state.memory, state.hidden, state.vocab_size)
+    for _ in range(n_steps):
+        if state.position + S + 1 >= len(data):
+            state.position = 0
+            state.hprev = np.zeros_like(state.hprev)
+        inputs = data[state.position : state.position + S]
+        targets = data[state.position + 1 : state.position + S + 1]
+        loss, grads, state.hprev = loss_and_gradients(weights, inputs, targets, state.hprev)
+        if not np.isfinite(loss):
+            state.status = STATUS_DIVERGED
+            state.last_loss = loss
+            return
+        state.last_loss = loss
+        state.smooth_loss = state.smooth_loss * (1.0 - SMOOTHING) + loss * SMOOTHING
+        for param, dparam, mem in zip(weights, grads, memories):
+            np.clip(dparam, -GRADIENT_CLIP, GRADIENT_CLIP, out=dparam)
+            mem += dparam * dparam
+            param -= lr * dparam / np.sqrt(mem + ADAGRAD_EPS)
+        state.position += S
+        state.steps += 1
+    if not weights_are_finite(state.params):
+        state.status = STATUS_DIVERGED

@@ -1,0 +1,179 @@
+"""Training backends: one interface over the NumPy reference and the compiled kernels.
+
+Importing this module never fails because a backend is missing: a backend that is not
+available raises :class:`BackendUnavailable` with the way to get it when it is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import numpy as np
+
+from .model import STATUS_OK, TrainState, unpack
+
+#: Backends in the order ``fastrnn backends`` lists them.
+BACKEND_NAMES = ("numpy", "numba", "cython")
+DEFAULT_BACKEND = "numba"
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend was asked for but cannot run here; the message says how to get it."""
+
+
+def default_threads() -> int:
+    """All cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class Backend:
+    """One way to run min-char-rnn training steps.
+
+    Subclasses implement :meth:`train_steps` and :meth:`loss_and_gradients`; a backend whose
+    kernel releases the GIL runs :meth:`train_many` on a thread pool, one whole run per task,
+    so results never depend on the number of threads.
+    """
+
+    name: str = ""
+    releases_gil: bool = False
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def threading(self) -> str:
+        return "thread pool, GIL released" if self.releases_gil else "single thread (holds the GIL)"
+
+    def train_steps(self, data: np.ndarray, state: TrainState, n_steps: int) -> None:
+        """Advance ``state`` in place by up to ``n_steps`` updates (fewer if it diverges)."""
+        raise NotImplementedError
+
+    def loss_and_gradients(self, params, hidden, vocab_size, data, start, seq_length, hprev):
+        """Loss, flat raw gradients and last hidden state of one sequence starting at ``start``."""
+        raise NotImplementedError
+
+    def train_many(self, data: np.ndarray, states: Sequence[TrainState], n_steps: int, threads: int | None = None) -> None:
+        """Advance every state by ``n_steps``, using up to ``threads`` threads."""
+        threads = default_threads() if threads is None else threads
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        if not self.releases_gil or threads == 1 or len(states) <= 1:
+            for state in states:
+                self.train_steps(data, state, n_steps)
+            return
+        # Longest runs first, so the last thread to finish is not stuck with a big one.
+        order = sorted(range(len(states)), key=lambda k: -_run_cost(states[k]))
+        with ThreadPoolExecutor(max_workers=min(threads, len(states))) as pool:
+            for future in [pool.submit(self.train_steps, data, states[k], n_steps) for k in order]:
+                future.result()
+
+
+def _run_cost(state: TrainState) -> float:
+    H, S, V = state.hidden, state.seq_length, state.vocab_size
+    return S * (H * H + H * V)
+
+
+class NumpyBackend(Backend):
+    """The readable reference (``fastrnn._reference``)."""
+
+    name = "numpy"
+
+    def version(self) -> str:
+        return f"numpy {np.__version__}"
+
+    def train_steps(self, data, state, n_steps):
+        from . import _reference
+
+        _reference.train_steps(data, state, n_steps)
+
+    def loss_and_gradients(self, params, hidden, vocab_size, data, start, seq_length, hprev):
+        from . import _reference
+
+        weights = unpack(params, hidden, vocab_size)
+        inputs = data[start : start + seq_length]
+        targets = data[start + 1 : start + seq_length + 1]
+        loss, grads, h_last = _reference.loss_and_gradients(weights, inputs, targets, hprev)
+        return loss, np.concatenate([g.ravel() for g in grads]), h_last
+
+
+class NumbaBackend(Backend):
+    """``fastrnn._numba_kernel``: compiled on first use and cached on disk."""
+
+    name = "numba"
+    releases_gil = True
+
+    def __init__(self):
+        try:
+            import numba  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - numba is a hard dependency
+            raise BackendUnavailable(f"the numba backend needs numba: pip install numba ({exc})") from exc
+
+    def version(self) -> str:
+        import numba
+
+        return f"numba {numba.__version__}"
+
+    def train_steps(self, data, state, n_steps):
+        from . import _numba_kernel
+
+        if state.status != STATUS_OK or n_steps <= 0:
+            return
+        position, smooth, last, done, status = _numba_kernel.train_steps(
+            data, state.hidden, state.vocab_size, state.seq_length, state.learning_rate, n_steps,
+            state.params, state.memory, state.hprev, state.position, state.smooth_loss,
+        )
+        state.position, state.smooth_loss, state.last_loss = int(position), float(smooth), float(last)
+        state.steps += int(done)
+        state.status = int(status)
+
+    def loss_and_gradients(self, params, hidden, vocab_size, data, start, seq_length, hprev):
+        from . import _numba_kernel
+
+        loss, grads, h_last = _numba_kernel.loss_and_gradients(
+            params, hidden, vocab_size, data, start, seq_length, np.ascontiguousarray(hprev, dtype=np.float64)
+        )
+        return float(loss), grads, h_last
+
+
+def _cython_backend() -> Backend:
+    try:
+        from ._cython_backend import CythonBackend
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "the cython backend is not built in this installation "
+            f"({exc}); build it with `pip install -e .` from a source checkout "
+            "(needs a C compiler; Cython and numpy are fetched as build requirements)"
+        ) from exc
+    return CythonBackend()
+
+
+_FACTORIES = {"numpy": NumpyBackend, "numba": NumbaBackend, "cython": _cython_backend}
+_instances: dict[str, Backend] = {}
+
+
+def get_backend(name: str | Backend) -> Backend:
+    """The backend called ``name``; ValueError for an unknown name, BackendUnavailable if not built."""
+    if isinstance(name, Backend):
+        return name
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKEND_NAMES)}")
+    if name not in _instances:
+        _instances[name] = _FACTORIES[name]()
+    return _instances[name]
+
+
+def backend_report() -> list[dict]:
+    """For each backend: name, whether it is available, its threading and version (or why not)."""
+    rows = []
+    for name in BACKEND_NAMES:
+        try:
+            backend = get_backend(name)
+        except BackendUnavailable as exc:
+            rows.append(dict(name=name, available=False, threading="-", version="-", note=str(exc)))
+        else:
+            rows.append(dict(name=name, available=True, threading=backend.threading(), version=backend.version(), note=""))
+    return rows

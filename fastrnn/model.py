@@ -1,0 +1,123 @@
+"""Parameters of the vanilla char-RNN: layout, initialisation, training state, persistence.
+
+All backends share one flat float64 layout so a batch of runs can be handed to a compiled
+kernel as a few contiguous buffers::
+
+    [ Wxh (H*V) | Whh (H*H) | Why (V*H) | bh (H) | by (V) ]     (each block row-major)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+#: Gradients are clipped elementwise to [-GRADIENT_CLIP, GRADIENT_CLIP] (min-char-rnn).
+GRADIENT_CLIP = 5.0
+#: Adagrad's epsilon: ``param -= lr * d / sqrt(mem + ADAGRAD_EPS)``.
+ADAGRAD_EPS = 1e-8
+#: Weight of the newest loss in the exponential moving average ``smooth_loss``.
+SMOOTHING = 0.001
+#: Standard deviation of the initial weights (min-char-rnn's ``randn(...) * 0.01``).
+INIT_SCALE = 0.01
+
+#: Training-run statuses.
+STATUS_OK = 0
+STATUS_DIVERGED = 1
+
+
+class Weights(NamedTuple):
+    """Views of the five parameter blocks inside one flat buffer."""
+
+    Wxh: np.ndarray  # (H, V) input -> hidden
+    Whh: np.ndarray  # (H, H) hidden -> hidden
+    Why: np.ndarray  # (V, H) hidden -> output
+    bh: np.ndarray  # (H,)
+    by: np.ndarray  # (V,)
+
+
+def parameter_count(hidden: int, vocab_size: int) -> int:
+    H, V = hidden, vocab_size
+    return H * V + H * H + V * H + H + V
+
+
+def unpack(flat: np.ndarray, hidden: int, vocab_size: int) -> Weights:
+    """Views (not copies) of the parameter blocks of ``flat``."""
+    H, V = hidden, vocab_size
+    if flat.shape != (parameter_count(H, V),):
+        raise ValueError(f"flat parameter buffer has shape {flat.shape}; H={H}, V={V} needs ({parameter_count(H, V)},)")
+    offsets = np.cumsum([0, H * V, H * H, V * H, H, V])
+    Wxh, Whh, Why, bh, by = (flat[a:b] for a, b in zip(offsets[:-1], offsets[1:]))
+    return Weights(Wxh.reshape(H, V), Whh.reshape(H, H), Why.reshape(V, H), bh, by)
+
+
+def initial_parameters(hidden: int, vocab_size: int, seed: int) -> np.ndarray:
+    """Flat initial weights drawn exactly as min-char-rnn does, from ``RandomState(seed)``.
+
+    The draw order (Wxh, then Whh, then Why) matters: it makes a seed mean the same network
+    as in the paper's own code.
+    """
+    H, V = hidden, vocab_size
+    rng = np.random.RandomState(seed)
+    flat = np.zeros(parameter_count(H, V))
+    w = unpack(flat, H, V)
+    w.Wxh[...] = rng.randn(H, V) * INIT_SCALE
+    w.Whh[...] = rng.randn(H, H) * INIT_SCALE
+    w.Why[...] = rng.randn(V, H) * INIT_SCALE
+    return flat
+
+
+def initial_smooth_loss(vocab_size: int, seq_length: int) -> float:
+    """The loss of a uniform guess over ``seq_length`` characters, where min-char-rnn starts."""
+    return -np.log(1.0 / vocab_size) * seq_length
+
+
+@dataclass
+class TrainState:
+    """Everything a training run carries from one update to the next.
+
+    Kernels advance it in place, so a run can be continued in chunks (for progress bars)
+    with results identical to one uninterrupted call.
+    """
+
+    hidden: int
+    seq_length: int
+    learning_rate: float
+    vocab_size: int
+    params: np.ndarray
+    memory: np.ndarray
+    hprev: np.ndarray
+    position: int = 0
+    smooth_loss: float = 0.0
+    last_loss: float = float("nan")
+    steps: int = 0
+    status: int = STATUS_OK
+    seed: int | None = field(default=None)
+
+    @classmethod
+    def fresh(cls, hidden: int, seq_length: int, learning_rate: float, vocab_size: int, seed: int) -> "TrainState":
+        params = initial_parameters(hidden, vocab_size, seed)
+        return cls(
+            hidden=hidden,
+            seq_length=seq_length,
+            learning_rate=float(learning_rate),
+            vocab_size=vocab_size,
+            params=params,
+            memory=np.zeros_like(params),
+            hprev=np.zeros(hidden),
+            smooth_loss=initial_smooth_loss(vocab_size, seq_length),
+            seed=seed,
+        )
+
+    @property
+    def weights(self) -> Weights:
+        return unpack(self.params, self.hidden, self.vocab_size)
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == STATUS_DIVERGED
+
+
+def weights_are_finite(params: np.ndarray) -> bool:
+    return bool(np.isfinite(params).all())

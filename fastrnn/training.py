@@ -1,0 +1,74 @@
+"""Training one char-RNN: the public, validating entry point over the backends."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable
+
+from .backends import DEFAULT_BACKEND, Backend, get_backend
+from .corpus import Corpus
+from .model import TrainState
+
+#: Updates per kernel call when a progress callback is given (each call costs microseconds).
+PROGRESS_CHUNK = 100
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    """``value`` as an int, or ValueError naming the rule."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def check_learning_rate(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"learning rate must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def new_state(corpus: Corpus, hidden: int, seq_length: int, learning_rate: float, seed: int) -> TrainState:
+    """A validated fresh run: weights drawn as min-char-rnn does from ``RandomState(seed)``."""
+    hidden = check_int("hidden size", hidden, 1)
+    seq_length = check_int("sequence length", seq_length, 1)
+    learning_rate = check_learning_rate(learning_rate)
+    seed = check_int("seed", seed, 0)
+    corpus.require_length(seq_length)
+    return TrainState.fresh(hidden, seq_length, learning_rate, corpus.vocab_size, seed)
+
+
+def train(
+    corpus: Corpus,
+    hidden: int = 100,
+    seq_length: int = 25,
+    learning_rate: float = 0.1,
+    steps: int = 100,
+    seed: int = 0,
+    backend: str | Backend = DEFAULT_BACKEND,
+    progress: Callable[[TrainState], None] | None = None,
+    state: TrainState | None = None,
+) -> TrainState:
+    """Train for exactly ``steps`` Adagrad updates (or until the run diverges).
+
+    ``state`` continues an earlier run; ``progress`` is called after every chunk of
+    :data:`PROGRESS_CHUNK` updates. The paper's "loss after alpha steps" is
+    ``result.smooth_loss`` with ``steps=alpha``.
+    """
+    steps = check_int("steps", steps, 0)
+    runner = get_backend(backend)
+    if state is None:
+        state = new_state(corpus, hidden, seq_length, learning_rate, seed)
+    data = corpus.data
+    if progress is None:
+        runner.train_steps(data, state, steps)
+        return state
+    remaining = steps
+    while remaining > 0 and not state.diverged:
+        chunk = min(PROGRESS_CHUNK, remaining)
+        runner.train_steps(data, state, chunk)
+        remaining -= chunk
+        progress(state)
+    return state
+
