@@ -1,0 +1,42 @@
+"""Shared fixtures: a small synthetic corpus, so no test needs the Shakespeare files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastrnn.corpus import Corpus
+
+_WORDS = (
+    "the and to of a my in you is that it not with for this me be your his he have thou but "
+    "as so will what her thy all no by do shall if are we thee on our lord now good more o"
+).split()
+
+
+def synthetic_text(n_chars: int, seed: int = 0) -> str:
+    """Speech-like text: 'NAME:' lines and lines of words, about 40 distinct characters."""
+    rng = np.random.default_rng(seed)
+    names = ["ROMEO", "JULIET", "KING", "FOOL"]
+    parts = []
+    size = 0
+    while size < n_chars:
+        speech = [f"{names[rng.integers(len(names))]}:"]
+        for _ in range(rng.integers(1, 4)):
+            words = rng.choice(_WORDS, size=rng.integers(3, 9))
+            line = " ".join(words).capitalize() + str(rng.choice(list(",.;!?")))
+            speech.append(line)
+        block = "\n".join(speech) + "\n\n"
+        parts.append(block)
+        size += len(block)
+    return "".join(parts)[:n_chars]
+
+
+@pytest.fixture(scope="session")
+def small_corpus() -> Corpus:
+    return Corpus.from_text(synthetic_text(20_000), name="synthetic")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus() -> Corpus:
+    """Short enough that training wraps around the text many times."""
+    return Corpus.from_text(synthetic_text(300, seed=1), name="tiny")

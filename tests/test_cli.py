@@ -1,0 +1,147 @@
+"""The command line through click's CliRunner: results on stdout, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fastrnn.cli.main import cli
+from fastrnn.objective import Objective
+from fastrnn.training import train
+
+
+@pytest.fixture
+def corpus_file(tmp_path, small_corpus):
+    path = tmp_path / "text.txt"
+    path.write_text(small_corpus.text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def _invoke(runner, args):
+    return runner.invoke(cli, args, prog_name="fastrnn")
+
+
+def _assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_train_prints_json_and_saves_a_model(runner, corpus_file, small_corpus, tmp_path):
+    model = tmp_path / "m.npz"
+    result = _invoke(runner, ["train", "--corpus", corpus_file, "--hidden", "24", "--seq", "8", "--lr", "0.1",
+                              "--steps", "150", "--seed", "3", "--save", str(model), "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    expected = train(small_corpus, 24, 8, 0.1, 150, seed=3)
+    assert record["smooth_loss"] == expected.smooth_loss
+    assert record["steps"] == 150 and record["status"] == "ok"
+    assert model.exists()
+
+    sampled = _invoke(runner, ["sample", str(model), "--chars", "300", "--seed", "1", "--temperature", "0.7"])
+    assert sampled.exit_code == 0, sampled.output
+    text = sampled.stdout[:-1]  # echo adds a newline
+    assert len(text) == 300 and set(text) <= set(small_corpus.vocab)
+
+
+def test_objective_prints_the_value_of_F(runner, corpus_file, small_corpus):
+    result = _invoke(runner, ["objective", "24.5", "7.25", "0.1", "--alpha", "10", "--beta", "2",
+                              "--corpus", corpus_file, "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    expected = Objective(small_corpus, alpha=10, beta=2)((24.5, 7.25, 0.1))
+    assert float(result.stdout) == expected
+
+
+def test_objective_json_has_counters(runner, corpus_file):
+    result = _invoke(runner, ["objective", "24", "7", "0.1", "--alpha", "5", "--corpus", corpus_file, "--json",
+                              "--noise", "fresh", "--seed", "9"])
+    record = json.loads(result.stdout)
+    assert record["noise"] == "fresh" and record["seed"] == 9
+    assert record["counters"]["trainings_run"] == 1
+
+
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["train", "--hidden", "0"], ["--hidden"]),
+        (["train", "--steps", "-1"], ["--steps"]),
+        (["train", "--lr", "0"], ["--lr"]),
+        (["train", "--backend", "fortran"], ["--backend", "fortran"]),
+        (["train", "--corpus", "/no/such/file.txt"], ["--corpus", "does not exist"]),
+        (["objective", "nan", "10", "0.1"], ["HIDDEN", "finite"]),
+        (["objective", "20", "10", "0.1", "--beta", "0"], ["--beta"]),
+        (["sample", "/no/such/model.npz"], ["MODEL", "does not exist"]),
+        (["train", "--save", "model.bin", "--steps", "1"], ["--save", ".npz"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(runner, args, fragments):
+    _assert_one_line_error(_invoke(runner, args), *fragments)
+
+
+def test_empty_and_undecodable_corpus(runner, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    _assert_one_line_error(_invoke(runner, ["train", "--corpus", str(empty)]), "--corpus", "empty")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"abc\xff\xfe")
+    _assert_one_line_error(_invoke(runner, ["train", "--corpus", str(binary)]), "--corpus", "UTF-8")
+
+
+def test_corpus_shorter_than_the_sequence(runner, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("hello world")
+    _assert_one_line_error(_invoke(runner, ["train", "--corpus", str(short), "--seq", "25", "--steps", "1"]), "--seq")
+
+
+def test_prime_with_unknown_characters(runner, corpus_file, tmp_path):
+    model = tmp_path / "m.npz"
+    assert _invoke(runner, ["train", "--corpus", corpus_file, "--hidden", "8", "--seq", "5", "--steps", "2",
+                            "--save", str(model)]).exit_code == 0
+    _assert_one_line_error(_invoke(runner, ["sample", str(model), "--prime", "\u2603"]), "--prime")
+
+
+def test_not_a_model_file(runner, tmp_path):
+    bogus = tmp_path / "bogus.npz"
+    np.savez(bogus, x=np.arange(3))
+    _assert_one_line_error(_invoke(runner, ["sample", str(bogus)]), "not a fastrnn model")
+
+
+def test_diverged_training_exits_nonzero_with_json(runner, corpus_file, monkeypatch):
+    from fastrnn.model import TrainState
+
+    original = TrainState.fresh
+
+    def poisoned(*args, **kwargs):
+        state = original(*args, **kwargs)
+        state.params[:] = np.inf
+        return state
+
+    monkeypatch.setattr(TrainState, "fresh", poisoned)
+    result = _invoke(runner, ["train", "--corpus", corpus_file, "--hidden", "8", "--seq", "5", "--steps", "3"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["status"] == "diverged"
+    assert "diverged" in result.stderr
+
+
+def test_backends_lists_every_backend(runner):
+    result = _invoke(runner, ["backends"])
+    assert result.exit_code == 0
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == ["numpy", "numba", "cython"]
+
+
+def test_progress_is_silent_when_not_a_terminal(runner, corpus_file):
+    result = _invoke(runner, ["train", "--corpus", corpus_file, "--hidden", "8", "--seq", "5", "--steps", "250"])
+    assert result.exit_code == 0
+    assert result.stderr == ""
