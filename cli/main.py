@@ -180,6 +180,46 @@ def backends_command():
         click.echo(f"{row['name']:8} {status:14} {detail}")
 
 
+@cli.command("bench")
+@click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False), default=None,
+              help="Training text [default: the built-in corpus].")
+@click.option("--backends", "backend_names", default=",".join(BACKEND_NAMES), show_default=True,
+              help="Comma-separated backends to compare (unavailable ones are left out).")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Interleaved rounds per figure (medians are reported).")
+@click.option("--beta", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Replicas in the threads comparison.")
+@click.option("--alpha", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Training steps per replica in the threads comparison.")
+def bench_command(corpus_path, backend_names, rounds, beta, alpha):
+    """Print Markdown tables: training steps/s per backend and config, and 2-thread speed-up."""
+    from fastrnn import bench
+
+    names = [name.strip() for name in backend_names.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BACKEND_NAMES]
+    if unknown:
+        raise click.BadParameter(f"unknown backend {unknown[0]!r}; valid: {', '.join(BACKEND_NAMES)}",
+                                 param_hint="--backends")
+    try:
+        corpus = load_corpus(corpus_path)
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="--corpus") from None
+    click.echo(f"corpus: {corpus.name} ({len(corpus):,} characters, V={corpus.vocab_size}); "
+               f"single thread, float64, medians of {rounds} interleaved rounds\n")
+    click.echo(bench.markdown_table(bench.step_rates(corpus, names, rounds=rounds)))
+    click.echo(f"\n| backend | H | S | beta | 1 thread (s) | 2 threads (s) | speed-up |\n|---|---:|---:|---:|---:|---:|---:|")
+    for name in names:
+        if name == "numpy":
+            continue  # holds the GIL: threads cannot help it
+        try:
+            get_backend(name)
+        except BackendUnavailable:
+            continue
+        for hidden, seq_length in bench.CONFIGS:
+            one, two, speedup = bench.thread_speedup(corpus, name, hidden, seq_length, beta, alpha, rounds)
+            click.echo(f"| {name} | {hidden} | {seq_length} | {beta} | {one:.4f} | {two:.4f} | {speedup:.2f}x |")
+
+
 def main():
     cli(prog_name="fastrnn")
 

@@ -6,6 +6,7 @@ available raises :class:`BackendUnavailable` with the way to get it when it is a
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
@@ -67,9 +68,16 @@ class Backend:
             return
         # Longest runs first, so the last thread to finish is not stuck with a big one.
         order = sorted(range(len(states)), key=lambda k: -_run_cost(states[k]))
-        with ThreadPoolExecutor(max_workers=min(threads, len(states))) as pool:
-            for future in [pool.submit(self.train_steps, data, states[k], n_steps) for k in order]:
-                future.result()
+        pool = _thread_pool(threads)
+        for future in [pool.submit(self.train_steps, data, states[k], n_steps) for k in order]:
+            future.result()
+
+
+@functools.lru_cache(maxsize=None)
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    """One long-lived pool per thread count: starting threads for every batch costs more than
+    a whole small training run."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastrnn")
 
 
 def _run_cost(state: TrainState) -> float:

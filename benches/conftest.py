@@ -1,0 +1,52 @@
+"""Benchmark fixtures, and a closing table of ratios measured in this one run.
+
+Run with ``pytest benches --benchmark-only``. Set ``FASTRNN_BENCH_CORPUS`` to a text file to
+benchmark on it (the figures in README use tinyshakespeare); the default is the built-in corpus.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import pytest
+
+from fastrnn.backends import BackendUnavailable, get_backend
+from fastrnn.corpus import load_corpus
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    return load_corpus(os.environ.get("FASTRNN_BENCH_CORPUS") or None)
+
+
+def backend_or_skip(name):
+    try:
+        return get_backend(name)
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Ratios of medians between benchmarks of one group, all measured in this run."""
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or not session.benchmarks:
+        return
+    groups = defaultdict(dict)
+    for bench in session.benchmarks:
+        if bench.has_error or not bench.stats:
+            continue
+        groups[bench.group][bench.extra_info.get("contender", bench.name)] = bench.stats.median
+    rows = []
+    for group, medians in sorted(groups.items()):
+        baseline_name = "numpy" if "numpy" in medians else ("1 thread" if "1 thread" in medians else None)
+        if baseline_name is None:
+            continue
+        baseline = medians[baseline_name]
+        for name, median in sorted(medians.items()):
+            if name != baseline_name:
+                rows.append(f"  {group:40} {name:10} {baseline / median:7.2f}x faster than {baseline_name}")
+    if rows:
+        terminalreporter.write_sep("-", "speed ratios (median vs median, this run)")
+        for row in rows:
+            terminalreporter.write_line(row)

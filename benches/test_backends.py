@@ -1,0 +1,71 @@
+"""Backends side by side: one training step, a 100-step run, and a full objective evaluation.
+
+``pytest benches --benchmark-only`` (add ``--benchmark-autosave`` to keep the run for a later
+``--benchmark-compare``). Each group holds one configuration; the closing summary prints the
+ratio of each contender's median to the numpy reference (or to 1 thread) in the same run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fastrnn.bench import CONFIGS
+from fastrnn.model import TrainState
+from fastrnn.objective import Objective
+
+from .conftest import backend_or_skip
+
+BACKENDS = ("numpy", "numba", "cython")
+
+
+def _fresh(corpus, hidden, seq_length):
+    return TrainState.fresh(hidden, seq_length, 0.1, corpus.vocab_size, seed=0)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("hidden,seq_length", CONFIGS)
+def test_one_step(benchmark, corpus, backend_name, hidden, seq_length):
+    backend = backend_or_skip(backend_name)
+    state = _fresh(corpus, hidden, seq_length)
+    backend.train_steps(corpus.data, state, 2)  # compile / warm up
+    benchmark.group = f"one step H={hidden} S={seq_length}"
+    benchmark.extra_info["contender"] = backend_name
+    benchmark(backend.train_steps, corpus.data, state, 1)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("hidden,seq_length", CONFIGS)
+def test_run_100_steps(benchmark, corpus, backend_name, hidden, seq_length):
+    backend = backend_or_skip(backend_name)
+    backend.train_steps(corpus.data, _fresh(corpus, hidden, seq_length), 2)
+    benchmark.group = f"100 steps H={hidden} S={seq_length}"
+    benchmark.extra_info["contender"] = backend_name
+    rounds = 3 if backend_name == "numpy" else 10
+    benchmark.pedantic(
+        backend.train_steps,
+        setup=lambda: ((corpus.data, _fresh(corpus, hidden, seq_length), 100), {}),
+        rounds=rounds,
+    )
+
+
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("beta", (2, 4))
+@pytest.mark.parametrize("backend_name", ("numba", "cython"))
+@pytest.mark.parametrize("hidden,seq_length", CONFIGS)
+def test_objective_threads(benchmark, corpus, backend_name, hidden, seq_length, beta, threads):
+    """A full evaluation of F: beta runs of 100 steps at one corner, on a fresh memo each round."""
+    backend = backend_or_skip(backend_name)
+    point = (hidden, seq_length, 0.1)
+    Objective(corpus, alpha=2, beta=1, backend=backend)(point)
+    benchmark.group = f"objective {backend_name} beta={beta} H={hidden} S={seq_length}"
+    benchmark.extra_info["contender"] = f"{threads} thread" + ("s" if threads > 1 else "")
+
+    def evaluate(F):
+        return F(point)
+
+    rounds = 3 if hidden >= 410 else 6
+    benchmark.pedantic(
+        evaluate,
+        setup=lambda: ((Objective(corpus, alpha=100, beta=beta, threads=threads, backend=backend),), {}),
+        rounds=rounds,
+    )
