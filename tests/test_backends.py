@@ -1,0 +1,55 @@
+"""Backend selection: names, availability, helpful errors."""
+
+from __future__ import annotations
+
+import builtins
+import os
+
+import pytest
+
+from fastrnn import backends
+from fastrnn.backends import BACKEND_NAMES, BackendUnavailable, backend_report, get_backend
+
+
+@pytest.mark.parametrize("name", [n for n in os.environ.get("FASTRNN_REQUIRE_BACKENDS", "").split(",") if n])
+def test_required_backends_are_built(name):
+    """CI sets FASTRNN_REQUIRE_BACKENDS so that a failed build cannot pass as skipped tests."""
+    assert get_backend(name).name == name
+
+
+def test_unknown_backend_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="numpy, numba, cython"):
+        get_backend("fortran")
+
+
+def test_missing_extension_says_how_to_build_it(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_cython(name, *args, **kwargs):
+        if "cython" in name:
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(backends, "_instances", {})
+    monkeypatch.setattr(builtins, "__import__", no_cython)
+    with pytest.raises(BackendUnavailable, match="pip install -e"):
+        get_backend("cython")
+    rows = {row["name"]: row for row in backend_report()}
+    assert rows["cython"]["available"] is False and "pip install" in rows["cython"]["note"]
+    assert rows["numba"]["available"] is True
+
+
+def test_report_lists_every_backend_with_version():
+    rows = backend_report()
+    assert [row["name"] for row in rows] == list(BACKEND_NAMES)
+    for row in rows:
+        if row["available"]:
+            assert row["version"] and row["threading"]
+
+
+def test_threads_must_be_positive(small_corpus):
+    from fastrnn.model import TrainState
+
+    state = TrainState.fresh(4, 3, 0.1, small_corpus.vocab_size, 0)
+    with pytest.raises(ValueError, match="threads"):
+        get_backend("numba").train_many(small_corpus.data, [state], 1, threads=0)
