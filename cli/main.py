@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import os
 import sys
 import time
 
 import click
+import numpy as np
 
+from fastrnn.calculus import GRADIENT_METHODS, HESSIAN_METHODS, gradient
 from fastrnn.backends import BACKEND_NAMES, DEFAULT_BACKEND, BackendUnavailable, backend_report, default_threads, get_backend
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
 from fastrnn.model import STATUS_DIVERGED
 from fastrnn.objective import LOSS_KINDS, NOISE_KINDS, Objective
 from fastrnn.sampling import sample
+from fastrnn.optimize import METHODS
 from fastrnn.training import train
+from fastrnn.tuning import RunFileError, read_run, tune
 
 from .progress import progress_bar
 
@@ -116,9 +122,23 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
         sys.exit(1)
 
 
-def _finite_float(ctx, param, value):
-    import math
+def _objective_options(func):
+    """--alpha, --beta, --noise, --loss, --threads: the settings that define F."""
+    for decorator in reversed([
+        click.option("--alpha", type=click.IntRange(min=1), default=100, show_default=True,
+                     help="Training updates per run."),
+        click.option("--beta", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Runs averaged per corner."),
+        click.option("--noise", type=click.Choice(NOISE_KINDS), default="common", show_default=True,
+                     help="common: replica r uses seed+r everywhere; fresh: new seeds every evaluation (the paper's)."),
+        click.option("--loss", "loss_kind", type=click.Choice(LOSS_KINDS), default="smooth", show_default=True),
+        click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores]."),
+    ]):
+        func = decorator(func)
+    return func
 
+
+def _finite_float(ctx, param, value):
     if value is not None and not math.isfinite(value):
         raise click.BadParameter("must be a finite number")
     return value
@@ -128,12 +148,7 @@ def _finite_float(ctx, param, value):
 @click.argument("hidden", type=float, callback=_finite_float)
 @click.argument("seq_length", metavar="SEQ", type=float, callback=_finite_float)
 @click.argument("learning_rate", metavar="LR", type=float, callback=_finite_float)
-@click.option("--alpha", type=click.IntRange(min=1), default=100, show_default=True, help="Training updates per run.")
-@click.option("--beta", type=click.IntRange(min=1), default=1, show_default=True, help="Runs averaged per corner.")
-@click.option("--noise", type=click.Choice(NOISE_KINDS), default="common", show_default=True,
-              help="common: replica r uses seed+r everywhere; fresh: new seeds every evaluation (the paper's).")
-@click.option("--loss", "loss_kind", type=click.Choice(LOSS_KINDS), default="smooth", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+@_objective_options
 @click.option("--json", "as_json", is_flag=True, help="Print the value with settings and counters as JSON.")
 @_common_options
 def objective_command(hidden, seq_length, learning_rate, alpha, beta, noise, loss_kind, threads, as_json,
@@ -169,6 +184,212 @@ def sample_command(model_path, n_chars, temperature, prime, seed):
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--prime") from None
     click.echo(text)
+
+
+def _point_option(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        point = [float(v) for v in value.split(",")]
+    except ValueError:
+        point = []
+    if len(point) != 3 or not all(math.isfinite(v) for v in point):
+        raise click.BadParameter("give three finite numbers H,S,L, for example 100,25,0.1")
+    return point
+
+
+@cli.command("tune")
+@click.option("--method", type=click.Choice(METHODS), default="gd", show_default=True, help="Optimizer.")
+@click.option("--step", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="gd: length of each normalised gradient step [0.1].")
+@click.option("--multiplier", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="newton: factor on the Newton step [1; the paper's trial 7: 1000].")
+@click.option("--fallback-step", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="newton, bfgs, dfp: gradient-descent fallback step [newton 10, bfgs/dfp 1].")
+@click.option("--c", "armijo_c", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="bfgs, dfp: Armijo control [0.99].")
+@click.option("--tau", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="bfgs, dfp: backtracking factor [0.5].")
+@click.option("--grad-step", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Finite-difference step of the gradient [1e-8].")
+@click.option("--grad-method", type=click.Choice(GRADIENT_METHODS), default=None, help="[forward]")
+@click.option("--hessian-method", type=click.Choice(HESSIAN_METHODS), default=None, help="newton: [recursive]")
+@click.option("--steps", "max_steps", type=click.IntRange(min=0), default=10000, show_default=True,
+              help="Maximum optimizer steps.")
+@click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Stop when the gradient norm is below this.")
+@click.option("--record-every", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Write a record every N steps.")
+@click.option("--x0", callback=_point_option, default=None, metavar="H,S,L",
+              help="Initial point [default: uniform in [0, 10]^3 from --seed, as the paper].")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the run to this JSON Lines file.")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None,
+              help="Continue the run in this file (appends to it).")
+@_objective_options
+@_common_options
+def tune_command(method, step, multiplier, fallback_step, armijo_c, tau, grad_step, grad_method, hessian_method,
+                 max_steps, gtol, record_every, x0, out, resume, alpha, beta, noise, loss_kind, threads,
+                 corpus, backend, seed, quiet):
+    """Minimise F(h, s, l) and print the final point [h, s, l] (the run goes to --out as JSON Lines)."""
+    given = dict(step=step, multiplier=multiplier, fallback_step=fallback_step, c=armijo_c, tau=tau,
+                 grad_step=grad_step, grad_method=grad_method, hessian_method=hessian_method)
+    options = {name: value for name, value in given.items() if value is not None}
+    if resume is not None and out is not None and os.path.abspath(out) != os.path.abspath(resume):
+        raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
+    F = Objective(corpus, alpha, beta, noise=noise, seed=seed, threads=threads or default_threads(),
+                  backend=backend, loss=loss_kind)
+    best = [math.inf]
+    with progress_bar(total=max_steps, quiet=quiet, desc=f"tune {method}", unit="step") as bar:
+        def on_step(record):
+            best[0] = min(best[0], record["fun"])
+            bar.update(record["step"] - bar.n)
+            bar.set_postfix_str(f"x={_paper_form(record['x'])} F={record['fun']:.4f} best={best[0]:.4f}")
+
+        try:
+            result = tune(F, method, x0=x0, seed=seed, max_steps=max_steps, record_every=record_every, gtol=gtol,
+                          out=resume or out, resume=resume is not None, on_step=on_step, **options)
+        except RunFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--resume") from None
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            where = resume or out
+            hint = f"; continue with --resume {where}" if where else ""
+            click.echo(f"Error: interrupted{hint}", err=True)
+            sys.exit(130)
+    click.echo(_paper_form(result.x))
+    if not quiet:
+        click.echo(f"{result.message} after {result.nit} steps; F = {result.fun:.6g}; {result.nfev} evaluations; "
+                   f"{F.counters.trainings_run} trainings, {F.counters.memo_share:.0%} served by the memo", err=True)
+
+
+def _paper_form(x) -> str:
+    """A point as the paper prints it: [h, s, l] rounded to 4 digits."""
+    return "[" + ", ".join(f"{round(float(v), 4):.4f}" for v in x) + "]"
+
+
+@cli.command("gradient")
+@click.argument("hidden", type=float, callback=_finite_float)
+@click.argument("seq_length", metavar="SEQ", type=float, callback=_finite_float)
+@click.argument("learning_rate", metavar="LR", type=float, callback=_finite_float)
+@click.option("--step", "grad_step", type=click.FloatRange(min=0, min_open=True), default=1e-8, show_default=True,
+              help="Finite-difference step.")
+@click.option("--method", "grad_method", type=click.Choice(GRADIENT_METHODS), default="forward", show_default=True)
+@_objective_options
+@_common_options
+def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, alpha, beta, noise, loss_kind,
+                     threads, corpus, backend, seed, quiet):
+    """The paper's intensive gradient of F at (HIDDEN, SEQ, LR), as JSON (also x 1e-8, the paper's units)."""
+    F = Objective(corpus, alpha, beta, noise=noise, seed=seed, threads=threads or default_threads(),
+                  backend=backend, loss=loss_kind)
+    point = (hidden, seq_length, learning_rate)
+    g = gradient(F, point, h=grad_step, method=grad_method)
+    magnitude = float(np.linalg.norm(g))
+    _emit_json(dict(point=list(point), gradient=g.tolist(), magnitude=magnitude,
+                    gradient_paper_units=(g * 1e-8).tolist(), magnitude_paper_units=magnitude * 1e-8,
+                    step=grad_step, method=grad_method, **F.settings(), counters=F.counters.as_dict()))
+
+
+@cli.command("plot")
+@click.argument("run_files", metavar="RUN.jsonl...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
+@click.option("--title", default="", help="Figure title.")
+def plot_command(run_files, out, title):
+    """Plot hyperparameters over time (the paper's Fig 2/3E/4E) from one or more run files."""
+    from fastrnn.plots import plot_runs
+
+    try:
+        runs = [read_run(path) for path in run_files]
+    except RunFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="RUN.jsonl") from None
+    if any(not run.records for run in runs):
+        raise click.BadParameter("a run file has no records yet", param_hint="RUN.jsonl")
+    labels = [_run_label(run) for run in runs]
+    try:
+        plot_runs(runs, labels, out, title)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {out!r}: {exc.strerror or exc}", param_hint="--out") from None
+    click.echo(out)
+
+
+def _run_label(run) -> str:
+    settings = run.settings
+    options = settings.get("options") or {}
+    detail = ", ".join(f"{k}={v}" for k, v in options.items())
+    return f"{settings['method']}" + (f" ({detail})" if detail else "")
+
+
+@cli.command("reproduce")
+@click.option("--trial", "trial_spec", default="all", show_default=True, help="Trial number 1-9, a list (1,4,6) or all.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reproduction", show_default=True,
+              help="Folder for run files, figures, summary.json and report.md.")
+@click.option("--noise", type=click.Choice(NOISE_KINDS), default="common", show_default=True,
+              help="common random numbers (default) or the paper's fresh initialisations.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+@click.option("--scale", type=click.FloatRange(min=0, min_open=True, max=1), default=1.0, show_default=True,
+              help="Fraction of each trial's optimizer steps (1 = full scale; smaller for a quick look).")
+@click.option("--intensive/--no-intensive", default=True, show_default=True,
+              help="Compute the intensive gradient (alpha 100, beta 100) at each final point.")
+@_common_options
+def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, corpus, backend, seed, quiet):
+    """Run the paper's trials and write a Markdown report beside its published numbers."""
+    from fastrnn import reproduce
+    from fastrnn.plots import plot_runs
+
+    try:
+        numbers = reproduce.trial_numbers(trial_spec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trial") from None
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot create {out_dir!r}: {exc.strerror or exc}", param_hint="--out") from None
+    threads = threads or default_threads()
+    settings = dict(command="fastrnn reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"]
+                    else f"fastrnn reproduce --trial {trial_spec}", corpus=corpus.name, corpus_chars=len(corpus),
+                    vocab_size=corpus.vocab_size, noise=noise, backend=backend.name, threads=threads, scale=scale,
+                    seed=seed, environment=reproduce.environment())
+    summaries_path = os.path.join(out_dir, "summary.json")
+    summaries = {}
+    if os.path.exists(summaries_path):
+        with open(summaries_path, encoding="utf-8") as f:
+            summaries = {t["number"]: t for t in json.load(f).get("trials", [])}
+    bars = {}
+
+    def progress(label, record):
+        if label not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[label] = progress_bar(total=None, quiet=quiet, desc=label, unit="step")
+        bar = bars[label]
+        bar.update(record["step"] - bar.n)
+        bar.set_postfix_str(f"x={_paper_form(record['x'])} F={record['fun']:.4f}")
+
+    try:
+        for number in numbers:
+            trial = reproduce.TRIALS[number]
+            summary = reproduce.run_trial(trial, corpus, out_dir, noise=noise, seed=seed, threads=threads,
+                                          backend=backend.name, scale=scale, progress=progress)
+            if intensive:
+                previous = summaries.get(number)
+                if previous and [r["final"] for r in previous["runs"]] == [r["final"] for r in summary["runs"]]:
+                    for run, old in zip(summary["runs"], previous["runs"]):
+                        if "intensive" in old:
+                            run["intensive"] = old["intensive"]
+                reproduce.intensive_gradients(summary, corpus, noise=noise, seed=seed, threads=threads,
+                                              backend=backend.name)
+            runs = [read_run(os.path.join(out_dir, run["file"])) for run in summary["runs"]]
+            plot_runs(runs, [_run_label(r) for r in runs], os.path.join(out_dir, f"trial{number}.png"),
+                      title=f"Trial {number}: {trial.description}")
+            summaries[number] = summary
+            report = reproduce.write_report([summaries[k] for k in sorted(summaries)], settings, out_dir)
+            if not quiet:
+                finals = "; ".join(_paper_form(run["final"]) for run in summary["runs"])
+                click.echo(f"trial {number}: {finals}", err=True)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    click.echo(report)
 
 
 @cli.command("backends")

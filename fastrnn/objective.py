@@ -187,6 +187,13 @@ class Objective:
         self.counters.seconds += time.perf_counter() - started
         return values
 
+    def noise_state(self) -> dict | None:
+        """The fresh-noise seed generator's state (None for common noise), to resume a run."""
+        return self._fresh_seeds.bit_generator.state if self.noise == "fresh" else None
+
+    def set_noise_state(self, state: dict) -> None:
+        self._fresh_seeds.bit_generator.state = state
+
     @property
     def memo_size(self) -> int:
         return len(self._memo)
