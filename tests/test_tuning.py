@@ -1,0 +1,184 @@
+"""Tuning runs end to end: run files, resuming after an interruption, the CLI, plots, presets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fastrnn import reproduce
+from fastrnn.cli.main import cli
+from fastrnn.objective import Objective
+from fastrnn.tuning import RunFileError, read_run, tune
+
+ALPHA = 5
+
+
+def _F(corpus, noise="common"):
+    return Objective(corpus, alpha=ALPHA, beta=1, noise=noise, seed=3, threads=2)
+
+
+@pytest.mark.parametrize("method,options", [("gd", {"step": 0.5}), ("newton", {"multiplier": 1.0}),
+                                            ("bfgs", {}), ("dfp", {})])
+@pytest.mark.parametrize("noise", ["common", "fresh"])
+def test_resumed_run_ends_like_an_uninterrupted_one(small_corpus, tmp_path, method, options, noise):
+    x0 = [24.3, 8.6, 0.2]
+    whole = tune(_F(small_corpus, noise), method, x0=x0, seed=1, max_steps=9, record_every=2,
+                 out=tmp_path / "whole.jsonl", **options)
+    part = tmp_path / "part.jsonl"
+    tune(_F(small_corpus, noise), method, x0=x0, seed=1, max_steps=5, record_every=2, out=part, **options)
+    resumed = tune(_F(small_corpus, noise), method, x0=x0, seed=1, max_steps=9, record_every=2, out=part,
+                   resume=True, **options)
+    assert resumed.x.tolist() == whole.x.tolist()
+    assert resumed.fun == whole.fun and resumed.nit == whole.nit == 9
+    steps = [r["step"] for r in read_run(part).records]
+    assert steps == sorted(set(steps))  # no record written twice
+    # The interrupted run also recorded its last step (5); every other record is the same.
+    resumed_records = {r["step"]: r["x"] for r in read_run(part).records}
+    whole_records = {r["step"]: r["x"] for r in read_run(tmp_path / "whole.jsonl").records}
+    assert set(resumed_records) == set(whole_records) | {5}
+    assert all(resumed_records[step] == x for step, x in whole_records.items())
+
+
+def test_killed_run_loses_at_most_the_last_record(small_corpus, tmp_path):
+    path = tmp_path / "run.jsonl"
+    whole = tune(_F(small_corpus), "gd", x0=[30.2, 9.1, 0.3], seed=1, max_steps=8, record_every=1, out=path, step=0.5)
+    lines = path.read_text().splitlines()
+    # A process killed while writing record 5: records 0-4 survive, then half a line.
+    path.write_text("\n".join(lines[:6]) + "\n" + lines[6][: len(lines[6]) // 2])
+    run = read_run(path)
+    assert [r["step"] for r in run.records] == [0, 1, 2, 3, 4] and run.result is None
+    with open(path, "w") as f:  # resuming appends after the last complete line
+        f.write("\n".join(lines[:6]) + "\n")
+    resumed = tune(_F(small_corpus), "gd", x0=[30.2, 9.1, 0.3], seed=1, max_steps=8, record_every=1, out=path,
+                   resume=True, step=0.5)
+    assert resumed.x.tolist() == whole.x.tolist()
+    run = read_run(path)
+    assert run.result["x"] == whole.x.tolist()
+    assert run.result["counters"]["trainings_run"] > 0
+
+
+def test_run_file_layout(small_corpus, tmp_path):
+    path = tmp_path / "run.jsonl"
+    tune(_F(small_corpus), "gd", x0=[25.0, 10.0, 0.1], seed=0, max_steps=5, record_every=2, out=path, step=0.1)
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [e["type"] for e in entries] == ["settings", "record", "record", "record", "record", "result"]
+    assert [e["step"] for e in entries if e["type"] == "record"] == [0, 2, 4, 5]
+    settings = entries[0]
+    assert settings["method"] == "gd" and settings["options"] == {"step": 0.1}
+    assert settings["objective"]["alpha"] == ALPHA and settings["objective"]["corpus_fingerprint"]
+    record = entries[1]
+    assert {"x", "fun", "gradient_norm", "rule", "state", "counters"} <= set(record)
+
+
+def test_resume_refuses_other_settings(small_corpus, tmp_path):
+    path = tmp_path / "run.jsonl"
+    tune(_F(small_corpus), "gd", x0=[25.0, 10.0, 0.1], seed=0, max_steps=2, out=path, step=0.1)
+    with pytest.raises(RunFileError, match="options"):
+        tune(_F(small_corpus), "gd", x0=[25.0, 10.0, 0.1], seed=0, max_steps=4, out=path, resume=True, step=0.2)
+    other = Objective(small_corpus, alpha=ALPHA + 1, beta=1, seed=3)
+    with pytest.raises(RunFileError, match="objective"):
+        tune(other, "gd", x0=[25.0, 10.0, 0.1], seed=0, max_steps=4, out=path, resume=True, step=0.1)
+
+
+def test_not_a_run_file(tmp_path):
+    bogus = tmp_path / "x.jsonl"
+    bogus.write_text('{"type": "record"}\n')
+    with pytest.raises(RunFileError, match="not a fastrnn run file"):
+        read_run(bogus)
+    with pytest.raises(RunFileError, match="does not exist"):
+        read_run(tmp_path / "missing.jsonl")
+
+
+@pytest.fixture
+def corpus_file(tmp_path, small_corpus):
+    path = tmp_path / "text.txt"
+    path.write_text(small_corpus.text, encoding="utf-8")
+    return str(path)
+
+
+def test_cli_tune_prints_the_papers_form_and_resumes(tmp_path, corpus_file):
+    runner = CliRunner()
+    out = tmp_path / "run.jsonl"
+    args = ["tune", "--method", "gd", "--step", "0.5", "--alpha", "5", "--corpus", corpus_file, "--seed", "2",
+            "--record-every", "3", "--quiet"]
+    whole = runner.invoke(cli, args + ["--steps", "10", "--out", str(tmp_path / "whole.jsonl")])
+    assert whole.exit_code == 0, whole.output
+    final = whole.stdout.strip()
+    assert final.startswith("[") and final.count(",") == 2
+    assert all(len(part.strip(" []").split(".")[1]) == 4 for part in final.split(","))
+    assert runner.invoke(cli, args + ["--steps", "4", "--out", str(out)]).exit_code == 0
+    resumed = runner.invoke(cli, args + ["--steps", "10", "--resume", str(out)])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout.strip() == final
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["tune", "--method", "sgd"], "--method"),
+        (["tune", "--method", "newton", "--step", "0.1", "--steps", "1"], "step"),
+        (["tune", "--x0", "1,2"], "--x0"),
+        (["tune", "--resume", "/no/such/run.jsonl"], "does not exist"),
+        (["reproduce", "--trial", "10"], "--trial"),
+        (["plot", "/no/such/run.jsonl", "-o", "x.png"], "does not exist"),
+    ],
+)
+def test_cli_tune_bad_input(args, fragment, corpus_file):
+    result = CliRunner().invoke(cli, args + ["--corpus", corpus_file] if args[0] != "plot" else args)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr
+
+
+def test_cli_gradient(corpus_file, small_corpus):
+    result = CliRunner().invoke(cli, ["gradient", "24.5", "8.5", "0.1", "--alpha", "5", "--beta", "2",
+                                      "--corpus", corpus_file])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    F = Objective(small_corpus, alpha=5, beta=2)
+    f0 = F((24.5, 8.5, 0.1))
+    expected_h = (F((24.5 + 1e-8, 8.5, 0.1)) - f0) / 1e-8
+    assert record["gradient"][0] == expected_h
+    assert record["magnitude"] == pytest.approx(np.linalg.norm(record["gradient"]))
+    assert record["gradient_paper_units"][0] == pytest.approx(expected_h * 1e-8)
+
+
+def test_cli_plot_writes_a_png(tmp_path, small_corpus):
+    runs = []
+    for step in (0.1, 0.5):
+        path = tmp_path / f"run{step}.jsonl"
+        tune(_F(small_corpus), "gd", x0=[25.0, 10.0, 0.1], seed=0, max_steps=4, record_every=1, out=path, step=step)
+        runs.append(str(path))
+    png = tmp_path / "fig.png"
+    result = CliRunner().invoke(cli, ["plot", *runs, "-o", str(png)])
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reproduce_presets_match_the_paper():
+    assert [t.method for t in reproduce.TRIALS.values()] == ["gd"] * 5 + ["newton"] * 2 + ["bfgs", "dfp"]
+    assert [(t.alpha, t.beta) for t in reproduce.TRIALS.values()] == [(100, 1)] * 3 + [(10, 1), (1, 1)] + \
+        [(10, 1)] * 2 + [(10, 10)] * 2
+    assert [o["step"] for o in reproduce.TRIALS[1].runs] == [0.1, 0.01, 0.5]
+    assert reproduce.TRIALS[7].runs[0]["multiplier"] == 1000
+    assert reproduce.trial_numbers("all") == list(range(1, 10))
+    assert reproduce.trial_numbers("1,6") == [1, 6]
+
+
+def test_cli_reproduce_small_scale(tmp_path, corpus_file):
+    out = tmp_path / "rep"
+    args = ["reproduce", "--trial", "4,8", "--scale", "0.0005", "--out", str(out), "--corpus", corpus_file, "--quiet"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert "[20.6689, 5.4620, 0.3758]" in report  # the paper's trial 4 beside ours
+    assert "trial4.png" in report and (out / "trial8.png").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert [t["number"] for t in summary["trials"]] == [4, 8]
+    assert all("intensive" in run for t in summary["trials"] for run in t["runs"])
+    # A second invocation reuses the finished runs instead of recomputing them.
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.jsonl")}
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.jsonl")} == before
