@@ -163,6 +163,8 @@ class Objective:
         self.diverged_value = float(diverged_value)
         self.counters = Counters()
         self._memo: dict[tuple, float] = {}
+        # Part of every memo key, so a value is never served for other settings.
+        self._memo_scope = (self.corpus.fingerprint, self.alpha, self.loss, self.backend.name)
         self._fresh_seeds = np.random.default_rng(self.seed)
 
     # -- public API -------------------------------------------------------------------------
@@ -229,7 +231,7 @@ class Objective:
                 elif (penalty := sanity_penalty(h, s, learning_rate)) > 0.0:
                     corners.append(penalty)
                 else:
-                    corners.append([(h, s, learning_rate, seed) for seed in self._replica_seeds()])
+                    corners.append([(*self._memo_scope, h, s, learning_rate, seed) for seed in self._replica_seeds()])
         return _PointPlan((h_low, h_high), (s_low, s_high), corners)
 
     def _train_missing(self, keys: Iterable[tuple]) -> None:
@@ -243,7 +245,7 @@ class Objective:
             return
         states = [
             TrainState.fresh(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed)
-            for hidden, seq_length, learning_rate, seed in missing
+            for *_scope, hidden, seq_length, learning_rate, seed in missing
         ]
         for state in states:
             self.corpus.require_length(state.seq_length)
