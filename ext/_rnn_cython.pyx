@@ -1,0 +1,485 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The Cython training kernel: min-char-rnn's step loop compiled, GIL released, OpenMP across runs.
+
+The semantics are those of ``fastrnn._reference`` (and the same arithmetic as
+``fastrnn._numba_kernel``): forward pass with a max-shifted softmax and a log-sum-exp loss,
+full BPTT, elementwise clipping to [-5, 5] (comparisons, so a NaN gradient stays NaN),
+Adagrad, the smoothed loss, and min-char-rnn's data-pointer rule.
+
+Layout: the parameters are one flat float64 buffer
+``[ Wxh (H*V) | Whh (H*H) | Why (V*H) | bh (H) | by (V) ]`` (see :mod:`fastrnn.model`).
+
+The text arrives as a 1-D numpy array of unsigned or signed integers of any width; the kernel
+reads it through a byte pointer and an element kind, loading one window of ``S + 1`` ids per
+step (and checking each lies in ``[0, V)``), so no copy of the corpus is ever made.
+
+The kernel is a set of ``nogil`` cdef functions on raw pointers; the ``def`` functions at the
+end are thin wrappers that check shapes, release the GIL and call them.
+"""
+
+from cython.parallel cimport prange
+from libc.math cimport exp, isfinite, log, sqrt, tanh, INFINITY, NAN
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+cdef extern from "_rnn_simd.h" nogil:
+    void rnn_gemv(const double* W, const double* x, Py_ssize_t rows, Py_ssize_t cols, double* out)
+    void rnn_gemv_t_acc(const double* W, const double* g, Py_ssize_t rows, Py_ssize_t cols, double* out)
+    void rnn_ger_acc(double* D, const double* G, Py_ssize_t ldg, const double* X, Py_ssize_t n,
+                     Py_ssize_t rows, Py_ssize_t cols)
+    void rnn_adagrad(double* params, double* memory, const double* grads, Py_ssize_t n, double lr)
+    const char* FASTRNN_DISPATCH
+    int FASTRNN_OPENMP
+    const char* FASTRNN_CYTHON_VERSION
+    double GRADIENT_CLIP "RNN_GRADIENT_CLIP"
+    double ADAGRAD_EPS "RNN_ADAGRAD_EPS"
+    double SMOOTHING "RNN_SMOOTHING"
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int fastrnn_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int fastrnn_max_threads(void) { return 1; }
+    #endif
+    """
+    int fastrnn_max_threads() nogil
+
+# The constants of fastrnn.model, compiled in as C constants (ext/_rnn_simd.h); exported so
+# the tests can check they agree.
+CONSTANTS = dict(GRADIENT_CLIP=GRADIENT_CLIP, ADAGRAD_EPS=ADAGRAD_EPS, SMOOTHING=SMOOTHING)
+
+# Statuses: those of fastrnn.model, plus internal errors the wrappers turn into exceptions.
+cdef enum:
+    STATUS_OK = 0
+    STATUS_DIVERGED = 1
+    ERR_BAD_ID = -1        # a character id outside [0, V)
+    ERR_NO_MEMORY = -2     # malloc failed
+
+#: Cython version this module was generated with, and whether it was compiled with OpenMP.
+CYTHON_VERSION = FASTRNN_CYTHON_VERSION.decode("ascii")
+#: Which instruction sets the vector primitives (ext/_rnn_simd.h) were compiled for.
+SIMD_DISPATCH = FASTRNN_DISPATCH.decode("ascii")
+
+
+def openmp_enabled():
+    """Whether this build was compiled with OpenMP (else ``train_batch`` runs on one thread)."""
+    return bool(FASTRNN_OPENMP)
+
+
+def openmp_max_threads():
+    """OpenMP's default thread count (1 without OpenMP)."""
+    return fastrnn_max_threads()
+
+
+# ---------------------------------------------------------------------------------------
+# Workspace
+
+ctypedef struct Work:
+    double* hs        # (S + 1, H): hs[0] = hprev, hs[t + 1] = hidden state after char t
+    double* probs     # (S, V): softmax outputs, turned into dy in the backward sweep
+    double* dhraws    # (S, H): gradient wrt the pre-activation of each hidden state
+    double* grads     # (P,): raw gradients, flat layout
+    double* dh        # (H,)
+    double* dhnext    # (H,)
+    Py_ssize_t* xs    # (S + 1,): the window of character ids
+    void* block       # the one allocation backing the double arrays
+
+
+cdef inline Py_ssize_t _n_params(Py_ssize_t H, Py_ssize_t V) noexcept nogil:
+    return H * V + H * H + V * H + H + V
+
+
+cdef int _work_alloc(Work* w, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S) noexcept nogil:
+    cdef Py_ssize_t n = (S + 1) * H + S * V + S * H + _n_params(H, V) + 2 * H
+    cdef double* d = <double*> malloc(n * sizeof(double))
+    w.block = d
+    w.xs = <Py_ssize_t*> malloc((S + 1) * sizeof(Py_ssize_t))
+    if d == NULL or w.xs == NULL:
+        free(d)
+        free(w.xs)
+        w.block = NULL
+        w.xs = NULL
+        return ERR_NO_MEMORY
+    w.hs = d
+    d += (S + 1) * H
+    w.probs = d
+    d += S * V
+    w.dhraws = d
+    d += S * H
+    w.grads = d
+    d += _n_params(H, V)
+    w.dh = d
+    d += H
+    w.dhnext = d
+    return STATUS_OK
+
+
+cdef void _work_free(Work* w) noexcept nogil:
+    free(w.block)
+    free(w.xs)
+    w.block = NULL
+    w.xs = NULL
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the text
+
+cdef inline long long _load_id(const uint8_t* data, int kind, Py_ssize_t k) noexcept nogil:
+    # kind: itemsize in bytes, negative for signed integer types
+    if kind == 1:
+        return (<const uint8_t*> data)[k]
+    elif kind == 2:
+        return (<const uint16_t*> data)[k]
+    elif kind == 4:
+        return (<const uint32_t*> data)[k]
+    elif kind == 8:
+        return <long long> (<const uint64_t*> data)[k]
+    elif kind == -1:
+        return (<const int8_t*> data)[k]
+    elif kind == -2:
+        return (<const int16_t*> data)[k]
+    elif kind == -4:
+        return (<const int32_t*> data)[k]
+    else:
+        return (<const int64_t*> data)[k]
+
+
+cdef int _load_window(const uint8_t* data, int kind, Py_ssize_t start, Py_ssize_t S, Py_ssize_t V,
+                      Py_ssize_t* xs) noexcept nogil:
+    """ids of data[start:start + S + 1] into xs; ERR_BAD_ID if one lies outside [0, V)."""
+    cdef Py_ssize_t t
+    cdef long long c
+    for t in range(S + 1):
+        c = _load_id(data, kind, start + t)
+        if c < 0 or c >= V:
+            return ERR_BAD_ID
+        xs[t] = <Py_ssize_t> c
+    return STATUS_OK
+
+
+# ---------------------------------------------------------------------------------------
+# The kernel
+
+cdef double _forward_backward(const double* params, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S,
+                              const Py_ssize_t* xs, const double* hprev, Work* w) noexcept nogil:
+    """Loss of the window ``xs`` from hidden state ``hprev``; raw gradients into ``w.grads``.
+
+    ``w.hs[S * H:]`` holds the last hidden state afterwards.
+    """
+    cdef const double* Wxh = params
+    cdef const double* Whh = Wxh + H * V
+    cdef const double* Why = Whh + H * H
+    cdef const double* bh = Why + V * H
+    cdef const double* by = bh + H
+    cdef double* hs = w.hs
+    cdef double* probs = w.probs
+    cdef double* dhraws = w.dhraws
+    cdef double* dh = w.dh
+    cdef double* dhnext = w.dhnext
+    cdef double* dWxh = w.grads
+    cdef double* dWhh = dWxh + H * V
+    cdef double* dWhy = dWhh + H * H
+    cdef double* dbh = dWhy + V * H
+    cdef double* dby = dbh + H
+    cdef double loss = 0.0
+    cdef double acc, y_max, y_target, total, e, inv_total, g, d
+    cdef const double* h_in
+    cdef double* h_out
+    cdef const double* h
+    cdef double* p
+    cdef double* dy
+    cdef double* dhraw
+    cdef Py_ssize_t t, i, j, v, x
+
+    # forward
+    memcpy(hs, hprev, H * sizeof(double))
+    for t in range(S):
+        x = xs[t]
+        h_in = hs + t * H
+        h_out = hs + (t + 1) * H
+        rnn_gemv(Whh, h_in, H, H, h_out)
+        for i in range(H):
+            h_out[i] = tanh(Wxh[i * V + x] + h_out[i] + bh[i])
+        p = probs + t * V
+        rnn_gemv(Why, h_out, V, H, p)
+        y_max = -INFINITY
+        for v in range(V):
+            acc = p[v] + by[v]
+            p[v] = acc
+            if acc > y_max:
+                y_max = acc
+        y_target = p[xs[t + 1]]
+        total = 0.0
+        for v in range(V):
+            e = exp(p[v] - y_max)
+            p[v] = e
+            total += e
+        # log-softmax form: finite even where the target's probability underflows to 0
+        loss -= (y_target - y_max) - log(total)
+        inv_total = 1.0 / total
+        for v in range(V):
+            p[v] *= inv_total
+
+    # backward: the sweep through time gives dy_t (in probs) and dhraw_t
+    memset(w.grads, 0, _n_params(H, V) * sizeof(double))
+    memset(dhnext, 0, H * sizeof(double))
+    for t in range(S - 1, -1, -1):
+        dy = probs + t * V
+        dy[xs[t + 1]] -= 1.0
+        for v in range(V):
+            dby[v] += dy[v]
+        memcpy(dh, dhnext, H * sizeof(double))
+        rnn_gemv_t_acc(Why, dy, V, H, dh)
+        h = hs + (t + 1) * H
+        dhraw = dhraws + t * H
+        x = xs[t]
+        for j in range(H):
+            d = (1.0 - h[j] * h[j]) * dh[j]
+            dhraw[j] = d
+            dbh[j] += d
+        for j in range(H):
+            dWxh[j * V + x] += dhraw[j]
+        if t > 0:  # dhnext of the first character would be unused
+            memset(dhnext, 0, H * sizeof(double))
+            rnn_gemv_t_acc(Whh, dhraw, H, H, dhnext)
+
+    # dWhy = dY^T hs[1:], dWhh = dHraw^T hs[:-1] as matrix products after the sweep (each
+    # block of a row summed over t in registers), not one outer product per character
+    rnn_ger_acc(dWhy, probs, V, hs + H, S, V, H)
+    rnn_ger_acc(dWhh, dhraws, H, hs, S, H, H)
+    return loss
+
+
+cdef int _train_run(const uint8_t* data, int kind, Py_ssize_t N, Py_ssize_t H, Py_ssize_t V,
+                    Py_ssize_t S, double lr, Py_ssize_t n_steps, double* params, double* memory,
+                    double* hprev, Py_ssize_t* position, double* smooth_loss, double* last_loss,
+                    Py_ssize_t* steps_done, Work* w) noexcept nogil:
+    """Advance one run by up to ``n_steps`` updates in place; returns its status.
+
+    ``position``, ``smooth_loss`` are read and written; ``last_loss`` and ``steps_done``
+    are written. Needs ``N >= S + 2`` and ``0 <= position``.
+    """
+    cdef Py_ssize_t P = _n_params(H, V)
+    cdef Py_ssize_t pos = position[0]
+    cdef double smooth = smooth_loss[0]
+    cdef double loss = NAN
+    cdef Py_ssize_t step, k
+    cdef int status = STATUS_OK
+    last_loss[0] = NAN
+    steps_done[0] = 0
+    for step in range(n_steps):
+        if pos + S + 1 >= N:
+            pos = 0
+            memset(hprev, 0, H * sizeof(double))
+        status = _load_window(data, kind, pos, S, V, w.xs)
+        if status != STATUS_OK:
+            break
+        loss = _forward_backward(params, H, V, S, w.xs, hprev, w)
+        last_loss[0] = loss
+        if not isfinite(loss):
+            status = STATUS_DIVERGED
+            break
+        smooth = smooth * (1.0 - SMOOTHING) + loss * SMOOTHING
+        rnn_adagrad(params, memory, w.grads, P, lr)  # clip to [-5, 5], then Adagrad
+        memcpy(hprev, w.hs + S * H, H * sizeof(double))
+        pos += S
+        steps_done[0] = step + 1
+    position[0] = pos
+    smooth_loss[0] = smooth
+    if status != STATUS_OK:
+        return status
+    for k in range(P):
+        if not isfinite(params[k]):
+            return STATUS_DIVERGED
+    return STATUS_OK
+
+
+cdef int64_t _batch_run(const uint8_t* data, int kind, Py_ssize_t N, Py_ssize_t H, Py_ssize_t V,
+                        Py_ssize_t S, double lr, Py_ssize_t n_steps, double* params, double* memory,
+                        double* hprev, int64_t* position, double* smooth_loss, double* last_loss,
+                        int64_t* steps_done) noexcept nogil:
+    """One run of ``train_batch``, with its own workspace (every local here is per thread)."""
+    cdef Work w
+    cdef Py_ssize_t pos = <Py_ssize_t> position[0]
+    cdef Py_ssize_t done = 0
+    cdef double smooth = smooth_loss[0]
+    cdef double last = NAN
+    cdef int status = STATUS_OK
+    if n_steps > 0:
+        status = _work_alloc(&w, H, V, S)
+        if status == STATUS_OK:
+            status = _train_run(data, kind, N, H, V, S, lr, n_steps, params, memory, hprev,
+                                &pos, &smooth, &last, &done, &w)
+            _work_free(&w)
+    position[0] = pos
+    smooth_loss[0] = smooth
+    last_loss[0] = last
+    steps_done[0] = done
+    return status
+
+
+# ---------------------------------------------------------------------------------------
+# Python wrappers
+
+cdef tuple _text(data):
+    """(bytes view, element kind, length) of a 1-D integer array, without copying it."""
+    arr = np.asarray(data)
+    if arr.ndim != 1:
+        raise ValueError(f"data must be a 1-D array of character ids, got shape {arr.shape}")
+    if arr.dtype.kind not in "ui":
+        raise TypeError(f"data must hold integer character ids, got dtype {arr.dtype}")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    arr = np.ascontiguousarray(arr)
+    kind = arr.dtype.itemsize if arr.dtype.kind == "u" else -arr.dtype.itemsize
+    return arr.view(np.uint8), kind, arr.shape[0]
+
+
+cdef void _check_sizes(Py_ssize_t H, Py_ssize_t V, Py_ssize_t S, Py_ssize_t N) except *:
+    if H < 1 or V < 1 or S < 1:
+        raise ValueError(f"hidden size, vocabulary size and sequence length must be >= 1, got H={H}, V={V}, S={S}")
+    if N < S + 2:
+        raise ValueError(f"data has {N} characters; seq_length {S} needs at least {S + 2}")
+
+
+cdef void _raise_status(int status) except *:
+    if status == ERR_BAD_ID:
+        raise ValueError("data holds a character id outside [0, vocab_size)")
+    if status == ERR_NO_MEMORY:
+        raise MemoryError("cannot allocate the training workspace")
+
+
+def loss_and_gradients(const double[::1] params, Py_ssize_t H, Py_ssize_t V, data, Py_ssize_t start,
+                       Py_ssize_t S, const double[::1] hprev):
+    """One window's loss, raw (unclipped) gradients in the flat layout, and last hidden state."""
+    cdef const uint8_t[::1] text
+    cdef int kind
+    cdef Py_ssize_t N
+    text, kind, N = _text(data)
+    if H < 1 or V < 1 or S < 1:
+        raise ValueError(f"H, V and S must be >= 1, got H={H}, V={V}, S={S}")
+    if params.shape[0] != _n_params(H, V):
+        raise ValueError(f"params has {params.shape[0]} entries; H={H}, V={V} needs {_n_params(H, V)}")
+    if hprev.shape[0] != H:
+        raise ValueError(f"hprev has {hprev.shape[0]} entries, expected H={H}")
+    if start < 0 or start + S + 1 > N:
+        raise ValueError(f"window [{start}, {start + S + 1}) lies outside data of length {N}")
+    grads = np.empty(_n_params(H, V))
+    h_last = np.empty(H)
+    cdef double[::1] g = grads
+    cdef double[::1] hl = h_last
+    cdef Work w
+    cdef double loss = NAN
+    cdef int status
+    with nogil:
+        status = _work_alloc(&w, H, V, S)
+        if status == STATUS_OK:
+            status = _load_window(&text[0], kind, start, S, V, w.xs)
+            if status == STATUS_OK:
+                loss = _forward_backward(&params[0], H, V, S, w.xs, &hprev[0], &w)
+                memcpy(&g[0], w.grads, g.shape[0] * sizeof(double))
+                memcpy(&hl[0], w.hs + S * H, H * sizeof(double))
+            _work_free(&w)
+    _raise_status(status)
+    return loss, grads, h_last
+
+
+def train_steps(data, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S, double lr, Py_ssize_t n_steps,
+                double[::1] params, double[::1] memory, double[::1] hprev, Py_ssize_t position,
+                double smooth_loss):
+    """Advance one run by up to ``n_steps`` Adagrad updates in place.
+
+    Returns ``(position, smooth_loss, last_loss, steps_done, status)``; ``params``, ``memory``
+    and ``hprev`` are updated in place (the contract of ``fastrnn._numba_kernel.train_steps``).
+    """
+    cdef const uint8_t[::1] text
+    cdef int kind
+    cdef Py_ssize_t N
+    text, kind, N = _text(data)
+    _check_sizes(H, V, S, N)
+    cdef Py_ssize_t P = _n_params(H, V)
+    if params.shape[0] != P or memory.shape[0] != P:
+        raise ValueError(f"params and memory need {P} entries for H={H}, V={V}; got {params.shape[0]} and {memory.shape[0]}")
+    if hprev.shape[0] != H:
+        raise ValueError(f"hprev has {hprev.shape[0]} entries, expected H={H}")
+    if position < 0:
+        raise ValueError(f"position must be >= 0, got {position}")
+    cdef double last_loss = NAN
+    cdef Py_ssize_t done = 0
+    cdef int status = STATUS_OK
+    cdef Work w
+    if n_steps <= 0:
+        return position, smooth_loss, last_loss, 0, STATUS_OK
+    with nogil:
+        status = _work_alloc(&w, H, V, S)
+        if status == STATUS_OK:
+            status = _train_run(&text[0], kind, N, H, V, S, lr, n_steps, &params[0], &memory[0],
+                                &hprev[0], &position, &smooth_loss, &last_loss, &done, &w)
+            _work_free(&w)
+    _raise_status(status)
+    return position, smooth_loss, last_loss, done, status
+
+
+def train_batch(data, const int64_t[::1] H, const int64_t[::1] V, const int64_t[::1] S,
+                const double[::1] lr, const int64_t[::1] n_steps,
+                double[::1] params, double[::1] memory, const int64_t[::1] param_offsets,
+                double[::1] hprev, const int64_t[::1] hprev_offsets,
+                int64_t[::1] position, double[::1] smooth_loss,
+                double[::1] last_loss, int64_t[::1] steps_done, int64_t[::1] status,
+                int threads=1):
+    """Train R independent runs, in parallel across runs with OpenMP.
+
+    Run r has hidden size ``H[r]``, vocabulary ``V[r]``, sequence length ``S[r]``, learning
+    rate ``lr[r]`` and takes ``n_steps[r]`` updates; its parameters are
+    ``params[param_offsets[r]:param_offsets[r + 1]]`` (likewise ``memory``) and its hidden
+    state ``hprev[hprev_offsets[r]:hprev_offsets[r + 1]]``, all updated in place.
+    ``position`` and ``smooth_loss`` are read and written; ``last_loss``, ``steps_done`` and
+    ``status`` are written. Each run is computed start to finish by one thread, so results are
+    bit-identical whatever ``threads`` is.
+    """
+    cdef const uint8_t[::1] text
+    cdef int kind
+    cdef Py_ssize_t N
+    text, kind, N = _text(data)
+    cdef Py_ssize_t R = H.shape[0]
+    cdef Py_ssize_t r
+    for name, arr in (("V", V), ("S", S), ("lr", lr), ("n_steps", n_steps), ("position", position),
+                      ("smooth_loss", smooth_loss), ("last_loss", last_loss),
+                      ("steps_done", steps_done), ("status", status)):
+        if arr.shape[0] != R:
+            raise ValueError(f"{name} has {arr.shape[0]} entries, H has {R}")
+    if param_offsets.shape[0] != R + 1 or hprev_offsets.shape[0] != R + 1:
+        raise ValueError(f"param_offsets and hprev_offsets need {R + 1} entries")
+    if params.shape[0] != memory.shape[0]:
+        raise ValueError("params and memory must have the same length")
+    for r in range(R):
+        _check_sizes(H[r], V[r], S[r], N)
+        if param_offsets[r] < 0 or param_offsets[r + 1] > params.shape[0] \
+                or param_offsets[r + 1] - param_offsets[r] != _n_params(H[r], V[r]):
+            raise ValueError(f"run {r}: param_offsets do not match H={H[r]}, V={V[r]}")
+        if hprev_offsets[r] < 0 or hprev_offsets[r + 1] > hprev.shape[0] \
+                or hprev_offsets[r + 1] - hprev_offsets[r] != H[r]:
+            raise ValueError(f"run {r}: hprev_offsets do not match H={H[r]}")
+        if position[r] < 0:
+            raise ValueError(f"run {r}: position must be >= 0, got {position[r]}")
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    if R == 0:
+        return
+    cdef const uint8_t* text_ptr = &text[0]
+    cdef double* params_ptr = &params[0] if params.shape[0] > 0 else NULL
+    cdef double* memory_ptr = &memory[0] if memory.shape[0] > 0 else NULL
+    cdef double* hprev_ptr = &hprev[0] if hprev.shape[0] > 0 else NULL
+    with nogil:
+        for r in prange(R, schedule="dynamic", chunksize=1, num_threads=threads):
+            status[r] = _batch_run(text_ptr, kind, N, H[r], V[r], S[r], lr[r], n_steps[r],
+                                   params_ptr + param_offsets[r], memory_ptr + param_offsets[r],
+                                   hprev_ptr + hprev_offsets[r], &position[r], &smooth_loss[r],
+                                   &last_loss[r], &steps_done[r])
+    for r in range(R):
+        _raise_status(<int> status[r])

@@ -1,0 +1,294 @@
+"""The Cython kernel (ext/_rnn_cython.pyx) against the NumPy reference.
+
+Skipped only when the extension is not built; under CI (``CI`` set) a missing extension is an
+error instead, since CI builds it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+try:
+    from fastrnn import _rnn_cython
+except ImportError as exc:  # pragma: no cover - depends on the build
+    if os.environ.get("CI"):
+        raise
+    pytest.skip(f"fastrnn._rnn_cython is not built ({exc}); build it with `pip install -e .`", allow_module_level=True)
+
+from fastrnn import model
+from fastrnn.backends import get_backend
+from fastrnn.corpus import Corpus
+from fastrnn.model import STATUS_DIVERGED, STATUS_OK, TrainState
+
+SIZES = [(20, 5), (100, 25), (410, 25)]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Corpus:
+    """A few thousand characters of word-like text over 45 distinct characters."""
+    rng = np.random.default_rng(20240607)
+    letters = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ")
+    words = ["".join(rng.choice(letters, size=rng.integers(1, 9))) for _ in range(300)]
+    pieces = []
+    for _ in range(900):
+        pieces.append(words[rng.integers(len(words))])
+        pieces.append(rng.choice([" ", " ", " ", ", ", ". ", ";\n", "!\n", "?", "'"]))
+    corpus = Corpus.from_text("".join(pieces), name="synthetic")
+    assert 30 <= corpus.vocab_size <= 65 and len(corpus) > 3000
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def cython():
+    return get_backend("cython")
+
+
+@pytest.fixture(scope="module")
+def numpy_ref():
+    return get_backend("numpy")
+
+
+def _state(corpus, H, S, lr, seed=0, scale=1.0) -> TrainState:
+    state = TrainState.fresh(H, S, lr, corpus.vocab_size, seed)
+    state.params *= scale
+    return state
+
+
+def _copy(state: TrainState) -> TrainState:
+    return TrainState(
+        hidden=state.hidden, seq_length=state.seq_length, learning_rate=state.learning_rate,
+        vocab_size=state.vocab_size, params=state.params.copy(), memory=state.memory.copy(),
+        hprev=np.array(state.hprev, dtype=float), position=state.position, smooth_loss=state.smooth_loss,
+        last_loss=state.last_loss, steps=state.steps, status=state.status, seed=state.seed,
+    )
+
+
+def _assert_close(actual, expected, rtol):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    scale = np.abs(expected).max()
+    assert np.abs(actual - expected).max() <= rtol * scale, (np.abs(actual - expected).max(), scale)
+
+
+def _assert_same_run(a: TrainState, b: TrainState):
+    """Bit-identical runs."""
+    assert np.array_equal(a.params, b.params, equal_nan=True)
+    assert np.array_equal(a.memory, b.memory, equal_nan=True)
+    assert np.array_equal(a.hprev, b.hprev, equal_nan=True)
+    assert (a.position, a.steps, a.status) == (b.position, b.steps, b.status)
+    assert a.smooth_loss == b.smooth_loss
+    assert a.last_loss == b.last_loss or (math.isnan(a.last_loss) and math.isnan(b.last_loss))
+
+
+def test_module_metadata(cython):
+    assert _rnn_cython.CONSTANTS == dict(
+        GRADIENT_CLIP=model.GRADIENT_CLIP, ADAGRAD_EPS=model.ADAGRAD_EPS, SMOOTHING=model.SMOOTHING
+    )
+    assert isinstance(_rnn_cython.openmp_enabled(), bool)
+    assert _rnn_cython.CYTHON_VERSION[0].isdigit()
+    assert cython.name == "cython" and cython.releases_gil
+    assert _rnn_cython.CYTHON_VERSION in cython.version()
+    assert ("OpenMP on" if _rnn_cython.openmp_enabled() else "OpenMP off") in cython.version()
+
+
+@pytest.mark.parametrize("H,S", SIZES)
+def test_loss_and_gradients_match_reference(corpus, cython, numpy_ref, H, S):
+    V = corpus.vocab_size
+    rng = np.random.default_rng(H * 1000 + S)
+    # weights well away from the initial 0.01 scale, so every term matters, but with a
+    # contracting recurrence: with a chaotic Whh, BPTT amplifies any rounding difference
+    # (the reference's own BLAS order included) past 1e-12
+    params = rng.standard_normal(model.parameter_count(H, V)) * 0.3
+    model.unpack(params, H, V).Whh[...] *= 1.5 / np.sqrt(H)
+    hprev = np.tanh(rng.standard_normal(H))
+    start = 123
+    loss, grads, h_last = cython.loss_and_gradients(params, H, V, corpus.data, start, S, hprev)
+    ref_loss, ref_grads, ref_h = numpy_ref.loss_and_gradients(params, H, V, corpus.data, start, S, hprev)
+    assert grads.shape == ref_grads.shape == params.shape
+    assert abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
+    _assert_close(grads, ref_grads, 1e-12)
+    _assert_close(h_last, ref_h, 1e-12)
+    clip = model.GRADIENT_CLIP
+    clipped, ref_clipped = np.clip(grads, -clip, clip), np.clip(ref_grads, -clip, clip)
+    if S >= 25:
+        assert np.abs(ref_grads).max() > clip  # the clip is exercised
+    _assert_close(clipped, ref_clipped, 1e-12)
+    # every block of the flat layout, not just the largest entries
+    for block, ref_block in zip(model.unpack(grads, H, V), model.unpack(ref_grads, H, V)):
+        _assert_close(block, ref_block, 1e-12)
+
+
+def test_smooth_loss_100_updates_matches_reference(corpus, cython, numpy_ref):
+    a, b = _state(corpus, 20, 5, 0.1, seed=1), _state(corpus, 20, 5, 0.1, seed=1)
+    cython.train_steps(corpus.data, a, 100)
+    numpy_ref.train_steps(corpus.data, b, 100)
+    assert (a.status, a.steps, a.position) == (STATUS_OK, 100, b.position)
+    assert abs(a.smooth_loss - b.smooth_loss) <= 1e-9 * abs(b.smooth_loss)
+    assert abs(a.last_loss - b.last_loss) <= 1e-9 * abs(b.last_loss)
+    _assert_close(a.params, b.params, 1e-9)
+
+
+@pytest.mark.parametrize("H,S", SIZES[1:])
+def test_three_updates_match_reference(corpus, cython, numpy_ref, H, S):
+    a, b = _state(corpus, H, S, 0.1, seed=2), _state(corpus, H, S, 0.1, seed=2)
+    cython.train_steps(corpus.data, a, 3)
+    numpy_ref.train_steps(corpus.data, b, 3)
+    assert (a.status, a.steps, a.position) == (STATUS_OK, 3, b.position)
+    assert abs(a.smooth_loss - b.smooth_loss) <= 1e-9 * abs(b.smooth_loss)
+    # Adagrad's g / sqrt(g*g + 1e-8) magnifies rounding in gradients near 1e-4 up to 1e4-fold
+    _assert_close(a.params, b.params, 1e-7)
+    _assert_close(a.memory, b.memory, 1e-7)
+    _assert_close(a.hprev, b.hprev, 1e-7)
+
+
+def test_data_wrap_around_matches_reference(cython, numpy_ref):
+    short = Corpus.from_text("the quick brown fox jumps over the lazy dog, then naps.", name="short")
+    H, S = 16, 10  # 55 characters: windows at 0, 10, 20, 30, then back to 0 (hprev reset)
+    a = TrainState.fresh(H, S, 0.1, short.vocab_size, 4)
+    b = _copy(a)
+    for n in (3, 9):  # the first call stops before the wrap, the second crosses it twice
+        cython.train_steps(short.data, a, n)
+        numpy_ref.train_steps(short.data, b, n)
+        assert (a.position, a.steps, a.status) == (b.position, b.steps, b.status)
+        assert abs(a.smooth_loss - b.smooth_loss) <= 1e-9 * abs(b.smooth_loss)
+        _assert_close(a.hprev, b.hprev, 1e-9)
+        _assert_close(a.params, b.params, 1e-9)
+    assert a.position < 4 * S and a.steps == 12
+
+
+def test_chunked_training_is_bit_identical(corpus, cython):
+    one = _state(corpus, 24, 7, 0.1, seed=5)
+    chunked = _copy(one)
+    cython.train_steps(corpus.data, one, 30)
+    for _ in range(3):
+        cython.train_steps(corpus.data, chunked, 10)
+    _assert_same_run(one, chunked)
+    assert one.steps == 30
+
+
+def _mixed_states(corpus):
+    configs = [(8, 3, 0.1), (40, 12, 0.05), (20, 5, 0.2), (33, 9, 0.1), (12, 25, 0.3), (64, 4, 0.02), (5, 1, 0.1)]
+    return [_state(corpus, H, S, lr, seed=k) for k, (H, S, lr) in enumerate(configs)]
+
+
+def test_train_many_thread_count_and_run_by_run_agree(corpus, cython):
+    base = _mixed_states(corpus)
+    runs = {threads: [_copy(s) for s in base] for threads in (1, 2)}
+    for threads, states in runs.items():
+        cython.train_many(corpus.data, states, 40, threads=threads)
+    one_by_one = [_copy(s) for s in base]
+    for state in one_by_one:
+        cython.train_steps(corpus.data, state, 40)
+    for a, b, c in zip(runs[1], runs[2], one_by_one):
+        _assert_same_run(a, b)
+        _assert_same_run(a, c)
+        assert a.steps == 40 and a.status == STATUS_OK
+    # continuing in place keeps agreeing
+    cython.train_many(corpus.data, runs[2], 5, threads=2)
+    for state in one_by_one:
+        cython.train_steps(corpus.data, state, 5)
+    for a, c in zip(runs[2], one_by_one):
+        _assert_same_run(a, c)
+
+
+def test_train_many_updates_state_arrays_in_place_and_skips_diverged(corpus, cython):
+    states = _mixed_states(corpus)[:3]
+    params_ids = [id(s.params) for s in states]
+    states[1].status = STATUS_DIVERGED
+    frozen = _copy(states[1])
+    cython.train_many(corpus.data, states, 4, threads=2)
+    assert [id(s.params) for s in states] == params_ids
+    _assert_same_run(states[1], frozen)
+    assert states[0].steps == states[2].steps == 4
+    cython.train_many(corpus.data, states, 0, threads=2)
+    assert states[0].steps == 4
+    with pytest.raises(ValueError):
+        cython.train_many(corpus.data, states, 1, threads=0)
+
+
+@pytest.mark.parametrize("lr", [1e308, 1e307])
+def test_divergence_is_reported(corpus, cython, numpy_ref, lr):
+    # Both give a non-finite loss on the second step, after one update has been applied.
+    # (Rates up to ~1e306 leave every number finite: absurd losses, but status OK, as in the
+    # reference.)
+    a, b = _state(corpus, 20, 5, lr, seed=6), _state(corpus, 20, 5, lr, seed=6)
+    cython.train_steps(corpus.data, a, 20)
+    with np.errstate(all="ignore"):
+        numpy_ref.train_steps(corpus.data, b, 20)
+    assert a.status == b.status == STATUS_DIVERGED
+    assert 1 <= a.steps == b.steps < 20
+    # the smooth loss never absorbs the non-finite loss
+    assert math.isfinite(a.smooth_loss) and not math.isfinite(a.last_loss)
+    assert a.smooth_loss == pytest.approx(b.smooth_loss, rel=1e-9)
+    # a diverged run is left alone by further calls
+    before = _copy(a)
+    cython.train_steps(corpus.data, a, 5)
+    _assert_same_run(a, before)
+
+
+def test_nan_weight_stops_before_any_update(corpus, cython):
+    state = _state(corpus, 20, 5, 0.1, seed=7)
+    state.weights.Whh[3, 4] = np.nan
+    before = _copy(state)
+    cython.train_steps(corpus.data, state, 10)
+    assert state.status == STATUS_DIVERGED and state.steps == 0
+    assert math.isnan(state.last_loss) and state.smooth_loss == before.smooth_loss
+    assert np.array_equal(state.params, before.params, equal_nan=True)
+    assert np.array_equal(state.memory, before.memory) and state.position == before.position
+
+
+def test_nan_parameter_off_the_loss_path_is_caught_at_the_end(corpus, cython, numpy_ref):
+    # An input column for an id the text never uses: the loss stays finite, the NaN weight is
+    # only found by the final check, after all the updates.
+    V = corpus.vocab_size + 1
+    a = TrainState.fresh(20, 5, 0.1, V, 8)
+    a.weights.Wxh[:, V - 1] = np.nan
+    b = _copy(a)
+    cython.train_steps(corpus.data, a, 15)
+    numpy_ref.train_steps(corpus.data, b, 15)
+    assert a.status == b.status == STATUS_DIVERGED
+    assert a.steps == b.steps == 15
+    assert math.isfinite(a.smooth_loss)
+    assert abs(a.smooth_loss - b.smooth_loss) <= 1e-9 * abs(b.smooth_loss)
+    # and train_many reports it the same way
+    c = TrainState.fresh(20, 5, 0.1, V, 8)
+    c.weights.Wxh[:, V - 1] = np.nan
+    cython.train_many(corpus.data, [c], 15, threads=2)
+    _assert_same_run(a, c)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.int32, np.int64])
+def test_wider_id_types_give_identical_runs(corpus, cython, dtype):
+    assert corpus.data.dtype == np.uint8 and not corpus.data.flags.writeable
+    wide = corpus.data.astype(dtype)
+    wide.flags.writeable = False
+    a = _state(corpus, 16, 6, 0.1, seed=9)
+    b = _copy(a)
+    cython.train_steps(corpus.data, a, 12)
+    cython.train_steps(wide, b, 12)
+    _assert_same_run(a, b)
+    la = cython.loss_and_gradients(a.params, 16, corpus.vocab_size, corpus.data, 50, 6, a.hprev)
+    lb = cython.loss_and_gradients(a.params, 16, corpus.vocab_size, wide, 50, 6, a.hprev)
+    assert la[0] == lb[0] and np.array_equal(la[1], lb[1])
+
+
+def test_bad_inputs_raise(corpus):
+    H, V, S = 8, corpus.vocab_size, 5
+    state = TrainState.fresh(H, S, 0.1, V, 0)
+    args = (H, V, S, 0.1, 3, state.params, state.memory, state.hprev, 0, state.smooth_loss)
+    bad = corpus.data.astype(np.int64)
+    bad[2] = V  # an id outside the vocabulary
+    with pytest.raises(ValueError, match="outside"):
+        _rnn_cython.train_steps(bad, *args)
+    with pytest.raises(ValueError, match="at least"):
+        _rnn_cython.train_steps(corpus.data[:S + 1], *args)
+    with pytest.raises(TypeError):
+        _rnn_cython.train_steps(corpus.data.astype(np.float64), *args)
+    with pytest.raises(ValueError):
+        _rnn_cython.train_steps(corpus.data, H + 1, V, S, 0.1, 3, state.params, state.memory,
+                                np.zeros(H + 1), 0, 0.0)
+    with pytest.raises(ValueError):
+        _rnn_cython.loss_and_gradients(state.params, H, V, corpus.data, len(corpus) - S, S, state.hprev)
