@@ -22,6 +22,9 @@ SMOOTHING = 0.001
 #: Standard deviation of the initial weights (min-char-rnn's ``randn(...) * 0.01``).
 INIT_SCALE = 0.01
 
+#: Floating-point types the compiled kernels train in; float64 is the paper's (and the reference's).
+DTYPES = ("float64", "float32")
+
 #: Training-run statuses.
 STATUS_OK = 0
 STATUS_DIVERGED = 1
@@ -52,11 +55,23 @@ def unpack(flat: np.ndarray, hidden: int, vocab_size: int) -> Weights:
     return Weights(Wxh.reshape(H, V), Whh.reshape(H, H), Why.reshape(V, H), bh, by)
 
 
-def initial_parameters(hidden: int, vocab_size: int, seed: int) -> np.ndarray:
+def check_dtype(dtype) -> np.dtype:
+    """``dtype`` as a numpy dtype, or ValueError listing the supported ones."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in DTYPES:
+        raise ValueError(f"unsupported dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    return resolved
+
+
+def initial_parameters(hidden: int, vocab_size: int, seed: int, dtype="float64") -> np.ndarray:
     """Flat initial weights drawn exactly as min-char-rnn does, from ``RandomState(seed)``.
 
     The draw order (Wxh, then Whh, then Why) matters: it makes a seed mean the same network
-    as in the paper's own code.
+    as in the paper's own code. Weights are drawn in float64 and then rounded to ``dtype``,
+    so a seed is the same network in either precision.
     """
     H, V = hidden, vocab_size
     rng = np.random.RandomState(seed)
@@ -65,7 +80,7 @@ def initial_parameters(hidden: int, vocab_size: int, seed: int) -> np.ndarray:
     w.Wxh[...] = rng.randn(H, V) * INIT_SCALE
     w.Whh[...] = rng.randn(H, H) * INIT_SCALE
     w.Why[...] = rng.randn(V, H) * INIT_SCALE
-    return flat
+    return flat.astype(check_dtype(dtype), copy=False)
 
 
 def initial_smooth_loss(vocab_size: int, seq_length: int) -> float:
@@ -96,8 +111,9 @@ class TrainState:
     seed: int | None = field(default=None)
 
     @classmethod
-    def fresh(cls, hidden: int, seq_length: int, learning_rate: float, vocab_size: int, seed: int) -> "TrainState":
-        params = initial_parameters(hidden, vocab_size, seed)
+    def fresh(cls, hidden: int, seq_length: int, learning_rate: float, vocab_size: int, seed: int,
+              dtype="float64") -> "TrainState":
+        params = initial_parameters(hidden, vocab_size, seed, dtype)
         return cls(
             hidden=hidden,
             seq_length=seq_length,
@@ -105,10 +121,14 @@ class TrainState:
             vocab_size=vocab_size,
             params=params,
             memory=np.zeros_like(params),
-            hprev=np.zeros(hidden),
+            hprev=np.zeros(hidden, dtype=params.dtype),
             smooth_loss=initial_smooth_loss(vocab_size, seq_length),
             seed=seed,
         )
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.params.dtype
 
     @property
     def weights(self) -> Weights:
