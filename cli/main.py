@@ -17,10 +17,18 @@ import click
 import numpy as np
 
 from fastrnn.calculus import GRADIENT_METHODS, HESSIAN_METHODS, gradient
-from fastrnn.backends import BACKEND_NAMES, DEFAULT_BACKEND, BackendUnavailable, backend_report, default_threads, get_backend
+from fastrnn.backends import (
+    BACKEND_NAMES,
+    DEFAULT_BACKEND,
+    BackendUnavailable,
+    backend_report,
+    check_backend_dtype,
+    default_threads,
+    get_backend,
+)
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
-from fastrnn.model import STATUS_DIVERGED
+from fastrnn.model import DTYPES, STATUS_DIVERGED
 from fastrnn.objective import LOSS_KINDS, NOISE_KINDS, Objective
 from fastrnn.sampling import sample
 from fastrnn.optimize import METHODS
@@ -54,13 +62,15 @@ def cli():
 
 
 def _common_options(func):
-    """--corpus, --backend, --seed and --quiet, shared by every command that trains."""
+    """--corpus, --backend, --seed, --dtype and --quiet, shared by every command that trains."""
 
     @click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False), default=None,
                   help=f"UTF-8 training text. Default: {DEFAULT_CORPUS_DESCRIPTION}")
     @click.option("--backend", type=click.Choice(BACKEND_NAMES), default=DEFAULT_BACKEND, show_default=True,
                   help="Training kernel.")
     @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")
+    @click.option("--dtype", type=click.Choice(DTYPES), default="float64", show_default=True,
+                  help="Training precision (float32: compiled backends only).")
     @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
     @functools.wraps(func)
     def wrapper(*args, corpus_path, backend, **kwargs):
@@ -68,6 +78,10 @@ def _common_options(func):
             kwargs["backend"] = get_backend(backend)
         except BackendUnavailable as exc:
             raise click.BadParameter(str(exc), param_hint="--backend") from None
+        try:
+            check_backend_dtype(kwargs["backend"], kwargs["dtype"])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dtype") from None
         try:
             kwargs["corpus"] = load_corpus(corpus_path)
         except CorpusError as exc:
@@ -90,7 +104,7 @@ def _emit_json(record: dict) -> None:
 @click.option("--steps", type=click.IntRange(min=0), default=10000, show_default=True, help="Training updates.")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write the model to this .npz file.")
 @_common_options
-def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, backend, seed, quiet):
+def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, backend, seed, dtype, quiet):
     """Train one network; print its final loss as a JSON object on stdout."""
     if save_path is not None and not save_path.endswith(".npz"):
         raise click.BadParameter("model files end in .npz", param_hint="--save")
@@ -104,7 +118,8 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
             bar.update(state.steps - bar.n)
             bar.set_postfix(smooth_loss=f"{state.smooth_loss:.4f}")
 
-        state = train(corpus, hidden, seq_length, learning_rate, steps, seed=seed, backend=backend, progress=report)
+        state = train(corpus, hidden, seq_length, learning_rate, steps, seed=seed, backend=backend, progress=report,
+                      dtype=dtype)
     seconds = time.perf_counter() - started
     if save_path is not None:
         try:
@@ -113,7 +128,7 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
             raise click.BadParameter(str(exc), param_hint="--save") from None
     _emit_json(dict(
         hidden=hidden, seq_length=seq_length, learning_rate=learning_rate, steps=state.steps, seed=seed,
-        backend=backend.name, corpus=corpus.name, smooth_loss=state.smooth_loss, last_loss=state.last_loss,
+        backend=backend.name, dtype=dtype, corpus=corpus.name, smooth_loss=state.smooth_loss, last_loss=state.last_loss,
         status="diverged" if state.status == STATUS_DIVERGED else "ok", seconds=round(seconds, 4),
     ))
     if state.status == STATUS_DIVERGED:
@@ -152,10 +167,10 @@ def _finite_float(ctx, param, value):
 @click.option("--json", "as_json", is_flag=True, help="Print the value with settings and counters as JSON.")
 @_common_options
 def objective_command(hidden, seq_length, learning_rate, alpha, beta, noise, loss_kind, threads, as_json,
-                      corpus, backend, seed, quiet):
+                      corpus, backend, seed, dtype, quiet):
     """Print the continuous objective F(HIDDEN, SEQ, LR) (floats allowed for HIDDEN and SEQ)."""
     F = Objective(corpus, alpha, beta, noise=noise, seed=seed, threads=threads or default_threads(),
-                  backend=backend, loss=loss_kind)
+                  backend=backend, loss=loss_kind, dtype=dtype)
     try:
         value = F((hidden, seq_length, learning_rate))
     except CorpusError as exc:
@@ -229,7 +244,7 @@ def _point_option(ctx, param, value):
 @_common_options
 def tune_command(method, step, multiplier, fallback_step, armijo_c, tau, grad_step, grad_method, hessian_method,
                  max_steps, gtol, record_every, x0, out, resume, alpha, beta, noise, loss_kind, threads,
-                 corpus, backend, seed, quiet):
+                 corpus, backend, seed, dtype, quiet):
     """Minimise F(h, s, l) and print the final point [h, s, l] (the run goes to --out as JSON Lines)."""
     given = dict(step=step, multiplier=multiplier, fallback_step=fallback_step, c=armijo_c, tau=tau,
                  grad_step=grad_step, grad_method=grad_method, hessian_method=hessian_method)
@@ -237,7 +252,7 @@ def tune_command(method, step, multiplier, fallback_step, armijo_c, tau, grad_st
     if resume is not None and out is not None and os.path.abspath(out) != os.path.abspath(resume):
         raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
     F = Objective(corpus, alpha, beta, noise=noise, seed=seed, threads=threads or default_threads(),
-                  backend=backend, loss=loss_kind)
+                  backend=backend, loss=loss_kind, dtype=dtype)
     best = [math.inf]
     with progress_bar(total=max_steps, quiet=quiet, desc=f"tune {method}", unit="step") as bar:
         def on_step(record):
@@ -278,10 +293,10 @@ def _paper_form(x) -> str:
 @_objective_options
 @_common_options
 def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, alpha, beta, noise, loss_kind,
-                     threads, corpus, backend, seed, quiet):
+                     threads, corpus, backend, seed, dtype, quiet):
     """The paper's intensive gradient of F at (HIDDEN, SEQ, LR), as JSON (also x 1e-8, the paper's units)."""
     F = Objective(corpus, alpha, beta, noise=noise, seed=seed, threads=threads or default_threads(),
-                  backend=backend, loss=loss_kind)
+                  backend=backend, loss=loss_kind, dtype=dtype)
     point = (hidden, seq_length, learning_rate)
     g = gradient(F, point, h=grad_step, method=grad_method)
     magnitude = float(np.linalg.norm(g))
@@ -331,7 +346,7 @@ def _run_label(run) -> str:
 @click.option("--intensive/--no-intensive", default=True, show_default=True,
               help="Compute the intensive gradient (alpha 100, beta 100) at each final point.")
 @_common_options
-def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, corpus, backend, seed, quiet):
+def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, corpus, backend, seed, dtype, quiet):
     """Run the paper's trials and write a Markdown report beside its published numbers."""
     from fastrnn import reproduce
     from fastrnn.plots import plot_runs
@@ -347,7 +362,7 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
     threads = threads or default_threads()
     settings = dict(command="fastrnn reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"]
                     else f"fastrnn reproduce --trial {trial_spec}", corpus=corpus.name, corpus_chars=len(corpus),
-                    vocab_size=corpus.vocab_size, noise=noise, backend=backend.name, threads=threads, scale=scale,
+                    vocab_size=corpus.vocab_size, noise=noise, backend=backend.name, dtype=dtype, threads=threads, scale=scale,
                     seed=seed, environment=reproduce.environment())
     summaries_path = os.path.join(out_dir, "summary.json")
     summaries = {}
@@ -369,7 +384,7 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
         for number in numbers:
             trial = reproduce.TRIALS[number]
             summary = reproduce.run_trial(trial, corpus, out_dir, noise=noise, seed=seed, threads=threads,
-                                          backend=backend.name, scale=scale, progress=progress)
+                                          backend=backend.name, dtype=dtype, scale=scale, progress=progress)
             if intensive:
                 previous = summaries.get(number)
                 if previous and [r["final"] for r in previous["runs"]] == [r["final"] for r in summary["runs"]]:
@@ -377,7 +392,7 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
                         if "intensive" in old:
                             run["intensive"] = old["intensive"]
                 reproduce.intensive_gradients(summary, corpus, noise=noise, seed=seed, threads=threads,
-                                              backend=backend.name)
+                                              backend=backend.name, dtype=dtype)
             runs = [read_run(os.path.join(out_dir, run["file"])) for run in summary["runs"]]
             plot_runs(runs, [_run_label(r) for r in runs], os.path.join(out_dir, f"trial{number}.png"),
                       title=f"Trial {number}: {trial.description}")

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .model import STATUS_OK, TrainState, unpack
+from .model import STATUS_OK, TrainState, check_dtype, unpack
 
 #: Backends in the order ``fastrnn backends`` lists them.
 BACKEND_NAMES = ("numpy", "numba", "cython")
@@ -42,6 +42,8 @@ class Backend:
 
     name: str = ""
     releases_gil: bool = False
+    #: Precisions the backend trains in.
+    dtypes: tuple[str, ...] = ("float64", "float32")
 
     def version(self) -> str:
         raise NotImplementedError
@@ -89,6 +91,7 @@ class NumpyBackend(Backend):
     """The readable reference (``fastrnn._reference``)."""
 
     name = "numpy"
+    dtypes = ("float64",)
 
     def version(self) -> str:
         return f"numpy {np.__version__}"
@@ -161,6 +164,15 @@ def _cython_backend() -> Backend:
 
 _FACTORIES = {"numpy": NumpyBackend, "numba": NumbaBackend, "cython": _cython_backend}
 _instances: dict[str, Backend] = {}
+
+
+def check_backend_dtype(backend: Backend, dtype) -> str:
+    """The dtype's name if ``backend`` trains in it, else ValueError saying which backends do."""
+    name = check_dtype(dtype).name
+    if name not in backend.dtypes:
+        raise ValueError(f"the {backend.name} backend trains in {', '.join(backend.dtypes)} only; "
+                         f"use the numba or cython backend for {name}")
+    return name
 
 
 def get_backend(name: str | Backend) -> Backend:

@@ -31,7 +31,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .backends import DEFAULT_BACKEND, Backend, default_threads, get_backend
+from .backends import DEFAULT_BACKEND, Backend, check_backend_dtype, default_threads, get_backend
 from .corpus import Corpus, load_corpus
 from .model import TrainState
 from .training import check_int
@@ -133,6 +133,9 @@ class Objective:
         Which loss a run reports (see :data:`LOSS_KINDS`).
     diverged_value : float
         Value a run contributes when it diverges (its loss or weights become non-finite).
+    dtype : "float64" or "float32"
+        Training precision; float32 (compiled backends only) is faster where the paper's exact
+        numerics do not matter.
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class Objective:
         backend: str | Backend = DEFAULT_BACKEND,
         loss: str = "smooth",
         diverged_value: float = DEFAULT_DIVERGED_VALUE,
+        dtype: str = "float64",
     ):
         self.corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
         self.alpha = check_int("alpha", alpha, 1)
@@ -159,12 +163,13 @@ class Objective:
         self.seed = check_int("seed", seed, 0)
         self.threads = default_threads() if threads is None else check_int("threads", threads, 1)
         self.backend = get_backend(backend)
+        self.dtype = check_backend_dtype(self.backend, dtype)
         self.loss = loss
         self.diverged_value = float(diverged_value)
         self.counters = Counters()
         self._memo: dict[tuple, float] = {}
         # Part of every memo key, so a value is never served for other settings.
-        self._memo_scope = (self.corpus.fingerprint, self.alpha, self.loss, self.backend.name)
+        self._memo_scope = (self.corpus.fingerprint, self.alpha, self.loss, self.backend.name, self.dtype)
         self._fresh_seeds = np.random.default_rng(self.seed)
 
     # -- public API -------------------------------------------------------------------------
@@ -210,6 +215,7 @@ class Objective:
             noise=self.noise,
             seed=self.seed,
             backend=self.backend.name,
+            dtype=self.dtype,
             loss=self.loss,
             diverged_value=self.diverged_value,
         )
@@ -244,7 +250,7 @@ class Objective:
         if not missing:
             return
         states = [
-            TrainState.fresh(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed)
+            TrainState.fresh(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.dtype)
             for *_scope, hidden, seq_length, learning_rate, seed in missing
         ]
         for state in states:

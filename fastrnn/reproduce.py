@@ -109,6 +109,7 @@ def run_trial(
     seed: int = 0,
     threads: int | None = None,
     backend: str = "numba",
+    dtype: str = "float64",
     scale: float = 1.0,
     progress: Callable[[str, dict], None] | None = None,
 ) -> dict:
@@ -120,7 +121,8 @@ def run_trial(
     for index, options in enumerate(trial.runs):
         run_seed = seed * 1000 + trial.number * 10 + index
         path = os.path.join(out_dir, f"trial{trial.number}-{_run_label(options)}.jsonl")
-        F = Objective(corpus, trial.alpha, trial.beta, noise=noise, seed=run_seed, threads=threads, backend=backend)
+        F = Objective(corpus, trial.alpha, trial.beta, noise=noise, seed=run_seed, threads=threads, backend=backend,
+                      dtype=dtype)
         existing = _finished(path, steps)
         started = time.perf_counter()
         intensive = []
@@ -130,7 +132,7 @@ def run_trial(
                     progress(label, record)
                 if trial.intensive_every and record["step"] % max(1, int(trial.intensive_every * scale)) == 0:
                     intensive.append(_intensive_gradient(corpus, record["x"], trial.intensive_settings, noise,
-                                                         run_seed, threads, backend))
+                                                         run_seed, threads, backend, dtype))
 
             resume = os.path.exists(path) and _has_records(path)
             tune(F, trial.method, seed=run_seed, max_steps=steps, record_every=record_every, out=path,
@@ -168,20 +170,21 @@ def _has_records(path: str) -> bool:
         return False
 
 
-def _intensive_gradient(corpus, x, settings, noise, seed, threads, backend) -> dict:
+def _intensive_gradient(corpus, x, settings, noise, seed, threads, backend, dtype="float64") -> dict:
     F = Objective(corpus, settings["alpha"], settings["beta"], noise=noise, seed=seed, threads=threads,
-                  backend=backend)
+                  backend=backend, dtype=dtype)
     started = time.perf_counter()
     g = gradient(F, np.asarray(x, dtype=float))
     return dict(x=list(x), alpha=settings["alpha"], beta=settings["beta"], gradient=g.tolist(),
                 magnitude=float(np.linalg.norm(g)), seconds=time.perf_counter() - started)
 
 
-def intensive_gradients(summary: dict, corpus, *, noise, seed, threads, backend) -> None:
+def intensive_gradients(summary: dict, corpus, *, noise, seed, threads, backend, dtype="float64") -> None:
     """Add the paper's intensive gradient (alpha 100, beta 100) at each run's final point."""
     for run in summary["runs"]:
         if "intensive" not in run:
-            run["intensive"] = _intensive_gradient(corpus, run["final"], INTENSIVE, noise, seed, threads, backend)
+            run["intensive"] = _intensive_gradient(corpus, run["final"], INTENSIVE, noise, seed, threads, backend,
+                                                   dtype)
 
 
 def environment() -> dict:
@@ -210,7 +213,7 @@ def write_report(summaries: list[dict], settings: dict, out_dir: str, analysis: 
         f"Command: `{settings['command']}`",
         "",
         f"Corpus: {settings['corpus']} ({settings['corpus_chars']:,} characters, V={settings['vocab_size']}); "
-        f"noise: {settings['noise']}; backend: {settings['backend']}; threads: {settings['threads']}; "
+        f"noise: {settings['noise']}; backend: {settings['backend']} ({settings.get('dtype', 'float64')}); threads: {settings['threads']}; "
         f"scale: {settings['scale']}; commit {settings['environment']['commit']}, "
         f"Python {settings['environment']['python']}, {settings['environment']['cores']} cores.",
         "",

@@ -6,9 +6,9 @@ import math
 import numbers
 from typing import Callable
 
-from .backends import DEFAULT_BACKEND, Backend, get_backend
+from .backends import DEFAULT_BACKEND, Backend, check_backend_dtype, get_backend
 from .corpus import Corpus
-from .model import TrainState
+from .model import TrainState, check_dtype
 
 #: Updates per kernel call when a progress callback is given (each call costs microseconds).
 PROGRESS_CHUNK = 100
@@ -29,14 +29,15 @@ def check_learning_rate(value) -> float:
     return float(value)
 
 
-def new_state(corpus: Corpus, hidden: int, seq_length: int, learning_rate: float, seed: int) -> TrainState:
+def new_state(corpus: Corpus, hidden: int, seq_length: int, learning_rate: float, seed: int,
+              dtype="float64") -> TrainState:
     """A validated fresh run: weights drawn as min-char-rnn does from ``RandomState(seed)``."""
     hidden = check_int("hidden size", hidden, 1)
     seq_length = check_int("sequence length", seq_length, 1)
     learning_rate = check_learning_rate(learning_rate)
     seed = check_int("seed", seed, 0)
     corpus.require_length(seq_length)
-    return TrainState.fresh(hidden, seq_length, learning_rate, corpus.vocab_size, seed)
+    return TrainState.fresh(hidden, seq_length, learning_rate, corpus.vocab_size, seed, check_dtype(dtype))
 
 
 def train(
@@ -49,17 +50,20 @@ def train(
     backend: str | Backend = DEFAULT_BACKEND,
     progress: Callable[[TrainState], None] | None = None,
     state: TrainState | None = None,
+    dtype="float64",
 ) -> TrainState:
     """Train for exactly ``steps`` Adagrad updates (or until the run diverges).
 
     ``state`` continues an earlier run; ``progress`` is called after every chunk of
     :data:`PROGRESS_CHUNK` updates. The paper's "loss after alpha steps" is
-    ``result.smooth_loss`` with ``steps=alpha``.
+    ``result.smooth_loss`` with ``steps=alpha``. ``dtype="float32"`` trains in single
+    precision (compiled backends only).
     """
     steps = check_int("steps", steps, 0)
     runner = get_backend(backend)
     if state is None:
-        state = new_state(corpus, hidden, seq_length, learning_rate, seed)
+        state = new_state(corpus, hidden, seq_length, learning_rate, seed, dtype)
+    check_backend_dtype(runner, state.dtype)
     data = corpus.data
     if progress is None:
         runner.train_steps(data, state, steps)

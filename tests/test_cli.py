@@ -83,6 +83,8 @@ def test_objective_json_has_counters(runner, corpus_file):
         (["objective", "20", "10", "0.1", "--beta", "0"], ["--beta"]),
         (["sample", "/no/such/model.npz"], ["MODEL", "does not exist"]),
         (["train", "--save", "model.bin", "--steps", "1"], ["--save", ".npz"]),
+        (["train", "--backend", "numpy", "--dtype", "float32"], ["--dtype", "float64 only"]),
+        (["objective", "20", "10", "0.1", "--dtype", "float16"], ["--dtype"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line(runner, args, fragments):

@@ -175,6 +175,8 @@ def test_loss_kind_last(small_corpus):
         (dict(loss="mean"), "loss kind"),
         (dict(backend="fortran"), "backend"),
         (dict(threads=0), "threads"),
+        (dict(dtype="float16"), "dtype"),
+        (dict(backend="numpy", dtype="float32"), "float64 only"),
     ],
 )
 def test_bad_settings_raise_value_error(small_corpus, kwargs, match):
