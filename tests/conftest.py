@@ -40,3 +40,21 @@ def small_corpus() -> Corpus:
 def tiny_corpus() -> Corpus:
     """Short enough that training wraps around the text many times."""
     return Corpus.from_text(synthetic_text(300, seed=1), name="tiny")
+
+
+@pytest.fixture
+def poison_new_runs(monkeypatch):
+    """``poison_new_runs(value)``: every new training run starts with all weights = value."""
+    from fastrnn.model import TrainState
+
+    original = TrainState.fresh
+
+    def poison(value):
+        def poisoned(*args, **kwargs):
+            state = original(*args, **kwargs)
+            state.params[:] = value
+            return state
+
+        monkeypatch.setattr(TrainState, "fresh", poisoned)
+
+    return poison

@@ -119,17 +119,8 @@ def test_not_a_model_file(runner, tmp_path):
     _assert_one_line_error(_invoke(runner, ["sample", str(bogus)]), "not a fastrnn model")
 
 
-def test_diverged_training_exits_nonzero_with_json(runner, corpus_file, monkeypatch):
-    from fastrnn.model import TrainState
-
-    original = TrainState.fresh
-
-    def poisoned(*args, **kwargs):
-        state = original(*args, **kwargs)
-        state.params[:] = np.inf
-        return state
-
-    monkeypatch.setattr(TrainState, "fresh", poisoned)
+def test_diverged_training_exits_nonzero_with_json(runner, corpus_file, poison_new_runs):
+    poison_new_runs(np.inf)
     result = _invoke(runner, ["train", "--corpus", corpus_file, "--hidden", "8", "--seq", "5", "--steps", "3"])
     assert result.exit_code == 1
     assert json.loads(result.stdout)["status"] == "diverged"

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from fastrnn.model import TrainState
 from fastrnn.objective import Objective, interpolation_weights, sanity_penalty
 from fastrnn.training import train
 
@@ -141,16 +140,9 @@ def test_backends_agree_on_the_objective(small_corpus):
     assert numba_value == pytest.approx(numpy_value, rel=1e-12)
 
 
-def test_diverged_runs_get_the_documented_value(small_corpus, monkeypatch):
+def test_diverged_runs_get_the_documented_value(small_corpus, poison_new_runs):
     F = Objective(small_corpus, alpha=ALPHA, beta=1, diverged_value=123.0)
-    original = TrainState.fresh
-
-    def poisoned(*args, **kwargs):
-        state = original(*args, **kwargs)
-        state.params[:] = np.nan
-        return state
-
-    monkeypatch.setattr(TrainState, "fresh", poisoned)
+    poison_new_runs(np.nan)
     assert F((25, 10, 0.1)) == 123.0
     assert F.counters.trainings_diverged == 1
     assert math.isfinite(F((25.5, 10, 0.1)))
