@@ -145,7 +145,7 @@ class NumbaBackend(Backend):
         from . import _numba_kernel
 
         loss, grads, h_last = _numba_kernel.loss_and_gradients(
-            params, hidden, vocab_size, data, start, seq_length, np.ascontiguousarray(hprev, dtype=np.float64)
+            params, hidden, vocab_size, data, start, seq_length, np.ascontiguousarray(hprev, dtype=params.dtype)
         )
         return float(loss), grads, h_last
 

@@ -1,0 +1,140 @@
+"""Single precision: the compiled backends trained on float32 state.
+
+A float32 run is compared with the float64 NumPy reference evaluated on the *same* (rounded)
+weights, so the only differences are float32 rounding in the kernel: 1e-5 relative on one step.
+Everything else a float64 run promises (chunking, thread counts, divergence) must hold as well.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastrnn.backends import BackendUnavailable, get_backend
+from fastrnn.model import STATUS_DIVERGED, STATUS_OK, TrainState
+
+SIZES = [(20, 5), (100, 25), (410, 25)]
+
+
+def _float32_backend(name):
+    """The backend, or a skip mark if it is not built or does not (yet) take float32 state."""
+    try:
+        backend = get_backend(name)
+    except BackendUnavailable as exc:
+        return pytest.param(name, marks=pytest.mark.skip(reason=str(exc)))
+    probe = TrainState.fresh(4, 2, 0.1, 3, seed=0, dtype="float32")
+    try:
+        backend.train_steps(np.array([0, 1, 2, 0, 1, 2, 0, 1], dtype=np.uint8), probe, 1)
+    except (TypeError, ValueError) as exc:
+        return pytest.param(name, marks=pytest.mark.skip(reason=f"{name} rejects float32 state: {exc}"))
+    return name
+
+
+@pytest.fixture(params=[_float32_backend("numba"), _float32_backend("cython")])
+def backend(request):
+    return get_backend(request.param)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return get_backend("numpy")
+
+
+def _relative_error(actual, expected) -> float:
+    expected = np.asarray(expected, dtype=np.float64)
+    return float(np.max(np.abs(np.asarray(actual, dtype=np.float64) - expected)) / np.max(np.abs(expected)))
+
+
+def _run(backend, corpus, H, S, lr, steps, seed=0, dtype="float32"):
+    state = TrainState.fresh(H, S, lr, corpus.vocab_size, seed, dtype=dtype)
+    backend.train_steps(corpus.data, state, steps)
+    return state
+
+
+@pytest.mark.parametrize("H,S", SIZES)
+def test_one_step_matches_float64_reference_on_the_same_weights(backend, reference, small_corpus, H, S):
+    V = small_corpus.vocab_size
+    rng = np.random.default_rng(H + S)
+    state = TrainState.fresh(H, S, 0.1, V, seed=11, dtype="float32")
+    # away from the tiny initial scale; rounded to float32, so both sides see the same weights
+    state.params[...] = state.params.astype(np.float64) + rng.standard_normal(state.params.size) * 0.05
+    hprev = np.tanh(rng.standard_normal(H)).astype(np.float32)
+    start = 123
+    expected = reference.loss_and_gradients(state.params.astype(np.float64), H, V, small_corpus.data, start, S,
+                                            hprev.astype(np.float64))
+    actual = backend.loss_and_gradients(state.params, H, V, small_corpus.data, start, S, hprev)
+    assert abs(actual[0] - expected[0]) <= 1e-5 * abs(expected[0])
+    assert _relative_error(actual[1], expected[1]) <= 1e-5
+    assert _relative_error(actual[2], expected[2]) <= 1e-5
+    # computed in single precision, not upcast
+    assert actual[1].dtype == np.float32 and np.asarray(actual[2]).dtype == np.float32
+    assert state.params.dtype == np.float32
+
+
+def test_hundred_steps_track_float64(backend, reference, small_corpus):
+    expected = _run(reference, small_corpus, 20, 5, 0.1, 100, dtype="float64")
+    actual = _run(backend, small_corpus, 20, 5, 0.1, 100)
+    assert actual.status == STATUS_OK and actual.steps == expected.steps == 100
+    assert actual.position == expected.position
+    assert abs(actual.smooth_loss - expected.smooth_loss) <= 1e-3 * expected.smooth_loss
+    assert abs(actual.last_loss - expected.last_loss) <= 1e-3 * expected.last_loss
+
+
+def test_training_keeps_float32_state(backend, small_corpus, tiny_corpus):
+    for corpus in (small_corpus, tiny_corpus):  # tiny_corpus: wraps around and resets hprev
+        state = _run(backend, corpus, 16, 7, 0.1, 60)
+        assert state.status == STATUS_OK and state.steps == 60
+        assert state.params.dtype == state.memory.dtype == np.float32
+        assert np.asarray(state.hprev).dtype == np.float32
+        assert np.isfinite(state.smooth_loss) and np.isfinite(state.last_loss)
+        assert np.any(state.memory > 0)
+
+
+def test_chunked_training_equals_one_call(backend, small_corpus):
+    whole = _run(backend, small_corpus, 30, 9, 0.1, 30)
+    chunked = TrainState.fresh(30, 9, 0.1, small_corpus.vocab_size, 0, dtype="float32")
+    for _ in range(3):
+        backend.train_steps(small_corpus.data, chunked, 10)
+    assert chunked.steps == 30
+    np.testing.assert_array_equal(chunked.params, whole.params)
+    np.testing.assert_array_equal(chunked.memory, whole.memory)
+    np.testing.assert_array_equal(chunked.hprev, whole.hprev)
+    assert chunked.smooth_loss == whole.smooth_loss and chunked.position == whole.position
+
+
+def _batch(corpus):
+    configs = [(20, 5, 0.1), (41, 12, 0.3), (64, 25, 0.05), (20, 6, 0.1), (33, 40, 0.9)]
+    return [TrainState.fresh(H, S, lr, corpus.vocab_size, seed, dtype="float32")
+            for seed, (H, S, lr) in enumerate(configs)]
+
+
+def test_batches_are_bit_identical_for_any_thread_count(backend, small_corpus):
+    results = {}
+    for threads in (1, 2):
+        states = _batch(small_corpus)
+        backend.train_many(small_corpus.data, states, 40, threads=threads)
+        results[threads] = states
+    one_by_one = _batch(small_corpus)
+    for state in one_by_one:
+        backend.train_steps(small_corpus.data, state, 40)
+    for states in (results[2], one_by_one):
+        for a, b in zip(results[1], states):
+            assert a.params.dtype == b.params.dtype == np.float32
+            np.testing.assert_array_equal(a.params, b.params)
+            np.testing.assert_array_equal(a.memory, b.memory)
+            assert a.smooth_loss == b.smooth_loss and a.steps == b.steps == 40
+
+
+def test_nan_weights_diverge(backend, small_corpus):
+    state = TrainState.fresh(20, 5, 0.1, small_corpus.vocab_size, 0, dtype="float32")
+    state.params[5] = np.nan
+    backend.train_steps(small_corpus.data, state, 10)
+    assert state.status == STATUS_DIVERGED
+    assert state.steps == 0
+
+
+def test_learning_rate_beyond_float32_range_diverges(backend, small_corpus):
+    """lr beyond float32's range rounds to inf: the run must report divergence, not hide it."""
+    state = TrainState.fresh(20, 5, 1e39, small_corpus.vocab_size, 0, dtype="float32")
+    backend.train_steps(small_corpus.data, state, 3)
+    assert state.status == STATUS_DIVERGED
