@@ -188,13 +188,20 @@ def intensive_gradients(summary: dict, corpus, *, noise, seed, threads, backend,
 
 
 def environment() -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(__file__), check=False).stdout.strip()
-    except OSError:
-        commit = ""
-    return dict(python=platform.python_version(), machine=platform.machine(), processor=platform.processor(),
-                cores=os.cpu_count(), commit=commit or "unknown")
+    """Versions and the source commit (of the package's checkout, else the working directory's)."""
+    from . import __version__
+
+    commit = ""
+    for folder in (os.path.dirname(os.path.abspath(__file__)), os.getcwd()):
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    cwd=folder, check=False).stdout.strip()
+        except OSError:
+            commit = ""
+        if commit:
+            break
+    return dict(fastrnn=__version__, python=platform.python_version(), machine=platform.machine(),
+                processor=platform.processor(), cores=os.cpu_count(), commit=commit or "unknown")
 
 
 def _fmt_point(point, digits=4) -> str:
