@@ -6,32 +6,61 @@ The semantics are those of ``fastrnn._reference`` (and the same arithmetic as
 full BPTT, elementwise clipping to [-5, 5] (comparisons, so a NaN gradient stays NaN),
 Adagrad, the smoothed loss, and min-char-rnn's data-pointer rule.
 
-Layout: the parameters are one flat float64 buffer
-``[ Wxh (H*V) | Whh (H*H) | Why (V*H) | bh (H) | by (V) ]`` (see :mod:`fastrnn.model`).
+Layout: the parameters are one flat buffer
+``[ Wxh (H*V) | Whh (H*H) | Why (V*H) | bh (H) | by (V) ]`` (see :mod:`fastrnn.model`), of
+float64 or float32: every kernel is generic over the two (Cython's fused type ``floating``,
+calling the ``_f64`` / ``_f32`` C kernels of ext/_rnn_simd.h). In float32 everything is
+computed in float32 (the learning rate is rounded once per call) except the loss, a scalar
+per character, which is accumulated in double, as is the smoothed loss.
 
 The text arrives as a 1-D numpy array of unsigned or signed integers of any width; the kernel
 reads it through a byte pointer and an element kind, loading one window of ``S + 1`` ids per
 step (and checking each lies in ``[0, V)``), so no copy of the corpus is ever made.
 
-The kernel is a set of ``nogil`` cdef functions on raw pointers; the ``def`` functions at the
-end are thin wrappers that check shapes, release the GIL and call them.
+The arithmetic of a step is in C (ext/_rnn_simd.h, with runtime AVX2 dispatch; see there for
+how it is organised); the ``nogil`` cdef functions here run the step loop (data windows,
+Adagrad, divergence) and the ``def`` functions at the end are thin wrappers that check
+shapes, release the GIL and call them.
 """
 
 from cython.parallel cimport prange
-from libc.math cimport exp, isfinite, log, sqrt, tanh, INFINITY, NAN
+from libc.math cimport isfinite, INFINITY, NAN
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
+from cython cimport floating
 
 import numpy as np
 
 cdef extern from "_rnn_simd.h" nogil:
-    void rnn_gemv(const double* W, const double* x, Py_ssize_t rows, Py_ssize_t cols, double* out)
-    void rnn_gemv_t_acc(const double* W, const double* g, Py_ssize_t rows, Py_ssize_t cols, double* out)
-    void rnn_ger_acc(double* D, const double* G, Py_ssize_t ldg, const double* X, Py_ssize_t n,
-                     Py_ssize_t rows, Py_ssize_t cols)
-    void rnn_adagrad(double* params, double* memory, const double* grads, Py_ssize_t n, double lr)
+    double rnn_forward_f64(const double* params, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S,
+                           const Py_ssize_t* xs, const double* hprev, double* hs, double* probs)
+    double rnn_forward_f32(const float* params, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S,
+                           const Py_ssize_t* xs, const float* hprev, float* hs, float* probs)
+    void rnn_backward_f64(const double* params, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S,
+                          const Py_ssize_t* xs, const double* hs, double* probs, double* dhs,
+                          double* dhnext, double* G)
+    void rnn_backward_f32(const float* params, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S,
+                          const Py_ssize_t* xs, const float* hs, float* probs, float* dhs,
+                          float* dhnext, float* G)
+    void rnn_wxh_grad_f64(double* dWxh, const double* dhs, const Py_ssize_t* xs, Py_ssize_t H,
+                          Py_ssize_t V, Py_ssize_t S)
+    void rnn_wxh_grad_f32(float* dWxh, const float* dhs, const Py_ssize_t* xs, Py_ssize_t H,
+                          Py_ssize_t V, Py_ssize_t S)
+    void rnn_adagrad_f64(double* params, double* memory, const double* grads, Py_ssize_t n, double lr)
+    void rnn_adagrad_f32(float* params, float* memory, const float* grads, Py_ssize_t n, float lr)
+    int rnn_sparse_ok_f64(const double* memory, Py_ssize_t n, double lr)
+    int rnn_sparse_ok_f32(const float* memory, Py_ssize_t n, float lr)
+    void rnn_wxh_adagrad_sparse_f64(double* Wxh, double* mWxh, const double* dhs, const Py_ssize_t* xs,
+                                    Py_ssize_t H, Py_ssize_t V, Py_ssize_t S, double lr,
+                                    double* gc, double* pc, double* mc, unsigned char* seen)
+    void rnn_wxh_adagrad_sparse_f32(float* Wxh, float* mWxh, const float* dhs, const Py_ssize_t* xs,
+                                    Py_ssize_t H, Py_ssize_t V, Py_ssize_t S, float lr,
+                                    float* gc, float* pc, float* mc, unsigned char* seen)
+    int rnn_all_finite_f64(const double* a, Py_ssize_t n)
+    int rnn_all_finite_f32(const float* a, Py_ssize_t n)
     const char* FASTRNN_DISPATCH
+    int FASTRNN_SIMD_DISPATCH
     int FASTRNN_OPENMP
     const char* FASTRNN_CYTHON_VERSION
     double GRADIENT_CLIP "RNN_GRADIENT_CLIP"
@@ -62,13 +91,20 @@ cdef enum:
 
 #: Cython version this module was generated with, and whether it was compiled with OpenMP.
 CYTHON_VERSION = FASTRNN_CYTHON_VERSION.decode("ascii")
-#: Which instruction sets the vector primitives (ext/_rnn_simd.h) were compiled for.
+#: Which instruction sets the kernels (ext/_rnn_simd.h) were compiled for.
 SIMD_DISPATCH = FASTRNN_DISPATCH.decode("ascii")
+#: The parameter dtypes the kernels train in.
+DTYPES = ("float64", "float32")
 
 
 def openmp_enabled():
     """Whether this build was compiled with OpenMP (else ``train_batch`` runs on one thread)."""
     return bool(FASTRNN_OPENMP)
+
+
+def simd_dispatch_enabled():
+    """Whether the kernels also have an AVX2+FMA clone picked at load time."""
+    return bool(FASTRNN_SIMD_DISPATCH)
 
 
 def openmp_max_threads():
@@ -80,23 +116,40 @@ def openmp_max_threads():
 # Workspace
 
 ctypedef struct Work:
-    double* hs        # (S + 1, H): hs[0] = hprev, hs[t + 1] = hidden state after char t
-    double* probs     # (S, V): softmax outputs, turned into dy in the backward sweep
-    double* dhraws    # (S, H): gradient wrt the pre-activation of each hidden state
-    double* grads     # (P,): raw gradients, flat layout
-    double* dh        # (H,)
-    double* dhnext    # (H,)
+    void* hs          # (S + 1, H): hs[0] = hprev, hs[t + 1] = hidden state after char t
+    void* probs       # (S, V): softmax outputs, turned into dy by the backward pass
+    void* dhs         # (S, H): gradient wrt the pre-activation of each hidden state
+    void* grads       # (P,): raw gradients, flat layout (the Wxh part only when it is dense)
+    void* dhnext      # (H,)
+    void* gc          # (H,) x 3: one Wxh column's gradient, weights and memory
+    void* pc
+    void* mc
+    unsigned char* seen  # (V,): characters whose Wxh column is done, all 0 between steps
     Py_ssize_t* xs    # (S + 1,): the window of character ids
-    void* block       # the one allocation backing the double arrays
+    void* block       # the one allocation backing the arrays above
 
 
 cdef inline Py_ssize_t _n_params(Py_ssize_t H, Py_ssize_t V) noexcept nogil:
     return H * V + H * H + V * H + H + V
 
 
-cdef int _work_alloc(Work* w, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S) noexcept nogil:
-    cdef Py_ssize_t n = (S + 1) * H + S * V + S * H + _n_params(H, V) + 2 * H
-    cdef double* d = <double*> malloc(n * sizeof(double))
+cdef int _work_alloc(Work* w, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S, size_t item) noexcept nogil:
+    """Workspace for elements of ``item`` bytes (8: float64, 4: float32)."""
+    # every array starts on a multiple of 64 bytes
+    cdef size_t[9] sizes
+    cdef size_t total = 0, k
+    sizes[0] = (S + 1) * H * item
+    sizes[1] = S * V * item
+    sizes[2] = S * H * item
+    sizes[3] = _n_params(H, V) * item
+    sizes[4] = H * item
+    sizes[5] = H * item
+    sizes[6] = H * item
+    sizes[7] = H * item
+    sizes[8] = V
+    for k in range(9):
+        total += (sizes[k] + 63) // 64 * 64
+    cdef char* d = <char*> malloc(total + 64)
     w.block = d
     w.xs = <Py_ssize_t*> malloc((S + 1) * sizeof(Py_ssize_t))
     if d == NULL or w.xs == NULL:
@@ -105,17 +158,21 @@ cdef int _work_alloc(Work* w, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S) noexcept
         w.block = NULL
         w.xs = NULL
         return ERR_NO_MEMORY
-    w.hs = d
-    d += (S + 1) * H
-    w.probs = d
-    d += S * V
-    w.dhraws = d
-    d += S * H
-    w.grads = d
-    d += _n_params(H, V)
-    w.dh = d
-    d += H
-    w.dhnext = d
+    d = d + (64 - (<size_t> d) % 64) % 64
+    cdef void** slots[9]
+    slots[0] = &w.hs
+    slots[1] = &w.probs
+    slots[2] = &w.dhs
+    slots[3] = &w.grads
+    slots[4] = &w.dhnext
+    slots[5] = &w.gc
+    slots[6] = &w.pc
+    slots[7] = &w.mc
+    slots[8] = <void**> &w.seen
+    for k in range(9):
+        slots[k][0] = d
+        d += (sizes[k] + 63) // 64 * 64
+    memset(w.seen, 0, V)
     return STATUS_OK
 
 
@@ -163,119 +220,59 @@ cdef int _load_window(const uint8_t* data, int kind, Py_ssize_t start, Py_ssize_
 
 
 # ---------------------------------------------------------------------------------------
-# The kernel
+# The kernel (generic over float64 / float32: ``floating`` is double or float)
 
-cdef double _forward_backward(const double* params, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S,
-                              const Py_ssize_t* xs, const double* hprev, Work* w) noexcept nogil:
-    """Loss of the window ``xs`` from hidden state ``hprev``; raw gradients into ``w.grads``.
-
-    ``w.hs[S * H:]`` holds the last hidden state afterwards.
-    """
-    cdef const double* Wxh = params
-    cdef const double* Whh = Wxh + H * V
-    cdef const double* Why = Whh + H * H
-    cdef const double* bh = Why + V * H
-    cdef const double* by = bh + H
-    cdef double* hs = w.hs
-    cdef double* probs = w.probs
-    cdef double* dhraws = w.dhraws
-    cdef double* dh = w.dh
-    cdef double* dhnext = w.dhnext
-    cdef double* dWxh = w.grads
-    cdef double* dWhh = dWxh + H * V
-    cdef double* dWhy = dWhh + H * H
-    cdef double* dbh = dWhy + V * H
-    cdef double* dby = dbh + H
-    cdef double loss = 0.0
-    cdef double acc, y_max, y_target, total, e, inv_total, g, d
-    cdef const double* h_in
-    cdef double* h_out
-    cdef const double* h
-    cdef double* p
-    cdef double* dy
-    cdef double* dhraw
-    cdef Py_ssize_t t, i, j, v, x
-
-    # forward
-    memcpy(hs, hprev, H * sizeof(double))
-    for t in range(S):
-        x = xs[t]
-        h_in = hs + t * H
-        h_out = hs + (t + 1) * H
-        rnn_gemv(Whh, h_in, H, H, h_out)
-        for i in range(H):
-            h_out[i] = tanh(Wxh[i * V + x] + h_out[i] + bh[i])
-        p = probs + t * V
-        rnn_gemv(Why, h_out, V, H, p)
-        y_max = -INFINITY
-        for v in range(V):
-            acc = p[v] + by[v]
-            p[v] = acc
-            if acc > y_max:
-                y_max = acc
-        y_target = p[xs[t + 1]]
-        total = 0.0
-        for v in range(V):
-            e = exp(p[v] - y_max)
-            p[v] = e
-            total += e
-        # log-softmax form: finite even where the target's probability underflows to 0
-        loss -= (y_target - y_max) - log(total)
-        inv_total = 1.0 / total
-        for v in range(V):
-            p[v] *= inv_total
-
-    # backward: the sweep through time gives dy_t (in probs) and dhraw_t
-    memset(w.grads, 0, _n_params(H, V) * sizeof(double))
-    memset(dhnext, 0, H * sizeof(double))
-    for t in range(S - 1, -1, -1):
-        dy = probs + t * V
-        dy[xs[t + 1]] -= 1.0
-        for v in range(V):
-            dby[v] += dy[v]
-        memcpy(dh, dhnext, H * sizeof(double))
-        rnn_gemv_t_acc(Why, dy, V, H, dh)
-        h = hs + (t + 1) * H
-        dhraw = dhraws + t * H
-        x = xs[t]
-        for j in range(H):
-            d = (1.0 - h[j] * h[j]) * dh[j]
-            dhraw[j] = d
-            dbh[j] += d
-        for j in range(H):
-            dWxh[j * V + x] += dhraw[j]
-        if t > 0:  # dhnext of the first character would be unused
-            memset(dhnext, 0, H * sizeof(double))
-            rnn_gemv_t_acc(Whh, dhraw, H, H, dhnext)
-
-    # dWhy = dY^T hs[1:], dWhh = dHraw^T hs[:-1] as matrix products after the sweep (each
-    # block of a row summed over t in registers), not one outer product per character
-    rnn_ger_acc(dWhy, probs, V, hs + H, S, V, H)
-    rnn_ger_acc(dWhh, dhraws, H, hs, S, H, H)
+cdef double _forward_backward(const floating* params, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S,
+                              const Py_ssize_t* xs, const floating* hprev, Work* w) noexcept nogil:
+    """Loss of the window ``xs`` from ``hprev``; fills ``w.hs``, ``w.dhs`` (dhraw_t) and the
+    gradients of [Whh | Why | bh | by] in ``w.grads[H * V:]`` (the Wxh part is left alone)."""
+    cdef floating* hs = <floating*> w.hs
+    cdef floating* probs = <floating*> w.probs
+    cdef floating* G = (<floating*> w.grads) + H * V
+    cdef double loss
+    if floating is double:
+        loss = rnn_forward_f64(params, H, V, S, xs, hprev, hs, probs)
+        rnn_backward_f64(params, H, V, S, xs, hs, probs, <double*> w.dhs, <double*> w.dhnext, G)
+    else:
+        loss = rnn_forward_f32(params, H, V, S, xs, hprev, hs, probs)
+        rnn_backward_f32(params, H, V, S, xs, hs, probs, <float*> w.dhs, <float*> w.dhnext, G)
     return loss
 
 
 cdef int _train_run(const uint8_t* data, int kind, Py_ssize_t N, Py_ssize_t H, Py_ssize_t V,
-                    Py_ssize_t S, double lr, Py_ssize_t n_steps, double* params, double* memory,
-                    double* hprev, Py_ssize_t* position, double* smooth_loss, double* last_loss,
+                    Py_ssize_t S, double lr_in, Py_ssize_t n_steps, floating* params, floating* memory,
+                    floating* hprev, Py_ssize_t* position, double* smooth_loss, double* last_loss,
                     Py_ssize_t* steps_done, Work* w) noexcept nogil:
     """Advance one run by up to ``n_steps`` updates in place; returns its status.
 
     ``position``, ``smooth_loss`` are read and written; ``last_loss`` and ``steps_done``
-    are written. Needs ``N >= S + 2`` and ``0 <= position``.
+    are written. Needs ``N >= S + 2`` and ``0 <= position``. The learning rate is rounded to
+    the working precision once, here.
     """
     cdef Py_ssize_t P = _n_params(H, V)
+    cdef Py_ssize_t nWxh = H * V
+    cdef floating lr = <floating> lr_in
     cdef Py_ssize_t pos = position[0]
     cdef double smooth = smooth_loss[0]
     cdef double loss = NAN
-    cdef Py_ssize_t step, k
+    cdef Py_ssize_t step
     cdef int status = STATUS_OK
+    cdef int sparse
+    cdef floating* grads = <floating*> w.grads
+    cdef floating* dhs = <floating*> w.dhs
+    # Skipping the Wxh columns of characters not in the window (gradient exactly 0) is
+    # bit-exact when p - lr*0/sqrt(m + eps) == p, i.e. lr finite and >= 0 and m + eps > 0
+    # (memory only grows, or turns NaN together with its weight, during the run).
+    if floating is double:
+        sparse = rnn_sparse_ok_f64(memory, nWxh, lr)
+    else:
+        sparse = rnn_sparse_ok_f32(memory, nWxh, lr)
     last_loss[0] = NAN
     steps_done[0] = 0
     for step in range(n_steps):
         if pos + S + 1 >= N:
             pos = 0
-            memset(hprev, 0, H * sizeof(double))
+            memset(hprev, 0, H * sizeof(floating))
         status = _load_window(data, kind, pos, S, V, w.xs)
         if status != STATUS_OK:
             break
@@ -285,23 +282,44 @@ cdef int _train_run(const uint8_t* data, int kind, Py_ssize_t N, Py_ssize_t H, P
             status = STATUS_DIVERGED
             break
         smooth = smooth * (1.0 - SMOOTHING) + loss * SMOOTHING
-        rnn_adagrad(params, memory, w.grads, P, lr)  # clip to [-5, 5], then Adagrad
-        memcpy(hprev, w.hs + S * H, H * sizeof(double))
+        # clip to [-5, 5], then Adagrad: [Whh | Why | bh | by] in one pass, then Wxh
+        if floating is double:
+            rnn_adagrad_f64(params + nWxh, memory + nWxh, grads + nWxh, P - nWxh, lr)
+            if sparse:
+                rnn_wxh_adagrad_sparse_f64(params, memory, dhs, w.xs, H, V, S, lr, <double*> w.gc,
+                                           <double*> w.pc, <double*> w.mc, w.seen)
+            else:
+                memset(grads, 0, nWxh * sizeof(double))
+                rnn_wxh_grad_f64(grads, dhs, w.xs, H, V, S)
+                rnn_adagrad_f64(params, memory, grads, nWxh, lr)
+        else:
+            rnn_adagrad_f32(params + nWxh, memory + nWxh, grads + nWxh, P - nWxh, lr)
+            if sparse:
+                rnn_wxh_adagrad_sparse_f32(params, memory, dhs, w.xs, H, V, S, lr, <float*> w.gc,
+                                           <float*> w.pc, <float*> w.mc, w.seen)
+            else:
+                memset(grads, 0, nWxh * sizeof(float))
+                rnn_wxh_grad_f32(grads, dhs, w.xs, H, V, S)
+                rnn_adagrad_f32(params, memory, grads, nWxh, lr)
+        memcpy(hprev, (<floating*> w.hs) + S * H, H * sizeof(floating))
         pos += S
         steps_done[0] = step + 1
     position[0] = pos
     smooth_loss[0] = smooth
     if status != STATUS_OK:
         return status
-    for k in range(P):
-        if not isfinite(params[k]):
+    if floating is double:
+        if not rnn_all_finite_f64(params, P):
+            return STATUS_DIVERGED
+    else:
+        if not rnn_all_finite_f32(params, P):
             return STATUS_DIVERGED
     return STATUS_OK
 
 
 cdef int64_t _batch_run(const uint8_t* data, int kind, Py_ssize_t N, Py_ssize_t H, Py_ssize_t V,
-                        Py_ssize_t S, double lr, Py_ssize_t n_steps, double* params, double* memory,
-                        double* hprev, int64_t* position, double* smooth_loss, double* last_loss,
+                        Py_ssize_t S, double lr, Py_ssize_t n_steps, floating* params, floating* memory,
+                        floating* hprev, int64_t* position, double* smooth_loss, double* last_loss,
                         int64_t* steps_done) noexcept nogil:
     """One run of ``train_batch``, with its own workspace (every local here is per thread)."""
     cdef Work w
@@ -311,7 +329,7 @@ cdef int64_t _batch_run(const uint8_t* data, int kind, Py_ssize_t N, Py_ssize_t 
     cdef double last = NAN
     cdef int status = STATUS_OK
     if n_steps > 0:
-        status = _work_alloc(&w, H, V, S)
+        status = _work_alloc(&w, H, V, S, sizeof(floating))
         if status == STATUS_OK:
             status = _train_run(data, kind, N, H, V, S, lr, n_steps, params, memory, hprev,
                                 &pos, &smooth, &last, &done, &w)
@@ -354,9 +372,13 @@ cdef void _raise_status(int status) except *:
         raise MemoryError("cannot allocate the training workspace")
 
 
-def loss_and_gradients(const double[::1] params, Py_ssize_t H, Py_ssize_t V, data, Py_ssize_t start,
-                       Py_ssize_t S, const double[::1] hprev):
-    """One window's loss, raw (unclipped) gradients in the flat layout, and last hidden state."""
+def loss_and_gradients(const floating[::1] params, Py_ssize_t H, Py_ssize_t V, data, Py_ssize_t start,
+                       Py_ssize_t S, const floating[::1] hprev):
+    """One window's loss, raw (unclipped) gradients in the flat layout, and last hidden state.
+
+    ``params`` and ``hprev`` are both float64 or both float32; the gradients and the hidden
+    state come back in that dtype, the loss as a Python float.
+    """
     cdef const uint8_t[::1] text
     cdef int kind
     cdef Py_ssize_t N
@@ -369,33 +391,39 @@ def loss_and_gradients(const double[::1] params, Py_ssize_t H, Py_ssize_t V, dat
         raise ValueError(f"hprev has {hprev.shape[0]} entries, expected H={H}")
     if start < 0 or start + S + 1 > N:
         raise ValueError(f"window [{start}, {start + S + 1}) lies outside data of length {N}")
-    grads = np.empty(_n_params(H, V))
-    h_last = np.empty(H)
-    cdef double[::1] g = grads
-    cdef double[::1] hl = h_last
+    dtype = np.float64 if floating is double else np.float32
+    grads = np.zeros(_n_params(H, V), dtype=dtype)
+    h_last = np.empty(H, dtype=dtype)
+    cdef floating[::1] g = grads
+    cdef floating[::1] hl = h_last
     cdef Work w
     cdef double loss = NAN
     cdef int status
     with nogil:
-        status = _work_alloc(&w, H, V, S)
+        status = _work_alloc(&w, H, V, S, sizeof(floating))
         if status == STATUS_OK:
             status = _load_window(&text[0], kind, start, S, V, w.xs)
             if status == STATUS_OK:
+                w.grads = &g[0]  # the kernel writes [Whh | Why | bh | by] straight into g
                 loss = _forward_backward(&params[0], H, V, S, w.xs, &hprev[0], &w)
-                memcpy(&g[0], w.grads, g.shape[0] * sizeof(double))
-                memcpy(&hl[0], w.hs + S * H, H * sizeof(double))
+                if floating is double:
+                    rnn_wxh_grad_f64(&g[0], <double*> w.dhs, w.xs, H, V, S)
+                else:
+                    rnn_wxh_grad_f32(&g[0], <float*> w.dhs, w.xs, H, V, S)
+                memcpy(&hl[0], (<floating*> w.hs) + S * H, H * sizeof(floating))
             _work_free(&w)
     _raise_status(status)
-    return loss, grads, h_last
+    return float(loss), grads, h_last
 
 
 def train_steps(data, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S, double lr, Py_ssize_t n_steps,
-                double[::1] params, double[::1] memory, double[::1] hprev, Py_ssize_t position,
+                floating[::1] params, floating[::1] memory, floating[::1] hprev, Py_ssize_t position,
                 double smooth_loss):
     """Advance one run by up to ``n_steps`` Adagrad updates in place.
 
     Returns ``(position, smooth_loss, last_loss, steps_done, status)``; ``params``, ``memory``
-    and ``hprev`` are updated in place (the contract of ``fastrnn._numba_kernel.train_steps``).
+    and ``hprev`` (all float64 or all float32) are updated in place (the contract of
+    ``fastrnn._numba_kernel.train_steps``).
     """
     cdef const uint8_t[::1] text
     cdef int kind
@@ -416,7 +444,7 @@ def train_steps(data, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S, double lr, Py_ss
     if n_steps <= 0:
         return position, smooth_loss, last_loss, 0, STATUS_OK
     with nogil:
-        status = _work_alloc(&w, H, V, S)
+        status = _work_alloc(&w, H, V, S, sizeof(floating))
         if status == STATUS_OK:
             status = _train_run(&text[0], kind, N, H, V, S, lr, n_steps, &params[0], &memory[0],
                                 &hprev[0], &position, &smooth_loss, &last_loss, &done, &w)
@@ -427,8 +455,8 @@ def train_steps(data, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S, double lr, Py_ss
 
 def train_batch(data, const int64_t[::1] H, const int64_t[::1] V, const int64_t[::1] S,
                 const double[::1] lr, const int64_t[::1] n_steps,
-                double[::1] params, double[::1] memory, const int64_t[::1] param_offsets,
-                double[::1] hprev, const int64_t[::1] hprev_offsets,
+                floating[::1] params, floating[::1] memory, const int64_t[::1] param_offsets,
+                floating[::1] hprev, const int64_t[::1] hprev_offsets,
                 int64_t[::1] position, double[::1] smooth_loss,
                 double[::1] last_loss, int64_t[::1] steps_done, int64_t[::1] status,
                 int threads=1):
@@ -437,7 +465,8 @@ def train_batch(data, const int64_t[::1] H, const int64_t[::1] V, const int64_t[
     Run r has hidden size ``H[r]``, vocabulary ``V[r]``, sequence length ``S[r]``, learning
     rate ``lr[r]`` and takes ``n_steps[r]`` updates; its parameters are
     ``params[param_offsets[r]:param_offsets[r + 1]]`` (likewise ``memory``) and its hidden
-    state ``hprev[hprev_offsets[r]:hprev_offsets[r + 1]]``, all updated in place.
+    state ``hprev[hprev_offsets[r]:hprev_offsets[r + 1]]``, all updated in place; ``params``,
+    ``memory`` and ``hprev`` are all float64 or all float32 (one precision per batch).
     ``position`` and ``smooth_loss`` are read and written; ``last_loss``, ``steps_done`` and
     ``status`` are written. Each run is computed start to finish by one thread, so results are
     bit-identical whatever ``threads`` is.
@@ -472,9 +501,9 @@ def train_batch(data, const int64_t[::1] H, const int64_t[::1] V, const int64_t[
     if R == 0:
         return
     cdef const uint8_t* text_ptr = &text[0]
-    cdef double* params_ptr = &params[0] if params.shape[0] > 0 else NULL
-    cdef double* memory_ptr = &memory[0] if memory.shape[0] > 0 else NULL
-    cdef double* hprev_ptr = &hprev[0] if hprev.shape[0] > 0 else NULL
+    cdef floating* params_ptr = &params[0] if params.shape[0] > 0 else NULL
+    cdef floating* memory_ptr = &memory[0] if memory.shape[0] > 0 else NULL
+    cdef floating* hprev_ptr = &hprev[0] if hprev.shape[0] > 0 else NULL
     with nogil:
         for r in prange(R, schedule="dynamic", chunksize=1, num_threads=threads):
             status[r] = _batch_run(text_ptr, kind, N, H[r], V[r], S[r], lr[r], n_steps[r],

@@ -1,32 +1,59 @@
-/* Vector primitives for ext/_rnn_cython.pyx: the dense matrix-vector work of one training step.
+/* The compute kernels of ext/_rnn_cython.pyx: forward pass, BPTT and Adagrad of one training
+ * step, in float64 (`_f64`) and float32 (`_f32`).
  *
  * Why these live in C rather than in the .pyx:
  *
  * - Runtime CPU dispatch. The build uses portable flags (no -march), which on x86-64 means
- *   SSE2 only: 2 doubles per instruction and no fused multiply-add, about 2.5x slower than
- *   the Numba kernel (which LLVM compiles for the host CPU). Where the compiler supports it
- *   (probed by setup.py, which then defines FASTRNN_TARGET_CLONES), each primitive is also
- *   compiled for x86-64-v3 (AVX2 + FMA) and the loader picks the best clone for the CPU it
- *   runs on (GCC/clang `target_clones`). A Cython function cannot carry that attribute.
- * - Register blocking. The matrix-vector loops are written with GCC/clang vector extensions,
- *   several accumulators at once, sharing loads; the compiler's own vectorisation of them is
- *   poor (single accumulator chains, or shuffles). Other compilers get the plain loops.
- * - Reductions. The plain dot product needs `#pragma omp simd reduction(+:acc)` to vectorise: a compiler
- *   may not reorder a sum on its own (-ffast-math would allow it globally, but it also lets
- *   the compiler assume no NaNs, which the divergence check relies on). The pragma is
- *   honoured under -fopenmp or -fopenmp-simd and ignored otherwise (scalar: slower, equally
- *   correct).
+ *   SSE2 only: 2 doubles per instruction and no fused multiply-add. Where the compiler supports
+ *   it (probed by setup.py, which then defines FASTRNN_TARGET_CLONES), each entry point
+ *   (RNN_KERNEL) is also compiled for x86-64-v3 (AVX2 + FMA) and the loader picks the clone for
+ *   the CPU it runs on (GCC/clang `target_clones`). A Cython function cannot carry that
+ *   attribute. The helpers are always_inline, so they are compiled into each clone.
+ * - Register blocking. The matrix loops are written with GCC/clang vector extensions, several
+ *   accumulators at once sharing loads; the compiler's own vectorisation of them is poor
+ *   (single accumulator chains, or shuffles). Other compilers get the plain scalar loops.
+ * - Vectorisable tanh and exp (rnn_tanh, rnn_exp_nonpos): glibc's are a call per element
+ *   (about 15 ns for tanh, a quarter of a step at H = 100). These are the formulas of
+ *   fastrnn._numba_kernel (`_tanh`, `_exp_nonpos`): range reduction by ln 2 and a Taylor
+ *   polynomial of expm1, within 3 / 1 ulp of libm in float64, branch-free, NaN in NaN out;
+ *   2**k is built from the bits of k (k is an exact integer, turned into bits by adding
+ *   1.5 * 2**52, which AVX2 can do where it cannot convert to int64). The float32 variants
+ *   use float32 constants and a degree-7 polynomial (error < 2e-8 relative before rounding).
+ *   In float64, softmax falls back to libm's exp for a step where some logit is more than 708
+ *   below the max, since 2**k would not be a normal number there (as numba does); in float32,
+ *   where that happens 87 below the max and often in training, exp of such a logit is
+ *   flushed to 0 instead (absolute error < 1.2e-38, the float32 subnormal range).
  *
- * Every primitive is called a few times per character, never per element, so the cost of
- * the dispatch (an indirect call) is negligible. Summation orders are fixed at compile time
- * for each clone: results never depend on the thread count, and the CPU picks the same clone
- * every call, so chunked and unchunked training agree bit for bit.
+ * Structure of a step (the tricks of fastrnn._numba_kernel, all measured to pay):
+ * - Only the Whh recurrence is sequential. The outputs y_t = Why h_t + by are formed for all t
+ *   after it (four time steps per pass over a row of Why); likewise dh_t = Why^T dy_t for all t
+ *   before the backward sweep (a small matrix product, 4 time steps x 2 vectors per pass).
+ * - dWhh and dWhy are matrix products formed after the sweep (2 rows x 4 vectors in
+ *   registers over all t), written, not accumulated, so nothing is zeroed.
+ * - The gradients of the contiguous block [Whh | Why | bh | by] go to one buffer of the same
+ *   layout and take one Adagrad pass. Wxh's gradient is zero except in the columns of the
+ *   characters in the window: only those columns are updated (rnn_wxh_adagrad_sparse), which
+ *   is bit-exact when lr is finite and >= 0 and every mem + eps > 0 (the caller checks).
+ *
+ * Numerics: no -ffast-math (it lets the compiler assume no NaNs, which the divergence check
+ * relies on); the gradient clip uses comparisons so NaN stays NaN. Summation orders are fixed
+ * at compile time for each clone: results never depend on the thread count, and the CPU picks
+ * the same clone every call, so chunked and unchunked training agree bit for bit. In the
+ * float32 kernels every constant is float32 (no promotion to double) except the loss, a
+ * scalar per character, which is accumulated in double.
+ *
+ * Templating: this header includes itself twice with RNN_T (the element type) and RNN_SUF
+ * (the name suffix) set, once per precision.
  */
+#ifndef RNN_TEMPLATE_PASS
+
 #ifndef FASTRNN_RNN_SIMD_H
 #define FASTRNN_RNN_SIMD_H
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 /* The constants of fastrnn.model. */
 #define RNN_GRADIENT_CLIP 5.0
@@ -45,68 +72,246 @@
 
 #if defined(_MSC_VER)
 #define RNN_RESTRICT __restrict
-#define RNN_SIMD_REDUCTION
+#define RNN_INLINE static __forceinline
 #else
 #define RNN_RESTRICT restrict
-#define RNN_PRAGMA(x) _Pragma(#x)
-#define RNN_SIMD_REDUCTION RNN_PRAGMA(omp simd reduction(+:acc))
+#define RNN_INLINE static inline __attribute__((always_inline))
 #endif
 
 #if defined(FASTRNN_TARGET_CLONES) && FASTRNN_TARGET_CLONES
 #define RNN_KERNEL __attribute__((target_clones("arch=x86-64-v3", "default"))) static
 #define FASTRNN_DISPATCH "x86-64-v3 (AVX2+FMA) / baseline, chosen at load time"
+#define FASTRNN_SIMD_DISPATCH 1
 #else
 #define RNN_KERNEL static
 #define FASTRNN_DISPATCH "baseline only"
+#define FASTRNN_SIMD_DISPATCH 0
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
-/* GCC/clang vector extensions, written out explicitly because the compiler's own
- * vectorisation of these loops (register blocking across rows, reductions) is poor.
- * RNN_W doubles per vector: 4 (one AVX2 register) when the AVX2 clone exists; else 2, one
- * SSE2/NEON register (wider generic vectors on a 128-bit ISA spill to the stack: 4x slower).
- * The baseline clone of a dispatching build also gets 4-wide vectors, split in two by the
+/* RNN_VBYTES bytes per vector: 32 (one AVX2 register: 4 doubles, 8 floats) when the AVX2 clone
+ * exists; else 16, one SSE2/NEON register (wider generic vectors on a 128-bit ISA spill to the
+ * stack). The baseline clone of a dispatching build gets 32-byte vectors split in two by the
  * compiler: slower, only on pre-2013 x86-64 CPUs. */
 #define RNN_VECTORS 1
 #if defined(FASTRNN_TARGET_CLONES) && FASTRNN_TARGET_CLONES
-#define RNN_W 4
-typedef double rnn_vec __attribute__((vector_size(32)));
-typedef double rnn_vecu __attribute__((vector_size(32), aligned(8), may_alias));
-#define RNN_SPLAT(x) ((rnn_vec){(x), (x), (x), (x)})
-#define RNN_HSUM(a) (((a)[0] + (a)[1]) + ((a)[2] + (a)[3]))
+#define RNN_VBYTES 32
 #else
-#define RNN_W 2
-typedef double rnn_vec __attribute__((vector_size(16)));
-typedef double rnn_vecu __attribute__((vector_size(16), aligned(8), may_alias));
-#define RNN_SPLAT(x) ((rnn_vec){(x), (x)})
-#define RNN_HSUM(a) ((a)[0] + (a)[1])
+#define RNN_VBYTES 16
 #endif
-#define RNN_LD(p) (*(const rnn_vecu *)(p))
-#define RNN_ST(p, v) (*(rnn_vecu *)(p) = (v))
 #else
 #define RNN_VECTORS 0
+#define RNN_VBYTES 16
 #endif
 
+#define RNN_CAT_(a, b) a##b
+#define RNN_CAT(a, b) RNN_CAT_(a, b)
+#define RNN_FN(name) RNN_CAT(name, RNN_SUF)
+
+/* float64 pass */
+#define RNN_TEMPLATE_PASS 1
+#define RNN_T double
+#define RNN_UINT uint64_t
+#define RNN_SUF _f64
+#define RNN_C(x) x
+#define RNN_LANES (RNN_VBYTES / 8)
+#define RNN_MANT_BITS 52
+#define RNN_EXP_BIAS 1023
+#define RNN_ROUND_MAGIC 6755399441055744.0 /* 1.5 * 2**52 */
+#define RNN_EXP_MIN (-708.0)
+#define RNN_FLOOR floor
+#define RNN_FABS fabs
+#define RNN_COPYSIGN copysign
+#define RNN_SQRT sqrt
+#define RNN_EXP exp
+#include "_rnn_simd.h"
+#undef RNN_T
+#undef RNN_UINT
+#undef RNN_SUF
+#undef RNN_C
+#undef RNN_LANES
+#undef RNN_MANT_BITS
+#undef RNN_EXP_BIAS
+#undef RNN_ROUND_MAGIC
+#undef RNN_EXP_MIN
+#undef RNN_FLOOR
+#undef RNN_FABS
+#undef RNN_COPYSIGN
+#undef RNN_SQRT
+#undef RNN_EXP
+
+/* float32 pass: the float functions of C99, so nothing is computed in double */
+#define RNN_T float
+#define RNN_UINT uint32_t
+#define RNN_SUF _f32
+#define RNN_C(x) x##f
+#define RNN_LANES (RNN_VBYTES / 4)
+#define RNN_MANT_BITS 23
+#define RNN_EXP_BIAS 127
+#define RNN_ROUND_MAGIC 12582912.0f /* 1.5 * 2**23 */
+#define RNN_EXP_MIN (-87.0f)
+#define RNN_FLOOR floorf
+#define RNN_FABS fabsf
+#define RNN_COPYSIGN copysignf
+#define RNN_SQRT sqrtf
+#define RNN_EXP expf
+#define RNN_SINGLE 1
+#include "_rnn_simd.h"
+#undef RNN_SINGLE
+#undef RNN_TEMPLATE_PASS
+
+#endif /* FASTRNN_RNN_SIMD_H */
+
+#else /* RNN_TEMPLATE_PASS: the kernels for element type RNN_T ------------------------- */
+
+#define T RNN_T
+#define C RNN_C
+#define VEC RNN_FN(rnn_vec)
+#define VECU RNN_FN(rnn_vecu)
+
+#if RNN_VECTORS
+typedef T VEC __attribute__((vector_size(RNN_VBYTES)));
+typedef T VECU __attribute__((vector_size(RNN_VBYTES), aligned(sizeof(T)), may_alias));
+#define L ((Py_ssize_t)RNN_LANES)
+/* Half vectors (one SSE register) for the tails of reductions of 32-byte vectors. */
+#if RNN_VBYTES == 32
+#define VECH RNN_FN(rnn_vech)
+typedef T VECH __attribute__((vector_size(16)));
+typedef T RNN_FN(rnn_vechu) __attribute__((vector_size(16), aligned(sizeof(T)), may_alias));
+#define LH ((Py_ssize_t)(RNN_LANES / 2))
+#define LDH(p) (*(const RNN_FN(rnn_vechu) *)(p))
+#if RNN_LANES == 4
+#define HSUMH(a) ((a)[0] + (a)[1])
+#else
+#define HSUMH(a) (((a)[0] + (a)[1]) + ((a)[2] + (a)[3]))
+#endif
+#endif
+#define LD(p) (*(const VECU *)(p))
+#define ST(p, v) (*(VECU *)(p) = (v))
+#define SPLAT(x) ((VEC){0} + (T)(x))
+#if RNN_LANES == 2
+#define HSUM(a) ((a)[0] + (a)[1])
+#elif RNN_LANES == 4
+#define HSUM(a) (((a)[0] + (a)[1]) + ((a)[2] + (a)[3]))
+#elif RNN_LANES == 8
+#define HSUM(a) ((((a)[0] + (a)[1]) + ((a)[2] + (a)[3])) + (((a)[4] + (a)[5]) + ((a)[6] + (a)[7])))
+#else
+#error "unsupported vector width"
+#endif
+#endif
+
+/* ---- elementwise functions ------------------------------------------------------------ */
+
+RNN_INLINE T RNN_FN(rnn_from_bits)(RNN_UINT u) { T x; memcpy(&x, &u, sizeof x); return x; }
+RNN_INLINE RNN_UINT RNN_FN(rnn_to_bits)(T x) { RNN_UINT u; memcpy(&u, &x, sizeof u); return u; }
+
+/* 2**k for an integer-valued kf with 1 - bias <= kf <= bias (the bits of kf + 1.5*2**m hold
+ * kf in the low mantissa bits, and the shift drops everything above the exponent field). */
+RNN_INLINE T RNN_FN(rnn_pow2)(T kf)
+{
+    const RNN_UINT u = RNN_FN(rnn_to_bits)(kf + RNN_ROUND_MAGIC);
+    return RNN_FN(rnn_from_bits)((RNN_UINT)((u + RNN_EXP_BIAS) << RNN_MANT_BITS));
+}
+
+#ifndef RNN_SINGLE
+#define RNN_INV_LN2 1.4426950408889634
+#define RNN_LN2_HI 6.93147180369123816490e-01 /* k * hi exact for |k| < 2**11 */
+#define RNN_LN2_LO 1.90821492927058770002e-10
+/* expm1(r) for |r| <= ln(2)/2 to within an ulp: Taylor series to r**14 (error < 1e-17). */
+RNN_INLINE double rnn_expm1_reduced_f64(double r)
+{
+    double q = 1.0 / 87178291200.0;
+    q = 1.0 / 6227020800.0 + r * q;
+    q = 1.0 / 479001600.0 + r * q;
+    q = 1.0 / 39916800.0 + r * q;
+    q = 1.0 / 3628800.0 + r * q;
+    q = 1.0 / 362880.0 + r * q;
+    q = 1.0 / 40320.0 + r * q;
+    q = 1.0 / 5040.0 + r * q;
+    q = 1.0 / 720.0 + r * q;
+    q = 1.0 / 120.0 + r * q;
+    q = 1.0 / 24.0 + r * q;
+    q = 1.0 / 6.0 + r * q;
+    q = 0.5 + r * q;
+    return r + (r * r) * q;
+}
+#else
+#define RNN_INV_LN2 1.44269504f
+#define RNN_LN2_HI 0.693145751953125f /* k * hi exact for |k| < 2**9 */
+#define RNN_LN2_LO 1.428606765330187e-06f
+/* expm1(r) for |r| <= ln(2)/2: Taylor series to r**7 (truncation < 2e-8 relative). */
+RNN_INLINE float rnn_expm1_reduced_f32(float r)
+{
+    float q = 1.0f / 5040.0f;
+    q = 1.0f / 720.0f + r * q;
+    q = 1.0f / 120.0f + r * q;
+    q = 1.0f / 24.0f + r * q;
+    q = 1.0f / 6.0f + r * q;
+    q = 0.5f + r * q;
+    return r + (r * r) * q;
+}
+#endif
+
+/* exp(x) for RNN_EXP_MIN <= x <= 0, NaN for NaN; branch-free (fastrnn._numba_kernel._exp_nonpos). */
+RNN_INLINE T RNN_FN(rnn_exp_nonpos)(T x)
+{
+    const T kf = RNN_FLOOR(x * RNN_INV_LN2 + C(0.5));
+    const T r = (x - kf * RNN_LN2_HI) - kf * RNN_LN2_LO;
+    const T s = RNN_FN(rnn_pow2)(kf);
+    return s + s * RNN_FN(rnn_expm1_reduced)(r);
+}
+
+/* tanh(x), NaN for NaN; branch-free (fastrnn._numba_kernel._tanh):
+ * tanh|x| = e / (e + 2) with e = expm1(2|x|) = 2**k (expm1(r) + 1) - 1, 2|x| = k ln2 + r. */
+RNN_INLINE T RNN_FN(rnn_tanh)(T x)
+{
+    T y = C(2.0) * RNN_FABS(x);
+    y = y > C(40.0) ? C(40.0) : y; /* tanh is 1 to working precision; NaN stays NaN */
+    const T kf = RNN_FLOOR(y * RNN_INV_LN2 + C(0.5));
+    const T r = (y - kf * RNN_LN2_HI) - kf * RNN_LN2_LO;
+    const T s = RNN_FN(rnn_pow2)(kf);
+    const T e = s * RNN_FN(rnn_expm1_reduced)(r) + (s - C(1.0));
+    return RNN_COPYSIGN(e / (e + C(2.0)), x);
+}
+
+#undef RNN_INV_LN2
+#undef RNN_LN2_HI
+#undef RNN_LN2_LO
+
+/* ---- dense building blocks (always inlined into the entry points) ------------------------- */
+
 /* out[i] = sum_j W[i, j] * x[j]   (W is rows x cols, row-major) */
-RNN_KERNEL void rnn_gemv(const double *RNN_RESTRICT W, const double *RNN_RESTRICT x,
-                         Py_ssize_t rows, Py_ssize_t cols, double *RNN_RESTRICT out)
+RNN_INLINE void RNN_FN(rnn_gemv)(const T *RNN_RESTRICT W, const T *RNN_RESTRICT x,
+                                 Py_ssize_t rows, Py_ssize_t cols, T *RNN_RESTRICT out)
 {
     Py_ssize_t i = 0;
 #if RNN_VECTORS
     /* four rows at a time: four independent accumulators sharing each load of x */
-    const Py_ssize_t jv = cols - cols % RNN_W;
+    const Py_ssize_t jv = cols - cols % L;
     for (; i + 4 <= rows; i += 4) {
-        const double *w0 = W + i * cols, *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;
-        rnn_vec a0 = RNN_SPLAT(0.0), a1 = a0, a2 = a0, a3 = a0;
-        for (Py_ssize_t j = 0; j < jv; j += RNN_W) {
-            const rnn_vec xv = RNN_LD(x + j);
-            a0 += RNN_LD(w0 + j) * xv;
-            a1 += RNN_LD(w1 + j) * xv;
-            a2 += RNN_LD(w2 + j) * xv;
-            a3 += RNN_LD(w3 + j) * xv;
+        const T *w0 = W + i * cols, *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;
+        VEC a0 = SPLAT(0), a1 = a0, a2 = a0, a3 = a0;
+        for (Py_ssize_t j = 0; j < jv; j += L) {
+            const VEC xv = LD(x + j);
+            a0 += LD(w0 + j) * xv;
+            a1 += LD(w1 + j) * xv;
+            a2 += LD(w2 + j) * xv;
+            a3 += LD(w3 + j) * xv;
         }
-        double s0 = RNN_HSUM(a0), s1 = RNN_HSUM(a1), s2 = RNN_HSUM(a2), s3 = RNN_HSUM(a3);
-        for (Py_ssize_t j = jv; j < cols; j++) {
+        T s0 = HSUM(a0), s1 = HSUM(a1), s2 = HSUM(a2), s3 = HSUM(a3);
+        Py_ssize_t j = jv;
+#ifdef LH
+        if (j + LH <= cols) {
+            const VECH xv = LDH(x + j);
+            const VECH c0 = LDH(w0 + j) * xv, c1 = LDH(w1 + j) * xv, c2 = LDH(w2 + j) * xv, c3 = LDH(w3 + j) * xv;
+            s0 += HSUMH(c0);
+            s1 += HSUMH(c1);
+            s2 += HSUMH(c2);
+            s3 += HSUMH(c3);
+            j += LH;
+        }
+#endif
+        for (; j < cols; j++) {
             s0 += w0[j] * x[j];
             s1 += w1[j] * x[j];
             s2 += w2[j] * x[j];
@@ -119,88 +324,90 @@ RNN_KERNEL void rnn_gemv(const double *RNN_RESTRICT W, const double *RNN_RESTRIC
     }
 #endif
     for (; i < rows; i++) {
-        const double *RNN_RESTRICT w = W + i * cols;
-        double acc = 0.0;
-        RNN_SIMD_REDUCTION
+        const T *RNN_RESTRICT w = W + i * cols;
+        T acc = 0;
         for (Py_ssize_t j = 0; j < cols; j++)
             acc += w[j] * x[j];
         out[i] = acc;
     }
 }
 
-/* out[j] += sum_i g[i] * W[i, j]   (out += W^T g) */
-RNN_KERNEL void rnn_gemv_t_acc(const double *RNN_RESTRICT W, const double *RNN_RESTRICT g,
-                               Py_ssize_t rows, Py_ssize_t cols, double *RNN_RESTRICT out)
+/* out[j] = sum_i g[i] * W[i, j]   (out = W^T g) */
+RNN_INLINE void RNN_FN(rnn_gemv_t)(const T *RNN_RESTRICT W, const T *RNN_RESTRICT g,
+                                   Py_ssize_t rows, Py_ssize_t cols, T *RNN_RESTRICT out)
 {
     Py_ssize_t j = 0;
 #if RNN_VECTORS
     /* four vectors of columns at a time, even and odd rows in separate accumulators (8 chains) */
-    for (; j + 4 * RNN_W <= cols; j += 4 * RNN_W) {
-        rnn_vec a0 = RNN_LD(out + j), a1 = RNN_LD(out + j + RNN_W), a2 = RNN_LD(out + j + 2 * RNN_W), a3 = RNN_LD(out + j + 3 * RNN_W);
-        rnn_vec b0 = RNN_SPLAT(0.0), b1 = b0, b2 = b0, b3 = b0;
+    for (; j + 4 * L <= cols; j += 4 * L) {
+        VEC a0 = SPLAT(0), a1 = a0, a2 = a0, a3 = a0;
+        VEC b0 = a0, b1 = a0, b2 = a0, b3 = a0;
         Py_ssize_t i = 0;
         for (; i + 2 <= rows; i += 2) {
-            const rnn_vec ga = RNN_SPLAT(g[i]), gb = RNN_SPLAT(g[i + 1]);
-            const double *wa = W + i * cols + j, *wb = wa + cols;
-            a0 += ga * RNN_LD(wa);
-            a1 += ga * RNN_LD(wa + RNN_W);
-            a2 += ga * RNN_LD(wa + 2 * RNN_W);
-            a3 += ga * RNN_LD(wa + 3 * RNN_W);
-            b0 += gb * RNN_LD(wb);
-            b1 += gb * RNN_LD(wb + RNN_W);
-            b2 += gb * RNN_LD(wb + 2 * RNN_W);
-            b3 += gb * RNN_LD(wb + 3 * RNN_W);
+            const VEC ga = SPLAT(g[i]), gb = SPLAT(g[i + 1]);
+            const T *wa = W + i * cols + j, *wb = wa + cols;
+            a0 += ga * LD(wa);
+            a1 += ga * LD(wa + L);
+            a2 += ga * LD(wa + 2 * L);
+            a3 += ga * LD(wa + 3 * L);
+            b0 += gb * LD(wb);
+            b1 += gb * LD(wb + L);
+            b2 += gb * LD(wb + 2 * L);
+            b3 += gb * LD(wb + 3 * L);
         }
         if (i < rows) {
-            const rnn_vec ga = RNN_SPLAT(g[i]);
-            const double *wa = W + i * cols + j;
-            a0 += ga * RNN_LD(wa);
-            a1 += ga * RNN_LD(wa + RNN_W);
-            a2 += ga * RNN_LD(wa + 2 * RNN_W);
-            a3 += ga * RNN_LD(wa + 3 * RNN_W);
+            const VEC ga = SPLAT(g[i]);
+            const T *wa = W + i * cols + j;
+            a0 += ga * LD(wa);
+            a1 += ga * LD(wa + L);
+            a2 += ga * LD(wa + 2 * L);
+            a3 += ga * LD(wa + 3 * L);
         }
-        RNN_ST(out + j, a0 + b0);
-        RNN_ST(out + j + RNN_W, a1 + b1);
-        RNN_ST(out + j + 2 * RNN_W, a2 + b2);
-        RNN_ST(out + j + 3 * RNN_W, a3 + b3);
+        ST(out + j, a0 + b0);
+        ST(out + j + L, a1 + b1);
+        ST(out + j + 2 * L, a2 + b2);
+        ST(out + j + 3 * L, a3 + b3);
     }
-    for (; j + RNN_W <= cols; j += RNN_W) {
-        rnn_vec a0 = RNN_LD(out + j);
+    /* one vector at a time; the last one ends at cols, overlapping the previous: columns
+     * written twice keep the second value (a fixed order for each H, so still deterministic) */
+    for (Py_ssize_t j1; j < cols && cols >= L; j = j1 + L) {
+        j1 = j + L <= cols ? j : cols - L;
+        VEC a0 = SPLAT(0);
         for (Py_ssize_t i = 0; i < rows; i++)
-            a0 += RNN_SPLAT(g[i]) * RNN_LD(W + i * cols + j);
-        RNN_ST(out + j, a0);
+            a0 += SPLAT(g[i]) * LD(W + i * cols + j1);
+        ST(out + j1, a0);
     }
 #endif
+    for (Py_ssize_t k = j; k < cols; k++)
+        out[k] = 0;
     if (j < cols) {
         for (Py_ssize_t i = 0; i < rows; i++) {
-            const double gi = g[i];
-            const double *RNN_RESTRICT w = W + i * cols;
+            const T gi = g[i];
+            const T *RNN_RESTRICT w = W + i * cols;
             for (Py_ssize_t k = j; k < cols; k++)
                 out[k] += gi * w[k];
         }
     }
 }
 
-/* D[i, j] += sum_t G[t * ldg + i] * X[t * cols + j]   for t = 0 .. n - 1 in order
- * (D += G^T X: D is rows x cols; G holds n rows of length >= rows, stride ldg; X is n x cols).
- * Each block of D is accumulated in registers over all t before it is stored, and every
- * element is summed in the order t = 0, 1, ... whichever path computes it. */
-RNN_KERNEL void rnn_ger_acc(double *RNN_RESTRICT D, const double *RNN_RESTRICT G, Py_ssize_t ldg,
-                            const double *RNN_RESTRICT X, Py_ssize_t n, Py_ssize_t rows, Py_ssize_t cols)
+/* D[i, j] = sum_t G[t * ldg + i] * X[t * cols + j]   for t = 0 .. n - 1 in order, n >= 1
+ * (D = G^T X: D is rows x cols; G holds n rows of length >= rows, stride ldg; X is n x cols).
+ * Each block of D is accumulated in registers over all t, then stored (not added). */
+RNN_INLINE void RNN_FN(rnn_gemm_tn)(T *RNN_RESTRICT D, const T *RNN_RESTRICT G, Py_ssize_t ldg,
+                                    const T *RNN_RESTRICT X, Py_ssize_t n, Py_ssize_t rows, Py_ssize_t cols)
 {
     Py_ssize_t i = 0;
 #if RNN_VECTORS
     /* two rows x four vectors of columns at a time: 8 accumulators sharing each load of X */
     for (; i + 2 <= rows; i += 2) {
-        double *da = D + i * cols, *db = da + cols;
+        T *da = D + i * cols, *db = da + cols;
         Py_ssize_t j = 0;
-        for (; j + 4 * RNN_W <= cols; j += 4 * RNN_W) {
-            rnn_vec a0 = RNN_LD(da + j), a1 = RNN_LD(da + j + RNN_W), a2 = RNN_LD(da + j + 2 * RNN_W), a3 = RNN_LD(da + j + 3 * RNN_W);
-            rnn_vec b0 = RNN_LD(db + j), b1 = RNN_LD(db + j + RNN_W), b2 = RNN_LD(db + j + 2 * RNN_W), b3 = RNN_LD(db + j + 3 * RNN_W);
+        for (; j + 4 * L <= cols; j += 4 * L) {
+            VEC a0 = SPLAT(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
             for (Py_ssize_t t = 0; t < n; t++) {
-                const rnn_vec ga = RNN_SPLAT(G[t * ldg + i]), gb = RNN_SPLAT(G[t * ldg + i + 1]);
-                const double *x = X + t * cols + j;
-                const rnn_vec x0 = RNN_LD(x), x1 = RNN_LD(x + RNN_W), x2 = RNN_LD(x + 2 * RNN_W), x3 = RNN_LD(x + 3 * RNN_W);
+                const VEC ga = SPLAT(G[t * ldg + i]), gb = SPLAT(G[t * ldg + i + 1]);
+                const T *x = X + t * cols + j;
+                const VEC x0 = LD(x), x1 = LD(x + L), x2 = LD(x + 2 * L), x3 = LD(x + 3 * L);
                 a0 += ga * x0;
                 a1 += ga * x1;
                 a2 += ga * x2;
@@ -210,27 +417,28 @@ RNN_KERNEL void rnn_ger_acc(double *RNN_RESTRICT D, const double *RNN_RESTRICT G
                 b2 += gb * x2;
                 b3 += gb * x3;
             }
-            RNN_ST(da + j, a0);
-            RNN_ST(da + j + RNN_W, a1);
-            RNN_ST(da + j + 2 * RNN_W, a2);
-            RNN_ST(da + j + 3 * RNN_W, a3);
-            RNN_ST(db + j, b0);
-            RNN_ST(db + j + RNN_W, b1);
-            RNN_ST(db + j + 2 * RNN_W, b2);
-            RNN_ST(db + j + 3 * RNN_W, b3);
+            ST(da + j, a0);
+            ST(da + j + L, a1);
+            ST(da + j + 2 * L, a2);
+            ST(da + j + 3 * L, a3);
+            ST(db + j, b0);
+            ST(db + j + L, b1);
+            ST(db + j + 2 * L, b2);
+            ST(db + j + 3 * L, b3);
         }
-        for (; j + RNN_W <= cols; j += RNN_W) {
-            rnn_vec a0 = RNN_LD(da + j), b0 = RNN_LD(db + j);
+        for (Py_ssize_t j1; j < cols && cols >= L; j = j1 + L) { /* the last vector overlaps */
+            j1 = j + L <= cols ? j : cols - L;
+            VEC a0 = SPLAT(0), b0 = a0;
             for (Py_ssize_t t = 0; t < n; t++) {
-                const rnn_vec x0 = RNN_LD(X + t * cols + j);
-                a0 += RNN_SPLAT(G[t * ldg + i]) * x0;
-                b0 += RNN_SPLAT(G[t * ldg + i + 1]) * x0;
+                const VEC x0 = LD(X + t * cols + j1);
+                a0 += SPLAT(G[t * ldg + i]) * x0;
+                b0 += SPLAT(G[t * ldg + i + 1]) * x0;
             }
-            RNN_ST(da + j, a0);
-            RNN_ST(db + j, b0);
+            ST(da + j1, a0);
+            ST(db + j1, b0);
         }
         for (; j < cols; j++) {
-            double a = da[j], b = db[j];
+            T a = 0, b = 0;
             for (Py_ssize_t t = 0; t < n; t++) {
                 a += G[t * ldg + i] * X[t * cols + j];
                 b += G[t * ldg + i + 1] * X[t * cols + j];
@@ -241,13 +449,27 @@ RNN_KERNEL void rnn_ger_acc(double *RNN_RESTRICT D, const double *RNN_RESTRICT G
     }
 #endif
     for (; i < rows; i++) {
-        double *RNN_RESTRICT d = D + i * cols;
+        T *RNN_RESTRICT d = D + i * cols;
+        for (Py_ssize_t j = 0; j < cols; j++)
+            d[j] = 0;
         for (Py_ssize_t t = 0; t < n; t++) {
-            const double g = G[t * ldg + i];
-            const double *RNN_RESTRICT x = X + t * cols;
+            const T g = G[t * ldg + i];
+            const T *RNN_RESTRICT x = X + t * cols;
             for (Py_ssize_t j = 0; j < cols; j++)
                 d[j] += g * x[j];
         }
+    }
+}
+
+/* out[j] = sum over t = n-1 down to 0 of A[t * cols + j]  (n >= 1; the reference's order) */
+RNN_INLINE void RNN_FN(rnn_column_sum)(const T *RNN_RESTRICT A, Py_ssize_t n, Py_ssize_t cols,
+                                       T *RNN_RESTRICT out)
+{
+    memcpy(out, A + (n - 1) * cols, cols * sizeof(T));
+    for (Py_ssize_t t = n - 2; t >= 0; t--) {
+        const T *RNN_RESTRICT a = A + t * cols;
+        for (Py_ssize_t j = 0; j < cols; j++)
+            out[j] += a[j];
     }
 }
 
@@ -255,17 +477,340 @@ RNN_KERNEL void rnn_ger_acc(double *RNN_RESTRICT D, const double *RNN_RESTRICT G
  * mem += g*g; p -= lr * g / sqrt(mem + 1e-8). The clip uses comparisons, not fmin/fmax, so a
  * NaN gradient stays NaN (and makes the parameter NaN, which the caller detects). It vectorises
  * (compare + blend) under -fno-trapping-math, which setup.py passes. */
-RNN_KERNEL void rnn_adagrad(double *RNN_RESTRICT params, double *RNN_RESTRICT memory,
-                            const double *RNN_RESTRICT grads, Py_ssize_t n, double lr)
+RNN_INLINE void RNN_FN(rnn_adagrad_inline)(T *RNN_RESTRICT params, T *RNN_RESTRICT memory,
+                                           const T *RNN_RESTRICT grads, Py_ssize_t n, T lr)
 {
+    const T clip = (T)RNN_GRADIENT_CLIP, eps = (T)RNN_ADAGRAD_EPS;
     for (Py_ssize_t k = 0; k < n; k++) {
-        double g = grads[k];
-        g = g > RNN_GRADIENT_CLIP ? RNN_GRADIENT_CLIP : g;
-        g = g < -RNN_GRADIENT_CLIP ? -RNN_GRADIENT_CLIP : g;
-        const double m = memory[k] + g * g;
+        T g = grads[k];
+        g = g > clip ? clip : g;
+        g = g < -clip ? -clip : g;
+        const T m = memory[k] + g * g;
         memory[k] = m;
-        params[k] -= lr * g / sqrt(m + RNN_ADAGRAD_EPS);
+        params[k] -= lr * g / RNN_SQRT(m + eps);
     }
 }
 
+/* ---- entry points (one clone per target) ---------------------------------------------------- */
+
+/* Forward pass over the window xs[0..S] from hprev: returns the summed cross-entropy loss
+ * (log-sum-exp form, finite even where the target's probability underflows to 0); fills
+ * hs ((S + 1) x H, hs[0] = hprev) and probs (S x V, the softmax outputs). */
+RNN_KERNEL double RNN_FN(rnn_forward)(const T *RNN_RESTRICT params, Py_ssize_t H, Py_ssize_t V,
+                                      Py_ssize_t S, const Py_ssize_t *RNN_RESTRICT xs,
+                                      const T *RNN_RESTRICT hprev, T *RNN_RESTRICT hs,
+                                      T *RNN_RESTRICT probs)
+{
+    const T *Wxh = params, *Whh = Wxh + H * V, *Why = Whh + H * H, *bh = Why + V * H, *by = bh + H;
+    memcpy(hs, hprev, H * sizeof(T));
+    /* the recurrence: only Whh h feeds the next step */
+    for (Py_ssize_t t = 0; t < S; t++) {
+        const Py_ssize_t x = xs[t];
+        T *RNN_RESTRICT h = hs + (t + 1) * H;
+        RNN_FN(rnn_gemv)(Whh, hs + t * H, H, H, h);
+        for (Py_ssize_t i = 0; i < H; i++)
+            h[i] = (Wxh[i * V + x] + h[i]) + bh[i];
+        for (Py_ssize_t i = 0; i < H; i++)
+            h[i] = RNN_FN(rnn_tanh)(h[i]);
+    }
+    /* outputs y_t = Why h_t + by for all t, four time steps per pass over a row of Why */
+    const Py_ssize_t S4 = S - S % 4;
+    for (Py_ssize_t v = 0; v < V; v++) {
+        const T *RNN_RESTRICT w = Why + v * H;
+        const T b = by[v];
+        Py_ssize_t t = 0;
+#if RNN_VECTORS
+        const Py_ssize_t jv = H - H % L;
+        for (; t < S4; t += 4) {
+            const T *h0 = hs + (t + 1) * H, *h1 = h0 + H, *h2 = h1 + H, *h3 = h2 + H;
+            VEC a0 = SPLAT(0), a1 = a0, a2 = a0, a3 = a0;
+            for (Py_ssize_t j = 0; j < jv; j += L) {
+                const VEC wv = LD(w + j);
+                a0 += wv * LD(h0 + j);
+                a1 += wv * LD(h1 + j);
+                a2 += wv * LD(h2 + j);
+                a3 += wv * LD(h3 + j);
+            }
+            T s0 = HSUM(a0), s1 = HSUM(a1), s2 = HSUM(a2), s3 = HSUM(a3);
+            Py_ssize_t j = jv;
+#ifdef LH
+            if (j + LH <= H) {
+                const VECH wv = LDH(w + j);
+                const VECH c0 = wv * LDH(h0 + j), c1 = wv * LDH(h1 + j), c2 = wv * LDH(h2 + j), c3 = wv * LDH(h3 + j);
+                s0 += HSUMH(c0);
+                s1 += HSUMH(c1);
+                s2 += HSUMH(c2);
+                s3 += HSUMH(c3);
+                j += LH;
+            }
 #endif
+            for (; j < H; j++) {
+                s0 += w[j] * h0[j];
+                s1 += w[j] * h1[j];
+                s2 += w[j] * h2[j];
+                s3 += w[j] * h3[j];
+            }
+            probs[t * V + v] = s0 + b;
+            probs[(t + 1) * V + v] = s1 + b;
+            probs[(t + 2) * V + v] = s2 + b;
+            probs[(t + 3) * V + v] = s3 + b;
+        }
+#endif
+        for (; t < S; t++) {
+            const T *RNN_RESTRICT h = hs + (t + 1) * H;
+            T acc = 0;
+            for (Py_ssize_t j = 0; j < H; j++)
+                acc += w[j] * h[j];
+            probs[t * V + v] = acc + b;
+        }
+    }
+    /* softmax and loss, one time step at a time */
+    double loss = 0.0;
+    for (Py_ssize_t t = 0; t < S; t++) {
+        T *RNN_RESTRICT p = probs + t * V;
+        T y_max = -INFINITY, y_min = INFINITY;
+        for (Py_ssize_t v = 0; v < V; v++) {
+            y_max = p[v] > y_max ? p[v] : y_max;
+            y_min = p[v] < y_min ? p[v] : y_min;
+        }
+        const T y_target = p[xs[t + 1]];
+        T total = 0;
+#ifdef RNN_SINGLE
+        /* float32: exp(d) for d < -87 is below the normal range (< 1.2e-38); it is flushed
+         * to 0 in the vector loop instead of falling back to libm (d is clamped first so that
+         * 2**k stays normal; NaN stays NaN) */
+        (void)y_min;
+        if (0) {
+#else
+        if (y_min - y_max < RNN_EXP_MIN) {
+#endif
+            /* some probability below the normal range (or a -inf logit): libm for this step */
+            for (Py_ssize_t v = 0; v < V; v++) {
+                const T e = RNN_EXP(p[v] - y_max);
+                p[v] = e;
+                total += e;
+            }
+        } else {
+#ifdef RNN_SINGLE
+            for (Py_ssize_t v = 0; v < V; v++) {
+                const T d = p[v] - y_max;
+                const T e = RNN_FN(rnn_exp_nonpos)(d < RNN_EXP_MIN ? RNN_EXP_MIN : d);
+                p[v] = d < RNN_EXP_MIN ? C(0.0) : e;
+            }
+#else
+            for (Py_ssize_t v = 0; v < V; v++)
+                p[v] = RNN_FN(rnn_exp_nonpos)(p[v] - y_max);
+#endif
+            Py_ssize_t v = 0;
+#if RNN_VECTORS
+            VEC a0 = SPLAT(0);
+            for (; v + L <= V; v += L)
+                a0 += LD(p + v);
+            total = HSUM(a0);
+#endif
+            for (; v < V; v++)
+                total += p[v];
+        }
+        loss -= (double)(y_target - y_max) - log((double)total);
+        const T inv_total = C(1.0) / total;
+        for (Py_ssize_t v = 0; v < V; v++)
+            p[v] *= inv_total;
+    }
+    return loss;
+}
+
+/* BPTT after rnn_forward: turns probs into dy, fills dhs (S x H) with dhraw_t = d loss / d
+ * (pre-activation of h_t), and writes the gradients of [Whh | Why | bh | by] into G (that
+ * layout). dhnext is H of scratch. */
+RNN_KERNEL void RNN_FN(rnn_backward)(const T *RNN_RESTRICT params, Py_ssize_t H, Py_ssize_t V,
+                                     Py_ssize_t S, const Py_ssize_t *RNN_RESTRICT xs,
+                                     const T *RNN_RESTRICT hs, T *RNN_RESTRICT probs,
+                                     T *RNN_RESTRICT dhs, T *RNN_RESTRICT dhnext, T *RNN_RESTRICT G)
+{
+    const T *Whh = params + H * V, *Why = Whh + H * H;
+    T *dWhh = G, *dWhy = dWhh + H * H, *dbh = dWhy + V * H, *dby = dbh + H;
+    for (Py_ssize_t t = 0; t < S; t++)
+        probs[t * V + xs[t + 1]] -= C(1.0);
+    /* dhs_t = Why^T dy_t for all t before the sweep (it does not depend on the recurrence):
+     * DH = DY Why, 4 time steps x 2 vectors of columns in registers over all v */
+    {
+        Py_ssize_t t = 0;
+#if RNN_VECTORS
+        for (; t + 4 <= S; t += 4) {
+            const T *d0 = probs + t * V, *d1 = d0 + V, *d2 = d1 + V, *d3 = d2 + V;
+            T *o0 = dhs + t * H, *o1 = o0 + H, *o2 = o1 + H, *o3 = o2 + H;
+            Py_ssize_t j = 0;
+            for (; j + 2 * L <= H; j += 2 * L) {
+                VEC a0 = SPLAT(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                for (Py_ssize_t v = 0; v < V; v++) {
+                    const T *w = Why + v * H + j;
+                    const VEC w0 = LD(w), w1 = LD(w + L);
+                    const VEC e0 = SPLAT(d0[v]), e1 = SPLAT(d1[v]), e2 = SPLAT(d2[v]), e3 = SPLAT(d3[v]);
+                    a0 += e0 * w0;
+                    b0 += e0 * w1;
+                    a1 += e1 * w0;
+                    b1 += e1 * w1;
+                    a2 += e2 * w0;
+                    b2 += e2 * w1;
+                    a3 += e3 * w0;
+                    b3 += e3 * w1;
+                }
+                ST(o0 + j, a0);
+                ST(o0 + j + L, b0);
+                ST(o1 + j, a1);
+                ST(o1 + j + L, b1);
+                ST(o2 + j, a2);
+                ST(o2 + j + L, b2);
+                ST(o3 + j, a3);
+                ST(o3 + j + L, b3);
+            }
+            for (Py_ssize_t j1; j < H && H >= L; j = j1 + L) { /* the last vector overlaps */
+                j1 = j + L <= H ? j : H - L;
+                VEC a0 = SPLAT(0), a1 = a0, a2 = a0, a3 = a0;
+                for (Py_ssize_t v = 0; v < V; v++) {
+                    const VEC w0 = LD(Why + v * H + j1);
+                    a0 += SPLAT(d0[v]) * w0;
+                    a1 += SPLAT(d1[v]) * w0;
+                    a2 += SPLAT(d2[v]) * w0;
+                    a3 += SPLAT(d3[v]) * w0;
+                }
+                ST(o0 + j1, a0);
+                ST(o1 + j1, a1);
+                ST(o2 + j1, a2);
+                ST(o3 + j1, a3);
+            }
+            for (; j < H; j++) {
+                T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                for (Py_ssize_t v = 0; v < V; v++) {
+                    const T w0 = Why[v * H + j];
+                    a0 += d0[v] * w0;
+                    a1 += d1[v] * w0;
+                    a2 += d2[v] * w0;
+                    a3 += d3[v] * w0;
+                }
+                o0[j] = a0;
+                o1[j] = a1;
+                o2[j] = a2;
+                o3[j] = a3;
+            }
+        }
+#endif
+        for (; t < S; t++)
+            RNN_FN(rnn_gemv_t)(Why, probs + t * V, V, H, dhs + t * H);
+    }
+    /* the sweep: dhraw_t = (1 - h_t^2) (Why^T dy_t + Whh^T dhraw_{t+1}) */
+    for (Py_ssize_t j = 0; j < H; j++)
+        dhnext[j] = 0;
+    for (Py_ssize_t t = S - 1; t >= 0; t--) {
+        const T *RNN_RESTRICT h = hs + (t + 1) * H;
+        T *RNN_RESTRICT d = dhs + t * H;
+        for (Py_ssize_t j = 0; j < H; j++)
+            d[j] = (C(1.0) - h[j] * h[j]) * (d[j] + dhnext[j]);
+        if (t > 0) /* dhnext of the first character would be unused */
+            RNN_FN(rnn_gemv_t)(Whh, d, H, H, dhnext);
+    }
+    /* weight gradients as matrix products after the sweep */
+    RNN_FN(rnn_gemm_tn)(dWhh, dhs, H, hs, S, H, H);
+    RNN_FN(rnn_gemm_tn)(dWhy, probs, V, hs + H, S, V, H);
+    RNN_FN(rnn_column_sum)(dhs, S, H, dbh);
+    RNN_FN(rnn_column_sum)(probs, S, V, dby);
+}
+
+/* dWxh[:, xs[t]] += dhraw_t for t = S-1 down to 0 (dWxh is H x V, zeroed by the caller) */
+RNN_KERNEL void RNN_FN(rnn_wxh_grad)(T *RNN_RESTRICT dWxh, const T *RNN_RESTRICT dhs,
+                                     const Py_ssize_t *RNN_RESTRICT xs, Py_ssize_t H, Py_ssize_t V,
+                                     Py_ssize_t S)
+{
+    for (Py_ssize_t t = S - 1; t >= 0; t--) {
+        const Py_ssize_t x = xs[t];
+        const T *RNN_RESTRICT d = dhs + t * H;
+        for (Py_ssize_t i = 0; i < H; i++)
+            dWxh[i * V + x] += d[i];
+    }
+}
+
+/* Clipped Adagrad over n contiguous parameters. */
+RNN_KERNEL void RNN_FN(rnn_adagrad)(T *RNN_RESTRICT params, T *RNN_RESTRICT memory,
+                                    const T *RNN_RESTRICT grads, Py_ssize_t n, T lr)
+{
+    RNN_FN(rnn_adagrad_inline)(params, memory, grads, n, lr);
+}
+
+/* Whether skipping a zero gradient is an exact no-op for every Wxh parameter:
+ * p - lr * 0 / sqrt(m + eps) == p needs lr finite and >= 0 and m + eps > 0 (not NaN). */
+RNN_KERNEL int RNN_FN(rnn_sparse_ok)(const T *RNN_RESTRICT memory, Py_ssize_t n, T lr)
+{
+    if (!(lr >= 0 && lr < INFINITY))
+        return 0;
+    int ok = 1;
+    for (Py_ssize_t k = 0; k < n; k++)
+        ok &= memory[k] + (T)RNN_ADAGRAD_EPS > 0;
+    return ok;
+}
+
+/* Clipped Adagrad of Wxh (H x V) with gradient column c = sum of dhraw_t over the t with
+ * xs[t] == c (t = S-1 down to 0, as rnn_wxh_grad sums them), for the characters present only:
+ * the other columns have gradient exactly 0 (see rnn_sparse_ok). Each column is gathered into
+ * gc/pc/mc (H each) so the update vectorises; seen (V bytes) must be all 0 and is left so. */
+RNN_KERNEL void RNN_FN(rnn_wxh_adagrad_sparse)(T *RNN_RESTRICT Wxh, T *RNN_RESTRICT mWxh,
+                                               const T *RNN_RESTRICT dhs,
+                                               const Py_ssize_t *RNN_RESTRICT xs, Py_ssize_t H,
+                                               Py_ssize_t V, Py_ssize_t S, T lr, T *RNN_RESTRICT gc,
+                                               T *RNN_RESTRICT pc, T *RNN_RESTRICT mc,
+                                               unsigned char *RNN_RESTRICT seen)
+{
+    for (Py_ssize_t t = S - 1; t >= 0; t--) {
+        const Py_ssize_t c = xs[t];
+        if (seen[c])
+            continue;
+        seen[c] = 1;
+        memcpy(gc, dhs + t * H, H * sizeof(T));
+        for (Py_ssize_t u = t - 1; u >= 0; u--) {
+            if (xs[u] == c) {
+                const T *RNN_RESTRICT d = dhs + u * H;
+                for (Py_ssize_t i = 0; i < H; i++)
+                    gc[i] += d[i];
+            }
+        }
+        for (Py_ssize_t i = 0; i < H; i++) {
+            pc[i] = Wxh[i * V + c];
+            mc[i] = mWxh[i * V + c];
+        }
+        RNN_FN(rnn_adagrad_inline)(pc, mc, gc, H, lr);
+        for (Py_ssize_t i = 0; i < H; i++) {
+            Wxh[i * V + c] = pc[i];
+            mWxh[i * V + c] = mc[i];
+        }
+    }
+    for (Py_ssize_t t = 0; t < S; t++)
+        seen[xs[t]] = 0;
+}
+
+/* Whether all n values are finite. */
+RNN_KERNEL int RNN_FN(rnn_all_finite)(const T *RNN_RESTRICT a, Py_ssize_t n)
+{
+    int ok = 1;
+    for (Py_ssize_t k = 0; k < n; k++)
+        ok &= isfinite(a[k]) != 0;
+    return ok;
+}
+
+#undef T
+#undef C
+#undef VEC
+#undef VECU
+#if RNN_VECTORS
+#undef L
+#undef LD
+#undef ST
+#undef SPLAT
+#undef HSUM
+#ifdef LH
+#undef VECH
+#undef LH
+#undef LDH
+#undef HSUMH
+#endif
+#endif
+
+#endif /* RNN_TEMPLATE_PASS */

@@ -15,10 +15,23 @@ from .backends import Backend, _run_cost, default_threads
 from .model import STATUS_OK, TrainState
 
 
-def _float_buffer(array: np.ndarray, name: str) -> np.ndarray:
-    if not (isinstance(array, np.ndarray) and array.dtype == np.float64 and array.flags.c_contiguous and array.flags.writeable):
-        raise TypeError(f"state.{name} must be a writable C-contiguous float64 array")
+_DTYPES = tuple(np.dtype(name) for name in _rnn_cython.DTYPES)
+
+
+def _float_buffer(array: np.ndarray, name: str, dtype=None) -> np.ndarray:
+    """``array`` itself (the kernel updates it in place), checked: writable, C-contiguous,
+    float64 or float32 (``dtype`` if given)."""
+    if not (isinstance(array, np.ndarray) and array.dtype in _DTYPES and array.flags.c_contiguous
+            and array.flags.writeable):
+        raise TypeError(f"state.{name} must be a writable C-contiguous float64 or float32 array")
+    if dtype is not None and array.dtype != dtype:
+        raise TypeError(f"state.{name} is {array.dtype}, but the parameters are {dtype}")
     return array
+
+
+def _state_buffers(state: TrainState) -> tuple[np.ndarray, np.ndarray]:
+    params = _float_buffer(state.params, "params")
+    return params, _float_buffer(state.memory, "memory", params.dtype)
 
 
 class CythonBackend(Backend):
@@ -29,35 +42,41 @@ class CythonBackend(Backend):
 
     def version(self) -> str:
         openmp = "on" if _rnn_cython.openmp_enabled() else "off"
-        return f"Cython kernel (built with Cython {_rnn_cython.CYTHON_VERSION}, OpenMP {openmp})"
+        simd = "on" if _rnn_cython.simd_dispatch_enabled() else "off"
+        return (f"Cython kernel (built with Cython {_rnn_cython.CYTHON_VERSION}, OpenMP {openmp}, "
+                f"SIMD dispatch {simd}: {_rnn_cython.SIMD_DISPATCH})")
 
     def threading(self) -> str:
+        simd = "AVX2 dispatch on" if _rnn_cython.simd_dispatch_enabled() else "AVX2 dispatch off"
         if _rnn_cython.openmp_enabled():
-            return "OpenMP threads across runs, GIL released"
-        return "single thread (built without OpenMP), GIL released"
+            return f"OpenMP threads across runs, GIL released ({simd})"
+        return f"single thread (built without OpenMP), GIL released ({simd})"
 
     def train_steps(self, data, state: TrainState, n_steps: int) -> None:
         if state.status != STATUS_OK or n_steps <= 0:
             return
-        state.hprev = np.ascontiguousarray(state.hprev, dtype=np.float64)
+        params, memory = _state_buffers(state)
+        state.hprev = np.ascontiguousarray(state.hprev, dtype=params.dtype)
         position, smooth, last, done, status = _rnn_cython.train_steps(
-            data, state.hidden, state.vocab_size, state.seq_length, state.learning_rate, n_steps,
-            _float_buffer(state.params, "params"), _float_buffer(state.memory, "memory"),
-            state.hprev, state.position, state.smooth_loss,
+            data, state.hidden, state.vocab_size, state.seq_length, float(state.learning_rate), n_steps,
+            params, memory, state.hprev, state.position, state.smooth_loss,
         )
         state.position, state.smooth_loss, state.last_loss = int(position), float(smooth), float(last)
         state.steps += int(done)
         state.status = int(status)
 
     def loss_and_gradients(self, params, hidden, vocab_size, data, start, seq_length, hprev):
+        """In the precision of ``params`` (float32 stays float32; anything else is float64)."""
+        params = np.asarray(params)
+        dtype = np.float32 if params.dtype == np.float32 else np.float64
         loss, grads, h_last = _rnn_cython.loss_and_gradients(
-            np.ascontiguousarray(params, dtype=np.float64), hidden, vocab_size, data, start, seq_length,
-            np.ascontiguousarray(hprev, dtype=np.float64),
+            np.ascontiguousarray(params, dtype=dtype), hidden, vocab_size, data, start, seq_length,
+            np.ascontiguousarray(hprev, dtype=dtype),
         )
         return float(loss), grads, h_last
 
     def train_many(self, data, states: Sequence[TrainState], n_steps: int, threads: int | None = None) -> None:
-        """Advance every state by ``n_steps`` in one ``train_batch`` call on ``threads`` OpenMP threads.
+        """Advance every state by ``n_steps`` in one ``train_batch`` call per dtype on ``threads`` OpenMP threads.
 
         Each run is computed by one thread from start to finish, so the results do not depend
         on ``threads`` and equal calling :meth:`train_steps` run by run.
@@ -69,11 +88,15 @@ class CythonBackend(Backend):
             return
         # Longest runs first (dynamic scheduling hands them out in this order).
         runs = sorted((s for s in states if s.status == STATUS_OK), key=lambda s: -_run_cost(s))
-        if not runs:
-            return
+        groups: dict[np.dtype, list[TrainState]] = {}
         for s in runs:
-            _float_buffer(s.params, "params")
-            _float_buffer(s.memory, "memory")
+            params, _ = _state_buffers(s)
+            groups.setdefault(params.dtype, []).append(s)
+        for dtype, group in groups.items():
+            self._train_batch(data, group, n_steps, threads, dtype)
+
+    @staticmethod
+    def _train_batch(data, runs: Sequence[TrainState], n_steps: int, threads: int, dtype: np.dtype) -> None:
         R = len(runs)
         H = np.array([s.hidden for s in runs], dtype=np.int64)
         V = np.array([s.vocab_size for s in runs], dtype=np.int64)
@@ -86,7 +109,7 @@ class CythonBackend(Backend):
         np.cumsum(H, out=hprev_offsets[1:])
         params = np.concatenate([s.params for s in runs])
         memory = np.concatenate([s.memory for s in runs])
-        hprev = np.concatenate([np.asarray(s.hprev, dtype=np.float64).ravel() for s in runs])
+        hprev = np.concatenate([np.asarray(s.hprev, dtype=dtype).ravel() for s in runs])
         position = np.array([s.position for s in runs], dtype=np.int64)
         smooth = np.array([s.smooth_loss for s in runs], dtype=np.float64)
         last = np.empty(R)

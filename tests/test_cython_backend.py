@@ -52,8 +52,8 @@ def numpy_ref():
     return get_backend("numpy")
 
 
-def _state(corpus, H, S, lr, seed=0, scale=1.0) -> TrainState:
-    state = TrainState.fresh(H, S, lr, corpus.vocab_size, seed)
+def _state(corpus, H, S, lr, seed=0, scale=1.0, dtype="float64") -> TrainState:
+    state = TrainState.fresh(H, S, lr, corpus.vocab_size, seed, dtype=dtype)
     state.params *= scale
     return state
 
@@ -62,7 +62,7 @@ def _copy(state: TrainState) -> TrainState:
     return TrainState(
         hidden=state.hidden, seq_length=state.seq_length, learning_rate=state.learning_rate,
         vocab_size=state.vocab_size, params=state.params.copy(), memory=state.memory.copy(),
-        hprev=np.array(state.hprev, dtype=float), position=state.position, smooth_loss=state.smooth_loss,
+        hprev=np.array(state.hprev, dtype=state.params.dtype), position=state.position, smooth_loss=state.smooth_loss,
         last_loss=state.last_loss, steps=state.steps, status=state.status, seed=state.seed,
     )
 
@@ -92,6 +92,9 @@ def test_module_metadata(cython):
     assert cython.name == "cython" and cython.releases_gil
     assert _rnn_cython.CYTHON_VERSION in cython.version()
     assert ("OpenMP on" if _rnn_cython.openmp_enabled() else "OpenMP off") in cython.version()
+    assert isinstance(_rnn_cython.simd_dispatch_enabled(), bool)
+    assert ("SIMD dispatch on" if _rnn_cython.simd_dispatch_enabled() else "SIMD dispatch off") in cython.version()
+    assert _rnn_cython.DTYPES == model.DTYPES
 
 
 @pytest.mark.parametrize("H,S", SIZES)
@@ -292,3 +295,105 @@ def test_bad_inputs_raise(corpus):
                                 np.zeros(H + 1), 0, 0.0)
     with pytest.raises(ValueError):
         _rnn_cython.loss_and_gradients(state.params, H, V, corpus.data, len(corpus) - S, S, state.hprev)
+
+
+# ---------------------------------------------------------------------------------------
+# float32
+
+
+def _weights_rounded(corpus, H, S, seed):
+    """Weights as in test_loss_and_gradients_match_reference, rounded to float32."""
+    V = corpus.vocab_size
+    rng = np.random.default_rng(seed)
+    params = rng.standard_normal(model.parameter_count(H, V)) * 0.3
+    model.unpack(params, H, V).Whh[...] *= 1.5 / np.sqrt(H)
+    hprev = np.tanh(rng.standard_normal(H))
+    return params.astype(np.float32), hprev.astype(np.float32)
+
+
+@pytest.mark.parametrize("H,S", SIZES)
+def test_float32_loss_and_gradients_match_reference(corpus, cython, numpy_ref, H, S):
+    V = corpus.vocab_size
+    params, hprev = _weights_rounded(corpus, H, S, H * 1000 + S)
+    loss, grads, h_last = cython.loss_and_gradients(params, H, V, corpus.data, 123, S, hprev)
+    assert isinstance(loss, float)
+    assert grads.dtype == h_last.dtype == np.float32 and grads.shape == params.shape
+    # the float64 reference on the same (rounded) weights
+    ref_loss, ref_grads, ref_h = numpy_ref.loss_and_gradients(
+        params.astype(np.float64), H, V, corpus.data, 123, S, hprev.astype(np.float64))
+    assert abs(loss - ref_loss) <= 1e-5 * abs(ref_loss)
+    _assert_close(grads, ref_grads, 1e-5)
+    _assert_close(h_last, ref_h, 1e-5)
+    clip = model.GRADIENT_CLIP
+    _assert_close(np.clip(grads, -clip, clip), np.clip(ref_grads, -clip, clip), 1e-5)
+    for block, ref_block in zip(model.unpack(grads, H, V), model.unpack(ref_grads, H, V)):
+        _assert_close(block, ref_block, 1e-5)
+
+
+def test_float32_initial_weights_are_the_float64_ones_rounded(corpus):
+    a, b = _state(corpus, 20, 5, 0.1, seed=3), _state(corpus, 20, 5, 0.1, seed=3, dtype="float32")
+    assert b.params.dtype == b.memory.dtype == b.hprev.dtype == np.float32
+    assert np.array_equal(b.params, a.params.astype(np.float32))
+
+
+def test_float32_100_updates_track_float64(corpus, cython):
+    a, b = _state(corpus, 20, 5, 0.1, seed=1), _state(corpus, 20, 5, 0.1, seed=1, dtype="float32")
+    cython.train_steps(corpus.data, a, 100)
+    cython.train_steps(corpus.data, b, 100)
+    assert (b.status, b.steps, b.position) == (STATUS_OK, 100, a.position)
+    assert abs(b.smooth_loss - a.smooth_loss) <= 1e-3 * abs(a.smooth_loss)
+    assert isinstance(b.smooth_loss, float) and isinstance(b.last_loss, float)
+    # the state stays float32
+    assert b.params.dtype == b.memory.dtype == b.hprev.dtype == np.float32
+
+
+def test_float32_chunked_training_is_bit_identical(corpus, cython):
+    one = _state(corpus, 24, 7, 0.1, seed=5, dtype="float32")
+    chunked = _copy(one)
+    cython.train_steps(corpus.data, one, 30)
+    for _ in range(3):
+        cython.train_steps(corpus.data, chunked, 10)
+    _assert_same_run(one, chunked)
+    assert one.steps == 30 and one.params.dtype == np.float32
+
+
+def test_float32_train_many_thread_count_and_run_by_run_agree(corpus, cython):
+    base = [_state(corpus, H, S, lr, seed=k, dtype="float32")
+            for k, (H, S, lr) in enumerate([(8, 3, 0.1), (40, 12, 0.05), (100, 25, 0.1), (33, 9, 0.1), (5, 1, 0.1)])]
+    runs = {threads: [_copy(s) for s in base] for threads in (1, 2)}
+    for threads, states in runs.items():
+        cython.train_many(corpus.data, states, 25, threads=threads)
+    one_by_one = [_copy(s) for s in base]
+    for state in one_by_one:
+        cython.train_steps(corpus.data, state, 25)
+    for a, b, c in zip(runs[1], runs[2], one_by_one):
+        _assert_same_run(a, b)
+        _assert_same_run(a, c)
+        assert a.steps == 25 and a.status == STATUS_OK
+        assert a.params.dtype == a.memory.dtype == a.hprev.dtype == np.float32
+
+
+def test_train_many_mixes_precisions(corpus, cython):
+    """A batch of float64 and float32 runs: one train_batch call per dtype, same results."""
+    base = [_state(corpus, 20, 5, 0.1, seed=k, dtype=dtype)
+            for k, dtype in enumerate(["float64", "float32", "float32", "float64"])]
+    batch = [_copy(s) for s in base]
+    cython.train_many(corpus.data, batch, 20, threads=2)
+    for a, b in zip(batch, base):
+        cython.train_steps(corpus.data, b, 20)
+        _assert_same_run(a, b)
+        assert a.params.dtype == b.params.dtype
+
+
+def test_float32_divergence_and_mismatched_buffers(corpus, cython):
+    state = _state(corpus, 20, 5, 0.1, seed=7, dtype="float32")
+    state.weights.Whh[3, 4] = np.nan
+    cython.train_steps(corpus.data, state, 10)
+    assert state.status == STATUS_DIVERGED and state.steps == 0
+    bad = _state(corpus, 20, 5, 0.1, seed=7, dtype="float32")
+    bad.memory = bad.memory.astype(np.float64)
+    with pytest.raises(TypeError):
+        cython.train_steps(corpus.data, bad, 1)
+    with pytest.raises((TypeError, ValueError)):  # one precision per call
+        _rnn_cython.train_steps(corpus.data, 20, corpus.vocab_size, 5, 0.1, 1, bad.params, bad.memory,
+                                bad.hprev, 0, 0.0)
