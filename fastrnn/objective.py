@@ -249,13 +249,13 @@ class Objective:
                 missing[key] = None
         if not missing:
             return
-        states = [
-            TrainState.fresh(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.dtype)
+        specs = [
+            (hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.dtype)
             for *_scope, hidden, seq_length, learning_rate, seed in missing
         ]
-        for state in states:
-            self.corpus.require_length(state.seq_length)
-        self.backend.train_many(self.corpus.data, states, self.alpha, threads=self.threads)
+        for spec in specs:
+            self.corpus.require_length(spec[1])
+        states = self.backend.train_fresh(self.corpus.data, specs, self.alpha, threads=self.threads)
         for key, state in zip(missing, states):
             self._memo[key] = self._run_value(state)
             self.counters.trainings_run += 1
