@@ -1,4 +1,5 @@
-"""Backends side by side: one training step, a 100-step run, and a full objective evaluation.
+"""Backends side by side: one training step, a 100-step run (float64, and float32 against
+float64), and a full objective evaluation on 1 and 2 threads.
 
 ``pytest benches --benchmark-only`` (add ``--benchmark-autosave`` to keep the run for a later
 ``--benchmark-compare``). Each group holds one configuration; the closing summary prints the
@@ -18,8 +19,8 @@ from .conftest import backend_or_skip
 BACKENDS = ("numpy", "numba", "cython")
 
 
-def _fresh(corpus, hidden, seq_length):
-    return TrainState.fresh(hidden, seq_length, 0.1, corpus.vocab_size, seed=0)
+def _fresh(corpus, hidden, seq_length, dtype="float64"):
+    return TrainState.fresh(hidden, seq_length, 0.1, corpus.vocab_size, seed=0, dtype=dtype)
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
@@ -40,11 +41,27 @@ def test_run_100_steps(benchmark, corpus, backend_name, hidden, seq_length):
     backend.train_steps(corpus.data, _fresh(corpus, hidden, seq_length), 2)
     benchmark.group = f"100 steps H={hidden} S={seq_length}"
     benchmark.extra_info["contender"] = backend_name
-    rounds = 3 if backend_name == "numpy" else 10
+    rounds = 5 if backend_name == "numpy" else 10
     benchmark.pedantic(
         backend.train_steps,
         setup=lambda: ((corpus.data, _fresh(corpus, hidden, seq_length), 100), {}),
         rounds=rounds,
+    )
+
+
+@pytest.mark.parametrize("dtype", ("float64", "float32"))
+@pytest.mark.parametrize("backend_name", ("numba", "cython"))
+@pytest.mark.parametrize("hidden,seq_length", CONFIGS)
+def test_precision_100_steps(benchmark, corpus, backend_name, hidden, seq_length, dtype):
+    """float32 against float64 on the same backend: 100 training steps."""
+    backend = backend_or_skip(backend_name)
+    backend.train_steps(corpus.data, _fresh(corpus, hidden, seq_length, dtype), 2)
+    benchmark.group = f"precision {backend_name} H={hidden} S={seq_length}"
+    benchmark.extra_info["contender"] = dtype
+    benchmark.pedantic(
+        backend.train_steps,
+        setup=lambda: ((corpus.data, _fresh(corpus, hidden, seq_length, dtype), 100), {}),
+        rounds=10,
     )
 
 

@@ -423,11 +423,13 @@ def backends_command():
               help="Comma-separated backends to compare (unavailable ones are left out).")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
               help="Interleaved rounds per figure (medians are reported).")
+@click.option("--dtypes", "dtype_names", default=",".join(DTYPES), show_default=True,
+              help="Comma-separated precisions to compare (numpy trains in float64 only).")
 @click.option("--beta", type=click.IntRange(min=1), default=4, show_default=True,
               help="Replicas in the threads comparison.")
 @click.option("--alpha", type=click.IntRange(min=1), default=100, show_default=True,
               help="Training steps per replica in the threads comparison.")
-def bench_command(corpus_path, backend_names, rounds, beta, alpha):
+def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha):
     """Print Markdown tables: training steps/s per backend and config, and 2-thread speed-up."""
     from fastrnn import bench
 
@@ -436,14 +438,18 @@ def bench_command(corpus_path, backend_names, rounds, beta, alpha):
     if unknown:
         raise click.BadParameter(f"unknown backend {unknown[0]!r}; valid: {', '.join(BACKEND_NAMES)}",
                                  param_hint="--backends")
+    dtypes = [name.strip() for name in dtype_names.split(",") if name.strip()]
+    if not dtypes or any(d not in DTYPES for d in dtypes):
+        raise click.BadParameter(f"valid: {', '.join(DTYPES)}", param_hint="--dtypes")
     try:
         corpus = load_corpus(corpus_path)
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--corpus") from None
     click.echo(f"corpus: {corpus.name} ({len(corpus):,} characters, V={corpus.vocab_size}); "
-               f"single thread, float64, medians of {rounds} interleaved rounds\n")
-    click.echo(bench.markdown_table(bench.step_rates(corpus, names, rounds=rounds)))
-    click.echo(f"\n| backend | H | S | beta | 1 thread (s) | 2 threads (s) | speed-up |\n|---|---:|---:|---:|---:|---:|---:|")
+               f"training steps, single thread, medians of {rounds} interleaved rounds\n")
+    click.echo(bench.markdown_table(bench.step_rates(corpus, names, rounds=rounds, dtypes=dtypes)))
+    click.echo(f"\nOne evaluation of F (beta runs of {alpha} steps at one corner, float64, fresh memo):\n")
+    click.echo("| backend | H | S | beta | 1 thread (s) | 2 threads (s) | speed-up |\n|---|---:|---:|---:|---:|---:|---:|")
     for name in names:
         if name == "numpy":
             continue  # holds the GIL: threads cannot help it

@@ -26,50 +26,61 @@ MIN_SECONDS = 0.05
 @dataclass
 class RateRow:
     backend: str
+    dtype: str
     hidden: int
     seq_length: int
     steps_per_second: float
     ratio_to_numpy: float | None
+    ratio_to_float64: float | None
 
 
-def _time_training(backend: Backend, corpus: Corpus, hidden: int, seq_length: int, steps: int) -> float:
-    state = TrainState.fresh(hidden, seq_length, 0.1, corpus.vocab_size, seed=0)
+def _time_training(backend: Backend, corpus: Corpus, hidden: int, seq_length: int, steps: int, dtype: str) -> float:
+    state = TrainState.fresh(hidden, seq_length, 0.1, corpus.vocab_size, seed=0, dtype=dtype)
     started = time.perf_counter()
     backend.train_steps(corpus.data, state, steps)
     return time.perf_counter() - started
 
 
-def _calibrate(backend: Backend, corpus: Corpus, hidden: int, seq_length: int) -> int:
+def _calibrate(backend: Backend, corpus: Corpus, hidden: int, seq_length: int, dtype: str) -> int:
     """Steps that take about MIN_SECONDS (after a warm-up that also compiles)."""
-    _time_training(backend, corpus, hidden, seq_length, 2)
+    _time_training(backend, corpus, hidden, seq_length, 2, dtype)
     steps = 1
     while True:
-        elapsed = _time_training(backend, corpus, hidden, seq_length, steps)
+        elapsed = _time_training(backend, corpus, hidden, seq_length, steps, dtype)
         if elapsed >= MIN_SECONDS / 4 or steps >= 1 << 16:
             return max(1, int(steps * MIN_SECONDS / max(elapsed, 1e-9)))
         steps *= 4
 
 
-def step_rates(corpus: Corpus, backends: Sequence[str], configs=CONFIGS, rounds: int = 5) -> list[RateRow]:
-    """Training steps per second of each backend at each config, single thread, interleaved."""
-    available = []
+def step_rates(corpus: Corpus, backends: Sequence[str], configs=CONFIGS, rounds: int = 5,
+               dtypes: Sequence[str] = ("float64",)) -> list[RateRow]:
+    """Training steps per second of each (backend, dtype) at each config, single thread, interleaved."""
+    contenders = []
     for name in backends:
         try:
-            available.append(get_backend(name))
+            backend = get_backend(name)
         except BackendUnavailable:
             continue
+        contenders += [(backend, dtype) for dtype in dtypes if dtype in backend.dtypes]
     rows = []
     for hidden, seq_length in configs:
-        steps = {b.name: _calibrate(b, corpus, hidden, seq_length) for b in available}
-        rates = {b.name: [] for b in available}
+        steps = {(b.name, d): _calibrate(b, corpus, hidden, seq_length, d) for b, d in contenders}
+        rates = {key: [] for key in steps}
         for _ in range(rounds):
-            for b in available:
-                rates[b.name].append(steps[b.name] / _time_training(b, corpus, hidden, seq_length, steps[b.name]))
-        for b in available:
-            ratio = None
-            if "numpy" in rates:
-                ratio = statistics.median(r / n for r, n in zip(rates[b.name], rates["numpy"]))
-            rows.append(RateRow(b.name, hidden, seq_length, statistics.median(rates[b.name]), ratio))
+            for b, d in contenders:
+                key = (b.name, d)
+                rates[key].append(steps[key] / _time_training(b, corpus, hidden, seq_length, steps[key], d))
+
+        def ratio(key, baseline):
+            if baseline not in rates or key == baseline:
+                return None
+            return statistics.median(r / n for r, n in zip(rates[key], rates[baseline]))
+
+        for b, d in contenders:
+            key = (b.name, d)
+            rows.append(RateRow(b.name, d, hidden, seq_length, statistics.median(rates[key]),
+                                ratio(key, ("numpy", "float64")) if key != ("numpy", "float64") else 1.0,
+                                ratio(key, (b.name, "float64"))))
     return rows
 
 
@@ -94,8 +105,11 @@ def thread_speedup(corpus: Corpus, backend: str, hidden: int, seq_length: int, b
 
 
 def markdown_table(rows: Sequence[RateRow]) -> str:
-    lines = ["| backend | H | S | steps/s (median) | x numpy |", "|---|---:|---:|---:|---:|"]
+    lines = ["| backend | dtype | H | S | steps/s (median) | x numpy float64 | x own float64 |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for row in rows:
-        ratio = "-" if row.ratio_to_numpy is None else f"{row.ratio_to_numpy:.1f}x"
-        lines.append(f"| {row.backend} | {row.hidden} | {row.seq_length} | {row.steps_per_second:,.0f} | {ratio} |")
+        to_numpy = "-" if row.ratio_to_numpy is None else f"{row.ratio_to_numpy:.1f}x"
+        to_float64 = "-" if row.ratio_to_float64 is None else f"{row.ratio_to_float64:.2f}x"
+        lines.append(f"| {row.backend} | {row.dtype} | {row.hidden} | {row.seq_length} | "
+                     f"{row.steps_per_second:,.0f} | {to_numpy} | {to_float64} |")
     return "\n".join(lines)
