@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _rnn_cython
-from .backends import Backend, _run_cost, default_threads
+from .backends import Backend, _spec_cost, default_threads
 from .model import STATUS_OK, TrainState
 
 
@@ -75,6 +75,12 @@ class CythonBackend(Backend):
         )
         return float(loss), grads, h_last
 
+    def train_fresh(self, data, specs: Sequence[tuple], n_steps: int, threads: int | None = None) -> list[TrainState]:
+        """Draw every run's initial weights, then train them all in one OpenMP batch."""
+        states = [TrainState.fresh(*spec) for spec in specs]
+        self.train_many(data, states, n_steps, threads)
+        return states
+
     def train_many(self, data, states: Sequence[TrainState], n_steps: int, threads: int | None = None) -> None:
         """Advance every state by ``n_steps`` in one ``train_batch`` call per dtype on ``threads`` OpenMP threads.
 
@@ -87,7 +93,7 @@ class CythonBackend(Backend):
         if n_steps <= 0:
             return
         # Longest runs first (dynamic scheduling hands them out in this order).
-        runs = sorted((s for s in states if s.status == STATUS_OK), key=lambda s: -_run_cost(s))
+        runs = sorted((s for s in states if s.status == STATUS_OK), key=lambda s: -_spec_cost((s.hidden, s.seq_length, s.learning_rate, s.vocab_size)))
         groups: dict[np.dtype, list[TrainState]] = {}
         for s in runs:
             params, _ = _state_buffers(s)

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .model import STATUS_OK, TrainState, check_dtype, parameter_count, unpack
+from .model import STATUS_OK, TrainState, check_dtype, unpack
 
 #: Backends in the order ``fastrnn backends`` lists them.
 BACKEND_NAMES = ("numpy", "numba", "cython")
@@ -63,30 +63,31 @@ class Backend:
     def train_fresh(self, data: np.ndarray, specs: Sequence[tuple], n_steps: int, threads: int | None = None) -> list[TrainState]:
         """New runs from ``(hidden, seq_length, learning_rate, vocab_size, seed, dtype)`` specs, trained.
 
-        Large initial weights are drawn on the worker threads too (numpy's legacy generator
-        releases the GIL); small ones on the calling thread, where they cost less than a hand-off.
+        Each task draws its run's initial weights and trains them, so drawing (numpy's legacy
+        generator, about 25 ns a weight, partly without the GIL) overlaps other runs' training
+        instead of running before all of them on the calling thread.
         """
-        threads = default_threads() if threads is None else threads
+        threads = self._check_threads(threads)
         states: list = [None] * len(specs)
 
-        def draw(k):
+        def draw_and_train(k):
             states[k] = _new_state(specs[k])
+            self.train_steps(data, states[k], n_steps)
 
-        weights = sum(parameter_count(spec[0], spec[3]) for spec in specs)
-        _run_shared(draw, range(len(specs)), threads if weights >= _PARALLEL_DRAW_MIN_WEIGHTS else 1)
-        self.train_many(data, states, n_steps, threads)
+        _run_shared(draw_and_train, _longest_first([_spec_cost(spec) for spec in specs]), threads)
         return states
 
     def train_many(self, data: np.ndarray, states: Sequence[TrainState], n_steps: int, threads: int | None = None) -> None:
         """Advance every state by ``n_steps``, using up to ``threads`` threads."""
+        threads = self._check_threads(threads)
+        costs = [_spec_cost((s.hidden, s.seq_length, s.learning_rate, s.vocab_size)) for s in states]
+        _run_shared(lambda k: self.train_steps(data, states[k], n_steps), _longest_first(costs), threads)
+
+    def _check_threads(self, threads: int | None) -> int:
         threads = default_threads() if threads is None else threads
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
-        if not self.releases_gil:
-            threads = 1
-        # Longest runs first, so the last thread to finish is not stuck with a big one.
-        order = sorted(range(len(states)), key=lambda k: -_run_cost(states[k]))
-        _run_shared(lambda k: self.train_steps(data, states[k], n_steps), order, threads)
+        return threads if self.releases_gil else 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -128,18 +129,21 @@ def _run_shared(task, items, threads: int) -> None:
 
 
 _DONE = object()
-#: Below this many weights in a batch, drawing them (about 25 ns each) costs less than handing
-#: work to another thread (about 70 us measured here).
-_PARALLEL_DRAW_MIN_WEIGHTS = 50_000
 
 
 def _new_state(spec: tuple) -> TrainState:
     return TrainState.fresh(*spec)
 
 
-def _run_cost(state: TrainState) -> float:
-    H, S, V = state.hidden, state.seq_length, state.vocab_size
-    return S * (H * H + H * V)
+def _spec_cost(spec: tuple) -> int:
+    """Multiply-adds of one step of a run ``(hidden, seq_length, _, vocab_size, ...)``."""
+    hidden, seq_length, _, vocab_size = spec[:4]
+    return seq_length * (hidden * hidden + hidden * vocab_size)
+
+
+def _longest_first(costs: Sequence[int]) -> list[int]:
+    """Indices, costliest first, so the last thread to finish is not left with a big run."""
+    return sorted(range(len(costs)), key=lambda k: -costs[k])
 
 
 class NumpyBackend(Backend):

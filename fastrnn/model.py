@@ -51,9 +51,11 @@ def unpack(flat: np.ndarray, hidden: int, vocab_size: int) -> Weights:
     H, V = hidden, vocab_size
     if flat.shape != (parameter_count(H, V),):
         raise ValueError(f"flat parameter buffer has shape {flat.shape}; H={H}, V={V} needs ({parameter_count(H, V)},)")
-    offsets = np.cumsum([0, H * V, H * H, V * H, H, V])
-    Wxh, Whh, Why, bh, by = (flat[a:b] for a, b in zip(offsets[:-1], offsets[1:]))
-    return Weights(Wxh.reshape(H, V), Whh.reshape(H, H), Why.reshape(V, H), bh, by)
+    a = H * V
+    b = a + H * H
+    c = b + V * H
+    d = c + H
+    return Weights(flat[:a].reshape(H, V), flat[a:b].reshape(H, H), flat[b:c].reshape(V, H), flat[c:d], flat[d:])
 
 
 def check_dtype(dtype) -> np.dtype:
@@ -91,13 +93,12 @@ def initial_parameters(hidden: int, vocab_size: int, seed: int, dtype="float64")
     so a seed is the same network in either precision.
     """
     H, V = hidden, vocab_size
+    dtype = check_dtype(dtype)
     rng = _seeded_random_state(seed)
-    flat = np.zeros(parameter_count(H, V))
-    w = unpack(flat, H, V)
-    w.Wxh[...] = rng.randn(H, V) * INIT_SCALE
-    w.Whh[...] = rng.randn(H, H) * INIT_SCALE
-    w.Why[...] = rng.randn(V, H) * INIT_SCALE
-    return flat.astype(check_dtype(dtype), copy=False)
+    # randn(H, V) is H*V draws in row-major order, so drawing the blocks flat gives the same weights.
+    flat = np.concatenate([rng.randn(H * V), rng.randn(H * H), rng.randn(V * H), np.zeros(H + V)])
+    flat *= INIT_SCALE
+    return flat.astype(dtype, copy=False)
 
 
 def initial_smooth_loss(vocab_size: int, seq_length: int) -> float:
