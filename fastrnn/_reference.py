@@ -13,7 +13,6 @@ from .model import (
     GRADIENT_CLIP,
     SMOOTHING,
     STATUS_DIVERGED,
-    STATUS_OK,
     TrainState,
     Weights,
     unpack,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import numpy as np
-
 from .tuning import RunFile, trajectory_array
 
 NAMES = ("hidden size", "sequence length", "learning rate")
