@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fastrnn.backends import BackendUnavailable, get_backend
 from fastrnn.corpus import Corpus
 
 _WORDS = (
@@ -58,3 +59,29 @@ def poison_new_runs(monkeypatch):
         monkeypatch.setattr(TrainState, "fresh", poisoned)
 
     return poison
+
+
+def _compiled(name):
+    """A compiled backend's name, skipped only where it is not built (CI requires it is)."""
+    try:
+        get_backend(name)
+    except BackendUnavailable as exc:
+        return pytest.param(name, marks=pytest.mark.skip(reason=str(exc)))
+    return name
+
+
+@pytest.fixture(params=[_compiled("numba"), _compiled("cython")])
+def backend(request):
+    """Each compiled backend in turn."""
+    return get_backend(request.param)
+
+
+@pytest.fixture(scope="session")
+def reference():
+    return get_backend("numpy")
+
+
+def relative_error(actual, expected) -> float:
+    """max |actual - expected| / max |expected|, in float64."""
+    expected = np.asarray(expected, dtype=np.float64)
+    return float(np.max(np.abs(np.asarray(actual, dtype=np.float64) - expected)) / np.max(np.abs(expected)))

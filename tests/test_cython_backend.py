@@ -25,7 +25,6 @@ from fastrnn.corpus import Corpus
 from fastrnn.model import STATUS_DIVERGED, TrainState
 
 
-
 @pytest.fixture(scope="module")
 def corpus() -> Corpus:
     """A few thousand characters of word-like text over 45 distinct characters."""

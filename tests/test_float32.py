@@ -10,39 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrnn.backends import BackendUnavailable, get_backend
+from conftest import relative_error
 from fastrnn.model import STATUS_DIVERGED, STATUS_OK, TrainState
 
 SIZES = [(20, 5), (100, 25), (410, 25)]
-
-
-def _float32_backend(name):
-    """The backend, or a skip mark if it is not built or does not (yet) take float32 state."""
-    try:
-        backend = get_backend(name)
-    except BackendUnavailable as exc:
-        return pytest.param(name, marks=pytest.mark.skip(reason=str(exc)))
-    probe = TrainState.fresh(4, 2, 0.1, 3, seed=0, dtype="float32")
-    try:
-        backend.train_steps(np.array([0, 1, 2, 0, 1, 2, 0, 1], dtype=np.uint8), probe, 1)
-    except (TypeError, ValueError) as exc:
-        return pytest.param(name, marks=pytest.mark.skip(reason=f"{name} rejects float32 state: {exc}"))
-    return name
-
-
-@pytest.fixture(params=[_float32_backend("numba"), _float32_backend("cython")])
-def backend(request):
-    return get_backend(request.param)
-
-
-@pytest.fixture(scope="module")
-def reference():
-    return get_backend("numpy")
-
-
-def _relative_error(actual, expected) -> float:
-    expected = np.asarray(expected, dtype=np.float64)
-    return float(np.max(np.abs(np.asarray(actual, dtype=np.float64) - expected)) / np.max(np.abs(expected)))
 
 
 def _run(backend, corpus, H, S, lr, steps, seed=0, dtype="float32"):
@@ -64,8 +35,8 @@ def test_one_step_matches_float64_reference_on_the_same_weights(backend, referen
                                             hprev.astype(np.float64))
     actual = backend.loss_and_gradients(state.params, H, V, small_corpus.data, start, S, hprev)
     assert abs(actual[0] - expected[0]) <= 1e-5 * abs(expected[0])
-    assert _relative_error(actual[1], expected[1]) <= 1e-5
-    assert _relative_error(actual[2], expected[2]) <= 1e-5
+    assert relative_error(actual[1], expected[1]) <= 1e-5
+    assert relative_error(actual[2], expected[2]) <= 1e-5
     # computed in single precision, not upcast
     assert actual[1].dtype == np.float32 and np.asarray(actual[2]).dtype == np.float32
     assert state.params.dtype == np.float32

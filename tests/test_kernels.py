@@ -10,34 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrnn.backends import BackendUnavailable, get_backend
+from conftest import relative_error
 from fastrnn.model import GRADIENT_CLIP, STATUS_DIVERGED, STATUS_OK, TrainState
 
-
-def _compiled(name):
-    try:
-        get_backend(name)
-    except BackendUnavailable as exc:
-        return pytest.param(name, marks=pytest.mark.skip(reason=str(exc)))
-    return name
-
-
-COMPILED = [_compiled("numba"), _compiled("cython")]
 SIZES = [(20, 5), (100, 25), (410, 25)]
-
-
-@pytest.fixture(params=COMPILED)
-def backend(request):
-    return get_backend(request.param)
-
-
-@pytest.fixture(scope="module")
-def reference():
-    return get_backend("numpy")
-
-
-def _relative_error(actual, expected) -> float:
-    return float(np.max(np.abs(np.asarray(actual) - expected)) / np.max(np.abs(expected)))
 
 
 @pytest.mark.parametrize("H,S", SIZES)
@@ -51,10 +27,10 @@ def test_one_step_loss_and_gradients_match_reference(backend, reference, small_c
     expected = reference.loss_and_gradients(state.params, H, V, small_corpus.data, start, S, hprev)
     actual = backend.loss_and_gradients(state.params, H, V, small_corpus.data, start, S, hprev)
     assert abs(actual[0] - expected[0]) <= 1e-12 * abs(expected[0])
-    assert _relative_error(actual[1], expected[1]) <= 1e-12
+    assert relative_error(actual[1], expected[1]) <= 1e-12
     clip = lambda g: np.clip(g, -GRADIENT_CLIP, GRADIENT_CLIP)  # noqa: E731
-    assert _relative_error(clip(actual[1]), clip(expected[1])) <= 1e-12
-    assert _relative_error(actual[2], expected[2]) <= 1e-12
+    assert relative_error(clip(actual[1]), clip(expected[1])) <= 1e-12
+    assert relative_error(actual[2], expected[2]) <= 1e-12
 
 
 def _run(backend, corpus, H, S, lr, steps, seed=0):
@@ -69,7 +45,7 @@ def test_whole_run_matches_reference_where_stable(backend, reference, small_corp
     assert actual.steps == expected.steps == 100
     assert actual.position == expected.position
     assert abs(actual.smooth_loss - expected.smooth_loss) <= 1e-9 * expected.smooth_loss
-    assert _relative_error(actual.params, expected.params) <= 1e-9
+    assert relative_error(actual.params, expected.params) <= 1e-9
 
 
 @pytest.mark.parametrize("H,S", SIZES[1:])
@@ -78,8 +54,8 @@ def test_first_updates_match_reference_at_larger_sizes(backend, reference, small
     actual = _run(backend, small_corpus, H, S, 0.1, 3)
     assert abs(actual.smooth_loss - expected.smooth_loss) <= 1e-12 * expected.smooth_loss
     assert abs(actual.last_loss - expected.last_loss) <= 1e-11 * expected.last_loss
-    assert _relative_error(actual.params, expected.params) <= 1e-10
-    assert _relative_error(actual.memory, expected.memory) <= 1e-10
+    assert relative_error(actual.params, expected.params) <= 1e-10
+    assert relative_error(actual.memory, expected.memory) <= 1e-10
 
 
 def test_long_runs_agree_with_reference_in_distribution(backend, reference, small_corpus):
