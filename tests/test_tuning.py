@@ -182,3 +182,33 @@ def test_cli_reproduce_small_scale(tmp_path, corpus_file):
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.jsonl")}
     assert CliRunner().invoke(cli, args).exit_code == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.jsonl")} == before
+
+
+def test_cli_ctrl_c_keeps_the_run_and_resume_finishes_it(tmp_path, corpus_file, monkeypatch):
+    """Ctrl-C in the middle of `fastrnn tune`: exit 130, one line, records kept; --resume finishes it."""
+    runner = CliRunner()
+    args = ["tune", "--method", "gd", "--step", "0.5", "--alpha", "5", "--corpus", corpus_file, "--seed", "4",
+            "--record-every", "2", "--steps", "12", "--quiet", "--x0", "26.5,9.5,0.2"]
+    whole = runner.invoke(cli, args + ["--out", str(tmp_path / "whole.jsonl")])
+    assert whole.exit_code == 0, whole.output
+
+    calls = {"n": 0}
+    original = Objective.evaluate_many
+
+    def interrupted(self, points):
+        calls["n"] += 1
+        if calls["n"] == 6:  # one batch per step: step 5 is interrupted
+            raise KeyboardInterrupt
+        return original(self, points)
+
+    monkeypatch.setattr(Objective, "evaluate_many", interrupted)
+    out = tmp_path / "run.jsonl"
+    result = runner.invoke(cli, args + ["--out", str(out)])
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines() == [f"Error: interrupted; continue with --resume {out}"]
+    kept = read_run(out)
+    assert kept.records and kept.result is None
+    monkeypatch.setattr(Objective, "evaluate_many", original)
+    resumed = runner.invoke(cli, args + ["--resume", str(out)])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout == whole.stdout
