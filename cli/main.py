@@ -16,7 +16,6 @@ import time
 import click
 import numpy as np
 
-from fastrnn.calculus import GRADIENT_METHODS, HESSIAN_METHODS, gradient
 from fastrnn.backends import (
     BACKEND_NAMES,
     DEFAULT_BACKEND,
@@ -26,12 +25,13 @@ from fastrnn.backends import (
     default_threads,
     get_backend,
 )
+from fastrnn.calculus import GRADIENT_METHODS, HESSIAN_METHODS, gradient
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
 from fastrnn.model import DTYPES, STATUS_DIVERGED
 from fastrnn.objective import LOSS_KINDS, NOISE_KINDS, Objective
-from fastrnn.sampling import sample
 from fastrnn.optimize import METHODS
+from fastrnn.sampling import sample
 from fastrnn.training import train
 from fastrnn.tuning import RunFileError, read_run, tune
 

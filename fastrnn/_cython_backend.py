@@ -11,9 +11,8 @@ from typing import Sequence
 import numpy as np
 
 from . import _rnn_cython
-from .backends import Backend, _spec_cost, default_threads
+from .backends import Backend, default_threads, run_cost
 from .model import STATUS_OK, TrainState
-
 
 _DTYPES = tuple(np.dtype(name) for name in _rnn_cython.DTYPES)
 
@@ -93,7 +92,7 @@ class CythonBackend(Backend):
         if n_steps <= 0:
             return
         # Longest runs first (dynamic scheduling hands them out in this order).
-        runs = sorted((s for s in states if s.status == STATUS_OK), key=lambda s: -_spec_cost((s.hidden, s.seq_length, s.learning_rate, s.vocab_size)))
+        runs = sorted((s for s in states if s.status == STATUS_OK), key=lambda s: -run_cost(s.hidden, s.seq_length, s.vocab_size))
         groups: dict[np.dtype, list[TrainState]] = {}
         for s in runs:
             params, _ = _state_buffers(s)

@@ -80,7 +80,7 @@ class Backend:
     def train_many(self, data: np.ndarray, states: Sequence[TrainState], n_steps: int, threads: int | None = None) -> None:
         """Advance every state by ``n_steps``, using up to ``threads`` threads."""
         threads = self._check_threads(threads)
-        costs = [_spec_cost((s.hidden, s.seq_length, s.learning_rate, s.vocab_size)) for s in states]
+        costs = [run_cost(s.hidden, s.seq_length, s.vocab_size) for s in states]
         _run_shared(lambda k: self.train_steps(data, states[k], n_steps), _longest_first(costs), threads)
 
     def _check_threads(self, threads: int | None) -> int:
@@ -135,10 +135,14 @@ def _new_state(spec: tuple) -> TrainState:
     return TrainState.fresh(*spec)
 
 
-def _spec_cost(spec: tuple) -> int:
-    """Multiply-adds of one step of a run ``(hidden, seq_length, _, vocab_size, ...)``."""
-    hidden, seq_length, _, vocab_size = spec[:4]
+def run_cost(hidden: int, seq_length: int, vocab_size: int) -> int:
+    """Multiply-adds of one training step: what to schedule the longest runs first by."""
     return seq_length * (hidden * hidden + hidden * vocab_size)
+
+
+def _spec_cost(spec: tuple) -> int:
+    hidden, seq_length, _, vocab_size = spec[:4]
+    return run_cost(hidden, seq_length, vocab_size)
 
 
 def _longest_first(costs: Sequence[int]) -> list[int]:

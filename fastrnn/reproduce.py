@@ -220,7 +220,8 @@ def write_report(summaries: list[dict], settings: dict, out_dir: str, analysis: 
         f"Command: `{settings['command']}`",
         "",
         f"Corpus: {settings['corpus']} ({settings['corpus_chars']:,} characters, V={settings['vocab_size']}); "
-        f"noise: {settings['noise']}; backend: {settings['backend']} ({settings.get('dtype', 'float64')}); threads: {settings['threads']}; "
+        f"noise: {settings['noise']}; backend: {settings['backend']} ({settings.get('dtype', 'float64')}); "
+        f"threads: {settings['threads']}; "
         f"scale: {settings['scale']}; commit {settings['environment']['commit']}, "
         f"Python {settings['environment']['python']}, {settings['environment']['cores']} cores.",
         "",

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from fastrnn.cli.main import cli
+
 from fastrnn.objective import Objective
 from fastrnn.training import train
 

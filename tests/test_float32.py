@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import relative_error
+
 from fastrnn.model import STATUS_DIVERGED, STATUS_OK, TrainState
 
 SIZES = [(20, 5), (100, 25), (410, 25)]

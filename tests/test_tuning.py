@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from fastrnn.cli.main import cli
 
 from fastrnn import reproduce
-from fastrnn.cli.main import cli
 from fastrnn.objective import Objective
 from fastrnn.tuning import RunFileError, read_run, tune
 
