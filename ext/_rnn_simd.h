@@ -280,47 +280,58 @@ RNN_INLINE T RNN_FN(rnn_tanh)(T x)
 
 /* ---- dense building blocks (always inlined into the entry points) ------------------------- */
 
+#if RNN_VECTORS
+/* s[k] = sum_j a[j] * b_k[j], k = 0..3: four dot products sharing each load of a, with four
+ * independent accumulator chains (a matrix-vector product over four rows, or one row of Why
+ * against four time steps' hidden states) */
+RNN_INLINE void RNN_FN(rnn_dot4)(const T *RNN_RESTRICT a, const T *RNN_RESTRICT b0, const T *RNN_RESTRICT b1,
+                                 const T *RNN_RESTRICT b2, const T *RNN_RESTRICT b3, Py_ssize_t n,
+                                 T *RNN_RESTRICT s)
+{
+    const Py_ssize_t jv = n - n % L;
+    VEC a0 = SPLAT(0), a1 = a0, a2 = a0, a3 = a0;
+    for (Py_ssize_t j = 0; j < jv; j += L) {
+        const VEC av = LD(a + j);
+        a0 += LD(b0 + j) * av;
+        a1 += LD(b1 + j) * av;
+        a2 += LD(b2 + j) * av;
+        a3 += LD(b3 + j) * av;
+    }
+    T s0 = HSUM(a0), s1 = HSUM(a1), s2 = HSUM(a2), s3 = HSUM(a3);
+    Py_ssize_t j = jv;
+#ifdef LH
+    if (j + LH <= n) {
+        const VECH av = LDH(a + j);
+        const VECH c0 = LDH(b0 + j) * av, c1 = LDH(b1 + j) * av, c2 = LDH(b2 + j) * av, c3 = LDH(b3 + j) * av;
+        s0 += HSUMH(c0);
+        s1 += HSUMH(c1);
+        s2 += HSUMH(c2);
+        s3 += HSUMH(c3);
+        j += LH;
+    }
+#endif
+    for (; j < n; j++) {
+        s0 += b0[j] * a[j];
+        s1 += b1[j] * a[j];
+        s2 += b2[j] * a[j];
+        s3 += b3[j] * a[j];
+    }
+    s[0] = s0;
+    s[1] = s1;
+    s[2] = s2;
+    s[3] = s3;
+}
+#endif
+
 /* out[i] = sum_j W[i, j] * x[j]   (W is rows x cols, row-major) */
 RNN_INLINE void RNN_FN(rnn_gemv)(const T *RNN_RESTRICT W, const T *RNN_RESTRICT x,
                                  Py_ssize_t rows, Py_ssize_t cols, T *RNN_RESTRICT out)
 {
     Py_ssize_t i = 0;
 #if RNN_VECTORS
-    /* four rows at a time: four independent accumulators sharing each load of x */
-    const Py_ssize_t jv = cols - cols % L;
     for (; i + 4 <= rows; i += 4) {
-        const T *w0 = W + i * cols, *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;
-        VEC a0 = SPLAT(0), a1 = a0, a2 = a0, a3 = a0;
-        for (Py_ssize_t j = 0; j < jv; j += L) {
-            const VEC xv = LD(x + j);
-            a0 += LD(w0 + j) * xv;
-            a1 += LD(w1 + j) * xv;
-            a2 += LD(w2 + j) * xv;
-            a3 += LD(w3 + j) * xv;
-        }
-        T s0 = HSUM(a0), s1 = HSUM(a1), s2 = HSUM(a2), s3 = HSUM(a3);
-        Py_ssize_t j = jv;
-#ifdef LH
-        if (j + LH <= cols) {
-            const VECH xv = LDH(x + j);
-            const VECH c0 = LDH(w0 + j) * xv, c1 = LDH(w1 + j) * xv, c2 = LDH(w2 + j) * xv, c3 = LDH(w3 + j) * xv;
-            s0 += HSUMH(c0);
-            s1 += HSUMH(c1);
-            s2 += HSUMH(c2);
-            s3 += HSUMH(c3);
-            j += LH;
-        }
-#endif
-        for (; j < cols; j++) {
-            s0 += w0[j] * x[j];
-            s1 += w1[j] * x[j];
-            s2 += w2[j] * x[j];
-            s3 += w3[j] * x[j];
-        }
-        out[i] = s0;
-        out[i + 1] = s1;
-        out[i + 2] = s2;
-        out[i + 3] = s3;
+        const T *w0 = W + i * cols;
+        RNN_FN(rnn_dot4)(x, w0, w0 + cols, w0 + 2 * cols, w0 + 3 * cols, cols, out + i);
     }
 #endif
     for (; i < rows; i++) {
@@ -520,40 +531,14 @@ RNN_KERNEL double RNN_FN(rnn_forward)(const T *RNN_RESTRICT params, Py_ssize_t H
         const T b = by[v];
         Py_ssize_t t = 0;
 #if RNN_VECTORS
-        const Py_ssize_t jv = H - H % L;
         for (; t < S4; t += 4) {
-            const T *h0 = hs + (t + 1) * H, *h1 = h0 + H, *h2 = h1 + H, *h3 = h2 + H;
-            VEC a0 = SPLAT(0), a1 = a0, a2 = a0, a3 = a0;
-            for (Py_ssize_t j = 0; j < jv; j += L) {
-                const VEC wv = LD(w + j);
-                a0 += wv * LD(h0 + j);
-                a1 += wv * LD(h1 + j);
-                a2 += wv * LD(h2 + j);
-                a3 += wv * LD(h3 + j);
-            }
-            T s0 = HSUM(a0), s1 = HSUM(a1), s2 = HSUM(a2), s3 = HSUM(a3);
-            Py_ssize_t j = jv;
-#ifdef LH
-            if (j + LH <= H) {
-                const VECH wv = LDH(w + j);
-                const VECH c0 = wv * LDH(h0 + j), c1 = wv * LDH(h1 + j), c2 = wv * LDH(h2 + j), c3 = wv * LDH(h3 + j);
-                s0 += HSUMH(c0);
-                s1 += HSUMH(c1);
-                s2 += HSUMH(c2);
-                s3 += HSUMH(c3);
-                j += LH;
-            }
-#endif
-            for (; j < H; j++) {
-                s0 += w[j] * h0[j];
-                s1 += w[j] * h1[j];
-                s2 += w[j] * h2[j];
-                s3 += w[j] * h3[j];
-            }
-            probs[t * V + v] = s0 + b;
-            probs[(t + 1) * V + v] = s1 + b;
-            probs[(t + 2) * V + v] = s2 + b;
-            probs[(t + 3) * V + v] = s3 + b;
+            const T *h0 = hs + (t + 1) * H;
+            T y[4];
+            RNN_FN(rnn_dot4)(w, h0, h0 + H, h0 + 2 * H, h0 + 3 * H, H, y);
+            probs[t * V + v] = y[0] + b;
+            probs[(t + 1) * V + v] = y[1] + b;
+            probs[(t + 2) * V + v] = y[2] + b;
+            probs[(t + 3) * V + v] = y[3] + b;
         }
 #endif
         for (; t < S; t++) {
