@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import relative_error
 
-from fastrnn.model import GRADIENT_CLIP, STATUS_DIVERGED, STATUS_OK, TrainState
+from fastrnn.model import DTYPES, GRADIENT_CLIP, STATUS_DIVERGED, STATUS_OK, TrainState
 
 SIZES = [(20, 5), (100, 25), (410, 25)]
 
@@ -74,39 +74,45 @@ def test_wraparound_matches_reference(backend, reference, tiny_corpus):
     assert abs(actual.smooth_loss - expected.smooth_loss) <= 1e-9 * expected.smooth_loss
 
 
-def test_chunked_training_equals_one_call(backend, small_corpus):
-    whole = _run(backend, small_corpus, 30, 9, 0.1, 30)
-    chunked = TrainState.fresh(30, 9, 0.1, small_corpus.vocab_size, 0)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_chunked_training_equals_one_call(backend, small_corpus, dtype):
+    whole = TrainState.fresh(30, 9, 0.1, small_corpus.vocab_size, 0, dtype)
+    backend.train_steps(small_corpus.data, whole, 30)
+    chunked = TrainState.fresh(30, 9, 0.1, small_corpus.vocab_size, 0, dtype)
     for _ in range(3):
         backend.train_steps(small_corpus.data, chunked, 10)
-    assert chunked.steps == 30
+    assert chunked.steps == 30 and chunked.params.dtype == chunked.hprev.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(chunked.params, whole.params)
     np.testing.assert_array_equal(chunked.hprev, whole.hprev)
     assert chunked.smooth_loss == whole.smooth_loss and chunked.position == whole.position
 
 
-def _batch(corpus):
+def _batch(corpus, dtype):
     configs = [(20, 5, 0.1), (41, 12, 0.3), (64, 25, 0.05), (20, 6, 0.1), (33, 40, 0.9)]
-    return [TrainState.fresh(H, S, lr, corpus.vocab_size, seed) for seed, (H, S, lr) in enumerate(configs)]
+    return [TrainState.fresh(H, S, lr, corpus.vocab_size, seed, dtype) for seed, (H, S, lr) in enumerate(configs)]
 
 
-def test_batches_are_bit_identical_for_any_thread_count(backend, small_corpus):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batches_are_bit_identical_for_any_thread_count(backend, small_corpus, dtype):
     results = {}
     for threads in (1, 2, 3):
-        states = _batch(small_corpus)
+        states = _batch(small_corpus, dtype)
         backend.train_many(small_corpus.data, states, 40, threads=threads)
         results[threads] = states
-    one_by_one = _batch(small_corpus)
+    one_by_one = _batch(small_corpus, dtype)
     for state in one_by_one:
         backend.train_steps(small_corpus.data, state, 40)
     for states in (results[2], results[3], one_by_one):
         for a, b in zip(results[1], states):
+            assert a.params.dtype == b.params.dtype == np.dtype(dtype)
             np.testing.assert_array_equal(a.params, b.params)
+            np.testing.assert_array_equal(a.memory, b.memory)
             assert a.smooth_loss == b.smooth_loss and a.steps == b.steps == 40
 
 
-def test_divergence_is_reported_not_hidden(backend, small_corpus):
-    state = TrainState.fresh(20, 5, 0.1, small_corpus.vocab_size, 0)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_divergence_is_reported_not_hidden(backend, small_corpus, dtype):
+    state = TrainState.fresh(20, 5, 0.1, small_corpus.vocab_size, 0, dtype)
     state.params[5] = np.nan
     backend.train_steps(small_corpus.data, state, 10)
     assert state.status == STATUS_DIVERGED
