@@ -32,9 +32,13 @@ Why it is written this way (measured; timings on the 2-core AVX-512 dev machine)
   (constants via :func:`_typed`, float32 tanh/exp with a degree-7 polynomial and an int32 bit
   trick, libm fallback below -87, ``lr`` rounded once). Only scalars stay float64: the per-step
   loss is summed in float64 from float32 terms (S additions a step) and the smooth loss is
-  float64, as in :class:`fastrnn.model.TrainState`. Measured: about 2.0x faster than float64 at
-  (H, S) = (410, 25), 1.45x at (100, 25), 1.4x at (20, 5); at H = 100 the forward matrix-vector
-  products are dominated by horizontal reductions, which do not get cheaper in float32.
+  float64, as in :class:`fastrnn.model.TrainState`. At H = 100 the forward's row-dot products
+  are dominated by horizontal reductions and j tails, which do not get cheaper in float32, so
+  the float32 specialisation (only; float64 is bit-unchanged) computes the Whh recurrence 8 rows
+  per pass (:func:`_recurrence_f32`) and the logits reduction-free against a per-call transposed
+  copy of Why (:func:`_outputs_f32`). Measured: about 2.0x faster than float64 at
+  (H, S) = (410, 25), 1.55-1.75x at (100, 25) (varies from process to process, presumably with
+  buffer alignment), 1.4x at (20, 5).
 
 The state layout is the one in :mod:`fastrnn.model`.
 """
@@ -256,57 +260,111 @@ def _exp_min_overload(like):
     return lambda like: bound
 
 
-@njit(**_JIT)
-def _views(params, H, V):
-    nWxh = H * V
-    nWhh = H * H
-    nWhy = V * H
-    Wxh = params[0:nWxh].reshape((H, V))
-    Whh = params[nWxh:nWxh + nWhh].reshape((H, H))
-    Why = params[nWxh + nWhh:nWxh + nWhh + nWhy].reshape((V, H))
-    bh = params[nWxh + nWhh + nWhy:nWxh + nWhh + nWhy + H]
-    by = params[nWxh + nWhh + nWhy + H:]
-    return Wxh, Whh, Why, bh, by
-
-
-@njit(**_JIT)
-def _forward(Wxh, Whh, Why, bh, by, data, start, S, hprev, hs, probs, ex):
-    """Loss of ``data[start:start+S+1]``; fills ``hs`` (hs[0] = hprev) and ``probs``."""
+@njit(inline="always", **_JIT)
+def _recurrence_f64(Wxh, Whh, bh, hs, t, x):
+    """hs[t + 1] = Wxh[:, x] + Whh hs[t] + bh (before tanh): 4 rows of Whh share each load of h."""
     H = Whh.shape[0]
-    V = Why.shape[0]
     H4 = H - H % 4
+    zero = _typed(hs, 0.0)
+    for i in range(0, H4, 4):
+        a0 = zero
+        a1 = zero
+        a2 = zero
+        a3 = zero
+        for j in range(H):
+            hj = hs[t, j]
+            a0 += Whh[i, j] * hj
+            a1 += Whh[i + 1, j] * hj
+            a2 += Whh[i + 2, j] * hj
+            a3 += Whh[i + 3, j] * hj
+        hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
+        hs[t + 1, i + 1] = Wxh[i + 1, x] + a1 + bh[i + 1]
+        hs[t + 1, i + 2] = Wxh[i + 2, x] + a2 + bh[i + 2]
+        hs[t + 1, i + 3] = Wxh[i + 3, x] + a3 + bh[i + 3]
+    for i in range(H4, H):
+        a0 = zero
+        for j in range(H):
+            a0 += Whh[i, j] * hs[t, j]
+        hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
+
+
+@njit(inline="always", **_JIT)
+def _recurrence_f32(Wxh, Whh, bh, hs, t, x):
+    """As :func:`_recurrence_f64`, 8 rows per pass (one horizontal reduction per row)."""
+    H = Whh.shape[0]
+    H8 = H - H % 8
+    H4 = H - H % 4
+    zero = _typed(hs, 0.0)
+    for i in range(0, H8, 8):
+        a0 = zero
+        a1 = zero
+        a2 = zero
+        a3 = zero
+        a4 = zero
+        a5 = zero
+        a6 = zero
+        a7 = zero
+        for j in range(H):
+            hj = hs[t, j]
+            a0 += Whh[i, j] * hj
+            a1 += Whh[i + 1, j] * hj
+            a2 += Whh[i + 2, j] * hj
+            a3 += Whh[i + 3, j] * hj
+            a4 += Whh[i + 4, j] * hj
+            a5 += Whh[i + 5, j] * hj
+            a6 += Whh[i + 6, j] * hj
+            a7 += Whh[i + 7, j] * hj
+        hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
+        hs[t + 1, i + 1] = Wxh[i + 1, x] + a1 + bh[i + 1]
+        hs[t + 1, i + 2] = Wxh[i + 2, x] + a2 + bh[i + 2]
+        hs[t + 1, i + 3] = Wxh[i + 3, x] + a3 + bh[i + 3]
+        hs[t + 1, i + 4] = Wxh[i + 4, x] + a4 + bh[i + 4]
+        hs[t + 1, i + 5] = Wxh[i + 5, x] + a5 + bh[i + 5]
+        hs[t + 1, i + 6] = Wxh[i + 6, x] + a6 + bh[i + 6]
+        hs[t + 1, i + 7] = Wxh[i + 7, x] + a7 + bh[i + 7]
+    for i in range(H8, H4, 4):
+        a0 = zero
+        a1 = zero
+        a2 = zero
+        a3 = zero
+        for j in range(H):
+            hj = hs[t, j]
+            a0 += Whh[i, j] * hj
+            a1 += Whh[i + 1, j] * hj
+            a2 += Whh[i + 2, j] * hj
+            a3 += Whh[i + 3, j] * hj
+        hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
+        hs[t + 1, i + 1] = Wxh[i + 1, x] + a1 + bh[i + 1]
+        hs[t + 1, i + 2] = Wxh[i + 2, x] + a2 + bh[i + 2]
+        hs[t + 1, i + 3] = Wxh[i + 3, x] + a3 + bh[i + 3]
+    for i in range(H4, H):
+        a0 = zero
+        for j in range(H):
+            a0 += Whh[i, j] * hs[t, j]
+        hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
+
+
+def _recurrence(Wxh, Whh, bh, hs, t, x):
+    """hs[t + 1] before tanh, by the kernel for the precision of ``hs``; jit-only."""
+    raise NotImplementedError("jit-only helper")
+
+
+@overload(_recurrence, inline="always", jit_options=dict(fastmath={"reassoc", "contract"}))
+def _recurrence_overload(Wxh, Whh, bh, hs, t, x):
+    if hs.dtype == types.float64:
+        return lambda Wxh, Whh, bh, hs, t, x: _recurrence_f64(Wxh, Whh, bh, hs, t, x)
+    if hs.dtype == types.float32:
+        return lambda Wxh, Whh, bh, hs, t, x: _recurrence_f32(Wxh, Whh, bh, hs, t, x)
+    return None
+
+
+@njit(inline="always", **_JIT)
+def _outputs_f64(Why, by, hs, S, probs):
+    """probs[t] = Why hs[t + 1] + by (logits) for all t: 4 time steps per pass over a Why row."""
+    H = Why.shape[1]
+    V = Why.shape[0]
     S4 = S - S % 4
     zero = _typed(hs, 0.0)
-    one = _typed(hs, 1.0)
-    exp_min = _exp_min(hs)
-    for i in range(H):
-        hs[0, i] = hprev[i]
-    # the recurrence: only Whh h feeds the next step; 4 rows of Whh share each load of h
-    for t in range(S):
-        x = data[start + t]
-        for i in range(0, H4, 4):
-            a0 = zero
-            a1 = zero
-            a2 = zero
-            a3 = zero
-            for j in range(H):
-                hj = hs[t, j]
-                a0 += Whh[i, j] * hj
-                a1 += Whh[i + 1, j] * hj
-                a2 += Whh[i + 2, j] * hj
-                a3 += Whh[i + 3, j] * hj
-            hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
-            hs[t + 1, i + 1] = Wxh[i + 1, x] + a1 + bh[i + 1]
-            hs[t + 1, i + 2] = Wxh[i + 2, x] + a2 + bh[i + 2]
-            hs[t + 1, i + 3] = Wxh[i + 3, x] + a3 + bh[i + 3]
-        for i in range(H4, H):
-            a0 = zero
-            for j in range(H):
-                a0 += Whh[i, j] * hs[t, j]
-            hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
-        for i in range(H):
-            hs[t + 1, i] = _tanh(hs[t + 1, i])
-    # outputs y_t = Why h_t + by for all t at once, 4 time steps per pass over a Why row
     for v in range(V):
         b = by[v]
         for t in range(0, S4, 4):
@@ -329,6 +387,104 @@ def _forward(Wxh, Whh, Why, bh, by, data, start, S, hprev, hs, probs, ex):
             for j in range(H):
                 a0 += Why[v, j] * hs[t + 1, j]
             probs[t, v] = a0 + b
+
+
+@njit(inline="always", **_JIT)
+def _outputs_f32(Why, by, hs, S, probs):
+    """As :func:`_outputs_f64`, reduction-free: probs[t, :] += hs[t + 1, j] * Why^T[j, :].
+
+    Why is transposed into a scratch (H, V) buffer first (V*H copies against S*V*H FMAs): in
+    float32 the per-(t, v) horizontal reductions and j tails of the row-dot form cost as much
+    as its FMAs at H = 100. Two time steps and four columns of Why per pass.
+    """
+    H = Why.shape[1]
+    V = Why.shape[0]
+    H4 = H - H % 4
+    S2 = S - S % 2
+    WT = np.empty((H, V), Why.dtype)
+    for v in range(V):
+        for j in range(H):
+            WT[j, v] = Why[v, j]
+    for t in range(S):
+        for v in range(V):
+            probs[t, v] = by[v]
+    for t in range(0, S2, 2):
+        u = t + 1
+        for j in range(0, H4, 4):
+            h0 = hs[u, j]
+            h1 = hs[u, j + 1]
+            h2 = hs[u, j + 2]
+            h3 = hs[u, j + 3]
+            g0 = hs[u + 1, j]
+            g1 = hs[u + 1, j + 1]
+            g2 = hs[u + 1, j + 2]
+            g3 = hs[u + 1, j + 3]
+            for v in range(V):
+                w0 = WT[j, v]
+                w1 = WT[j + 1, v]
+                w2 = WT[j + 2, v]
+                w3 = WT[j + 3, v]
+                probs[t, v] += h0 * w0 + h1 * w1 + h2 * w2 + h3 * w3
+                probs[u, v] += g0 * w0 + g1 * w1 + g2 * w2 + g3 * w3
+        for j in range(H4, H):
+            h0 = hs[u, j]
+            g0 = hs[u + 1, j]
+            for v in range(V):
+                probs[t, v] += h0 * WT[j, v]
+                probs[u, v] += g0 * WT[j, v]
+    for t in range(S2, S):
+        u = t + 1
+        for j in range(H):
+            h0 = hs[u, j]
+            for v in range(V):
+                probs[t, v] += h0 * WT[j, v]
+
+
+def _outputs(Why, by, hs, S, probs):
+    """The logits of all S steps, by the kernel for the precision of ``hs``; jit-only."""
+    raise NotImplementedError("jit-only helper")
+
+
+@overload(_outputs, inline="always", jit_options=dict(fastmath={"reassoc", "contract"}))
+def _outputs_overload(Why, by, hs, S, probs):
+    if hs.dtype == types.float64:
+        return lambda Why, by, hs, S, probs: _outputs_f64(Why, by, hs, S, probs)
+    if hs.dtype == types.float32:
+        return lambda Why, by, hs, S, probs: _outputs_f32(Why, by, hs, S, probs)
+    return None
+
+
+@njit(**_JIT)
+def _views(params, H, V):
+    nWxh = H * V
+    nWhh = H * H
+    nWhy = V * H
+    Wxh = params[0:nWxh].reshape((H, V))
+    Whh = params[nWxh:nWxh + nWhh].reshape((H, H))
+    Why = params[nWxh + nWhh:nWxh + nWhh + nWhy].reshape((V, H))
+    bh = params[nWxh + nWhh + nWhy:nWxh + nWhh + nWhy + H]
+    by = params[nWxh + nWhh + nWhy + H:]
+    return Wxh, Whh, Why, bh, by
+
+
+@njit(**_JIT)
+def _forward(Wxh, Whh, Why, bh, by, data, start, S, hprev, hs, probs, ex):
+    """Loss of ``data[start:start+S+1]``; fills ``hs`` (hs[0] = hprev) and ``probs``."""
+    H = Whh.shape[0]
+    V = Why.shape[0]
+    zero = _typed(hs, 0.0)
+    one = _typed(hs, 1.0)
+    exp_min = _exp_min(hs)
+    for i in range(H):
+        hs[0, i] = hprev[i]
+    # the recurrence: only Whh h feeds the next step
+    for t in range(S):
+        x = data[start + t]
+        _recurrence(Wxh, Whh, bh, hs, t, x)
+        for i in range(H):
+            hs[t + 1, i] = _tanh(hs[t + 1, i])
+    # outputs y_t = Why h_t + by for all t at once
+    _outputs(Why, by, hs, S, probs)
     loss = 0.0  # float64 in either precision: S terms a step, and the smooth loss is float64
     for t in range(S):
         target = data[start + t + 1]
