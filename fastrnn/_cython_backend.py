@@ -11,8 +11,8 @@ from typing import Sequence
 import numpy as np
 
 from . import _rnn_cython
-from .backends import Backend, default_threads, run_cost
-from .model import STATUS_OK, TrainState
+from .backends import PARALLEL_DRAW_MIN_WEIGHTS, Backend, default_threads, run_cost, run_shared
+from .model import STATUS_OK, TrainState, parameter_count
 
 _DTYPES = tuple(np.dtype(name) for name in _rnn_cython.DTYPES)
 
@@ -75,8 +75,19 @@ class CythonBackend(Backend):
         return float(loss), grads, h_last
 
     def train_fresh(self, data, specs: Sequence[tuple], n_steps: int, threads: int | None = None) -> list[TrainState]:
-        """Draw every run's initial weights, then train them all in one OpenMP batch."""
-        states = [TrainState.fresh(*spec) for spec in specs]
+        """Draw every run's initial weights, then train them all in one OpenMP batch.
+
+        Large draws are spread over the thread pool (numpy's legacy generator releases the
+        GIL); small ones cost less than handing them to another thread.
+        """
+        threads = self._check_threads(threads)
+        states: list = [None] * len(specs)
+
+        def draw(k):
+            states[k] = TrainState.fresh(*specs[k])
+
+        weights = sum(parameter_count(spec[0], spec[3]) for spec in specs)
+        run_shared(draw, range(len(specs)), threads if weights >= PARALLEL_DRAW_MIN_WEIGHTS else 1)
         self.train_many(data, states, n_steps, threads)
         return states
 

@@ -74,14 +74,14 @@ class Backend:
             states[k] = _new_state(specs[k])
             self.train_steps(data, states[k], n_steps)
 
-        _run_shared(draw_and_train, _longest_first([_spec_cost(spec) for spec in specs]), threads)
+        run_shared(draw_and_train, _longest_first([_spec_cost(spec) for spec in specs]), threads)
         return states
 
     def train_many(self, data: np.ndarray, states: Sequence[TrainState], n_steps: int, threads: int | None = None) -> None:
         """Advance every state by ``n_steps``, using up to ``threads`` threads."""
         threads = self._check_threads(threads)
         costs = [run_cost(s.hidden, s.seq_length, s.vocab_size) for s in states]
-        _run_shared(lambda k: self.train_steps(data, states[k], n_steps), _longest_first(costs), threads)
+        run_shared(lambda k: self.train_steps(data, states[k], n_steps), _longest_first(costs), threads)
 
     def _check_threads(self, threads: int | None) -> int:
         threads = default_threads() if threads is None else threads
@@ -97,7 +97,7 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastrnn")
 
 
-def _run_shared(task, items, threads: int) -> None:
+def run_shared(task, items, threads: int) -> None:
     """``task(item)`` for every item, on ``threads`` threads including the calling one.
 
     The threads take items one at a time, in order, from a shared iterator. The caller works
@@ -129,6 +129,9 @@ def _run_shared(task, items, threads: int) -> None:
 
 
 _DONE = object()
+#: Below this many weights, drawing a batch's initial weights (about 25 ns each) on the calling
+#: thread costs less than handing the work to other threads (about 70 us a hand-off here).
+PARALLEL_DRAW_MIN_WEIGHTS = 50_000
 
 
 def _new_state(spec: tuple) -> TrainState:
