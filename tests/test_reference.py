@@ -93,3 +93,22 @@ def test_one_update_is_adagrad_on_clipped_gradients(small_corpus):
     np.testing.assert_allclose(state.params, before - lr * d / np.sqrt(d * d + 1e-8), rtol=1e-14, atol=1e-300)
     np.testing.assert_array_equal(state.hprev, h_last)
     assert state.smooth_loss == pytest.approx(initial_smooth_loss(V, S) * 0.999 + loss * 0.001, rel=1e-15)
+
+
+def test_initial_weights_from_the_recent_cache_are_the_drawn_ones(monkeypatch):
+    from fastrnn import model
+
+    monkeypatch.setattr(model, "_recent_weights", model._RecentWeights(max_bytes=3 * 8 * parameter_count(6, 5)))
+    first = model.initial_parameters(6, 5, seed=9)
+    first[:] = 123.0  # the caller owns what it gets: training must not change the cached copy
+    again = model.initial_parameters(6, 5, seed=9)
+    rng = np.random.RandomState(9)
+    drawn = np.concatenate([rng.randn(30), rng.randn(36), rng.randn(30), np.zeros(11)]) * 0.01
+    np.testing.assert_array_equal(again, drawn)
+    assert again.dtype == np.float64
+    single = model.initial_parameters(6, 5, seed=9, dtype="float32")
+    np.testing.assert_array_equal(single, drawn.astype(np.float32))
+    for seed in range(10, 14):  # more than the budget holds: the oldest entries are dropped
+        model.initial_parameters(6, 5, seed=seed)
+    assert model._recent_weights._bytes <= model._recent_weights.max_bytes
+    np.testing.assert_array_equal(model.initial_parameters(6, 5, seed=9), drawn)
