@@ -261,12 +261,13 @@ def _exp_min_overload(like):
 
 
 @njit(inline="always", **_JIT)
-def _recurrence_f64(Wxh, Whh, bh, hs, t, x):
-    """hs[t + 1] = Wxh[:, x] + Whh hs[t] + bh (before tanh): 4 rows of Whh share each load of h."""
+def _recurrence_rows4(Wxh, Whh, bh, hs, t, x, first):
+    """Rows ``first:`` of hs[t + 1] = Wxh[:, x] + Whh hs[t] + bh (before tanh): 4 rows of Whh
+    share each load of h, then the remaining rows one by one."""
     H = Whh.shape[0]
-    H4 = H - H % 4
+    H4 = H - (H - first) % 4
     zero = _typed(hs, 0.0)
-    for i in range(0, H4, 4):
+    for i in range(first, H4, 4):
         a0 = zero
         a1 = zero
         a2 = zero
@@ -289,11 +290,17 @@ def _recurrence_f64(Wxh, Whh, bh, hs, t, x):
 
 
 @njit(inline="always", **_JIT)
+def _recurrence_f64(Wxh, Whh, bh, hs, t, x):
+    """hs[t + 1] before tanh, 4 rows per pass."""
+    _recurrence_rows4(Wxh, Whh, bh, hs, t, x, 0)
+
+
+@njit(inline="always", **_JIT)
 def _recurrence_f32(Wxh, Whh, bh, hs, t, x):
-    """As :func:`_recurrence_f64`, 8 rows per pass (one horizontal reduction per row)."""
+    """hs[t + 1] before tanh, 8 rows per pass (16-lane registers make the per-row horizontal
+    reduction count), then 4."""
     H = Whh.shape[0]
     H8 = H - H % 8
-    H4 = H - H % 4
     zero = _typed(hs, 0.0)
     for i in range(0, H8, 8):
         a0 = zero
@@ -322,26 +329,7 @@ def _recurrence_f32(Wxh, Whh, bh, hs, t, x):
         hs[t + 1, i + 5] = Wxh[i + 5, x] + a5 + bh[i + 5]
         hs[t + 1, i + 6] = Wxh[i + 6, x] + a6 + bh[i + 6]
         hs[t + 1, i + 7] = Wxh[i + 7, x] + a7 + bh[i + 7]
-    for i in range(H8, H4, 4):
-        a0 = zero
-        a1 = zero
-        a2 = zero
-        a3 = zero
-        for j in range(H):
-            hj = hs[t, j]
-            a0 += Whh[i, j] * hj
-            a1 += Whh[i + 1, j] * hj
-            a2 += Whh[i + 2, j] * hj
-            a3 += Whh[i + 3, j] * hj
-        hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
-        hs[t + 1, i + 1] = Wxh[i + 1, x] + a1 + bh[i + 1]
-        hs[t + 1, i + 2] = Wxh[i + 2, x] + a2 + bh[i + 2]
-        hs[t + 1, i + 3] = Wxh[i + 3, x] + a3 + bh[i + 3]
-    for i in range(H4, H):
-        a0 = zero
-        for j in range(H):
-            a0 += Whh[i, j] * hs[t, j]
-        hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
+    _recurrence_rows4(Wxh, Whh, bh, hs, t, x, H8)
 
 
 def _recurrence(Wxh, Whh, bh, hs, t, x):
