@@ -40,6 +40,14 @@ def test_integer_point_trains_only_its_own_corner(F):
     F((30.5, 9, 0.2))
     assert F.counters.trainings_run == 4  # adds (31, 9); (30, 9) comes from the memo
     assert F.counters.trainings_from_memo == 2
+    assert F.memo_size == 4
+
+
+def test_one_off_objective_function_equals_the_class(small_corpus):
+    from fastrnn.objective import objective
+
+    assert objective(24.5, 7, 0.1, corpus=small_corpus, alpha=ALPHA, beta=2) == \
+        Objective(small_corpus, alpha=ALPHA, beta=2)((24.5, 7, 0.1))
 
 
 def test_interpolation_weights():
