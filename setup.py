@@ -1,4 +1,4 @@
-"""Build of the optional Cython kernel ``fastrnn._rnn_cython``; all metadata is in pyproject.toml.
+"""Build of the optional Cython kernel ``fastrnn.backends._rnn_cython``; all metadata is in pyproject.toml.
 
 OpenMP is used only where the build's own compiler can compile and link an OpenMP program
 (probed at build time, as scikit-learn does); otherwise the extension is built without it and
@@ -118,7 +118,7 @@ class BuildExt(build_ext):
 
 extensions = [
     Extension(
-        "fastrnn._rnn_cython",
+        "fastrnn.backends._rnn_cython",
         ["ext/_rnn_cython.pyx"],
         include_dirs=[numpy.get_include(), "ext"],
         depends=["ext/_rnn_simd.h"],

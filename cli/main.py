@@ -25,12 +25,12 @@ from fastrnn.backends import (
     default_threads,
     get_backend,
 )
-from fastrnn.calculus import GRADIENT_METHODS, HESSIAN_METHODS, gradient
+from fastrnn.calculus import GRADIENT_METHODS, gradient
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
 from fastrnn.model import DTYPES, STATUS_DIVERGED
 from fastrnn.objective import LOSS_KINDS, NOISE_KINDS, Objective
-from fastrnn.optimize import METHODS
+from fastrnn.optimize import METHOD_TABLE, METHODS
 from fastrnn.sampling import sample
 from fastrnn.training import train
 from fastrnn.tuning import RunFileError, read_run, tune
@@ -138,19 +138,29 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
 
 
 def _objective_options(func):
-    """--alpha, --beta, --noise, --loss, --threads: the settings that define F."""
-    for decorator in reversed([
-        click.option("--alpha", type=click.IntRange(min=1), default=100, show_default=True,
-                     help="Training updates per run."),
-        click.option("--beta", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Runs averaged per corner."),
-        click.option("--noise", type=click.Choice(NOISE_KINDS), default="common", show_default=True,
-                     help="common: replica r uses seed+r everywhere; fresh: new seeds every evaluation (the paper's)."),
-        click.option("--loss", "loss_kind", type=click.Choice(LOSS_KINDS), default="smooth", show_default=True),
-        click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores]."),
-    ]):
-        func = decorator(func)
-    return func
+    """--alpha, --beta, --noise, --loss, --threads: the settings that define F, built into ``F``.
+
+    Goes below ``_common_options``, whose corpus, backend, seed and dtype it uses; the command
+    receives the objective as ``F`` (and keeps ``seed`` and ``quiet``).
+    """
+
+    @click.option("--alpha", type=click.IntRange(min=1), default=100, show_default=True,
+                  help="Training updates per run.")
+    @click.option("--beta", type=click.IntRange(min=1), default=1, show_default=True, help="Runs averaged per corner.")
+    @click.option("--noise", type=click.Choice(NOISE_KINDS), default="common", show_default=True,
+                  help="common: replica r uses seed+r everywhere; fresh: new seeds every evaluation (the paper's).")
+    @click.option("--loss", "loss_kind", type=click.Choice(LOSS_KINDS), default="smooth", show_default=True)
+    @click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+    @functools.wraps(func)
+    def wrapper(*args, alpha, beta, noise, loss_kind, threads, corpus, backend, dtype, **kwargs):
+        try:
+            F = Objective(corpus, alpha, beta, noise=noise, seed=kwargs["seed"], threads=threads, backend=backend,
+                          loss=loss_kind, dtype=dtype)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        return func(*args, F=F, **kwargs)
+
+    return wrapper
 
 
 def _finite_float(ctx, param, value):
@@ -163,14 +173,11 @@ def _finite_float(ctx, param, value):
 @click.argument("hidden", type=float, callback=_finite_float)
 @click.argument("seq_length", metavar="SEQ", type=float, callback=_finite_float)
 @click.argument("learning_rate", metavar="LR", type=float, callback=_finite_float)
-@_objective_options
 @click.option("--json", "as_json", is_flag=True, help="Print the value with settings and counters as JSON.")
 @_common_options
-def objective_command(hidden, seq_length, learning_rate, alpha, beta, noise, loss_kind, threads, as_json,
-                      corpus, backend, seed, dtype, quiet):
+@_objective_options
+def objective_command(hidden, seq_length, learning_rate, as_json, F, seed, quiet):
     """Print the continuous objective F(HIDDEN, SEQ, LR) (floats allowed for HIDDEN and SEQ)."""
-    F = Objective(corpus, alpha, beta, noise=noise, seed=seed, threads=threads or default_threads(),
-                  backend=backend, loss=loss_kind, dtype=dtype)
     try:
         value = F((hidden, seq_length, learning_rate))
     except CorpusError as exc:
@@ -213,22 +220,47 @@ def _point_option(ctx, param, value):
     return point
 
 
+def _optimizer_options(func):
+    """One flag per optimizer option in :data:`fastrnn.optimize.METHOD_TABLE` (``--grad-step`` for
+    grad_step, ...), collected into ``options``: only the flags given, so each method's own
+    defaults apply and a run file records what the user chose."""
+    by_name: dict[str, list] = {}
+    for method, entry in METHOD_TABLE.items():
+        for name, option in entry.options.items():
+            if option.rule != "any":  # e.g. bounds: a library option, not a flag
+                by_name.setdefault(name, []).append((method, option))
+    names = sorted(by_name)
+    for name in reversed(names):
+        uses = by_name[name]
+        option = uses[0][1]
+        defaults = {}
+        for method, use in uses:
+            defaults.setdefault(use.default, []).append(method)
+        default_text = ("; ".join(f"{'/'.join(methods)} {default}" for default, methods in defaults.items())
+                        if len(defaults) > 1 else str(option.default))
+        methods_text = ", ".join(method for method, _ in uses)
+        func = click.option(f"--{name.replace('_', '-')}", name, type=_OPTION_TYPES[option.rule](option), default=None,
+                            help=f"{methods_text}: {option.help} [{default_text}].")(func)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        options = {name: kwargs.pop(name) for name in names}
+        return func(*args, options={k: v for k, v in options.items() if v is not None}, **kwargs)
+
+    return wrapper
+
+
+_OPTION_TYPES = {
+    "positive": lambda option: click.FloatRange(min=0, min_open=True),
+    "positive_or_none": lambda option: click.FloatRange(min=0, min_open=True),
+    "open_unit": lambda option: click.FloatRange(0, 1, min_open=True, max_open=True),
+    "int_min1": lambda option: click.IntRange(min=1),
+    "choice": lambda option: click.Choice(option.choices),
+}
+
+
 @cli.command("tune")
 @click.option("--method", type=click.Choice(METHODS), default="gd", show_default=True, help="Optimizer.")
-@click.option("--step", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="gd: length of each normalised gradient step [0.1].")
-@click.option("--multiplier", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="newton: factor on the Newton step [1; the paper's trial 7: 1000].")
-@click.option("--fallback-step", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="newton, bfgs, dfp: gradient-descent fallback step [newton 10, bfgs/dfp 1].")
-@click.option("--c", "armijo_c", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
-              help="bfgs, dfp: Armijo control [0.99].")
-@click.option("--tau", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
-              help="bfgs, dfp: backtracking factor [0.5].")
-@click.option("--grad-step", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Finite-difference step of the gradient [1e-8].")
-@click.option("--grad-method", type=click.Choice(GRADIENT_METHODS), default=None, help="[forward]")
-@click.option("--hessian-method", type=click.Choice(HESSIAN_METHODS), default=None, help="newton: [recursive]")
 @click.option("--steps", "max_steps", type=click.IntRange(min=0), default=10000, show_default=True,
               help="Maximum optimizer steps.")
 @click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
@@ -240,19 +272,13 @@ def _point_option(ctx, param, value):
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the run to this JSON Lines file.")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue the run in this file (appends to it).")
-@_objective_options
+@_optimizer_options
 @_common_options
-def tune_command(method, step, multiplier, fallback_step, armijo_c, tau, grad_step, grad_method, hessian_method,
-                 max_steps, gtol, record_every, x0, out, resume, alpha, beta, noise, loss_kind, threads,
-                 corpus, backend, seed, dtype, quiet):
+@_objective_options
+def tune_command(method, options, max_steps, gtol, record_every, x0, out, resume, F, seed, quiet):
     """Minimise F(h, s, l) and print the final point [h, s, l] (the run goes to --out as JSON Lines)."""
-    given = dict(step=step, multiplier=multiplier, fallback_step=fallback_step, c=armijo_c, tau=tau,
-                 grad_step=grad_step, grad_method=grad_method, hessian_method=hessian_method)
-    options = {name: value for name, value in given.items() if value is not None}
     if resume is not None and out is not None and os.path.abspath(out) != os.path.abspath(resume):
         raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
-    F = Objective(corpus, alpha, beta, noise=noise, seed=seed, threads=threads or default_threads(),
-                  backend=backend, loss=loss_kind, dtype=dtype)
     best = [math.inf]
     with progress_bar(total=max_steps, quiet=quiet, desc=f"tune {method}", unit="step") as bar:
         def on_step(record):
@@ -290,13 +316,10 @@ def _paper_form(x) -> str:
 @click.option("--step", "grad_step", type=click.FloatRange(min=0, min_open=True), default=1e-8, show_default=True,
               help="Finite-difference step.")
 @click.option("--method", "grad_method", type=click.Choice(GRADIENT_METHODS), default="forward", show_default=True)
-@_objective_options
 @_common_options
-def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, alpha, beta, noise, loss_kind,
-                     threads, corpus, backend, seed, dtype, quiet):
+@_objective_options
+def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, F, seed, quiet):
     """The paper's intensive gradient of F at (HIDDEN, SEQ, LR), as JSON (also x 1e-8, the paper's units)."""
-    F = Objective(corpus, alpha, beta, noise=noise, seed=seed, threads=threads or default_threads(),
-                  backend=backend, loss=loss_kind, dtype=dtype)
     point = (hidden, seq_length, learning_rate)
     g = gradient(F, point, h=grad_step, method=grad_method)
     magnitude = float(np.linalg.norm(g))
@@ -319,19 +342,12 @@ def plot_command(run_files, out, title):
         raise click.BadParameter(str(exc), param_hint="RUN.jsonl") from None
     if any(not run.records for run in runs):
         raise click.BadParameter("a run file has no records yet", param_hint="RUN.jsonl")
-    labels = [_run_label(run) for run in runs]
+    labels = [run.label for run in runs]
     try:
         plot_runs(runs, labels, out, title)
     except OSError as exc:
         raise click.BadParameter(f"cannot write {out!r}: {exc.strerror or exc}", param_hint="--out") from None
     click.echo(out)
-
-
-def _run_label(run) -> str:
-    settings = run.settings
-    options = settings.get("options") or {}
-    detail = ", ".join(f"{k}={v}" for k, v in options.items())
-    return f"{settings['method']}" + (f" ({detail})" if detail else "")
 
 
 @cli.command("reproduce")
@@ -349,7 +365,6 @@ def _run_label(run) -> str:
 def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, corpus, backend, seed, dtype, quiet):
     """Run the paper's trials and write a Markdown report beside its published numbers."""
     from fastrnn import reproduce
-    from fastrnn.plots import plot_runs
 
     try:
         numbers = reproduce.trial_numbers(trial_spec)
@@ -359,16 +374,8 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
         raise click.BadParameter(f"cannot create {out_dir!r}: {exc.strerror or exc}", param_hint="--out") from None
-    threads = threads or default_threads()
-    settings = dict(command="fastrnn reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"]
-                    else f"fastrnn reproduce --trial {trial_spec}", corpus=corpus.name, corpus_chars=len(corpus),
-                    vocab_size=corpus.vocab_size, noise=noise, backend=backend.name, dtype=dtype, threads=threads, scale=scale,
-                    seed=seed, environment=reproduce.environment())
-    summaries_path = os.path.join(out_dir, "summary.json")
-    summaries = {}
-    if os.path.exists(summaries_path):
-        with open(summaries_path, encoding="utf-8") as f:
-            summaries = {t["number"]: t for t in json.load(f).get("trials", [])}
+    command = ("fastrnn reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"]
+               else f"fastrnn reproduce --trial {trial_spec}")
     bars = {}
 
     def progress(label, record):
@@ -380,27 +387,15 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
         bar.update(record["step"] - bar.n)
         bar.set_postfix_str(f"x={_paper_form(record['x'])} F={record['fun']:.4f}")
 
+    def on_trial(summary):
+        if not quiet:
+            finals = "; ".join(_paper_form(run["final"]) for run in summary["runs"])
+            click.echo(f"trial {summary['number']}: {finals}", err=True)
+
     try:
-        for number in numbers:
-            trial = reproduce.TRIALS[number]
-            summary = reproduce.run_trial(trial, corpus, out_dir, noise=noise, seed=seed, threads=threads,
-                                          backend=backend.name, dtype=dtype, scale=scale, progress=progress)
-            if intensive:
-                previous = summaries.get(number)
-                if previous and [r["final"] for r in previous["runs"]] == [r["final"] for r in summary["runs"]]:
-                    for run, old in zip(summary["runs"], previous["runs"]):
-                        if "intensive" in old:
-                            run["intensive"] = old["intensive"]
-                reproduce.intensive_gradients(summary, corpus, noise=noise, seed=seed, threads=threads,
-                                              backend=backend.name, dtype=dtype)
-            runs = [read_run(os.path.join(out_dir, run["file"])) for run in summary["runs"]]
-            plot_runs(runs, [_run_label(r) for r in runs], os.path.join(out_dir, f"trial{number}.png"),
-                      title=f"Trial {number}: {trial.description}")
-            summaries[number] = summary
-            report = reproduce.write_report([summaries[k] for k in sorted(summaries)], settings, out_dir)
-            if not quiet:
-                finals = "; ".join(_paper_form(run["final"]) for run in summary["runs"])
-                click.echo(f"trial {number}: {finals}", err=True)
+        report = reproduce.reproduce(numbers, corpus, out_dir, command=command, noise=noise, seed=seed,
+                                     threads=threads or default_threads(), backend=backend.name, dtype=dtype,
+                                     scale=scale, intensive=intensive, progress=progress, on_trial=on_trial)
     finally:
         for bar in bars.values():
             bar.close()

@@ -31,30 +31,19 @@ from typing import Iterable
 
 import numpy as np
 
-from .backends import DEFAULT_BACKEND, Backend, check_backend_dtype, default_threads, get_backend
+from ._validation import check_int
+from .backends import DEFAULT_BACKEND, Backend, RunSpec, check_backend_dtype, get_backend
 from .corpus import Corpus, load_corpus
-from .model import TrainState
-from .training import check_int
+from .executors import RunOutcome, make_executor
+from .model import STATUS_DIVERGED
+from .paper import INSANITY_PENALTY, PAPER_BOUNDS, SANE_RANGES, random_start, sanity_penalty
 
-#: (lower, upper, centre) of the sane range of (hidden size, sequence length, learning rate).
-SANE_RANGES = ((20, 800, 410.0), (5, 40, 25.0), (1e-4, 1.0, 0.5))
-#: Added to the value of a corner for each hyperparameter outside its sane range.
-INSANITY_PENALTY = 1e6
 NOISE_KINDS = ("common", "fresh")
 #: ``smooth``: min-char-rnn's smoothed loss after the last update (the paper's);
 #: ``last``: the loss of the last training sequence alone.
 LOSS_KINDS = ("smooth", "last")
 #: Value of a run whose loss or weights stopped being finite.
 DEFAULT_DIVERGED_VALUE = 1e6
-
-
-def sanity_penalty(hidden: float, seq_length: float, learning_rate: float) -> float:
-    """The paper's ``sanityChecks``: 0 for sane hyperparameters, else 1e6 + (x - c)^2 per offender."""
-    penalty = 0.0
-    for value, (low, high, centre) in zip((hidden, seq_length, learning_rate), SANE_RANGES):
-        if value < low or value > high:
-            penalty += INSANITY_PENALTY + (value - centre) ** 2
-    return penalty
 
 
 @dataclass
@@ -127,6 +116,9 @@ class Objective:
     threads : int, optional
         Worker threads for the trainings of one batch; all cores by default. Results are
         bit-identical whatever the value.
+    executor : "threads" or an executor object
+        What computes each batch of training runs (:mod:`fastrnn.executors`); results do not
+        depend on it.
     backend : str
         Training backend name (``fastrnn.backends.BACKEND_NAMES``).
     loss : "smooth" or "last"
@@ -151,6 +143,7 @@ class Objective:
         loss: str = "smooth",
         diverged_value: float = DEFAULT_DIVERGED_VALUE,
         dtype: str = "float64",
+        executor="threads",
     ):
         self.corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
         self.alpha = check_int("alpha", alpha, 1)
@@ -161,7 +154,7 @@ class Objective:
             raise ValueError(f"unknown loss kind {loss!r}; valid: {', '.join(LOSS_KINDS)}")
         self.noise = noise
         self.seed = check_int("seed", seed, 0)
-        self.threads = default_threads() if threads is None else check_int("threads", threads, 1)
+        self.executor = make_executor(executor, threads=None if threads is None else check_int("threads", threads, 1))
         self.backend = get_backend(backend)
         self.dtype = check_backend_dtype(self.backend, dtype)
         self.loss = loss
@@ -200,6 +193,19 @@ class Objective:
 
     def set_noise_state(self, state: dict) -> None:
         self._fresh_seeds.bit_generator.state = state
+
+    @property
+    def threads(self) -> int | None:
+        return getattr(self.executor, "threads", None)
+
+    def initial_point(self, seed) -> np.ndarray:
+        """Where an optimizer starts when given no x0: the paper's uniform draw from [0, 10]^3."""
+        return random_start(seed)
+
+    @property
+    def bounds(self) -> tuple:
+        """The box outside which the quasi-Newton methods take a fallback step (the paper's)."""
+        return PAPER_BOUNDS
 
     @property
     def memo_size(self) -> int:
@@ -250,22 +256,22 @@ class Objective:
         if not missing:
             return
         specs = [
-            (hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.dtype)
+            RunSpec(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.alpha, self.dtype)
             for *_scope, hidden, seq_length, learning_rate, seed in missing
         ]
         for spec in specs:
-            self.corpus.require_length(spec[1])
-        states = self.backend.train_fresh(self.corpus.data, specs, self.alpha, threads=self.threads)
-        for key, state in zip(missing, states):
-            self._memo[key] = self._run_value(state)
+            self.corpus.require_length(spec.seq_length)
+        outcomes = self.executor.run(self.backend, self.corpus.data, specs)
+        for key, outcome in zip(missing, outcomes):
+            self._memo[key] = self._run_value(outcome)
             self.counters.trainings_run += 1
-            self.counters.training_steps += state.steps
-            self.counters.trainings_diverged += state.diverged
+            self.counters.training_steps += outcome.steps
+            self.counters.trainings_diverged += outcome.status == STATUS_DIVERGED
 
-    def _run_value(self, state: TrainState) -> float:
-        if state.diverged:
+    def _run_value(self, outcome: RunOutcome) -> float:
+        if outcome.status == STATUS_DIVERGED:
             return self.diverged_value
-        value = state.smooth_loss if self.loss == "smooth" else state.last_loss
+        value = outcome.smooth_loss if self.loss == "smooth" else outcome.last_loss
         return value if math.isfinite(value) else self.diverged_value
 
     def _corner_value(self, spec) -> float:
@@ -294,6 +300,7 @@ __all__ = [
     "sanity_penalty",
     "interpolation_weights",
     "SANE_RANGES",
+    "INSANITY_PENALTY",
     "NOISE_KINDS",
     "LOSS_KINDS",
 ]

@@ -1,63 +1,49 @@
 """Minimise a function with finite-difference derivatives, as the paper does.
 
-One entry point, :func:`minimize`, in the spirit of ``scipy.optimize.minimize``:
+One entry point, :func:`minimize`, in the spirit of ``scipy.optimize.minimize``: every method
+takes the same arguments and returns one :class:`OptimizeResult`. The methods live in one
+table, :data:`METHOD_TABLE`: a name, the stepper class that makes the step (its docstring
+gives the step rule), and its options with their defaults (the paper's) and rules. Adding a
+method is a stepper class and a table entry; the command line builds its flags from the table.
 
-====== ====================================================================
-method step rule
-====== ====================================================================
-gd     x <- x - step * g / |g|                    (normalised gradient)
-newton x <- x - multiplier * H^-1 g; if det(H) == 0, a normalised gradient
-       step of length fallback_step                ("gd-fallback")
-bfgs   x <- x + alpha p, p = -V g, alpha from a backtracking Armijo line
-dfp    search; V (approximate inverse Hessian) updated by BFGS or DFP;
-       normalised gradient step of length fallback_step when the current
-       point is outside ``bounds`` or |alpha p| < min_step
-====== ====================================================================
+==========  =============================================================================
+method      step rule
+==========  =============================================================================
+gd          x <- x - step * g / |g|                              (normalised gradient)
+newton      x <- x - multiplier * H^-1 g; if det(H) == 0, a normalised gradient step of
+            length fallback_step                                  ("gd-fallback")
+bfgs, dfp   x <- x + alpha p, p = -V g, alpha from a backtracking Armijo line search; V
+            (approximate inverse Hessian) updated by :class:`BFGSUpdate` or
+            :class:`DFPUpdate`; a normalised gradient step of length fallback_step when
+            the current point is outside ``bounds`` or |alpha p| < min_step
+==========  =============================================================================
 
-Options (defaults are the paper's; unknown names raise ValueError):
+The problem. ``f(x) -> float``; if f also has ``evaluate_many(points)`` every batch of points
+one step needs goes to it in one call (newton evaluates f, g and H at a new point in one
+batch). A problem may also say where to start and where it is sane: ``f.initial_point(seed)``
+is used when no ``x0`` is given, and ``f.bounds`` (n (low, high) pairs) is the box of the
+quasi-Newton fallback when ``bounds="auto"`` (the default). The RNN objective provides both
+(:class:`fastrnn.objective.Objective`: the paper's start in [0, 10]^3 and its sane box).
+``nfev`` counts every point evaluated.
 
-* all methods: ``grad_step=1e-8``, ``grad_method="forward"`` (or "central")
-* gd: ``step=0.1``
-* newton: ``multiplier=1.0`` (the paper's trial 7 used 1000),
-  ``fallback_step=10.0``, ``hessian_method="recursive"`` (or "stencil"),
-  ``hessian_step=None`` (the Hessian method's default: 1e-6 for recursive)
-* bfgs, dfp: ``c=0.99``, ``tau=0.5``, ``max_halvings=20`` (line-search
-  tries), ``fallback_step=1.0``, ``min_step=1e-6``, ``bounds="paper"``
-  (:data:`PAPER_BOUNDS` when n == 3, no check otherwise; None disables;
-  or n (low, high) pairs)
+The paper's c = 0.99 is far stricter than the usual 1e-4: on a quadratic model Armijo then
+accepts only alpha <= 2 (1 - c) = 0.02 of the Newton step, so BFGS/DFP crawl, and near a
+minimum |alpha p| can drop below min_step before |g| < gtol, triggering a fallback step of
+length 1 away from it.
 
-The paper's c = 0.99 is far stricter than the usual 1e-4: on a quadratic
-model Armijo then accepts only alpha <= 2 (1 - c) = 0.02 of the Newton step,
-so BFGS/DFP crawl, and near a minimum |alpha p| can drop below min_step
-before |g| < gtol, triggering a fallback step of length 1 away from it.
+Statuses are :class:`Status` values (``result.status == 0`` still reads as converged).
 
-Derivatives come from :mod:`fastrnn.calculus`; every batch of points one
-step needs goes to ``f.evaluate_many`` in one call when f has it (newton
-evaluates f, g and H at a new point in one batch).  ``nfev`` counts every
-point evaluated.
-
-Statuses:
-
-====== ==========================================
-status message
-====== ==========================================
-0      converged (|gradient| < gtol)
-1      maximum number of steps reached
-2      non-finite objective value or gradient
-3      stopped by callback
-====== ==========================================
-
-Every run is resumable: each trajectory record and the result carry a
-JSON-serialisable ``state``; ``minimize(f, method=..., state=state, ...)``
-with the same options continues exactly where that state was taken, so an
-interrupted run ends bit-for-bit like an uninterrupted one (given a
-deterministic f).
+Every run is resumable: each trajectory record and the result carry a JSON-serialisable
+``state``; ``minimize(f, method=..., state=state, ...)`` with the same options continues
+exactly where that state was taken, so an interrupted run ends bit-for-bit like an
+uninterrupted one (given a deterministic f).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from enum import IntEnum
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -69,43 +55,28 @@ from fastrnn.calculus import (
     value_gradient_and_hessian,
 )
 
-METHODS = ("gd", "newton", "bfgs", "dfp")
 
-# The paper's sanity box for (hidden size, sequence length, learning rate) as
-# the quasi-Newton fallback checks it (its learning-rate floor there is 1e-6,
-# not the objective's 1e-4).
-PAPER_BOUNDS = ((20.0, 800.0), (5.0, 40.0), (1e-6, 1.0))
+class Status(IntEnum):
+    """Why :func:`minimize` stopped (the values are those stored in run files)."""
+
+    CONVERGED = 0
+    MAX_STEPS = 1
+    NON_FINITE = 2
+    CALLBACK = 3
+
+    @property
+    def message(self) -> str:
+        return STATUS_MESSAGES[self]
+
 
 STATUS_MESSAGES = {
-    0: "converged",
-    1: "maximum number of steps reached",
-    2: "non-finite objective value or gradient",
-    3: "stopped by callback",
+    Status.CONVERGED: "converged",
+    Status.MAX_STEPS: "maximum number of steps reached",
+    Status.NON_FINITE: "non-finite objective value or gradient",
+    Status.CALLBACK: "stopped by callback",
 }
 
 SKIPPED_UPDATE_NOTE = "skipped update: s.y <= 0"
-
-_GRADIENT_OPTIONS = {"grad_step": 1e-8, "grad_method": "forward"}
-_OPTIONS = {
-    "gd": {"step": 0.1, **_GRADIENT_OPTIONS},
-    "newton": {
-        "multiplier": 1.0,
-        "fallback_step": 10.0,
-        "hessian_step": None,  # None: the Hessian method's default (1e-6 for recursive)
-        "hessian_method": "recursive",
-        **_GRADIENT_OPTIONS,
-    },
-    "bfgs": {
-        "c": 0.99,
-        "tau": 0.5,
-        "max_halvings": 20,
-        "fallback_step": 1.0,
-        "min_step": 1e-6,
-        "bounds": "paper",  # PAPER_BOUNDS when n == 3, else no check
-        **_GRADIENT_OPTIONS,
-    },
-}
-_OPTIONS["dfp"] = _OPTIONS["bfgs"]
 
 
 @dataclass(frozen=True)
@@ -116,7 +87,7 @@ class OptimizeResult:
     fun: float
     nit: int
     nfev: int
-    status: int
+    status: Status
     message: str
     trajectory: list = field(repr=False)
     state: dict = field(repr=False)
@@ -126,7 +97,34 @@ class OptimizeResult:
         return self.status == 0
 
 
-class BFGSUpdate:
+class QuasiNewtonUpdate:
+    """How the approximate inverse Hessian V learns from a step s and the gradient change y.
+
+    Where the curvature condition s.y > 0 fails the update would lose positive definiteness;
+    ``exception_strategy="skip_update"`` (the only one, as scipy's ``BFGS`` has it) keeps V and
+    says so in the step's note.
+    """
+
+    EXCEPTION_STRATEGIES = ("skip_update",)
+
+    def __init__(self, exception_strategy: str = "skip_update"):
+        if exception_strategy not in self.EXCEPTION_STRATEGIES:
+            raise ValueError(f"unknown exception_strategy {exception_strategy!r}; "
+                             f"valid: {', '.join(self.EXCEPTION_STRATEGIES)}")
+        self.exception_strategy = exception_strategy
+
+    def __call__(self, V: np.ndarray, s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str | None]:
+        """(the next V, a note or None)."""
+        if not s @ y > 0:
+            return V, SKIPPED_UPDATE_NOTE
+        return self.update(V, s, y), None
+
+    @staticmethod
+    def update(V: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class BFGSUpdate(QuasiNewtonUpdate):
     """V+ = (I - rho s y^T) V (I - rho y s^T) + rho s s^T,  rho = 1 / (y.s)."""
 
     @staticmethod
@@ -140,7 +138,7 @@ class BFGSUpdate:
         return left @ V @ left.T + rho * np.outer(s, s)
 
 
-class DFPUpdate:
+class DFPUpdate(QuasiNewtonUpdate):
     """V+ = V + s s^T / (s.y) - V y y^T V / (y^T V y)."""
 
     @staticmethod
@@ -301,9 +299,8 @@ class _QuasiNewton(_Stepper):
     one gradient batch.
     """
 
-    def __init__(self, f, method, options, update_rule):
-        super().__init__(f, method, options)
-        self.update_rule = update_rule
+    #: The :class:`QuasiNewtonUpdate` of the method (set by each subclass).
+    update_rule: QuasiNewtonUpdate
 
     def start(self, x0):
         self.inverse_hessian = np.eye(x0.size)
@@ -312,8 +309,8 @@ class _QuasiNewton(_Stepper):
 
     def _resolve_bounds(self, n: int) -> np.ndarray | None:
         bounds = self.options["bounds"]
-        if isinstance(bounds, str) and bounds == "paper":
-            return np.array(PAPER_BOUNDS) if n == len(PAPER_BOUNDS) else None
+        if isinstance(bounds, str) and bounds == "auto":
+            bounds = getattr(self.f.function, "bounds", None)
         if bounds is None:
             return None
         bounds = np.array(bounds, dtype=float)
@@ -372,61 +369,118 @@ class _QuasiNewton(_Stepper):
         x_old, gradient_old = self.x, self.gradient
         super().step()
         if not self.rule.startswith("gd-fallback") and self.finite:
-            s, y = self.x - x_old, self.gradient - gradient_old
-            if s @ y > 0:
-                self.inverse_hessian = self.update_rule.update(self.inverse_hessian, s, y)
-            else:
-                self.note = "; ".join(filter(None, (self.note, SKIPPED_UPDATE_NOTE)))
+            self.inverse_hessian, note = self.update_rule(self.inverse_hessian, self.x - x_old, self.gradient - gradient_old)
+            self.note = "; ".join(filter(None, (self.note, note))) or None
 
 
-def _make_stepper(method: str, f: CountedFunction, options: dict) -> _Stepper:
-    if method == "gd":
-        return _GradientDescent(f, method, options)
-    if method == "newton":
-        return _Newton(f, method, options)
-    update_rule = BFGSUpdate if method == "bfgs" else DFPUpdate
-    return _QuasiNewton(f, method, options, update_rule)
+class _BFGS(_QuasiNewton):
+    update_rule = BFGSUpdate()
 
 
-def _resolve_options(method: str, options: dict) -> dict:
-    valid = _OPTIONS[method]
+class _DFP(_QuasiNewton):
+    update_rule = DFPUpdate()
+
+
+class Option(NamedTuple):
+    """One option of a method: its default (the paper's), its rule, and what it does."""
+
+    default: object
+    #: "positive", "open_unit" (0 < v < 1), "int_min1", "choice" (one of ``choices``),
+    #: "positive_or_none", or "any" (checked where it is used).
+    rule: str
+    help: str
+    choices: tuple = ()
+
+
+class Method(NamedTuple):
+    stepper: type
+    options: dict
+
+
+_GRADIENT_OPTIONS = {
+    "grad_step": Option(1e-8, "positive", "finite-difference step of the gradient"),
+    "grad_method": Option("forward", "choice", "finite-difference rule of the gradient", GRADIENT_METHODS),
+}
+_QUASI_NEWTON_OPTIONS = {
+    "c": Option(0.99, "open_unit", "Armijo control of the line search"),
+    "tau": Option(0.5, "open_unit", "backtracking factor of the line search"),
+    "max_halvings": Option(20, "int_min1", "line-search tries"),
+    "fallback_step": Option(1.0, "positive", "length of the gradient-descent fallback step"),
+    "min_step": Option(1e-6, "positive", "steps shorter than this fall back to gradient descent"),
+    "bounds": Option("auto", "any", "box of the out-of-range fallback: 'auto' (the problem's), None, or (low, high) pairs"),
+    **_GRADIENT_OPTIONS,
+}
+
+#: Every method: its stepper and its options. ``METHODS`` lists the names.
+METHOD_TABLE: dict[str, Method] = {
+    "gd": Method(_GradientDescent, {
+        "step": Option(0.1, "positive", "length of each normalised gradient step"),
+        **_GRADIENT_OPTIONS,
+    }),
+    "newton": Method(_Newton, {
+        "multiplier": Option(1.0, "positive", "factor on the Newton step (the paper's trial 7: 1000)"),
+        "fallback_step": Option(10.0, "positive", "length of the gradient-descent fallback step"),
+        "hessian_step": Option(None, "positive_or_none", "finite-difference step of the Hessian (None: the rule's default)"),
+        "hessian_method": Option("recursive", "choice", "finite-difference rule of the Hessian", HESSIAN_METHODS),
+        **_GRADIENT_OPTIONS,
+    }),
+    "bfgs": Method(_BFGS, _QUASI_NEWTON_OPTIONS),
+    "dfp": Method(_DFP, _QUASI_NEWTON_OPTIONS),
+}
+METHODS = tuple(METHOD_TABLE)
+
+
+def check_method(method: str) -> Method:
+    if method not in METHOD_TABLE:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    return METHOD_TABLE[method]
+
+
+def _check_option(name: str, option: Option, value) -> None:
+    rule = option.rule
+    if rule == "positive_or_none" and value is None:
+        return
+    if rule in ("positive", "positive_or_none") and not _is_real(value, lambda v: v > 0):
+        raise ValueError(f"option {name} must be a positive number, got {value!r}")
+    if rule == "open_unit" and not _is_real(value, lambda v: 0 < v < 1):
+        raise ValueError(f"option {name} must lie in (0, 1), got {value!r}")
+    if rule == "int_min1" and not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
+        raise ValueError(f"option {name} must be an int >= 1, got {value!r}")
+    if rule == "choice" and value not in option.choices:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(option.choices)}")
+
+
+def _is_real(value, condition) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and bool(np.isfinite(value)) and condition(value)
+
+
+def resolve_options(method: str, options: dict) -> dict:
+    """The method's defaults updated with ``options``, each checked; ValueError names the rule."""
+    valid = check_method(method).options
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(
             f"unknown option(s) {', '.join(unknown)} for method {method!r}; "
             f"valid options: {', '.join(sorted(valid))}"
         )
-    resolved = {**valid, **options}
-    if resolved["grad_method"] not in GRADIENT_METHODS:
-        raise ValueError(
-            f"unknown grad_method {resolved['grad_method']!r}; valid: {', '.join(GRADIENT_METHODS)}"
-        )
-    if "hessian_method" in resolved and resolved["hessian_method"] not in HESSIAN_METHODS:
-        raise ValueError(
-            f"unknown hessian_method {resolved['hessian_method']!r}; "
-            f"valid: {', '.join(HESSIAN_METHODS)}"
-        )
-    for name in ("step", "fallback_step", "grad_step", "min_step"):
-        if name in resolved and not resolved[name] > 0:
-            raise ValueError(f"option {name} must be positive, got {resolved[name]!r}")
-    for name in ("c", "tau"):
-        if name in resolved and not 0 < resolved[name] < 1:
-            raise ValueError(f"option {name} must lie in (0, 1), got {resolved[name]!r}")
-    if "max_halvings" in resolved and not (
-        isinstance(resolved["max_halvings"], int) and resolved["max_halvings"] >= 1
-    ):
-        raise ValueError(f"option max_halvings must be an int >= 1, got {resolved['max_halvings']!r}")
+    resolved = {name: option.default for name, option in valid.items()}
+    resolved.update(options)
+    for name, option in valid.items():
+        _check_option(name, option, resolved[name])
     return resolved
 
 
-def _initial_point(x0, seed, state) -> np.ndarray | None:
+def _initial_point(f, x0, seed, state) -> np.ndarray | None:
     if state is not None:
         if x0 is not None:
             raise ValueError("give x0 or state, not both")
         return None
     if x0 is None:
-        # The paper draws each hyperparameter uniformly from [0, 10].
-        return np.random.default_rng(seed).uniform(0.0, 10.0, size=3)
+        initial_point = getattr(f, "initial_point", None)
+        if initial_point is None:
+            raise ValueError("give x0: this function has no initial_point(seed) to start from")
+        x0 = initial_point(seed)
     x0 = np.array(x0, dtype=float)
     if x0.ndim != 1 or x0.size == 0 or not np.all(np.isfinite(x0)):
         raise ValueError(f"x0 must be a finite non-empty 1-D array, got {x0!r}")
@@ -446,7 +500,7 @@ def minimize(
     state: dict | None = None,
     **options,
 ) -> OptimizeResult:
-    """Minimise f from x0 (default: uniform in [0, 10]^3 drawn with ``seed``).
+    """Minimise f from x0 (default: ``f.initial_point(seed)``, e.g. the paper's random start).
 
     Stops when |g| < gtol (or g == 0), after ``max_steps`` steps in total
     (counting steps before a resume), on a non-finite f or gradient, or when
@@ -454,11 +508,10 @@ def minimize(
     ``record_every`` steps plus the first and last: step, x, fun,
     gradient_norm, rule (what made the step), note, nfev and the resumable
     state.  ``state`` (from a record or a result) resumes a run; pass the same
-    method and options.  ``options`` are method-specific: see ``_OPTIONS``.
+    method and options.  ``options`` are method-specific: see :data:`METHOD_TABLE`.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    resolved = _resolve_options(method, options)
+    stepper_class = check_method(method).stepper
+    resolved = resolve_options(method, options)
     if not (isinstance(max_steps, (int, np.integer)) and max_steps >= 0):
         raise ValueError(f"max_steps must be a non-negative int, got {max_steps!r}")
     if not (isinstance(record_every, (int, np.integer)) and record_every >= 1):
@@ -466,8 +519,8 @@ def minimize(
     if not gtol >= 0:
         raise ValueError(f"gtol must be non-negative, got {gtol!r}")
 
-    start = _initial_point(x0, seed, state)
-    stepper = _make_stepper(method, CountedFunction(f), resolved)
+    start = _initial_point(f, x0, seed, state)
+    stepper = stepper_class(CountedFunction(f), method, resolved)
     if state is None:
         stepper.start(start)
     else:
@@ -480,19 +533,19 @@ def minimize(
         trajectory.append(record)
         return bool(callback(record)) if callback is not None else False
 
-    status = 3 if record_and_ask_to_stop() else None
+    status = Status.CALLBACK if record_and_ask_to_stop() else None
     while status is None:
         gradient_norm = np.linalg.norm(stepper.gradient)
         if not stepper.finite:
-            status = 2
+            status = Status.NON_FINITE
         elif gradient_norm < gtol or gradient_norm == 0:
-            status = 0
+            status = Status.CONVERGED
         elif stepper.nit >= max_steps:
-            status = 1
+            status = Status.MAX_STEPS
         else:
             stepper.step()
             if stepper.nit % record_every == 0 and record_and_ask_to_stop():
-                status = 3
+                status = Status.CALLBACK
     if trajectory[-1]["step"] != stepper.nit:
         record_and_ask_to_stop()  # the run is ending anyway; its answer changes nothing
 

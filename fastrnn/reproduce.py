@@ -272,3 +272,59 @@ def write_report(summaries: list[dict], settings: dict, out_dir: str, analysis: 
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def reproduce(
+    numbers,
+    corpus,
+    out_dir: str,
+    *,
+    command: str,
+    noise: str = "common",
+    seed: int = 0,
+    threads: int | None = None,
+    backend: str = "numba",
+    dtype: str = "float64",
+    scale: float = 1.0,
+    intensive: bool = True,
+    progress: Callable[[str, dict], None] | None = None,
+    on_trial: Callable[[dict], None] | None = None,
+) -> str:
+    """Run the given trials into ``out_dir`` (resuming what is there) and write the report; return its path.
+
+    Trials already in ``out_dir/summary.json`` stay in the report; a trial whose runs are finished
+    is not run again, and its intensive gradients are reused when its final points are unchanged.
+    ``on_trial(summary)`` is called after each trial.
+    """
+    from .plots import plot_runs
+
+    os.makedirs(out_dir, exist_ok=True)
+    settings = dict(command=command, corpus=corpus.name, corpus_chars=len(corpus), vocab_size=corpus.vocab_size,
+                    noise=noise, backend=backend, dtype=dtype, threads=threads, scale=scale, seed=seed,
+                    environment=environment())
+    summaries_path = os.path.join(out_dir, "summary.json")
+    summaries = {}
+    if os.path.exists(summaries_path):
+        with open(summaries_path, encoding="utf-8") as f:
+            summaries = {t["number"]: t for t in json.load(f).get("trials", [])}
+    report = None
+    for number in numbers:
+        trial = TRIALS[number]
+        summary = run_trial(trial, corpus, out_dir, noise=noise, seed=seed, threads=threads, backend=backend,
+                            dtype=dtype, scale=scale, progress=progress)
+        if intensive:
+            previous = summaries.get(number)
+            if previous and [r["final"] for r in previous["runs"]] == [r["final"] for r in summary["runs"]]:
+                for run, old in zip(summary["runs"], previous["runs"]):
+                    if "intensive" in old:
+                        run["intensive"] = old["intensive"]
+            intensive_gradients(summary, corpus, noise=noise, seed=seed, threads=threads, backend=backend, dtype=dtype)
+        runs = [read_run(os.path.join(out_dir, run["file"])) for run in summary["runs"]]
+        plot_runs(runs, [r.label for r in runs], os.path.join(out_dir, f"trial{number}.png"),
+                  title=f"Trial {number}: {trial.description}")
+        summaries[number] = summary
+        report = write_report([summaries[k] for k in sorted(summaries)], settings, out_dir)
+        if on_trial is not None:
+            on_trial(summary)
+    return report
+

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Callable
 
+from ._validation import check_int, check_learning_rate
 from .backends import DEFAULT_BACKEND, Backend, check_backend_dtype, get_backend
 from .corpus import Corpus
 from .model import TrainState, check_dtype
 
 #: Updates per kernel call when a progress callback is given (each call costs microseconds).
 PROGRESS_CHUNK = 100
-
-
-def check_int(name: str, value, minimum: int) -> int:
-    """``value`` as an int, or ValueError naming the rule."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return int(value)
-
-
-def check_learning_rate(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"learning rate must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def new_state(corpus: Corpus, hidden: int, seq_length: int, learning_rate: float, seed: int,

@@ -43,6 +43,13 @@ class RunFile:
     records: list[dict]
     result: dict | None
 
+    @property
+    def label(self) -> str:
+        """The run's method and options, for legends: ``gd (step=0.1)``."""
+        options = self.settings.get("options") or {}
+        detail = ", ".join(f"{k}={v}" for k, v in options.items())
+        return f"{self.settings['method']}" + (f" ({detail})" if detail else "")
+
 
 def read_run(path: str | os.PathLike) -> RunFile:
     """Parse a run file; a truncated last line (an interrupted write) is ignored."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import builtins
 import os
+import sys
 
 import pytest
 
@@ -24,15 +24,11 @@ def test_unknown_backend_lists_the_valid_ones():
 
 
 def test_missing_extension_says_how_to_build_it(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_cython(name, *args, **kwargs):
-        if "cython" in name:
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
+    # As if the extension were not built: None in sys.modules makes its import fail.
     monkeypatch.setattr(backends, "_instances", {})
-    monkeypatch.setattr(builtins, "__import__", no_cython)
+    monkeypatch.delitem(sys.modules, "fastrnn.backends.cython", raising=False)
+    monkeypatch.setitem(sys.modules, "fastrnn.backends._rnn_cython", None)
+    monkeypatch.delattr(backends, "_rnn_cython", raising=False)
     with pytest.raises(BackendUnavailable, match="pip install -e"):
         get_backend("cython")
     rows = {row["name"]: row for row in backend_report()}

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 try:
-    from fastrnn import _rnn_cython
+    from fastrnn.backends import _rnn_cython
 except ImportError as exc:  # pragma: no cover - depends on the build
     if os.environ.get("CI"):
         raise
-    pytest.skip(f"fastrnn._rnn_cython is not built ({exc}); build it with `pip install -e .`", allow_module_level=True)
+    pytest.skip(f"fastrnn.backends._rnn_cython is not built ({exc}); build it with `pip install -e .`", allow_module_level=True)
 
 from fastrnn import model
 from fastrnn.backends import get_backend

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrnn import _reference
+from fastrnn.backends import reference as _reference
 from fastrnn.model import TrainState, initial_smooth_loss, parameter_count, unpack
 
 

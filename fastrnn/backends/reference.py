@@ -1,14 +1,15 @@
 """The plain NumPy reference: min-char-rnn, written to be read, not to be fast.
 
 Every compiled backend is tested against these two functions, and these against finite
-differences (``tests/test_reference.py``).
+differences (``tests/test_reference.py``). :class:`NumpyBackend` serves them as the ``numpy``
+backend.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .model import (
+from ..model import (
     ADAGRAD_EPS,
     GRADIENT_CLIP,
     SMOOTHING,
@@ -18,6 +19,7 @@ from .model import (
     unpack,
     weights_are_finite,
 )
+from ._base import Backend, KernelResult
 
 
 def loss_and_gradients(weights: Weights, inputs, targets, hprev):
@@ -83,3 +85,28 @@ def train_steps(data: np.ndarray, state: TrainState, n_steps: int) -> None:
         state.steps += 1
     if not weights_are_finite(state.params):
         state.status = STATUS_DIVERGED
+
+
+class NumpyBackend(Backend):
+    """The readable reference above, as a backend: float64, one thread (it holds the GIL)."""
+
+    name = "numpy"
+    dtypes = ("float64",)
+
+    def version(self) -> str:
+        return f"numpy {np.__version__}"
+
+    def _kernel_train_steps(self, data, state, n_steps):
+        # The reference advances every field of the state itself (it is min-char-rnn's loop as
+        # written); the base class adds steps_done to state.steps, so hand the count back.
+        steps_before = state.steps
+        train_steps(data, state, n_steps)
+        steps_done, state.steps = state.steps - steps_before, steps_before
+        return KernelResult(state.position, state.smooth_loss, state.last_loss, steps_done, state.status)
+
+    def _kernel_loss_and_gradients(self, params, hidden, vocab_size, data, start, seq_length, hprev):
+        weights = unpack(params, hidden, vocab_size)
+        loss, grads, h_last = loss_and_gradients(
+            weights, data[start : start + seq_length], data[start + 1 : start + seq_length + 1], hprev
+        )
+        return loss, np.concatenate([g.ravel() for g in grads]), h_last

@@ -51,7 +51,7 @@ from llvmlite import ir as llvm_ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from .model import ADAGRAD_EPS, GRADIENT_CLIP, SMOOTHING, STATUS_DIVERGED, STATUS_OK
+from ..model import ADAGRAD_EPS, GRADIENT_CLIP, SMOOTHING, STATUS_DIVERGED, STATUS_OK
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 

@@ -1,0 +1,34 @@
+"""The paper's policy, in one place: its sane box, the penalty outside it, its bounds and start point.
+
+The generic machinery (the objective's interpolation, the optimizers) takes these as settings;
+only this module knows the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: (lower, upper, centre) of the sane range of (hidden size, sequence length, learning rate).
+SANE_RANGES = ((20, 800, 410.0), (5, 40, 25.0), (1e-4, 1.0, 0.5))
+#: Added to the value of a corner for each hyperparameter outside its sane range.
+INSANITY_PENALTY = 1e6
+#: The sane box as the paper's quasi-Newton fallback checks it (its learning-rate floor there
+#: is 1e-6, not the objective's 1e-4).
+PAPER_BOUNDS = ((20.0, 800.0), (5.0, 40.0), (1e-6, 1.0))
+#: The paper draws each hyperparameter of the starting point uniformly from this interval.
+START_INTERVAL = (0.0, 10.0)
+
+
+def sanity_penalty(hidden: float, seq_length: float, learning_rate: float) -> float:
+    """The paper's ``sanityChecks``: 0 for sane hyperparameters, else 1e6 + (x - c)^2 per offender."""
+    penalty = 0.0
+    for value, (low, high, centre) in zip((hidden, seq_length, learning_rate), SANE_RANGES):
+        if value < low or value > high:
+            penalty += INSANITY_PENALTY + (value - centre) ** 2
+    return penalty
+
+
+def random_start(seed) -> np.ndarray:
+    """The paper's starting point: each of (h, s, l) uniform in [0, 10], drawn from ``seed``."""
+    low, high = START_INTERVAL
+    return np.random.default_rng(seed).uniform(low, high, size=3)
