@@ -13,7 +13,7 @@
  *   accumulators at once sharing loads; the compiler's own vectorisation of them is poor
  *   (single accumulator chains, or shuffles). Other compilers get the plain scalar loops.
  * - Vectorisable tanh and exp (rnn_tanh, rnn_exp_nonpos): glibc's are a call per element
- *   (about 15 ns for tanh, a quarter of a step at H = 100). These are the formulas of
+ *   (a libm tanh per element is a large share of a step at H = 100). These are the formulas of
  *   fastrnn._numba_kernel (`_tanh`, `_exp_nonpos`): range reduction by ln 2 and a Taylor
  *   polynomial of expm1, within 3 / 1 ulp of libm in float64, branch-free, NaN in NaN out;
  *   2**k is built from the bits of k (k is an exact integer, turned into bits by adding

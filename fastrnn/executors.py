@@ -120,7 +120,11 @@ def run_shared(task: Callable[[object], None], items: Iterable, threads: int,
                 item = next(pending, _DONE)
             if item is _DONE:
                 return
-            task(item)
+            try:
+                task(item)
+            except BaseException:
+                cancel.set()  # the other threads start nothing new
+                raise
 
     if workers <= 0:
         drain()

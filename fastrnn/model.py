@@ -1,7 +1,7 @@
 """Parameters of the vanilla char-RNN: layout, initialisation, training state, persistence.
 
-All backends share one flat float64 layout so a batch of runs can be handed to a compiled
-kernel as a few contiguous buffers::
+All backends share one flat layout (float64, or float32 on the compiled backends), so a batch
+of runs can be handed to a compiled kernel as a few contiguous buffers::
 
     [ Wxh (H*V) | Whh (H*H) | Why (V*H) | bh (H) | by (V) ]     (each block row-major)
 """

@@ -1,35 +1,16 @@
-"""Shared fixtures: a small synthetic corpus, so no test needs the Shakespeare files."""
+"""Shared fixtures: small synthetic corpora (no test needs the Shakespeare files) and the backends.
+
+Backend fixtures parametrise over :data:`fastrnn.backends.REGISTRY`, so a new backend is tested
+as soon as it is registered; helpers live in ``helpers.py``.
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from helpers import synthetic_text, word_text
 
-from fastrnn.backends import BackendUnavailable, get_backend
+from fastrnn.backends import COMPILED_BACKENDS, BackendUnavailable, get_backend
 from fastrnn.corpus import Corpus
-
-_WORDS = (
-    "the and to of a my in you is that it not with for this me be your his he have thou but "
-    "as so will what her thy all no by do shall if are we thee on our lord now good more o"
-).split()
-
-
-def synthetic_text(n_chars: int, seed: int = 0) -> str:
-    """Speech-like text: 'NAME:' lines and lines of words, about 40 distinct characters."""
-    rng = np.random.default_rng(seed)
-    names = ["ROMEO", "JULIET", "KING", "FOOL"]
-    parts = []
-    size = 0
-    while size < n_chars:
-        speech = [f"{names[rng.integers(len(names))]}:"]
-        for _ in range(rng.integers(1, 4)):
-            words = rng.choice(_WORDS, size=rng.integers(3, 9))
-            line = " ".join(words).capitalize() + str(rng.choice(list(",.;!?")))
-            speech.append(line)
-        block = "\n".join(speech) + "\n\n"
-        parts.append(block)
-        size += len(block)
-    return "".join(parts)[:n_chars]
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +43,7 @@ def poison_new_runs(monkeypatch):
 
 
 def _compiled(name):
-    """A compiled backend's name, skipped only where it is not built (CI requires it is)."""
+    """A compiled backend's name, skipped only where it is not built (CI requires that it is)."""
     try:
         get_backend(name)
     except BackendUnavailable as exc:
@@ -70,18 +51,20 @@ def _compiled(name):
     return name
 
 
-@pytest.fixture(params=[_compiled("numba"), _compiled("cython")])
+@pytest.fixture(params=[_compiled(name) for name in COMPILED_BACKENDS])
 def backend(request):
     """Each compiled backend in turn."""
     return get_backend(request.param)
 
 
 @pytest.fixture(scope="session")
+def word_corpus() -> Corpus:
+    """A few thousand characters of word-like text over 45 distinct characters."""
+    corpus = Corpus.from_text(word_text(), name="synthetic words")
+    assert 30 <= corpus.vocab_size <= 65 and len(corpus) > 3000
+    return corpus
+
+
+@pytest.fixture(scope="session")
 def reference():
     return get_backend("numpy")
-
-
-def relative_error(actual, expected) -> float:
-    """max |actual - expected| / max |expected|, in float64."""
-    expected = np.asarray(expected, dtype=np.float64)
-    return float(np.max(np.abs(np.asarray(actual, dtype=np.float64) - expected)) / np.max(np.abs(expected)))

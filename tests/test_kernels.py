@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import relative_error
+from helpers import SIZES, relative_error, run_fresh
 
 from fastrnn.model import DTYPES, GRADIENT_CLIP, STATUS_DIVERGED, STATUS_OK, TrainState
-
-SIZES = [(20, 5), (100, 25), (410, 25)]
 
 
 @pytest.mark.parametrize("H,S", SIZES)
@@ -33,15 +31,9 @@ def test_one_step_loss_and_gradients_match_reference(backend, reference, small_c
     assert relative_error(actual[2], expected[2]) <= 1e-12
 
 
-def _run(backend, corpus, H, S, lr, steps, seed=0):
-    state = TrainState.fresh(H, S, lr, corpus.vocab_size, seed)
-    backend.train_steps(corpus.data, state, steps)
-    return state
-
-
 def test_whole_run_matches_reference_where_stable(backend, reference, small_corpus):
-    expected = _run(reference, small_corpus, 20, 5, 0.1, 100)
-    actual = _run(backend, small_corpus, 20, 5, 0.1, 100)
+    expected = run_fresh(reference, small_corpus, 20, 5, 0.1, 100)
+    actual = run_fresh(backend, small_corpus, 20, 5, 0.1, 100)
     assert actual.steps == expected.steps == 100
     assert actual.position == expected.position
     assert abs(actual.smooth_loss - expected.smooth_loss) <= 1e-9 * expected.smooth_loss
@@ -50,8 +42,8 @@ def test_whole_run_matches_reference_where_stable(backend, reference, small_corp
 
 @pytest.mark.parametrize("H,S", SIZES[1:])
 def test_first_updates_match_reference_at_larger_sizes(backend, reference, small_corpus, H, S):
-    expected = _run(reference, small_corpus, H, S, 0.1, 3)
-    actual = _run(backend, small_corpus, H, S, 0.1, 3)
+    expected = run_fresh(reference, small_corpus, H, S, 0.1, 3)
+    actual = run_fresh(backend, small_corpus, H, S, 0.1, 3)
     assert abs(actual.smooth_loss - expected.smooth_loss) <= 1e-12 * expected.smooth_loss
     assert abs(actual.last_loss - expected.last_loss) <= 1e-11 * expected.last_loss
     assert relative_error(actual.params, expected.params) <= 1e-10
@@ -61,15 +53,15 @@ def test_first_updates_match_reference_at_larger_sizes(backend, reference, small
 def test_long_runs_agree_with_reference_in_distribution(backend, reference, small_corpus):
     """Past the chaotic horizon runs differ individually; their mean loss over seeds must not."""
     seeds = range(6)
-    expected = np.array([_run(reference, small_corpus, 32, 10, 0.1, 150, seed).smooth_loss for seed in seeds])
-    actual = np.array([_run(backend, small_corpus, 32, 10, 0.1, 150, seed).smooth_loss for seed in seeds])
+    expected = np.array([run_fresh(reference, small_corpus, 32, 10, 0.1, 150, seed).smooth_loss for seed in seeds])
+    actual = np.array([run_fresh(backend, small_corpus, 32, 10, 0.1, 150, seed).smooth_loss for seed in seeds])
     spread = np.std(expected, ddof=1) + np.std(actual, ddof=1)
     assert abs(actual.mean() - expected.mean()) <= max(spread, 1e-6 * expected.mean())
 
 
 def test_wraparound_matches_reference(backend, reference, tiny_corpus):
-    expected = _run(reference, tiny_corpus, 16, 7, 0.1, 200)
-    actual = _run(backend, tiny_corpus, 16, 7, 0.1, 200)
+    expected = run_fresh(reference, tiny_corpus, 16, 7, 0.1, 200)
+    actual = run_fresh(backend, tiny_corpus, 16, 7, 0.1, 200)
     assert actual.position == expected.position
     assert abs(actual.smooth_loss - expected.smooth_loss) <= 1e-9 * expected.smooth_loss
 
@@ -128,5 +120,5 @@ def test_non_finite_gradient_is_not_clipped_away(backend, small_corpus):
 
 
 def test_healthy_run_status_ok(backend, small_corpus):
-    state = _run(backend, small_corpus, 20, 5, 0.1, 10)
+    state = run_fresh(backend, small_corpus, 20, 5, 0.1, 10)
     assert state.status == STATUS_OK and np.isfinite(state.smooth_loss)

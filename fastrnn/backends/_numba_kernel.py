@@ -1,15 +1,16 @@
 """The Numba training kernel: min-char-rnn's step loop compiled, GIL released.
 
-Why it is written this way (measured; timings on the 2-core AVX-512 dev machine):
+Why it is written this way (each trick was measured to pay; the figures are in README's
+benchmarks and ``fastrnn bench``, not here, where they would go stale):
 
 - ``error_model="numpy"``: the default Python error model checks every division for zero and
-  blocks SIMD in the Adagrad loop (about 4x slower).
+  blocks SIMD in the Adagrad loop.
 - ``fastmath={"reassoc", "contract"}``: lets LLVM vectorise the dot-product reductions and
   fuse multiply-adds; full ``fastmath=True`` adds nothing and would allow assuming no NaNs,
   which the divergence check relies on.
 - tanh and exp are computed inline (:func:`_tanh`, :func:`_exp_nonpos`: range reduction by
   ln 2 and a degree-14 Taylor polynomial, within 3 and 1 ulp of libm) so their loops
-  vectorise: glibc's tanh costs about 15 ns a call, and was a quarter of the step at H=100.
+  vectorise: a call of glibc's tanh per element was a large share of a step at H = 100.
   Softmax falls back to libm's exp for a step where some logit is more than 708 below the max.
 - Only the Whh recurrence is sequential. The outputs y_t = Why h_t + by are formed for all t
   after it (four time steps per pass over a row of Why), and likewise Why^T dy_t before the
@@ -25,7 +26,7 @@ Why it is written this way (measured; timings on the 2-core AVX-512 dev machine)
   >= 0 and m + eps > 0, which is checked on entry (otherwise Wxh is updated densely).
 - Loops index with plain loop variables (``a[i, j]``, or views made outside the loop): an index
   like ``off + j`` makes Numba emit a negative-index wraparound select that blocks SIMD.
-- The whole step loop runs inside one call: a call costs about 0.3 us per array argument.
+- The whole step loop runs inside one call: every call pays a fixed cost per array argument.
 
 - Precision follows ``params``: float64 (the paper's numerics; results unchanged by the float32
   work) or float32, a separate Numba specialisation in which all array arithmetic is float32
@@ -36,9 +37,7 @@ Why it is written this way (measured; timings on the 2-core AVX-512 dev machine)
   are dominated by horizontal reductions and j tails, which do not get cheaper in float32, so
   the float32 specialisation (only; float64 is bit-unchanged) computes the Whh recurrence 8 rows
   per pass (:func:`_recurrence_f32`) and the logits reduction-free against a per-call transposed
-  copy of Why (:func:`_outputs_f32`). Measured: about 2.0x faster than float64 at
-  (H, S) = (410, 25), 1.55-1.75x at (100, 25) (varies from process to process, presumably with
-  buffer alignment), 1.4x at (20, 5).
+  copy of Why (:func:`_outputs_f32`).
 
 The state layout is the one in :mod:`fastrnn.model`.
 """

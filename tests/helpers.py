@@ -1,0 +1,91 @@
+"""What several test modules share: synthetic texts, run helpers and comparisons."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastrnn.model import TrainState
+
+#: (hidden size, sequence length) of the kernel comparisons: the benchmarks' configurations.
+SIZES = [(20, 5), (100, 25), (410, 25)]
+
+_WORDS = (
+    "the and to of a my in you is that it not with for this me be your his he have thou but "
+    "as so will what her thy all no by do shall if are we thee on our lord now good more o"
+).split()
+
+
+def synthetic_text(n_chars: int, seed: int = 0) -> str:
+    """Speech-like text: 'NAME:' lines and lines of words, about 40 distinct characters."""
+    rng = np.random.default_rng(seed)
+    names = ["ROMEO", "JULIET", "KING", "FOOL"]
+    parts = []
+    size = 0
+    while size < n_chars:
+        speech = [f"{names[rng.integers(len(names))]}:"]
+        for _ in range(rng.integers(1, 4)):
+            words = rng.choice(_WORDS, size=rng.integers(3, 9))
+            line = " ".join(words).capitalize() + str(rng.choice(list(",.;!?")))
+            speech.append(line)
+        block = "\n".join(speech) + "\n\n"
+        parts.append(block)
+        size += len(block)
+    return "".join(parts)[:n_chars]
+
+
+def word_text(seed: int = 20240607) -> str:
+    """A few thousand characters of word-like text over about 45 distinct characters."""
+    rng = np.random.default_rng(seed)
+    letters = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ")
+    words = ["".join(rng.choice(letters, size=rng.integers(1, 9))) for _ in range(300)]
+    pieces = []
+    for _ in range(900):
+        pieces.append(words[rng.integers(len(words))])
+        pieces.append(rng.choice([" ", " ", " ", ", ", ". ", ";\n", "!\n", "?", "'"]))
+    return "".join(pieces)
+
+
+def fresh_state(corpus, H, S, lr, seed=0, scale=1.0, dtype="float64") -> TrainState:
+    state = TrainState.fresh(H, S, lr, corpus.vocab_size, seed, dtype=dtype)
+    state.params *= scale
+    return state
+
+
+def run_fresh(backend, corpus, H, S, lr, steps, seed=0, dtype="float64") -> TrainState:
+    """A new run of ``steps`` updates on ``backend``."""
+    state = TrainState.fresh(H, S, lr, corpus.vocab_size, seed, dtype=dtype)
+    backend.train_steps(corpus.data, state, steps)
+    return state
+
+
+def copy_state(state: TrainState) -> TrainState:
+    return TrainState(
+        hidden=state.hidden, seq_length=state.seq_length, learning_rate=state.learning_rate,
+        vocab_size=state.vocab_size, params=state.params.copy(), memory=state.memory.copy(),
+        hprev=np.array(state.hprev, dtype=state.params.dtype), position=state.position, smooth_loss=state.smooth_loss,
+        last_loss=state.last_loss, steps=state.steps, status=state.status, seed=state.seed,
+    )
+
+
+def relative_error(actual, expected) -> float:
+    """max |actual - expected| / max |expected|, in float64."""
+    expected = np.asarray(expected, dtype=np.float64)
+    return float(np.max(np.abs(np.asarray(actual, dtype=np.float64) - expected)) / np.max(np.abs(expected)))
+
+
+def assert_close(actual, expected, rtol):
+    """Every element within ``rtol`` of the largest expected magnitude."""
+    error = relative_error(actual, expected)
+    assert error <= rtol, (error, rtol)
+
+
+def assert_same_run(a: TrainState, b: TrainState):
+    """Bit-identical runs."""
+    assert np.array_equal(a.params, b.params, equal_nan=True)
+    assert np.array_equal(a.memory, b.memory, equal_nan=True)
+    assert np.array_equal(a.hprev, b.hprev, equal_nan=True)
+    assert (a.position, a.steps, a.status) == (b.position, b.steps, b.status)
+    assert a.smooth_loss == b.smooth_loss
+    assert a.last_loss == b.last_loss or (math.isnan(a.last_loss) and math.isnan(b.last_loss))

@@ -1,0 +1,130 @@
+"""The contract every compiled backend keeps, beyond matching the reference (test_kernels.py):
+state arrays updated in place, divergence reported and left alone, id types, mixed precisions.
+
+Parametrised over the compiled backends of the registry (the ``backend`` fixture).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from helpers import assert_same_run, copy_state, fresh_state
+
+from fastrnn.model import STATUS_DIVERGED, TrainState
+
+
+def _mixed_states(word_corpus):
+    configs = [(8, 3, 0.1), (40, 12, 0.05), (20, 5, 0.2), (33, 9, 0.1), (12, 25, 0.3), (64, 4, 0.02), (5, 1, 0.1)]
+    return [fresh_state(word_corpus, H, S, lr, seed=k) for k, (H, S, lr) in enumerate(configs)]
+
+
+def test_train_many_updates_state_arrays_in_place_and_skips_diverged(word_corpus, backend):
+    states = _mixed_states(word_corpus)[:3]
+    params_ids = [id(s.params) for s in states]
+    states[1].status = STATUS_DIVERGED
+    frozen = copy_state(states[1])
+    backend.train_many(word_corpus.data, states, 4, threads=2)
+    assert [id(s.params) for s in states] == params_ids
+    assert_same_run(states[1], frozen)
+    assert states[0].steps == states[2].steps == 4
+    backend.train_many(word_corpus.data, states, 0, threads=2)
+    assert states[0].steps == 4
+    with pytest.raises(ValueError):
+        backend.train_many(word_corpus.data, states, 1, threads=0)
+
+
+@pytest.mark.parametrize("lr", [1e308, 1e307])
+def test_divergence_is_reported(word_corpus, backend, reference, lr):
+    # Both give a non-finite loss on the second step, after one update has been applied.
+    # (Rates up to ~1e306 leave every number finite: absurd losses, but status OK, as in the
+    # reference.)
+    a, b = fresh_state(word_corpus, 20, 5, lr, seed=6), fresh_state(word_corpus, 20, 5, lr, seed=6)
+    backend.train_steps(word_corpus.data, a, 20)
+    with np.errstate(all="ignore"):
+        reference.train_steps(word_corpus.data, b, 20)
+    assert a.status == b.status == STATUS_DIVERGED
+    assert 1 <= a.steps == b.steps < 20
+    # the smooth loss never absorbs the non-finite loss
+    assert math.isfinite(a.smooth_loss) and not math.isfinite(a.last_loss)
+    assert a.smooth_loss == pytest.approx(b.smooth_loss, rel=1e-9)
+    # a diverged run is left alone by further calls
+    before = copy_state(a)
+    backend.train_steps(word_corpus.data, a, 5)
+    assert_same_run(a, before)
+
+
+def test_nan_weight_stops_before_any_update(word_corpus, backend):
+    state = fresh_state(word_corpus, 20, 5, 0.1, seed=7)
+    state.weights.Whh[3, 4] = np.nan
+    before = copy_state(state)
+    backend.train_steps(word_corpus.data, state, 10)
+    assert state.status == STATUS_DIVERGED and state.steps == 0
+    assert math.isnan(state.last_loss) and state.smooth_loss == before.smooth_loss
+    assert np.array_equal(state.params, before.params, equal_nan=True)
+    assert np.array_equal(state.memory, before.memory) and state.position == before.position
+
+
+def test_nan_parameter_off_the_loss_path_is_caught_at_the_end(word_corpus, backend, reference):
+    # An input column for an id the text never uses: the loss stays finite, the NaN weight is
+    # only found by the final check, after all the updates.
+    V = word_corpus.vocab_size + 1
+    a = TrainState.fresh(20, 5, 0.1, V, 8)
+    a.weights.Wxh[:, V - 1] = np.nan
+    b = copy_state(a)
+    backend.train_steps(word_corpus.data, a, 15)
+    reference.train_steps(word_corpus.data, b, 15)
+    assert a.status == b.status == STATUS_DIVERGED
+    assert a.steps == b.steps == 15
+    assert math.isfinite(a.smooth_loss)
+    assert abs(a.smooth_loss - b.smooth_loss) <= 1e-9 * abs(b.smooth_loss)
+    # and train_many reports it the same way
+    c = TrainState.fresh(20, 5, 0.1, V, 8)
+    c.weights.Wxh[:, V - 1] = np.nan
+    backend.train_many(word_corpus.data, [c], 15, threads=2)
+    assert_same_run(a, c)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.int32, np.int64])
+def test_wider_id_types_give_identical_runs(word_corpus, backend, dtype):
+    assert word_corpus.data.dtype == np.uint8 and not word_corpus.data.flags.writeable
+    wide = word_corpus.data.astype(dtype)
+    wide.flags.writeable = False
+    a = fresh_state(word_corpus, 16, 6, 0.1, seed=9)
+    b = copy_state(a)
+    backend.train_steps(word_corpus.data, a, 12)
+    backend.train_steps(wide, b, 12)
+    assert_same_run(a, b)
+    la = backend.loss_and_gradients(a.params, 16, word_corpus.vocab_size, word_corpus.data, 50, 6, a.hprev)
+    lb = backend.loss_and_gradients(a.params, 16, word_corpus.vocab_size, wide, 50, 6, a.hprev)
+    assert la[0] == lb[0] and np.array_equal(la[1], lb[1])
+
+
+def test_float32_initial_weights_are_the_float64_ones_rounded(word_corpus):
+    a, b = fresh_state(word_corpus, 20, 5, 0.1, seed=3), fresh_state(word_corpus, 20, 5, 0.1, seed=3, dtype="float32")
+    assert b.params.dtype == b.memory.dtype == b.hprev.dtype == np.float32
+    assert np.array_equal(b.params, a.params.astype(np.float32))
+
+
+def test_train_many_mixes_precisions(word_corpus, backend):
+    """A batch of float64 and float32 runs: one train_batch call per dtype, same results."""
+    base = [fresh_state(word_corpus, 20, 5, 0.1, seed=k, dtype=dtype)
+            for k, dtype in enumerate(["float64", "float32", "float32", "float64"])]
+    batch = [copy_state(s) for s in base]
+    backend.train_many(word_corpus.data, batch, 20, threads=2)
+    for a, b in zip(batch, base):
+        backend.train_steps(word_corpus.data, b, 20)
+        assert_same_run(a, b)
+        assert a.params.dtype == b.params.dtype
+
+
+def test_float32_divergence_and_mismatched_buffers(word_corpus, backend):
+    state = fresh_state(word_corpus, 20, 5, 0.1, seed=7, dtype="float32")
+    state.weights.Whh[3, 4] = np.nan
+    backend.train_steps(word_corpus.data, state, 10)
+    assert state.status == STATUS_DIVERGED and state.steps == 0
+    bad = fresh_state(word_corpus, 20, 5, 0.1, seed=7, dtype="float32")
+    bad.memory = bad.memory.astype(np.float64)
+    with pytest.raises(TypeError):
+        backend.train_steps(word_corpus.data, bad, 1)
