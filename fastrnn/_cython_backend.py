@@ -74,6 +74,9 @@ class CythonBackend(Backend):
         )
         return float(loss), grads, h_last
 
+    def heldout_loss(self, params, hidden, vocab_size, data):
+        return float(_rnn_cython.heldout_loss(params, hidden, vocab_size, data, len(data)))
+
     def train_fresh(self, data, specs: Sequence[tuple], n_steps: int, threads: int | None = None) -> list[TrainState]:
         """Draw every run's initial weights, then train them all in one OpenMP batch.
 

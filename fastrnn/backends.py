@@ -60,6 +60,13 @@ class Backend:
         """Loss, flat raw gradients and last hidden state of one sequence starting at ``start``."""
         raise NotImplementedError
 
+    def heldout_loss(self, params, hidden, vocab_size, data) -> float:
+        """Summed cross-entropy of reading all of ``data`` from a zero hidden state (forward only;
+        NaN or inf when not finite). Unchecked: :func:`fastrnn.scoring.heldout_loss` validates."""
+        from . import _reference
+
+        return _reference.heldout_loss(unpack(params, hidden, vocab_size), data)
+
     def train_fresh(self, data: np.ndarray, specs: Sequence[tuple], n_steps: int, threads: int | None = None) -> list[TrainState]:
         """New runs from ``(hidden, seq_length, learning_rate, vocab_size, seed, dtype)`` specs, trained.
 
@@ -214,6 +221,11 @@ class NumbaBackend(Backend):
             params, hidden, vocab_size, data, start, seq_length, np.ascontiguousarray(hprev, dtype=params.dtype)
         )
         return float(loss), grads, h_last
+
+    def heldout_loss(self, params, hidden, vocab_size, data):
+        from . import _numba_kernel
+
+        return float(_numba_kernel.heldout_loss(params, hidden, vocab_size, data, len(data)))
 
 
 def _cython_backend() -> Backend:
