@@ -16,7 +16,10 @@ dfp    search; V (approximate inverse Hessian) updated by BFGS or DFP;
 
 Options (defaults are the paper's; unknown names raise ValueError):
 
-* all methods: ``grad_step=1e-8``, ``grad_method="forward"`` (or "central")
+* all methods: ``grad_step=1e-8``, ``grad_method="forward"`` (or "central");
+  ``grad_step="auto"`` takes the noise-aware step of :mod:`fastrnn.calculus`
+  per component, and every record then carries its diagnostics as
+  ``record["gradient_noise"]`` (noise, step, curvature, snr per component)
 * gd: ``step=0.1``
 * newton: ``multiplier=1.0`` (the paper's trial 7 used 1000),
   ``fallback_step=10.0``, ``hessian_method="recursive"`` (or "stencil"),
@@ -62,6 +65,7 @@ from typing import Callable
 import numpy as np
 
 from fastrnn.calculus import (
+    AUTO_STEP,
     GRADIENT_METHODS,
     HESSIAN_METHODS,
     CountedFunction,
@@ -167,6 +171,8 @@ class _Stepper:
         self.nit = 0
         self.rule = "start"
         self.note = None
+        # the noise-aware gradient's diagnostics (grad_step="auto" only, else None)
+        self.gradient_noise = None
 
     def start(self, x0: np.ndarray) -> None:
         self._move_to(x0)
@@ -180,12 +186,18 @@ class _Stepper:
             self._mark_non_finite()
 
     def _evaluate(self, fun: float | None) -> None:
+        self.gradient_noise = self._new_diagnostics()
         self.fun, self.gradient = value_and_gradient(
-            self.f, self.x, self.options["grad_step"], self.options["grad_method"], fun
+            self.f, self.x, self.options["grad_step"], self.options["grad_method"], fun,
+            self.gradient_noise,
         )
+
+    def _new_diagnostics(self) -> dict | None:
+        return {} if self.options["grad_step"] == AUTO_STEP else None
 
     def _mark_non_finite(self) -> None:
         self.fun, self.gradient = np.nan, np.full(self.x.size, np.nan)
+        self.gradient_noise = None
 
     @property
     def finite(self) -> bool:
@@ -201,6 +213,7 @@ class _Stepper:
             "gradient": self.gradient.tolist(),
             "rule": self.rule,
             "note": self.note,
+            **({} if self.gradient_noise is None else {"gradient_noise": self.gradient_noise}),
         }
 
     def restore(self, state: dict) -> None:
@@ -215,6 +228,7 @@ class _Stepper:
         self.gradient = np.array(state["gradient"], dtype=float)
         self.rule = state["rule"]
         self.note = state["note"]
+        self.gradient_noise = state.get("gradient_noise")
         self._restore_extra(state)
 
     def _restore_extra(self, state: dict) -> None:
@@ -229,6 +243,7 @@ class _Stepper:
             "rule": self.rule,
             "note": self.note,
             "nfev": self.f.nfev,
+            **({} if self.gradient_noise is None else {"gradient_noise": self.gradient_noise}),
             "state": self.state(),
         }
 
@@ -257,6 +272,7 @@ class _Newton(_Stepper):
 
     def _evaluate(self, fun):
         options = self.options
+        self.gradient_noise = self._new_diagnostics()
         self.fun, self.gradient, self.hessian = value_gradient_and_hessian(
             self.f,
             self.x,
@@ -264,6 +280,7 @@ class _Newton(_Stepper):
             options["grad_method"],
             options["hessian_step"],
             options["hessian_method"],
+            self.gradient_noise,
         )
 
     def _mark_non_finite(self):
@@ -406,7 +423,13 @@ def _resolve_options(method: str, options: dict) -> dict:
             f"unknown hessian_method {resolved['hessian_method']!r}; "
             f"valid: {', '.join(HESSIAN_METHODS)}"
         )
-    for name in ("step", "fallback_step", "grad_step", "min_step"):
+    grad_step = resolved["grad_step"]
+    if isinstance(grad_step, str):
+        if grad_step != AUTO_STEP:
+            raise ValueError(f"option grad_step must be positive or {AUTO_STEP!r}, got {grad_step!r}")
+    elif not grad_step > 0:
+        raise ValueError(f"option grad_step must be positive or {AUTO_STEP!r}, got {grad_step!r}")
+    for name in ("step", "fallback_step", "min_step"):
         if name in resolved and not resolved[name] > 0:
             raise ValueError(f"option {name} must be positive, got {resolved[name]!r}")
     for name in ("c", "tau"):
