@@ -38,6 +38,11 @@ def pytest_terminal_summary(terminalreporter, config):
             continue
         groups[bench.group][bench.extra_info.get("contender", bench.name)] = bench.stats.median
     rows = []
+    for bench in session.benchmarks:  # benches/test_scoring.py: a cost share, not a speed ratio
+        info = bench.extra_info
+        if not bench.has_error and "scoring_share" in info:
+            rows.append(f"  {bench.group:40} {info['contender']:16} scoring {1e3 * info['scoring_s']:8.1f} ms = "
+                        f"{100 * info['scoring_share']:4.1f}% of training ({info['training_s']:.3f} s)")
     for group, medians in sorted(groups.items()):
         baseline_name = next((name for name in ("numpy", "1 thread", "float64") if name in medians), None)
         if baseline_name is None:

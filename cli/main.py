@@ -250,7 +250,23 @@ def _optimizer_options(func):
     return wrapper
 
 
+class _PositiveOrAuto(click.ParamType):
+    name = "FLOAT|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a positive number nor 'auto'", param, ctx)
+        if not (math.isfinite(number) and number > 0):
+            self.fail(f"{value!r} is neither a positive number nor 'auto'", param, ctx)
+        return number
+
+
 _OPTION_TYPES = {
+    "positive_or_auto": lambda option: _PositiveOrAuto(),
     "positive": lambda option: click.FloatRange(min=0, min_open=True),
     "positive_or_none": lambda option: click.FloatRange(min=0, min_open=True),
     "open_unit": lambda option: click.FloatRange(0, 1, min_open=True, max_open=True),

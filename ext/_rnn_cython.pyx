@@ -512,3 +512,120 @@ def train_batch(data, const int64_t[::1] H, const int64_t[::1] V, const int64_t[
                                    &last_loss[r], &steps_done[r])
     for r in range(R):
         _raise_status(<int> status[r])
+
+
+# ---------------------------------------------------------------------------------------
+# Scoring: the forward pass alone, over a long text
+
+#: Time steps per call of the forward kernel when scoring (fastrnn._numba_kernel.SCORE_BLOCK):
+#: outputs are formed for a block after its recurrence; the workspace does not grow with n.
+cdef enum:
+    SCORE_BLOCK = 64
+SCORE_BLOCK_STEPS = SCORE_BLOCK
+
+
+cdef int _score_run(const uint8_t* data, int kind, Py_ssize_t n, Py_ssize_t H, Py_ssize_t V,
+                    const floating* params, double* loss_out) noexcept nogil:
+    """Summed cross-entropy of reading ``data[:n]`` (n >= 2) continuously from a zero hidden
+    state, into ``loss_out``; returns a status (ERR_BAD_ID, ERR_NO_MEMORY or STATUS_OK).
+
+    Blocks of up to SCORE_BLOCK steps go through the training forward pass (rnn_forward), each
+    from the last hidden state of the one before. Stops at the first block whose loss is not
+    finite and reports that loss. Everything it writes is its own allocation or ``loss_out``.
+    """
+    cdef size_t item = sizeof(floating)
+    cdef floating* hs = <floating*> malloc((SCORE_BLOCK + 1) * H * item)
+    cdef floating* probs = <floating*> malloc(SCORE_BLOCK * V * item)
+    cdef floating* hprev = <floating*> malloc(H * item)
+    cdef Py_ssize_t* xs = <Py_ssize_t*> malloc((SCORE_BLOCK + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t start = 0, S
+    cdef double total = 0.0, loss
+    cdef int status = STATUS_OK
+    if hs == NULL or probs == NULL or hprev == NULL or xs == NULL:
+        status = ERR_NO_MEMORY
+    else:
+        memset(hprev, 0, H * item)
+        while start < n - 1:
+            S = n - 1 - start
+            if S > SCORE_BLOCK:
+                S = SCORE_BLOCK
+            status = _load_window(data, kind, start, S, V, xs)
+            if status != STATUS_OK:
+                break
+            if floating is double:
+                loss = rnn_forward_f64(params, H, V, S, xs, hprev, hs, probs)
+            else:
+                loss = rnn_forward_f32(params, H, V, S, xs, hprev, hs, probs)
+            total += loss
+            if not isfinite(loss):
+                total = loss
+                break
+            memcpy(hprev, hs + S * H, H * item)
+            start += S
+    free(hs)
+    free(probs)
+    free(hprev)
+    free(xs)
+    loss_out[0] = total
+    return status
+
+
+cdef void _check_score_sizes(Py_ssize_t H, Py_ssize_t V, Py_ssize_t P, Py_ssize_t n, Py_ssize_t N) except *:
+    if H < 1 or V < 1:
+        raise ValueError(f"H and V must be >= 1, got H={H}, V={V}")
+    if P != _n_params(H, V):
+        raise ValueError(f"params has {P} entries; H={H}, V={V} needs {_n_params(H, V)}")
+    if n < 2 or n > N:
+        raise ValueError(f"n must lie in [2, {N}] (the length of data), got {n}")
+
+
+def heldout_loss(const floating[::1] params, Py_ssize_t H, Py_ssize_t V, data, Py_ssize_t n):
+    """Summed cross-entropy (float64) of reading ``data[:n]`` from a zero hidden state with
+    ``params`` (float64 or float32, computed in that precision); NaN or inf when it is not finite."""
+    cdef const uint8_t[::1] text
+    cdef int kind
+    cdef Py_ssize_t N
+    text, kind, N = _text(data)
+    _check_score_sizes(H, V, params.shape[0], n, N)
+    cdef double loss = NAN
+    cdef int status
+    with nogil:
+        status = _score_run(&text[0], kind, n, H, V, &params[0], &loss)
+    _raise_status(status)
+    return loss
+
+
+def heldout_loss_batch(data, Py_ssize_t n, const int64_t[::1] H, const int64_t[::1] V,
+                       const floating[::1] params, const int64_t[::1] param_offsets,
+                       double[::1] losses, int threads=1):
+    """:func:`heldout_loss` of R networks at once, in parallel across networks with OpenMP.
+
+    Network r has hidden size ``H[r]``, vocabulary ``V[r]`` and parameters
+    ``params[param_offsets[r]:param_offsets[r + 1]]`` (all float64 or all float32); its loss
+    goes to ``losses[r]``. Each network is scored by one thread, writing only ``losses[r]``
+    and its own workspace, so the results do not depend on ``threads``.
+    """
+    cdef const uint8_t[::1] text
+    cdef int kind
+    cdef Py_ssize_t N
+    text, kind, N = _text(data)
+    cdef Py_ssize_t R = H.shape[0]
+    cdef Py_ssize_t r
+    if V.shape[0] != R or losses.shape[0] != R or param_offsets.shape[0] != R + 1:
+        raise ValueError(f"V and losses need {R} entries and param_offsets {R + 1}, like H")
+    for r in range(R):
+        if param_offsets[r] < 0 or param_offsets[r + 1] > params.shape[0]:
+            raise ValueError(f"network {r}: param_offsets lie outside params")
+        _check_score_sizes(H[r], V[r], param_offsets[r + 1] - param_offsets[r], n, N)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    if R == 0:
+        return
+    cdef const uint8_t* text_ptr = &text[0]
+    cdef const floating* params_ptr = &params[0]
+    cdef int[::1] status = np.zeros(R, dtype=np.intc)
+    with nogil:
+        for r in prange(R, schedule="dynamic", chunksize=1, num_threads=threads):
+            status[r] = _score_run(text_ptr, kind, n, H[r], V[r], params_ptr + param_offsets[r], &losses[r])
+    for r in range(R):
+        _raise_status(status[r])

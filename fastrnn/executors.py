@@ -30,10 +30,12 @@ class RunOutcome(NamedTuple):
     last_loss: float
     steps: int
     status: int
+    #: Mean cross-entropy per character (nats) on held-out text, when the batch was scored.
+    heldout_loss: float | None = None
 
     @classmethod
-    def of(cls, state: "TrainState") -> "RunOutcome":
-        return cls(float(state.smooth_loss), float(state.last_loss), int(state.steps), int(state.status))
+    def of(cls, state: "TrainState", heldout_loss: float | None = None) -> "RunOutcome":
+        return cls(float(state.smooth_loss), float(state.last_loss), int(state.steps), int(state.status), heldout_loss)
 
 
 class ThreadExecutor:
@@ -44,15 +46,15 @@ class ThreadExecutor:
     def __init__(self, threads: int | None = None):
         self.threads = check_threads(threads)
 
-    def run(self, backend: "Backend", data, specs: Sequence["RunSpec"]) -> list[RunOutcome]:
-        """Train every spec; a Ctrl-C stops the batch within a fraction of a second."""
+    def run(self, backend: "Backend", data, specs: Sequence["RunSpec"], heldout=None) -> list[RunOutcome]:
+        """Train every spec (and score it on ``heldout`` text, if given); a Ctrl-C stops the batch
+        within a fraction of a second."""
         cancel = threading.Event()
         try:
-            states = backend.train_fresh(data, list(specs), threads=self.threads, cancel=cancel)
+            return backend.run_specs(data, list(specs), threads=self.threads, cancel=cancel, heldout=heldout)
         except BaseException:
             cancel.set()
             raise
-        return [RunOutcome.of(state) for state in states]
 
     def describe(self) -> dict:
         return dict(executor=self.name, threads=self.threads)

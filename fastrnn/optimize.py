@@ -26,6 +26,10 @@ quasi-Newton fallback when ``bounds="auto"`` (the default). The RNN objective pr
 (:class:`fastrnn.objective.Objective`: the paper's start in [0, 10]^3 and its sane box).
 ``nfev`` counts every point evaluated.
 
+``grad_step="auto"`` takes the noise-aware step of :mod:`fastrnn.calculus` per component, and
+every record then carries its diagnostics as ``record["gradient_noise"]`` (noise, step,
+curvature and signal-to-noise ratio per component).
+
 The paper's c = 0.99 is far stricter than the usual 1e-4: on a quadratic model Armijo then
 accepts only alpha <= 2 (1 - c) = 0.02 of the Newton step, so BFGS/DFP crawl, and near a
 minimum |alpha p| can drop below min_step before |g| < gtol, triggering a fallback step of
@@ -48,6 +52,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from fastrnn.calculus import (
+    AUTO_STEP,
     GRADIENT_METHODS,
     HESSIAN_METHODS,
     CountedFunction,
@@ -165,6 +170,8 @@ class _Stepper:
         self.nit = 0
         self.rule = "start"
         self.note = None
+        # the noise-aware gradient's diagnostics (grad_step="auto" only, else None)
+        self.gradient_noise = None
 
     def start(self, x0: np.ndarray) -> None:
         self._move_to(x0)
@@ -178,12 +185,18 @@ class _Stepper:
             self._mark_non_finite()
 
     def _evaluate(self, fun: float | None) -> None:
+        self.gradient_noise = self._new_diagnostics()
         self.fun, self.gradient = value_and_gradient(
-            self.f, self.x, self.options["grad_step"], self.options["grad_method"], fun
+            self.f, self.x, self.options["grad_step"], self.options["grad_method"], fun,
+            self.gradient_noise,
         )
+
+    def _new_diagnostics(self) -> dict | None:
+        return {} if self.options["grad_step"] == AUTO_STEP else None
 
     def _mark_non_finite(self) -> None:
         self.fun, self.gradient = np.nan, np.full(self.x.size, np.nan)
+        self.gradient_noise = None
 
     @property
     def finite(self) -> bool:
@@ -199,6 +212,7 @@ class _Stepper:
             "gradient": self.gradient.tolist(),
             "rule": self.rule,
             "note": self.note,
+            **({} if self.gradient_noise is None else {"gradient_noise": self.gradient_noise}),
         }
 
     def restore(self, state: dict) -> None:
@@ -213,6 +227,7 @@ class _Stepper:
         self.gradient = np.array(state["gradient"], dtype=float)
         self.rule = state["rule"]
         self.note = state["note"]
+        self.gradient_noise = state.get("gradient_noise")
         self._restore_extra(state)
 
     def _restore_extra(self, state: dict) -> None:
@@ -227,6 +242,7 @@ class _Stepper:
             "rule": self.rule,
             "note": self.note,
             "nfev": self.f.nfev,
+            **({} if self.gradient_noise is None else {"gradient_noise": self.gradient_noise}),
             "state": self.state(),
         }
 
@@ -255,6 +271,7 @@ class _Newton(_Stepper):
 
     def _evaluate(self, fun):
         options = self.options
+        self.gradient_noise = self._new_diagnostics()
         self.fun, self.gradient, self.hessian = value_gradient_and_hessian(
             self.f,
             self.x,
@@ -262,6 +279,7 @@ class _Newton(_Stepper):
             options["grad_method"],
             options["hessian_step"],
             options["hessian_method"],
+            self.gradient_noise,
         )
 
     def _mark_non_finite(self):
@@ -386,7 +404,7 @@ class Option(NamedTuple):
 
     default: object
     #: "positive", "open_unit" (0 < v < 1), "int_min1", "choice" (one of ``choices``),
-    #: "positive_or_none", or "any" (checked where it is used).
+    #: "positive_or_none", "positive_or_auto", or "any" (checked where it is used).
     rule: str
     help: str
     choices: tuple = ()
@@ -398,7 +416,8 @@ class Method(NamedTuple):
 
 
 _GRADIENT_OPTIONS = {
-    "grad_step": Option(1e-8, "positive", "finite-difference step of the gradient"),
+    "grad_step": Option(1e-8, "positive_or_auto",
+                        "finite-difference step of the gradient, or 'auto' (noise-aware, per component)"),
     "grad_method": Option("forward", "choice", "finite-difference rule of the gradient", GRADIENT_METHODS),
 }
 _QUASI_NEWTON_OPTIONS = {
@@ -440,6 +459,12 @@ def _check_option(name: str, option: Option, value) -> None:
     rule = option.rule
     if rule == "positive_or_none" and value is None:
         return
+    if rule == "positive_or_auto" and isinstance(value, str):
+        if value != AUTO_STEP:
+            raise ValueError(f"option {name} must be a positive number or {AUTO_STEP!r}, got {value!r}")
+        return
+    if rule == "positive_or_auto" and not _is_real(value, lambda v: v > 0):
+        raise ValueError(f"option {name} must be a positive number or {AUTO_STEP!r}, got {value!r}")
     if rule in ("positive", "positive_or_none") and not _is_real(value, lambda v: v > 0):
         raise ValueError(f"option {name} must be a positive number, got {value!r}")
     if rule == "open_unit" and not _is_real(value, lambda v: 0 < v < 1):

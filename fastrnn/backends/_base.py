@@ -13,8 +13,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..executors import check_threads, default_threads, run_shared  # noqa: F401 (re-exported)
-from ..model import STATUS_OK, TrainState, parameter_count
+from ..executors import RunOutcome, check_threads, default_threads, run_shared  # noqa: F401 (re-exported)
+from ..model import STATUS_OK, TrainState, parameter_count, unpack
 
 
 class BackendUnavailable(RuntimeError):
@@ -113,6 +113,22 @@ class Backend:
         """(loss, flat raw gradients, last hidden state) of one window, in the precision of params."""
         raise NotImplementedError
 
+    def _kernel_heldout_loss(self, params, hidden, vocab_size, data) -> float:
+        """Summed cross-entropy of reading all of ``data`` from a zero hidden state (forward only;
+        NaN or inf when not finite). The reference's unless a backend has its own kernel."""
+        from .reference import heldout_loss
+
+        return heldout_loss(unpack(params, hidden, vocab_size), data)
+
+    def _kernel_heldout_totals(self, networks: Sequence, data, totals: np.ndarray, threads: int,
+                               cancel) -> None:
+        """:meth:`_kernel_heldout_loss` of every network into ``totals``, costliest first on the pool."""
+        def score(k):
+            net = networks[k]
+            totals[k] = self._kernel_heldout_loss(net.params, net.hidden, net.vocab_size, data)
+
+        run_shared(score, longest_first([net.params.size for net in networks]), threads, cancel)
+
     # -- the validated public interface ---------------------------------------------------------
     def train_steps(self, data: np.ndarray, state: TrainState, n_steps: int) -> None:
         """Advance ``state`` in place by up to ``n_steps`` updates (fewer if it diverges)."""
@@ -139,6 +155,47 @@ class Backend:
         hprev = np.ascontiguousarray(hprev, dtype=dtype)
         loss, grads, h_last = self._kernel_loss_and_gradients(params, hidden, vocab_size, data, start, seq_length, hprev)
         return float(loss), grads, h_last
+
+    def heldout_loss(self, params, hidden, vocab_size, data) -> float:
+        """Summed cross-entropy of reading ``data`` from a zero hidden state with these weights.
+
+        Checks only what the kernel needs; :func:`fastrnn.scoring.heldout_loss` is the user-facing
+        wrapper (means, bits, vocabulary checks).
+        """
+        params = np.ascontiguousarray(params)
+        if params.dtype.name not in self.dtypes:
+            raise TypeError(f"the {self.name} backend scores {', '.join(self.dtypes)} weights; got {params.dtype}")
+        check_data(data, 0)
+        return float(self._kernel_heldout_loss(params, hidden, vocab_size, data))
+
+    def heldout_totals(self, networks: Sequence, data, threads: int | None = None,
+                       cancel: threading.Event | None = None) -> np.ndarray:
+        """:meth:`heldout_loss` of every network (anything with params, hidden, vocab_size), in
+        parallel; each network is scored by one thread, so the results equal scoring one by one."""
+        totals = np.full(len(networks), np.nan)
+        for net in networks:
+            if net.params.dtype.name not in self.dtypes:
+                raise TypeError(f"the {self.name} backend scores {', '.join(self.dtypes)} weights; got {net.params.dtype}")
+        check_data(data, 0)
+        if networks:
+            self._kernel_heldout_totals(list(networks), data, totals, self._usable_threads(threads), cancel)
+        return totals
+
+    def run_specs(self, data: np.ndarray, specs: Sequence[RunSpec], threads: int | None = None,
+                  cancel: threading.Event | None = None, heldout: np.ndarray | None = None) -> list[RunOutcome]:
+        """Train every spec (:meth:`train_fresh`) and, given ``heldout`` text, score each healthy run on it.
+
+        This is the unit of work an executor hands out: what comes back is small
+        (:class:`~fastrnn.executors.RunOutcome`), whatever the size of the networks.
+        """
+        states = self.train_fresh(data, specs, threads, cancel)
+        scores = [None] * len(states)
+        if heldout is not None:
+            healthy = [k for k, s in enumerate(states) if s.status == STATUS_OK]
+            totals = self.heldout_totals([states[k] for k in healthy], heldout, threads, cancel)
+            for k, total in zip(healthy, totals):
+                scores[k] = float(total) / (len(heldout) - 1)
+        return [RunOutcome.of(state, score) for state, score in zip(states, scores)]
 
     def train_fresh(self, data: np.ndarray, specs: Sequence[RunSpec], threads: int | None = None,
                     cancel: threading.Event | None = None) -> list[TrainState]:
@@ -220,5 +277,5 @@ def check_data(data: np.ndarray, seq_length: int) -> None:
     """Encoded text as the kernels read it: a 1-D integer array long enough for one window."""
     if not (isinstance(data, np.ndarray) and data.ndim == 1 and data.dtype.kind in "iu"):
         raise TypeError("data must be a 1-D integer array of character ids (Corpus.data)")
-    if len(data) < seq_length + 2:
+    if len(data) < max(seq_length + 2, 2):
         raise ValueError(f"data has {len(data)} characters; seq_length {seq_length} needs at least {seq_length + 2}")

@@ -820,3 +820,38 @@ def train_steps(data, H, V, S, lr, n_steps, params, memory, hprev, position, smo
         if not math.isfinite(params[k]):
             return position, smooth_loss, last_loss, n_steps, STATUS_DIVERGED
     return position, smooth_loss, last_loss, n_steps, STATUS_OK
+
+
+#: Time steps the scoring kernel forms outputs for after each stretch of the recurrence: enough
+#: to amortise a pass over Why, few enough that the hidden states of a block stay in cache.
+SCORE_BLOCK = 64
+
+
+@njit(**_JIT)
+def heldout_loss(params, H, V, data, n):
+    """Summed cross-entropy of reading ``data[:n]`` continuously from a zero hidden state.
+
+    The forward pass of training (:func:`_forward`, so the same arithmetic and precision as
+    ``params``) over blocks of up to :data:`SCORE_BLOCK` steps, each block starting from the
+    last hidden state of the one before: memory does not grow with ``n``. The sum is float64;
+    it stops at the first block whose loss is not finite and returns that loss (NaN or inf).
+    The caller checks ``2 <= n <= len(data)`` and that every id lies in [0, V).
+    """
+    Wxh, Whh, Why, bh, by = _views(params, H, V)
+    B = SCORE_BLOCK
+    hs = np.empty((B + 1, H), params.dtype)
+    probs = np.empty((B, V), params.dtype)
+    ex = np.empty(V, params.dtype)
+    hprev = np.zeros(H, params.dtype)
+    total = 0.0
+    start = 0
+    while start < n - 1:
+        S = min(B, n - 1 - start)
+        loss = _forward(Wxh, Whh, Why, bh, by, data, start, S, hprev, hs, probs, ex)
+        total += loss
+        if not math.isfinite(loss):
+            return loss
+        for i in range(H):
+            hprev[i] = hs[S, i]
+        start += S
+    return total

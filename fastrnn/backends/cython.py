@@ -52,6 +52,28 @@ class CythonBackend(Backend):
     def _kernel_loss_and_gradients(self, params, hidden, vocab_size, data, start, seq_length, hprev):
         return _rnn_cython.loss_and_gradients(params, hidden, vocab_size, data, start, seq_length, hprev)
 
+    def _kernel_heldout_loss(self, params, hidden, vocab_size, data):
+        return _rnn_cython.heldout_loss(params, hidden, vocab_size, data, len(data))
+
+    def _kernel_heldout_totals(self, networks, data, totals, threads, cancel) -> None:
+        """Each precision's networks in one OpenMP call (each thread writes only its own total)."""
+        order = longest_first([net.params.size for net in networks])
+        for dtype in (np.float64, np.float32):
+            group = [k for k in order if networks[k].params.dtype == dtype]
+            if not group:
+                continue
+            offsets = np.zeros(len(group) + 1, dtype=np.int64)
+            np.cumsum([networks[k].params.size for k in group], out=offsets[1:])
+            losses = np.empty(len(group))
+            _rnn_cython.heldout_loss_batch(
+                data, len(data),
+                np.array([networks[k].hidden for k in group], dtype=np.int64),
+                np.array([networks[k].vocab_size for k in group], dtype=np.int64),
+                np.concatenate([networks[k].params for k in group]), offsets, losses,
+                threads=min(threads, len(group)),
+            )
+            totals[group] = losses
+
     def train_fresh(self, data, specs: Sequence[RunSpec], threads=None, cancel=None) -> list[TrainState]:
         """Draw every run's initial weights, then train them all in OpenMP batches.
 

@@ -25,3 +25,6 @@ class NumbaBackend(Backend):
 
     def _kernel_loss_and_gradients(self, params, hidden, vocab_size, data, start, seq_length, hprev):
         return _numba_kernel.loss_and_gradients(params, hidden, vocab_size, data, start, seq_length, hprev)
+
+    def _kernel_heldout_loss(self, params, hidden, vocab_size, data):
+        return _numba_kernel.heldout_loss(params, hidden, vocab_size, data, len(data))

@@ -87,6 +87,24 @@ def train_steps(data: np.ndarray, state: TrainState, n_steps: int) -> None:
         state.status = STATUS_DIVERGED
 
 
+def heldout_loss(weights: Weights, data) -> float:
+    """Summed cross-entropy of reading ``data`` continuously from a zero hidden state.
+
+    h_t = tanh(Wxh[:, x_t] + Whh h_{t-1} + bh), p_t = softmax(Why h_t + by); returns the sum
+    of -log p_t[x_{t+1}] for t = 0 .. len(data) - 2, accumulated in float64 (NaN or inf when
+    the weights are not finite). No weights change: this is the forward pass alone.
+    """
+    Wxh, Whh, Why, bh, by = (np.asarray(w, dtype=np.float64) for w in weights)
+    h = np.zeros(Whh.shape[0])
+    loss = 0.0
+    for t in range(len(data) - 1):
+        h = np.tanh(Wxh[:, data[t]] + Whh @ h + bh)
+        ys = Why @ h + by
+        shifted = ys - ys.max()
+        loss -= shifted[data[t + 1]] - np.log(np.exp(shifted).sum())
+    return float(loss)
+
+
 class NumpyBackend(Backend):
     """The readable reference above, as a backend: float64, one thread (it holds the GIL)."""
 
