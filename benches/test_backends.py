@@ -73,7 +73,7 @@ def test_objective_threads(benchmark, corpus, backend_name, hidden, seq_length, 
     """A full evaluation of F: beta runs of 100 steps at one corner, on a fresh memo each round."""
     backend = backend_or_skip(backend_name)
     point = (hidden, seq_length, 0.1)
-    Objective(corpus, alpha=2, beta=1, backend=backend)(point)
+    Objective(corpus, alpha=2, beta=1, backend=backend, kind="paper")(point)
     benchmark.group = f"objective {backend_name} beta={beta} H={hidden} S={seq_length}"
     benchmark.extra_info["contender"] = f"{threads} thread" + ("s" if threads > 1 else "")
 
@@ -83,6 +83,6 @@ def test_objective_threads(benchmark, corpus, backend_name, hidden, seq_length, 
     rounds = 3 if hidden >= 410 else 6
     benchmark.pedantic(
         evaluate,
-        setup=lambda: ((Objective(corpus, alpha=100, beta=beta, threads=threads, backend=backend),), {}),
+        setup=lambda: ((Objective(corpus, alpha=100, beta=beta, threads=threads, backend=backend, kind="paper"),), {}),
         rounds=rounds,
     )

@@ -466,6 +466,18 @@ def _hessian_stencil(x: np.ndarray, h, method: str) -> _Stencil:
     return _central_hessian_stencil(x, steps)
 
 
+def _own_value_and_gradient(f):
+    """``f.value_and_gradient`` where f knows some partials better than a difference can
+    (:class:`fastrnn.space.SpaceView`: exact corner differences), bound to the counting wrapper's
+    batches when f is wrapped in :class:`CountedFunction`; else None."""
+    inner = f.function if isinstance(f, CountedFunction) else f
+    own = getattr(inner, "value_and_gradient", None)
+    if own is None:
+        return None
+    evaluate_many = f.evaluate_many if isinstance(f, CountedFunction) else None
+    return lambda x, h, method, f0, diagnostics: own(x, h, method, f0, diagnostics, evaluate_many=evaluate_many)
+
+
 def value_and_gradient(
     f,
     x,
@@ -478,11 +490,16 @@ def value_and_gradient(
 
     ``h="auto"``: the noise-aware step (module docstring), in several batches;
     a ``diagnostics`` dict, if given, is filled with its per-component
-    diagnostics (with a fixed step: ``step`` only).
+    diagnostics (with a fixed step: ``step`` only). A function with its own
+    ``value_and_gradient(x, h, method, f0, diagnostics, evaluate_many=)``
+    (some partials known exactly) computes the pair itself.
     """
     _check_method(method, GRADIENT_METHODS, "gradient")
     x = _as_point(x)
     h = _check_gradient_step(h)
+    own = _own_value_and_gradient(f)
+    if own is not None:
+        return own(x, h, method, f0, diagnostics)
     if _is_auto(h):
         value, grad, found = _auto_gradient(f, x, method, f0)
         _fill(diagnostics, found)

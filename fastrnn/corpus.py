@@ -37,10 +37,15 @@ class Corpus:
     fingerprint: str
 
     @classmethod
-    def from_text(cls, text: str, name: str = "<text>") -> Corpus:
+    def from_text(cls, text: str, name: str = "<text>", vocab: tuple[str, ...] | None = None) -> Corpus:
+        """``text`` encoded over its sorted characters, or over ``vocab`` (sorted, a superset)."""
         if not text:
             raise CorpusError(f"corpus {name} is empty; training needs a non-empty text")
-        vocab = tuple(sorted(set(text)))
+        if vocab is None:
+            vocab = tuple(sorted(set(text)))
+        elif list(vocab) != sorted(set(vocab)) or not set(text) <= set(vocab):
+            raise CorpusError(f"the vocabulary given for corpus {name} must be sorted, without repeats, "
+                              "and hold every character of the text")
         data = np.searchsorted(_codepoints("".join(vocab)), _codepoints(text)).astype(_id_dtype(len(vocab)))
         data.flags.writeable = False
         fingerprint = hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,25 +1,49 @@
-"""The paper's objective: the loss of a char-RNN after ``alpha`` updates, averaged over ``beta`` runs.
+"""The objective: how good a char-RNN with hyperparameters (h, s, l) is, averaged over ``beta`` runs.
 
-``f(h, s, l)`` is the discrete objective on integer hidden size ``h`` and sequence length ``s``;
-``F(h, s, l)`` makes it continuous by bilinear interpolation between the four integer corners
-around ``(h, s)`` (the paper's ``continuousNetworkLoss``), with learning rate ``l`` used as is.
+Two kinds (``kind=``):
 
-Every integer corner first passes the paper's sanity check: for each hyperparameter outside
-its range (20 <= h <= 800, 5 <= s <= 40, 1e-4 <= l <= 1) the corner's value is increased by
-``1e6 + (x - c)^2`` with ``c`` = 410, 25, 0.5, and no network is trained for it.
+``"heldout"`` (the default)
+    Each network trains on the first part of the corpus (``1 - heldout_fraction``, 90% by
+    default; or all of it when held-out text is given separately) for ``train_chars`` characters
+    of training text (ceil(train_chars / s) updates, so every sequence length sees the same data
+    and about the same compute; or ``alpha`` updates when given), then reads the held-out text
+    (its first ``heldout_chars``) continuously from a zero hidden state. The value is the mean
+    cross-entropy per character in nats (``value / ln 2`` is bits per character). The
+    vocabulary is that of the whole text, so held-out characters are always known. Training
+    never reads held-out text: the data pointer wraps within the training part.
+``"paper"``
+    The paper's: min-char-rnn's smoothed training loss (summed over a sequence) after ``alpha``
+    updates. ``fastrnn reproduce`` pins it.
+
+``f(h, s, l)`` is the value at integer hidden size ``h`` and sequence length ``s``; ``F(h, s, l)``
+makes it continuous by bilinear interpolation between the four integer corners around
+``(h, s)`` (the paper's ``continuousNetworkLoss``), with the learning rate used as is.
+
+Every integer corner first passes the sanity check: for each hyperparameter outside its range
+(20 <= h <= 800, 5 <= s <= 40, 1e-4 <= l <= 1) the corner's value is increased by
+``1e6 + (u(x) - u(c))^2`` with centres ``c`` = 410, 25, 0.5, and no network is trained for it.
+``u`` is the coordinate of the search space (:mod:`fastrnn.space`): the identity in the paper's
+``linear`` space (its ``sanityChecks`` exactly), log2/log10 in the ``log`` space (the held-out
+objective's default), so the penalty's slope points back into the box at a sensible scale.
 
 Randomness. ``noise="common"`` (the default) trains replica ``r`` from seed ``seed + r`` at every
 corner, so F is a deterministic function of its arguments and finite differences measure the
 hyperparameters' effect, not the difference between two random initialisations (common random
-numbers). ``noise="fresh"`` draws new seeds for every corner of every evaluation from a generator
-seeded with ``seed``, as the paper did: noisy, but reproducible from the seed.
+numbers); F is then bilinear inside each integer cell, and :meth:`Objective.cell_partials` gives
+its exact partials along h and s. ``noise="fresh"`` draws new seeds for every corner of every
+evaluation from a generator seeded with ``seed``, as the paper did: noisy, but reproducible.
+
+A run that diverges (its loss or weights stop being finite) is worth ``diverged_value``: 1e6 for
+the paper's objective (as its penalty); for the held-out objective, twice the loss of a uniform
+guess (2 ln V nats): worse than any network that learned anything, yet on the scale of real
+values, so that interpolation and derivatives near a diverging learning rate stay meaningful.
 
 Example::
 
     from fastrnn.objective import Objective
-    F = Objective(alpha=100, beta=2)          # built-in Shakespeare corpus
+    F = Objective(beta=2)                     # held-out loss on the built-in Shakespeare corpus
     F([40.25, 12.8, 0.1])                     # trains 2 runs at each of 4 corners, in parallel
-    F.evaluate_many([[40.25, 12.8, 0.1], [40.25, 12.8, 0.1 + 1e-8]])
+    P = Objective(alpha=100, kind="paper")    # the paper's objective
 """
 
 from __future__ import annotations
@@ -35,15 +59,21 @@ from ._validation import check_int
 from .backends import DEFAULT_BACKEND, Backend, RunSpec, check_backend_dtype, get_backend
 from .corpus import Corpus, load_corpus
 from .executors import RunOutcome, make_executor
+from .heldout import DEFAULT_HELDOUT_CHARS, DEFAULT_HELDOUT_FRACTION, split_heldout
 from .model import STATUS_DIVERGED
 from .paper import INSANITY_PENALTY, PAPER_BOUNDS, SANE_RANGES, random_start, sanity_penalty
+from .space import Space, get_space
 
+#: What a corner's value measures (see the module docstring).
+KINDS = ("heldout", "paper")
 NOISE_KINDS = ("common", "fresh")
 #: ``smooth``: min-char-rnn's smoothed loss after the last update (the paper's);
 #: ``last``: the loss of the last training sequence alone.
 LOSS_KINDS = ("smooth", "last")
-#: Value of a run whose loss or weights stopped being finite.
+#: Value of a run of the paper's objective whose loss or weights stopped being finite.
 DEFAULT_DIVERGED_VALUE = 1e6
+#: Training text per network of the held-out objective, in characters.
+DEFAULT_TRAIN_CHARS = 100_000
 
 
 @dataclass
@@ -55,6 +85,9 @@ class Counters:
     trainings_from_memo: int = 0
     trainings_diverged: int = 0
     training_steps: int = 0
+    #: Characters of training text read: updates x sequence length, summed over trainings run
+    #: (what a tuning run is charged; trainings served by the memo are free).
+    training_chars: int = 0
     seconds: float = 0.0
 
     @property
@@ -104,11 +137,27 @@ class Objective:
     Parameters
     ----------
     corpus : Corpus or path, optional
-        Training text; the built-in Shakespeare corpus when omitted.
-    alpha : int
-        Training updates per run.
+        The text; the built-in Shakespeare corpus when omitted. The held-out objective trains on
+        its first part and scores on the rest (unless ``heldout`` is given).
+    alpha : int, optional
+        Training updates per run: the paper's (default 100 there); for the held-out objective,
+        given instead of ``train_chars``.
     beta : int
         Independently initialised runs averaged per integer corner.
+    kind : "heldout" or "paper"
+        What a corner's value measures (see the module docstring).
+    train_chars : int, optional
+        Held-out objective: characters of training text per network (ceil(train_chars / s)
+        updates); :data:`DEFAULT_TRAIN_CHARS` unless ``alpha`` is given.
+    heldout_fraction : float
+        Held-out objective: the share of the corpus, at its end, kept for scoring, in (0, 0.5].
+    heldout : Corpus, path or None
+        Held-out objective: separate held-out text (then all of ``corpus`` trains).
+    heldout_chars : int
+        Held-out objective: characters of held-out text each network reads (its first ones).
+    space : "log" or "linear", optional
+        Coordinates of the sanity penalty and of tuning (:mod:`fastrnn.space`); ``log`` for the
+        held-out objective, ``linear`` (the paper's) for the paper's.
     noise : "common" or "fresh"
         Seeds per replica (see the module docstring).
     seed : int
@@ -122,9 +171,9 @@ class Objective:
     backend : str
         Training backend name (``fastrnn.backends.BACKEND_NAMES``).
     loss : "smooth" or "last"
-        Which loss a run reports (see :data:`LOSS_KINDS`).
-    diverged_value : float
-        Value a run contributes when it diverges (its loss or weights become non-finite).
+        The paper's objective: which training loss a run reports (see :data:`LOSS_KINDS`).
+    diverged_value : float, optional
+        Value a run contributes when it diverges (see the module docstring for the defaults).
     dtype : "float64" or "float32"
         Training precision; float32 (compiled backends only) is faster where the paper's exact
         numerics do not matter.
@@ -133,20 +182,28 @@ class Objective:
     def __init__(
         self,
         corpus: Corpus | str | None = None,
-        alpha: int = 100,
+        alpha: int | None = None,
         beta: int = 1,
         *,
+        kind: str = "heldout",
+        train_chars: int | None = None,
+        heldout_fraction: float = DEFAULT_HELDOUT_FRACTION,
+        heldout: Corpus | str | None = None,
+        heldout_chars: int = DEFAULT_HELDOUT_CHARS,
+        space: str | None = None,
         noise: str = "common",
         seed: int = 0,
         threads: int | None = None,
         backend: str | Backend = DEFAULT_BACKEND,
         loss: str = "smooth",
-        diverged_value: float = DEFAULT_DIVERGED_VALUE,
+        diverged_value: float | None = None,
         dtype: str = "float64",
         executor="threads",
     ):
-        self.corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
-        self.alpha = check_int("alpha", alpha, 1)
+        if kind not in KINDS:
+            raise ValueError(f"unknown objective kind {kind!r}; valid: {', '.join(KINDS)}")
+        self.kind = kind
+        corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
         self.beta = check_int("beta", beta, 1)
         if noise not in NOISE_KINDS:
             raise ValueError(f"unknown noise {noise!r}; valid: {', '.join(NOISE_KINDS)}")
@@ -158,11 +215,35 @@ class Objective:
         self.backend = get_backend(backend)
         self.dtype = check_backend_dtype(self.backend, dtype)
         self.loss = loss
+        self.space: Space = get_space(space or ("log" if kind == "heldout" else "linear"))
+        if kind == "paper":
+            self.corpus, self.heldout = corpus, None
+            self.alpha = check_int("alpha", 100 if alpha is None else alpha, 1)
+            self.train_chars = None
+            if train_chars is not None:
+                raise ValueError("train_chars belongs to the held-out objective; the paper's trains alpha updates")
+        else:
+            split = split_heldout(corpus, heldout_fraction, heldout, heldout_chars)
+            self.corpus, self.heldout = split.train, split.heldout
+            self.heldout_fraction = split.fraction
+            if alpha is not None and train_chars is not None:
+                raise ValueError("give the training length as train_chars or as alpha (updates), not both")
+            self.alpha = None if alpha is None else check_int("alpha", alpha, 1)
+            self.train_chars = None if alpha is not None else (
+                DEFAULT_TRAIN_CHARS if train_chars is None else check_int("train_chars", train_chars, 1))
+            longest = SANE_RANGES[1][1]
+            if self.train_chars is not None and self.train_chars < longest:
+                raise ValueError(f"train_chars must be at least {longest} (one update at the longest sane sequence "
+                                 f"length), got {self.train_chars}")
+        if diverged_value is None:
+            diverged_value = DEFAULT_DIVERGED_VALUE if kind == "paper" else 2.0 * math.log(self.corpus.vocab_size)
         self.diverged_value = float(diverged_value)
         self.counters = Counters()
         self._memo: dict[tuple, float] = {}
         # Part of every memo key, so a value is never served for other settings.
         self._memo_scope = (self.corpus.fingerprint, self.alpha, self.loss, self.backend.name, self.dtype)
+        if kind == "heldout":
+            self._memo_scope += (self.train_chars, self.heldout_fingerprint)
         self._fresh_seeds = np.random.default_rng(self.seed)
 
     # -- public API -------------------------------------------------------------------------
@@ -171,7 +252,7 @@ class Objective:
         return float(self.evaluate_many([x])[0])
 
     def discrete(self, hidden: int, seq_length: int, learning_rate: float) -> float:
-        """f(h, s, l) at an integer corner: the mean loss of beta runs, or the sanity penalty."""
+        """f(h, s, l) at an integer corner: the mean value of beta runs, or the sanity penalty."""
         if hidden != int(hidden) or seq_length != int(seq_length):
             raise ValueError(f"the discrete objective needs whole hidden size and sequence length, got {hidden}, {seq_length}")
         return self(np.array([hidden, seq_length, learning_rate], dtype=float))
@@ -187,6 +268,34 @@ class Objective:
         self.counters.seconds += time.perf_counter() - started
         return values
 
+    @property
+    def exact_cell_partials(self) -> bool:
+        """Whether :meth:`cell_partials` gives F's partials along h and s (common noise only)."""
+        return self.noise == "common"
+
+    def cell_partials(self, x) -> tuple[float, float, float]:
+        """(F, dF/dh, dF/ds) at x, exactly: differences of the corners of x's integer cell.
+
+        Inside a cell, F is bilinear (common noise): dF/dh = w_s0 (f10 - f00) + w_s1 (f11 - f01),
+        likewise for s. On a cell border (a whole h or s) the partial is one-sided: the cell to
+        the right [k, k + 1] is used, or the one to the left at the sane box's upper edge, so the
+        difference never takes a penalised corner when the point is sane. All four corners are
+        trained in one batch (including those whose interpolation weight is zero).
+        """
+        if not self.exact_cell_partials:
+            raise ValueError("exact corner partials need common noise (with fresh noise F is not a fixed surface)")
+        started = time.perf_counter()
+        hidden, seq_length, learning_rate = _as_point(x)
+        h0, h_low, h_high = _cell(hidden, SANE_RANGES[0][1])
+        s0, s_low, s_high = _cell(seq_length, SANE_RANGES[1][1])
+        plan = self._plan_cell(h0, s0, (h_low, h_high), (s_low, s_high), learning_rate, all_corners=True)
+        self._train_missing(plan.training_keys())
+        f00, f01, f10, f11 = (self._corner_value(spec) for spec in plan.corners)
+        value = self._combine(self._plan(hidden, seq_length, learning_rate))
+        self.counters.evaluations += 1
+        self.counters.seconds += time.perf_counter() - started
+        return value, s_low * (f10 - f00) + s_high * (f11 - f01), h_low * (f01 - f00) + h_high * (f11 - f10)
+
     def noise_state(self) -> dict | None:
         """The fresh-noise seed generator's state (None for common noise), to resume a run."""
         return self._fresh_seeds.bit_generator.state if self.noise == "fresh" else None
@@ -198,9 +307,25 @@ class Objective:
     def threads(self) -> int | None:
         return getattr(self.executor, "threads", None)
 
-    def initial_point(self, seed) -> np.ndarray:
-        """Where an optimizer starts when given no x0: the paper's uniform draw from [0, 10]^3."""
-        return random_start(seed)
+    @property
+    def sane_ranges(self) -> tuple:
+        """(low, high, centre) of each hyperparameter's sane range."""
+        return SANE_RANGES
+
+    def initial_point(self, seed, space: Space | None = None) -> np.ndarray:
+        """Where an optimizer starts when given no x0, in (h, s, l).
+
+        The paper's objective: its uniform draw from [0, 10]^3 (in the penalty region). The
+        held-out objective: uniform inside the sane box in the coordinates of ``space`` (its
+        own by default), so tuning trains networks from its first step.
+        """
+        if self.kind == "paper":
+            return random_start(seed)
+        space = space or self.space
+        rng = np.random.default_rng(seed)
+        z = [rng.uniform(space.coordinate(i, low), space.coordinate(i, high))
+             for i, (low, high, _) in enumerate(SANE_RANGES)]
+        return space.to_point(z)
 
     @property
     def bounds(self) -> tuple:
@@ -211,9 +336,19 @@ class Objective:
     def memo_size(self) -> int:
         return len(self._memo)
 
+    @property
+    def heldout_fingerprint(self) -> str | None:
+        return None if self.heldout is None else self.heldout.fingerprint
+
+    def updates(self, seq_length: int) -> int:
+        """Training updates of one run at sequence length ``seq_length``."""
+        if self.alpha is not None:
+            return self.alpha
+        return -(-self.train_chars // seq_length)
+
     def settings(self) -> dict:
-        """The settings that define F, for run records."""
-        return dict(
+        """The settings that define F, for run records (the paper's keys unchanged for its kind)."""
+        settings = dict(
             corpus=self.corpus.name,
             corpus_fingerprint=self.corpus.fingerprint,
             alpha=self.alpha,
@@ -225,6 +360,14 @@ class Objective:
             loss=self.loss,
             diverged_value=self.diverged_value,
         )
+        if self.kind == "paper":
+            if self.space.name != "linear":
+                settings["space"] = self.space.name
+            return settings
+        settings.pop("loss")
+        return dict(kind=self.kind, **settings, train_chars=self.train_chars, space=self.space.name,
+                    heldout=self.heldout.name, heldout_fingerprint=self.heldout.fingerprint,
+                    heldout_chars=len(self.heldout), heldout_fraction=self.heldout_fraction)
 
     # -- internals --------------------------------------------------------------------------
     def _replica_seeds(self) -> list[int]:
@@ -232,19 +375,33 @@ class Objective:
             return [self.seed + r for r in range(self.beta)]
         return [int(s) for s in self._fresh_seeds.integers(0, 2**31 - 1, size=self.beta)]
 
+    def _penalty(self, hidden: float, seq_length: float, learning_rate: float) -> float:
+        if self.space.name == "linear":
+            return sanity_penalty(hidden, seq_length, learning_rate)
+        penalty = 0.0
+        for i, (value, (low, high, centre)) in enumerate(zip((hidden, seq_length, learning_rate), SANE_RANGES)):
+            if value < low or value > high:
+                # A non-positive value has no log: it counts as far below the box.
+                offset = self.space.coordinate(i, value) - self.space.coordinate(i, centre)
+                penalty += INSANITY_PENALTY + (min(abs(offset), 1e3) ** 2)
+        return penalty
+
     def _plan(self, hidden: float, seq_length: float, learning_rate: float) -> _PointPlan:
         h0, h_low, h_high = interpolation_weights(hidden)
         s0, s_low, s_high = interpolation_weights(seq_length)
+        return self._plan_cell(h0, s0, (h_low, h_high), (s_low, s_high), learning_rate)
+
+    def _plan_cell(self, h0, s0, hidden_weights, seq_weights, learning_rate, all_corners=False) -> _PointPlan:
         corners = []
-        for h, h_weight in ((h0, h_low), (h0 + 1, h_high)):
-            for s, s_weight in ((s0, s_low), (s0 + 1, s_high)):
-                if h_weight == 0.0 or s_weight == 0.0:
+        for h, h_weight in zip((h0, h0 + 1), hidden_weights):
+            for s, s_weight in zip((s0, s0 + 1), seq_weights):
+                if (h_weight == 0.0 or s_weight == 0.0) and not all_corners:
                     corners.append(None)
-                elif (penalty := sanity_penalty(h, s, learning_rate)) > 0.0:
+                elif (penalty := self._penalty(h, s, learning_rate)) > 0.0:
                     corners.append(penalty)
                 else:
                     corners.append([(*self._memo_scope, h, s, learning_rate, seed) for seed in self._replica_seeds()])
-        return _PointPlan((h_low, h_high), (s_low, s_high), corners)
+        return _PointPlan(tuple(hidden_weights), tuple(seq_weights), corners)
 
     def _train_missing(self, keys: Iterable[tuple]) -> None:
         missing: dict[tuple, None] = {}
@@ -256,23 +413,28 @@ class Objective:
         if not missing:
             return
         specs = [
-            RunSpec(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.alpha, self.dtype)
+            RunSpec(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.updates(seq_length), self.dtype)
             for *_scope, hidden, seq_length, learning_rate, seed in missing
         ]
         for spec in specs:
             self.corpus.require_length(spec.seq_length)
-        outcomes = self.executor.run(self.backend, self.corpus.data, specs)
-        for key, outcome in zip(missing, outcomes):
+        heldout = None if self.heldout is None else self.heldout.data
+        outcomes = self.executor.run(self.backend, self.corpus.data, specs, heldout=heldout)
+        for key, spec, outcome in zip(missing, specs, outcomes):
             self._memo[key] = self._run_value(outcome)
             self.counters.trainings_run += 1
             self.counters.training_steps += outcome.steps
+            self.counters.training_chars += outcome.steps * spec.seq_length
             self.counters.trainings_diverged += outcome.status == STATUS_DIVERGED
 
     def _run_value(self, outcome: RunOutcome) -> float:
         if outcome.status == STATUS_DIVERGED:
             return self.diverged_value
-        value = outcome.smooth_loss if self.loss == "smooth" else outcome.last_loss
-        return value if math.isfinite(value) else self.diverged_value
+        if self.kind == "heldout":
+            value = outcome.heldout_loss
+        else:
+            value = outcome.smooth_loss if self.loss == "smooth" else outcome.last_loss
+        return value if value is not None and math.isfinite(value) else self.diverged_value
 
     def _corner_value(self, spec) -> float:
         if spec is None:
@@ -283,9 +445,22 @@ class Objective:
 
     def _combine(self, plan: _PointPlan) -> float:
         """The paper's formula: w_h0 (w_s0 f00 + w_s1 f01) + w_h1 (w_s0 f10 + w_s1 f11)."""
-        f00, f01, f10, f11 = (self._corner_value(spec) for spec in plan.corners)
+        f00, f01, f10, f11 = (self._corner_value(spec) if w_h * w_s else 0.0
+                              for spec, w_h, w_s in zip(plan.corners, _repeat2(plan.hidden_weights), plan.seq_weights * 2))
         (h_low, h_high), (s_low, s_high) = plan.hidden_weights, plan.seq_weights
         return h_low * (s_low * f00 + s_high * f01) + h_high * (s_low * f10 + s_high * f11)
+
+
+def _repeat2(pair):
+    return (pair[0], pair[0], pair[1], pair[1])
+
+
+def _cell(value: float, upper: float) -> tuple[int, float, float]:
+    """The integer cell [k, k + 1] whose corners give the partial at ``value`` (see cell_partials)."""
+    k, low_weight, high_weight = interpolation_weights(value)
+    if high_weight == 0.0 and value >= upper:
+        return k - 1, 0.0, 1.0  # the box's upper edge: the cell to the left
+    return k, low_weight, high_weight
 
 
 def objective(hidden: float, seq_length: float, learning_rate: float, **settings) -> float:
@@ -296,6 +471,8 @@ def objective(hidden: float, seq_length: float, learning_rate: float, **settings
 __all__ = [
     "Objective",
     "Counters",
+    "KINDS",
+    "DEFAULT_TRAIN_CHARS",
     "objective",
     "sanity_penalty",
     "interpolation_weights",

@@ -122,7 +122,7 @@ def run_trial(
         run_seed = seed * 1000 + trial.number * 10 + index
         path = os.path.join(out_dir, f"trial{trial.number}-{_run_label(options)}.jsonl")
         F = Objective(corpus, trial.alpha, trial.beta, noise=noise, seed=run_seed, threads=threads, backend=backend,
-                      dtype=dtype)
+                      dtype=dtype, kind="paper")
         existing = _finished(path, steps)
         started = time.perf_counter()
         intensive = []
@@ -172,7 +172,7 @@ def _has_records(path: str) -> bool:
 
 def _intensive_gradient(corpus, x, settings, noise, seed, threads, backend, dtype="float64") -> dict:
     F = Objective(corpus, settings["alpha"], settings["beta"], noise=noise, seed=seed, threads=threads,
-                  backend=backend, dtype=dtype)
+                  backend=backend, dtype=dtype, kind="paper")
     started = time.perf_counter()
     g = gradient(F, np.asarray(x, dtype=float))
     return dict(x=list(x), alpha=settings["alpha"], beta=settings["beta"], gradient=g.tolist(),

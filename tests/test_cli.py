@@ -59,7 +59,7 @@ def test_objective_prints_the_value_of_F(runner, corpus_file, small_corpus):
     result = _invoke(runner, ["objective", "24.5", "7.25", "0.1", "--alpha", "10", "--beta", "2",
                               "--corpus", corpus_file, "--threads", "1"])
     assert result.exit_code == 0, result.output
-    expected = Objective(small_corpus, alpha=10, beta=2)((24.5, 7.25, 0.1))
+    expected = Objective(small_corpus, alpha=10, beta=2, kind="paper")((24.5, 7.25, 0.1))
     assert float(result.stdout) == expected
 
 

@@ -62,9 +62,9 @@ def test_make_executor_names_the_valid_ones():
 def test_ctrl_c_stops_an_evaluation_within_a_fraction_of_a_second(backend, small_corpus):
     """An evaluation that would train for minutes stops soon after the interrupt, and nothing
     half-trained reaches the memo."""
-    F = Objective(small_corpus, alpha=400_000, beta=2, threads=2, backend=backend)
+    F = Objective(small_corpus, alpha=400_000, beta=2, threads=2, backend=backend, kind="paper")
     F((20, 5, 0.1))  # not interrupted: compiles the kernel on this thread's first use
-    F = Objective(small_corpus, alpha=400_000, beta=2, threads=2, backend=backend)
+    F = Objective(small_corpus, alpha=400_000, beta=2, threads=2, backend=backend, kind="paper")
     timer = threading.Timer(0.5, _thread.interrupt_main)
     started = time.perf_counter()
     timer.start()

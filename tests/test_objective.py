@@ -15,7 +15,7 @@ ALPHA = 20
 
 @pytest.fixture
 def F(small_corpus):
-    return Objective(small_corpus, alpha=ALPHA, beta=2, threads=2)
+    return Objective(small_corpus, alpha=ALPHA, beta=2, threads=2, kind="paper")
 
 
 def _run_loss(corpus, h, s, l, seed, alpha=ALPHA):
@@ -47,7 +47,7 @@ def test_one_off_objective_function_equals_the_class(small_corpus):
     from fastrnn.objective import objective
 
     assert objective(24.5, 7, 0.1, corpus=small_corpus, alpha=ALPHA, beta=2) == \
-        Objective(small_corpus, alpha=ALPHA, beta=2)((24.5, 7, 0.1))
+        Objective(small_corpus, alpha=ALPHA, beta=2, kind="paper")((24.5, 7, 0.1))
 
 
 def test_interpolation_weights():
@@ -95,15 +95,15 @@ def test_non_finite_or_malformed_points_raise(F, bad):
 
 
 def test_common_noise_is_deterministic_and_fresh_noise_is_not(small_corpus):
-    common = Objective(small_corpus, alpha=ALPHA, beta=1, noise="common", seed=5)
-    again = Objective(small_corpus, alpha=ALPHA, beta=1, noise="common", seed=5)
+    common = Objective(small_corpus, alpha=ALPHA, beta=1, noise="common", seed=5, kind="paper")
+    again = Objective(small_corpus, alpha=ALPHA, beta=1, noise="common", seed=5, kind="paper")
     point = (26.5, 8.5, 0.2)
     assert common(point) == common(point) == again(point)
 
-    fresh = Objective(small_corpus, alpha=ALPHA, beta=1, noise="fresh", seed=5)
+    fresh = Objective(small_corpus, alpha=ALPHA, beta=1, noise="fresh", seed=5, kind="paper")
     first, second = fresh(point), fresh(point)
     assert first != second  # new initialisations every evaluation, as the paper
-    replay = Objective(small_corpus, alpha=ALPHA, beta=1, noise="fresh", seed=5)
+    replay = Objective(small_corpus, alpha=ALPHA, beta=1, noise="fresh", seed=5, kind="paper")
     assert (replay(point), replay(point)) == (first, second)  # reproducible from the run seed
 
 
@@ -121,9 +121,9 @@ def test_memo_serves_finite_difference_neighbours(F):
 
 def test_batch_equals_one_by_one_and_counts(small_corpus):
     points = [(24.4, 7.3, 0.1), (24.4 + 1e-8, 7.3, 0.1), (24.4, 7.3, 0.1 + 1e-8), (30, 9, 0.2)]
-    batch = Objective(small_corpus, alpha=ALPHA, beta=2, threads=2)
+    batch = Objective(small_corpus, alpha=ALPHA, beta=2, threads=2, kind="paper")
     values = batch.evaluate_many(points)
-    single = Objective(small_corpus, alpha=ALPHA, beta=2, threads=1)
+    single = Objective(small_corpus, alpha=ALPHA, beta=2, threads=1, kind="paper")
     assert values.tolist() == [single(p) for p in points]
     c = batch.counters
     assert c.evaluations == 4
@@ -136,20 +136,20 @@ def test_batch_equals_one_by_one_and_counts(small_corpus):
 
 def test_results_do_not_depend_on_thread_count(small_corpus):
     points = [(20 + k * 3.7, 5 + k * 2.3, 0.05 + 0.1 * k) for k in range(5)]
-    by_threads = [Objective(small_corpus, alpha=ALPHA, beta=3, threads=t).evaluate_many(points) for t in (1, 2, 4)]
+    by_threads = [Objective(small_corpus, alpha=ALPHA, beta=3, threads=t, kind="paper").evaluate_many(points) for t in (1, 2, 4)]
     for values in by_threads[1:]:
         np.testing.assert_array_equal(values, by_threads[0])
 
 
 def test_backends_agree_on_the_objective(small_corpus):
     point = (21.5, 5.5, 0.1)
-    numpy_value = Objective(small_corpus, alpha=ALPHA, beta=1, backend="numpy")(point)
-    numba_value = Objective(small_corpus, alpha=ALPHA, beta=1, backend="numba")(point)
+    numpy_value = Objective(small_corpus, alpha=ALPHA, beta=1, backend="numpy", kind="paper")(point)
+    numba_value = Objective(small_corpus, alpha=ALPHA, beta=1, backend="numba", kind="paper")(point)
     assert numba_value == pytest.approx(numpy_value, rel=1e-12)
 
 
 def test_diverged_runs_get_the_documented_value(small_corpus, poison_new_runs):
-    F = Objective(small_corpus, alpha=ALPHA, beta=1, diverged_value=123.0)
+    F = Objective(small_corpus, alpha=ALPHA, beta=1, diverged_value=123.0, kind="paper")
     poison_new_runs(np.nan)
     assert F((25, 10, 0.1)) == 123.0
     assert F.counters.trainings_diverged == 1
@@ -161,7 +161,7 @@ def test_learning_rate_is_part_of_the_memo_key(F):
 
 
 def test_loss_kind_last(small_corpus):
-    F = Objective(small_corpus, alpha=ALPHA, beta=1, loss="last")
+    F = Objective(small_corpus, alpha=ALPHA, beta=1, loss="last", kind="paper")
     state = train(small_corpus, 25, 10, 0.1, ALPHA, seed=0)
     assert F((25, 10, 0.1)) == state.last_loss
 
@@ -181,13 +181,13 @@ def test_loss_kind_last(small_corpus):
 )
 def test_bad_settings_raise_value_error(small_corpus, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        Objective(small_corpus, **kwargs)
+        Objective(small_corpus, **kwargs, kind="paper")
 
 
 def test_corpus_too_short_for_the_sequence_length():
     from fastrnn.corpus import Corpus
 
-    F = Objective(Corpus.from_text("To be, or not to be: that is it."), alpha=2, beta=1)
+    F = Objective(Corpus.from_text("To be, or not to be: that is it."), alpha=2, beta=1, kind="paper")
     assert math.isfinite(F((25, 10, 0.1)))
     with pytest.raises(ValueError, match="seq"):
         F((25, 39, 0.1))

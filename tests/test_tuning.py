@@ -17,7 +17,7 @@ ALPHA = 5
 
 
 def _F(corpus, noise="common"):
-    return Objective(corpus, alpha=ALPHA, beta=1, noise=noise, seed=3, threads=2)
+    return Objective(corpus, alpha=ALPHA, beta=1, noise=noise, seed=3, threads=2, kind="paper")
 
 
 @pytest.mark.parametrize("method,options", [("gd", {"step": 0.5}), ("newton", {"multiplier": 1.0}),
@@ -78,7 +78,7 @@ def test_resume_refuses_other_settings(small_corpus, tmp_path):
     tune(_F(small_corpus), "gd", x0=[25.0, 10.0, 0.1], seed=0, max_steps=2, out=path, step=0.1)
     with pytest.raises(RunFileError, match="options"):
         tune(_F(small_corpus), "gd", x0=[25.0, 10.0, 0.1], seed=0, max_steps=4, out=path, resume=True, step=0.2)
-    other = Objective(small_corpus, alpha=ALPHA + 1, beta=1, seed=3)
+    other = Objective(small_corpus, alpha=ALPHA + 1, beta=1, seed=3, kind="paper")
     with pytest.raises(RunFileError, match="objective"):
         tune(other, "gd", x0=[25.0, 10.0, 0.1], seed=0, max_steps=4, out=path, resume=True, step=0.1)
 
@@ -137,7 +137,7 @@ def test_cli_gradient(corpus_file, small_corpus):
                                       "--corpus", corpus_file])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
-    F = Objective(small_corpus, alpha=5, beta=2)
+    F = Objective(small_corpus, alpha=5, beta=2, kind="paper")
     f0 = F((24.5, 8.5, 0.1))
     expected_h = (F((24.5 + 1e-8, 8.5, 0.1)) - f0) / 1e-8
     assert record["gradient"][0] == expected_h

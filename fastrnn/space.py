@@ -1,0 +1,140 @@
+"""The coordinates an optimizer searches in, and the objective seen through them.
+
+``linear`` (the paper's): the optimizer's coordinates are (h, s, l) themselves.
+``log`` (the default of the held-out objective): z = (log2 h, log2 s, log10 l). A step of 1 in z
+doubles the hidden size or the sequence length, or multiplies the learning rate by ten, so one
+step size suits all three, and the learning rate can move across decades instead of being
+pinned near 0 by a box of width 1.
+
+Step sizes, the sane box and the penalty outside it are all expressed in the space's
+coordinates; run files and printed points are always in (h, s, l).
+
+:class:`SpaceView` is the objective as a function of z: what :func:`fastrnn.optimize.minimize`
+sees when tuning. It gives the optimizer its start point and box in z, and its derivatives:
+along h and s exact differences of the interpolation's corners (with common random numbers F is
+bilinear inside each integer cell), along l a finite difference in z (``grad_step``, or the
+noise-aware ``"auto"`` rule of :mod:`fastrnn.calculus`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+SPACES = ("log", "linear")
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+
+
+class Space(NamedTuple):
+    name: str
+
+    def to_point(self, z) -> np.ndarray:
+        """(h, s, l) from the space's coordinates."""
+        z = np.asarray(z, dtype=float)
+        if self.name == "linear":
+            return z.copy()
+        with np.errstate(over="ignore"):  # a huge step gives inf, which the objective refuses
+            return np.array([2.0 ** z[0], 2.0 ** z[1], 10.0 ** z[2]])
+
+    def from_point(self, x) -> np.ndarray:
+        """The space's coordinates of (h, s, l); ValueError for a non-positive coordinate in log space."""
+        x = np.asarray(x, dtype=float)
+        if self.name == "linear":
+            return x.copy()
+        if not np.all(x > 0):
+            raise ValueError(f"log space needs positive h, s and l, got {x.tolist()}; give --x0 with positive values "
+                             "or use --space linear")
+        return np.array([math.log2(x[0]), math.log2(x[1]), math.log10(x[2])])
+
+    def coordinate(self, index: int, value: float) -> float:
+        """One coordinate of a point in this space (``-inf`` for a non-positive value in log space)."""
+        if self.name == "linear":
+            return float(value)
+        if value <= 0:
+            return -math.inf
+        return math.log2(value) if index < 2 else math.log10(value)
+
+    def chain_factors(self, x) -> np.ndarray:
+        """d(h, s, l)/dz at x (diagonal): multiply a gradient in (h, s, l) by these to get one in z."""
+        if self.name == "linear":
+            return np.ones(3)
+        return np.array([x[0] * _LN2, x[1] * _LN2, x[2] * _LN10])
+
+
+def get_space(name: str) -> Space:
+    if name not in SPACES:
+        raise ValueError(f"unknown space {name!r}; valid spaces: {', '.join(SPACES)}")
+    return Space(name)
+
+
+class SpaceView:
+    """The objective ``F`` as a function of the space's coordinates z (see the module docstring).
+
+    ``seed`` draws the start point; ``lr_step`` is the finite-difference step along l in z.
+    """
+
+    def __init__(self, F, space: Space | str | None = None):
+        self.F = F
+        self.space = get_space(space) if isinstance(space, str) else (space or F.space)
+
+    def __call__(self, z) -> float:
+        return float(self.evaluate_many([z])[0])
+
+    def evaluate_many(self, zs) -> np.ndarray:
+        return self.F.evaluate_many([self._point(z) for z in zs])
+
+    def _point(self, z) -> np.ndarray:
+        point = self.space.to_point(z)
+        if not np.all(np.isfinite(point)):
+            return np.full(3, np.nan)  # F refuses it: the optimizer sees a non-finite value
+        return point
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """The sane box in z."""
+        return np.array([[self.space.coordinate(i, low), self.space.coordinate(i, high)]
+                         for i, (low, high, _) in enumerate(self.F.sane_ranges)])
+
+    def initial_point(self, seed) -> np.ndarray:
+        """The objective's own start, in z (for the held-out objective: uniform in the sane box in z)."""
+        return self.space.from_point(self.F.initial_point(seed, self.space))
+
+    def value_and_gradient(self, z, h, method, f0=None, diagnostics=None, evaluate_many=None):
+        """(F, gradient in z): exact corner differences along h and s (common noise), a finite
+        difference in z along l. ``evaluate_many`` counts the points (``CountedFunction``)."""
+        from .calculus import value_and_gradient
+
+        z = np.asarray(z, dtype=float)
+        point = self._point(z)
+        if not np.all(np.isfinite(point)) or not getattr(self.F, "exact_cell_partials", False):
+            return value_and_gradient(_Counted(self, evaluate_many), z, h, method, f0, diagnostics)
+        value, dF_dh, dF_ds = self.F.cell_partials(point)
+        factors = self.space.chain_factors(point)
+
+        def along_l(zl):
+            return self.evaluate_many([[z[0], z[1], float(zl[0])]])[0]
+
+        along_l.evaluate_many = lambda zls: (evaluate_many or self.evaluate_many)([[z[0], z[1], float(zl[0])] for zl in zls])
+        lr_diagnostics = {} if diagnostics is not None else None
+        _, (dz_l,) = value_and_gradient(along_l, z[2:], h, method, value, lr_diagnostics)
+        gradient = np.array([dF_dh * factors[0], dF_ds * factors[1], dz_l])
+        if diagnostics is not None:
+            diagnostics.update(exact=[True, True, False], **{
+                key: [None, None, values[0]] for key, values in lr_diagnostics.items()})
+        return value, gradient
+
+
+class _Counted:
+    """``view`` whose batches go through ``evaluate_many`` (the optimizer's counting wrapper)."""
+
+    def __init__(self, view: SpaceView, evaluate_many):
+        self.view, self._evaluate_many = view, evaluate_many or view.evaluate_many
+
+    def __call__(self, z):
+        return float(self._evaluate_many([z])[0])
+
+    def evaluate_many(self, zs):
+        return self._evaluate_many(zs)
