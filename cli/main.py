@@ -25,7 +25,7 @@ from fastrnn.backends import (
     default_threads,
     get_backend,
 )
-from fastrnn.calculus import GRADIENT_METHODS, HESSIAN_METHODS, gradient
+from fastrnn.calculus import GRADIENT_METHODS, HESSIAN_METHODS, gradient, step_lost_in_rounding
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
 from fastrnn.model import DTYPES, STATUS_DIVERGED
@@ -91,8 +91,26 @@ def _common_options(func):
     return wrapper
 
 
+def _json_safe(value):
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def _emit_json(record: dict) -> None:
-    click.echo(json.dumps(record))
+    click.echo(json.dumps(_json_safe(record), allow_nan=False))
+
+
+def _finite_float(ctx, param, value):
+    # click's FloatRange lets nan (every comparison is false) and inf (min bounds) through.
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
 
 
 @cli.command("train")
@@ -100,7 +118,7 @@ def _emit_json(record: dict) -> None:
 @click.option("--seq", "seq_length", type=click.IntRange(min=1), default=25, show_default=True,
               help="Sequence length s (characters of BPTT).")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
-              help="Adagrad learning rate l.")
+              callback=_finite_float, help="Adagrad learning rate l.")
 @click.option("--steps", type=click.IntRange(min=0), default=10000, show_default=True, help="Training updates.")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write the model to this .npz file.")
 @_common_options
@@ -153,12 +171,6 @@ def _objective_options(func):
     return func
 
 
-def _finite_float(ctx, param, value):
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter("must be a finite number")
-    return value
-
-
 @cli.command("objective")
 @click.argument("hidden", type=float, callback=_finite_float)
 @click.argument("seq_length", metavar="SEQ", type=float, callback=_finite_float)
@@ -185,7 +197,8 @@ def objective_command(hidden, seq_length, learning_rate, alpha, beta, noise, los
 @cli.command("sample")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.option("--chars", "n_chars", type=click.IntRange(min=0), default=2000, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              callback=_finite_float)
 @click.option("--prime", default="", help="Text the network reads before sampling (not repeated in the output).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: fresh].")
 def sample_command(model_path, n_chars, temperature, prime, seed):
@@ -215,23 +228,23 @@ def _point_option(ctx, param, value):
 
 @cli.command("tune")
 @click.option("--method", type=click.Choice(METHODS), default="gd", show_default=True, help="Optimizer.")
-@click.option("--step", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--step", type=click.FloatRange(min=0, min_open=True), default=None, callback=_finite_float,
               help="gd: length of each normalised gradient step [0.1].")
-@click.option("--multiplier", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--multiplier", type=click.FloatRange(min=0, min_open=True), default=None, callback=_finite_float,
               help="newton: factor on the Newton step [1; the paper's trial 7: 1000].")
-@click.option("--fallback-step", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--fallback-step", type=click.FloatRange(min=0, min_open=True), default=None, callback=_finite_float,
               help="newton, bfgs, dfp: gradient-descent fallback step [newton 10, bfgs/dfp 1].")
-@click.option("--c", "armijo_c", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@click.option("--c", "armijo_c", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None, callback=_finite_float,
               help="bfgs, dfp: Armijo control [0.99].")
-@click.option("--tau", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@click.option("--tau", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None, callback=_finite_float,
               help="bfgs, dfp: backtracking factor [0.5].")
-@click.option("--grad-step", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--grad-step", type=click.FloatRange(min=0, min_open=True), default=None, callback=_finite_float,
               help="Finite-difference step of the gradient [1e-8].")
 @click.option("--grad-method", type=click.Choice(GRADIENT_METHODS), default=None, help="[forward]")
 @click.option("--hessian-method", type=click.Choice(HESSIAN_METHODS), default=None, help="newton: [recursive]")
 @click.option("--steps", "max_steps", type=click.IntRange(min=0), default=10000, show_default=True,
               help="Maximum optimizer steps.")
-@click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+@click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True, callback=_finite_float,
               help="Stop when the gradient norm is below this.")
 @click.option("--record-every", type=click.IntRange(min=1), default=100, show_default=True,
               help="Write a record every N steps.")
@@ -279,8 +292,8 @@ def tune_command(method, step, multiplier, fallback_step, armijo_c, tau, grad_st
 
 
 def _paper_form(x) -> str:
-    """A point as the paper prints it: [h, s, l] rounded to 4 digits."""
-    return "[" + ", ".join(f"{round(float(v), 4):.4f}" for v in x) + "]"
+    """A point as [h, s, l] with 6 significant digits (a learning rate of 2.9e-7 stays 2.9e-07)."""
+    return "[" + ", ".join(f"{float(v):.6g}" for v in x) + "]"
 
 
 @cli.command("gradient")
@@ -288,6 +301,7 @@ def _paper_form(x) -> str:
 @click.argument("seq_length", metavar="SEQ", type=float, callback=_finite_float)
 @click.argument("learning_rate", metavar="LR", type=float, callback=_finite_float)
 @click.option("--step", "grad_step", type=click.FloatRange(min=0, min_open=True), default=1e-8, show_default=True,
+              callback=_finite_float,
               help="Finite-difference step.")
 @click.option("--method", "grad_method", type=click.Choice(GRADIENT_METHODS), default="forward", show_default=True)
 @_objective_options
@@ -298,7 +312,13 @@ def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, 
     F = Objective(corpus, alpha, beta, noise=noise, seed=seed, threads=threads or default_threads(),
                   backend=backend, loss=loss_kind, dtype=dtype)
     point = (hidden, seq_length, learning_rate)
-    g = gradient(F, point, h=grad_step, method=grad_method)
+    if step_lost_in_rounding(point, grad_step):
+        raise click.BadParameter(f"{grad_step:g} is lost in rounding at {_paper_form(point)} (x + h == x), so every "
+                                 "difference along that axis would be 0; use a larger --step", param_hint="--step")
+    try:
+        g = gradient(F, point, h=grad_step, method=grad_method)
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="SEQ") from None
     magnitude = float(np.linalg.norm(g))
     _emit_json(dict(point=list(point), gradient=g.tolist(), magnitude=magnitude,
                     gradient_paper_units=(g * 1e-8).tolist(), magnitude_paper_units=magnitude * 1e-8,
@@ -320,10 +340,14 @@ def plot_command(run_files, out, title):
     if any(not run.records for run in runs):
         raise click.BadParameter("a run file has no records yet", param_hint="RUN.jsonl")
     labels = [_run_label(run) for run in runs]
+    if not os.path.splitext(out)[1]:
+        out += ".png"  # what matplotlib would write; the path printed must be the file's
     try:
         plot_runs(runs, labels, out, title)
     except OSError as exc:
         raise click.BadParameter(f"cannot write {out!r}: {exc.strerror or exc}", param_hint="--out") from None
+    except ValueError as exc:  # matplotlib: an extension it cannot write
+        raise click.BadParameter(f"cannot write {out!r}: {exc}; use a .png name", param_hint="--out") from None
     click.echo(out)
 
 
@@ -342,6 +366,7 @@ def _run_label(run) -> str:
               help="common random numbers (default) or the paper's fresh initialisations.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
 @click.option("--scale", type=click.FloatRange(min=0, min_open=True, max=1), default=1.0, show_default=True,
+              callback=_finite_float,
               help="Fraction of each trial's optimizer steps (1 = full scale; smaller for a quick look).")
 @click.option("--intensive/--no-intensive", default=True, show_default=True,
               help="Compute the intensive gradient (alpha 100, beta 100) at each final point.")

@@ -286,3 +286,16 @@ def value_gradient_and_hessian(
         ],
     )
     return value, grad, hess
+
+
+def step_lost_in_rounding(x, h) -> bool:
+    """Whether a difference step ``h`` vanishes in rounding at ``x`` (``x_i + h == x_i`` or
+    ``x_i - h == x_i`` for some i).
+
+    The difference along such an axis is exactly 0 whatever ``f`` does there, so a gradient or
+    Hessian built with that step says nothing about ``f`` (and a zero gradient is no
+    convergence). ``h`` may be a scalar or one step per axis.
+    """
+    x = np.asarray(x, dtype=float)
+    h = np.broadcast_to(np.asarray(h, dtype=float), x.shape)
+    return bool(np.any(x + h == x) or np.any(x - h == x))

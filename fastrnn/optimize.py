@@ -45,7 +45,13 @@ status message
 1      maximum number of steps reached
 2      non-finite objective value or gradient
 3      stopped by callback
+4      difference step lost in rounding (x + h == x)
 ====== ==========================================
+
+Status 4: at an iterate so large that ``x_i + h == x_i`` for a finite-difference step h
+(``grad_step``, or newton's ``hessian_step``), the differences along that axis are exactly 0
+whatever f does, so a zero gradient there would be reported as convergence. The run stops
+with status 4 instead (checked before the gradient norm).
 
 Every run is resumable: each trajectory record and the result carry a
 JSON-serialisable ``state``; ``minimize(f, method=..., state=state, ...)``
@@ -62,9 +68,11 @@ from typing import Callable
 import numpy as np
 
 from fastrnn.calculus import (
+    DEFAULT_RECURSIVE_HESSIAN_STEP,
     GRADIENT_METHODS,
     HESSIAN_METHODS,
     CountedFunction,
+    step_lost_in_rounding,
     value_and_gradient,
     value_gradient_and_hessian,
 )
@@ -81,6 +89,7 @@ STATUS_MESSAGES = {
     1: "maximum number of steps reached",
     2: "non-finite objective value or gradient",
     3: "stopped by callback",
+    4: "difference step lost in rounding (x + h == x)",
 }
 
 SKIPPED_UPDATE_NOTE = "skipped update: s.y <= 0"
@@ -433,6 +442,16 @@ def _initial_point(x0, seed, state) -> np.ndarray | None:
     return x0
 
 
+def _steps_lost(x: np.ndarray, options: dict) -> bool:
+    """Whether a finite-difference step of ``options`` vanishes in rounding at x (status 4)."""
+    steps = [options["grad_step"]]
+    if options.get("hessian_method") == "recursive":
+        steps.append(options["hessian_step"] or DEFAULT_RECURSIVE_HESSIAN_STEP)
+    elif options.get("hessian_step") is not None:  # the stencil's default steps are relative: never lost
+        steps.append(options["hessian_step"])
+    return any(step_lost_in_rounding(x, step) for step in steps)
+
+
 def minimize(
     f: Callable[[np.ndarray], float],
     x0=None,
@@ -485,6 +504,8 @@ def minimize(
         gradient_norm = np.linalg.norm(stepper.gradient)
         if not stepper.finite:
             status = 2
+        elif _steps_lost(stepper.x, resolved):
+            status = 4
         elif gradient_norm < gtol or gradient_norm == 0:
             status = 0
         elif stepper.nit >= max_steps:
