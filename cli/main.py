@@ -200,15 +200,26 @@ def objective_command(hidden, seq_length, learning_rate, alpha, beta, noise, los
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               callback=_finite_float)
 @click.option("--prime", default="", help="Text the network reads before sampling (not repeated in the output).")
+@click.option("--from-zero", is_flag=True,
+              help="Start from a zero hidden state (reading a newline unless --prime is given) instead of the "
+                   "state training ended in.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: fresh].")
-def sample_command(model_path, n_chars, temperature, prime, seed):
-    """Print characters sampled from a model saved by `fastrnn train --save`."""
+def sample_command(model_path, n_chars, temperature, prime, from_zero, seed):
+    """Print characters sampled from a model saved by `fastrnn train --save`.
+
+    Sampling continues from the hidden state training ended in, as min-char-rnn does;
+    --prime reads text from there first; --from-zero starts from a zero state instead.
+    """
     try:
         model = load_model(model_path)
     except CheckpointError as exc:
         raise click.BadParameter(str(exc), param_hint="MODEL") from None
+    if not np.isfinite(model.state.params).all():
+        raise click.BadParameter(f"{model_path!r} holds non-finite weights (its training diverged); "
+                                 "train it again with a smaller --lr", param_hint="MODEL")
     try:
-        text = sample(model.state.weights, model.vocab, n_chars, temperature=temperature, prime=prime, seed=seed)
+        text = sample(model.state.weights, model.vocab, n_chars, temperature=temperature, prime=prime, seed=seed,
+                      hprev=None if from_zero else model.state.hprev)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--prime") from None
     click.echo(text)

@@ -85,6 +85,8 @@ def load_model(path: str | os.PathLike) -> Model:
     for name, shape in expected.items():
         if arrays[name].shape != shape:
             raise CheckpointError(f"{path!r}: {name} has shape {arrays[name].shape}, expected {shape} for H={H}, V={V}")
+    if "hprev" in arrays and arrays["hprev"].shape != (H,):
+        raise CheckpointError(f"{path!r}: hprev has shape {arrays['hprev'].shape}, expected {(H,)} for H={H}")
     params = np.concatenate([arrays[name].ravel().astype(np.float64) for name in _WEIGHT_NAMES])
     if all(f"mem_{name}" in arrays for name in _WEIGHT_NAMES):
         memory = np.concatenate([arrays[f"mem_{name}"].ravel().astype(np.float64) for name in _WEIGHT_NAMES])
