@@ -15,6 +15,7 @@ import time
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
 from fastrnn.backends import (
     BACKEND_NAMES,
@@ -29,11 +30,11 @@ from fastrnn.calculus import GRADIENT_METHODS, HESSIAN_METHODS, gradient, step_l
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
 from fastrnn.model import DTYPES, STATUS_DIVERGED
-from fastrnn.objective import LOSS_KINDS, NOISE_KINDS, Objective
-from fastrnn.optimize import METHODS
+from fastrnn.objective import DEFAULT_DIVERGED_VALUE, LOSS_KINDS, NOISE_KINDS, Objective
+from fastrnn.optimize import METHODS, default_options
 from fastrnn.sampling import sample
 from fastrnn.training import train
-from fastrnn.tuning import RunFileError, read_run, tune
+from fastrnn.tuning import RunFileError, read_run, run_is_finished, tune
 
 from .progress import progress_bar
 
@@ -82,6 +83,9 @@ def _common_options(func):
             check_backend_dtype(kwargs["backend"], kwargs["dtype"])
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--dtype") from None
+        if corpus_path is None and kwargs.get("resume") is not None:
+            kwargs["corpus"] = None  # `tune --resume` reads the run's own corpus from its file
+            return func(*args, **kwargs)
         try:
             kwargs["corpus"] = load_corpus(corpus_path)
         except CorpusError as exc:
@@ -261,13 +265,16 @@ def _point_option(ctx, param, value):
               help="Write a record every N steps.")
 @click.option("--x0", callback=_point_option, default=None, metavar="H,S,L",
               help="Initial point [default: uniform in [0, 10]^3 from --seed, as the paper].")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the run to this JSON Lines file.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the run to this JSON Lines file (a new one, unless --force).")
+@click.option("--force", is_flag=True, help="Let --out overwrite an existing file.")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
-              help="Continue the run in this file (appends to it).")
+              help="Continue the run in this file with the settings stored in it (--steps and --record-every "
+                   "may change; other options given must match it).")
 @_objective_options
 @_common_options
 def tune_command(method, step, multiplier, fallback_step, armijo_c, tau, grad_step, grad_method, hessian_method,
-                 max_steps, gtol, record_every, x0, out, resume, alpha, beta, noise, loss_kind, threads,
+                 max_steps, gtol, record_every, x0, out, force, resume, alpha, beta, noise, loss_kind, threads,
                  corpus, backend, seed, dtype, quiet):
     """Minimise F(h, s, l) and print the final point [h, s, l] (the run goes to --out as JSON Lines)."""
     given = dict(step=step, multiplier=multiplier, fallback_step=fallback_step, c=armijo_c, tau=tau,
@@ -275,8 +282,26 @@ def tune_command(method, step, multiplier, fallback_step, armijo_c, tau, grad_st
     options = {name: value for name, value in given.items() if value is not None}
     if resume is not None and out is not None and os.path.abspath(out) != os.path.abspath(resume):
         raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
+    if resume is not None and force:
+        raise click.BadParameter("--resume continues a run and never overwrites it; drop --force", param_hint="--force")
+    diverged_value = DEFAULT_DIVERGED_VALUE
+    if resume is not None:
+        run = _read_run_option(resume)
+        settings = _resume_settings(run, resume, dict(
+            method=method, options=options, max_steps=max_steps, gtol=gtol, record_every=record_every, x0=x0, alpha=alpha,
+            beta=beta, noise=noise, loss_kind=loss_kind, corpus=corpus, backend=backend, seed=seed, dtype=dtype))
+        method, options, max_steps, gtol, record_every, x0, alpha, beta, noise, loss_kind, corpus, backend, seed, dtype = (
+            settings[k] for k in ("method", "options", "max_steps", "gtol", "record_every", "x0", "alpha", "beta", "noise",
+                                  "loss_kind", "corpus", "backend", "seed", "dtype"))
+        diverged_value = run.settings["objective"].get("diverged_value", DEFAULT_DIVERGED_VALUE)
+        if run_is_finished(run, max_steps):
+            result = run.result
+            click.echo(_paper_form(result["x"]))
+            click.echo(f"{resume} is finished: {result['message']} after {result['nit']} steps; F = {result['fun']:.6g} "
+                       f"(continue a run that reached its step limit with a larger --steps)", err=True)
+            return
     F = Objective(corpus, alpha, beta, noise=noise, seed=seed, threads=threads or default_threads(),
-                  backend=backend, loss=loss_kind, dtype=dtype)
+                  backend=backend, loss=loss_kind, dtype=dtype, diverged_value=diverged_value)
     best = [math.inf]
     with progress_bar(total=max_steps, quiet=quiet, desc=f"tune {method}", unit="step") as bar:
         def on_step(record):
@@ -286,9 +311,9 @@ def tune_command(method, step, multiplier, fallback_step, armijo_c, tau, grad_st
 
         try:
             result = tune(F, method, x0=x0, seed=seed, max_steps=max_steps, record_every=record_every, gtol=gtol,
-                          out=resume or out, resume=resume is not None, on_step=on_step, **options)
+                          out=resume or out, resume=resume is not None, overwrite=force, on_step=on_step, **options)
         except RunFileError as exc:
-            raise click.BadParameter(str(exc), param_hint="--resume") from None
+            raise click.BadParameter(str(exc), param_hint="--resume" if resume else "--out") from None
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         except KeyboardInterrupt:
@@ -300,6 +325,83 @@ def tune_command(method, step, multiplier, fallback_step, armijo_c, tau, grad_st
     if not quiet:
         click.echo(f"{result.message} after {result.nit} steps; F = {result.fun:.6g}; {result.nfev} evaluations; "
                    f"{F.counters.trainings_run} trainings, {F.counters.memo_share:.0%} served by the memo", err=True)
+
+
+def _read_run_option(path: str):
+    try:
+        return read_run(path)
+    except RunFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--resume") from None
+
+
+# (parameter, flag, key in the run file's settings or its "objective" settings) of what a resumed run keeps.
+_RUN_SETTINGS = (
+    ("method", "--method", "method"), ("gtol", "--gtol", "gtol"), ("x0", "--x0", "x0"), ("seed", "--seed", "seed"),
+)
+_OBJECTIVE_SETTINGS = (
+    ("alpha", "--alpha", "alpha"), ("beta", "--beta", "beta"), ("noise", "--noise", "noise"),
+    ("loss_kind", "--loss", "loss"), ("dtype", "--dtype", "dtype"), ("backend", "--backend", "backend"),
+)
+_OPTION_FLAGS = dict(step="--step", multiplier="--multiplier", fallback_step="--fallback-step", c="--c", tau="--tau",
+                     grad_step="--grad-step", grad_method="--grad-method", hessian_method="--hessian-method")
+
+
+def _resume_settings(run, path: str, values: dict) -> dict:
+    """The settings stored in ``run``; each option given on the command line must agree with them
+    (--steps and --record-every may change), else a one-line error naming both values."""
+    ctx = click.get_current_context()
+
+    def explicit(name):
+        return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+    def conflict(flag, given, stored):
+        raise click.BadParameter(f"{given} conflicts with {stored} stored in {path}; drop {flag} to continue the run "
+                                 "with its own settings, or start a new run with --out", param_hint=flag)
+
+    saved, objective = run.settings, run.settings["objective"]
+    resolved = dict(values)
+    for name, flag, key in _RUN_SETTINGS:
+        if explicit(name) and values[name] != saved[key]:
+            conflict(flag, values[name], saved[key])
+        resolved[name] = saved[key]
+    method = saved["method"]
+    defaults = default_options(method)
+    for key, value in values["options"].items():
+        flag = _OPTION_FLAGS[key]
+        if key not in defaults:
+            raise click.BadParameter(f"does not apply to the {method} run stored in {path}", param_hint=flag)
+        stored = saved["options"].get(key, defaults[key])
+        if value != stored:
+            conflict(flag, value, stored)
+    resolved["options"] = saved["options"]
+    for name in ("max_steps", "record_every"):
+        resolved[name] = values[name] if explicit(name) else saved[name]
+    for name, flag, key in _OBJECTIVE_SETTINGS:
+        given = values[name].name if name == "backend" else values[name]
+        if explicit(name) and given != objective.get(key):
+            conflict(flag, given, objective.get(key))
+        resolved[name] = objective.get(key)
+    try:
+        resolved["backend"] = get_backend(resolved["backend"])
+        check_backend_dtype(resolved["backend"], resolved["dtype"])
+    except (ValueError, BackendUnavailable) as exc:
+        raise click.BadParameter(f"the run in {path} trains with it: {exc}", param_hint="--backend") from None
+    corpus = values["corpus"]
+    if corpus is None:
+        name = objective.get("corpus")
+        try:
+            corpus = load_corpus(None if name == "default" else name)
+        except (CorpusError, TypeError) as exc:
+            raise click.BadParameter(f"the run's corpus {name!r} cannot be read ({exc}); pass it with --corpus",
+                                     param_hint="--corpus") from None
+        if corpus.fingerprint != objective.get("corpus_fingerprint"):
+            raise click.BadParameter(f"{name!r} is not the text the run in {path} was started on (its SHA-256 differs); "
+                                     "pass that text with --corpus", param_hint="--corpus")
+    elif corpus.fingerprint != objective.get("corpus_fingerprint"):
+        conflict("--corpus", f"{corpus.name} (SHA-256 {corpus.fingerprint[:12]})",
+                 f"{objective.get('corpus')} (SHA-256 {str(objective.get('corpus_fingerprint'))[:12]})")
+    resolved["corpus"] = corpus
+    return resolved
 
 
 def _paper_form(x) -> str:
@@ -403,8 +505,12 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
     summaries_path = os.path.join(out_dir, "summary.json")
     summaries = {}
     if os.path.exists(summaries_path):
-        with open(summaries_path, encoding="utf-8") as f:
-            summaries = {t["number"]: t for t in json.load(f).get("trials", [])}
+        try:
+            with open(summaries_path, encoding="utf-8") as f:
+                summaries = {t["number"]: t for t in json.load(f).get("trials", [])}
+        except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
+            raise click.BadParameter(f"{summaries_path!r} is not a summary this command wrote ({exc}); "
+                                     "delete it or use another folder", param_hint="--out") from None
     bars = {}
 
     def progress(label, record):
@@ -437,6 +543,8 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
             if not quiet:
                 finals = "; ".join(_paper_form(run["final"]) for run in summary["runs"])
                 click.echo(f"trial {number}: {finals}", err=True)
+    except RunFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
     finally:
         for bar in bars.values():
             bar.close()

@@ -527,3 +527,10 @@ def minimize(
         trajectory=trajectory,
         state=stepper.state(),
     )
+
+
+def default_options(method: str) -> dict:
+    """The options ``method`` uses when none are given (the paper's settings)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    return dict(_OPTIONS[method])
