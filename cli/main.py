@@ -6,6 +6,7 @@ Progress goes to stderr, only on a terminal and without ``--quiet``; results go 
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -29,11 +30,12 @@ from fastrnn.backends import (
 from fastrnn.calculus import GRADIENT_METHODS, HESSIAN_METHODS, gradient, step_lost_in_rounding
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
+from fastrnn.memory import MemoryLimitError
 from fastrnn.model import DTYPES, STATUS_DIVERGED
 from fastrnn.objective import DEFAULT_DIVERGED_VALUE, LOSS_KINDS, NOISE_KINDS, Objective
 from fastrnn.optimize import METHODS, default_options
 from fastrnn.sampling import sample
-from fastrnn.training import train
+from fastrnn.training import PROGRESS_CHUNK, new_state, train
 from fastrnn.tuning import RunFileError, read_run, run_is_finished, tune
 
 from .progress import progress_bar
@@ -135,13 +137,22 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--seq") from None
     started = time.perf_counter()
+    try:
+        state = new_state(corpus, hidden, seq_length, learning_rate, seed, dtype)
+    except MemoryLimitError as exc:
+        raise click.BadParameter(str(exc), param_hint="--hidden") from None
+    last_chunk = [None]  # a copy taken between kernel calls, so always a consistent state
     with progress_bar(total=steps, quiet=quiet, desc="training", unit="step") as bar:
         def report(state):
             bar.update(state.steps - bar.n)
             bar.set_postfix(smooth_loss=f"{state.smooth_loss:.4f}")
+            if save_path is not None:
+                last_chunk[0] = copy.deepcopy(state)
 
-        state = train(corpus, hidden, seq_length, learning_rate, steps, seed=seed, backend=backend, progress=report,
-                      dtype=dtype)
+        try:
+            state = train(corpus, steps=steps, backend=backend, progress=report, state=state)
+        except KeyboardInterrupt:
+            _interrupted_training(last_chunk[0], save_path, corpus)
     seconds = time.perf_counter() - started
     if save_path is not None:
         try:
@@ -157,6 +168,22 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
         click.echo(f"Error: training diverged after {state.steps} updates (non-finite loss or weights); "
                    "try a smaller --lr", err=True)
         sys.exit(1)
+
+
+def _interrupted_training(state, save_path, corpus):
+    """Ctrl-C in `train`: save the model as it was after the last whole chunk when --save was given."""
+    if save_path is None:
+        click.echo("Error: interrupted", err=True)
+    elif state is None:
+        click.echo(f"Error: interrupted before the first {PROGRESS_CHUNK} updates; nothing saved to {save_path}", err=True)
+    else:
+        try:
+            save_model(save_path, state, corpus.vocab, corpus.name)
+        except CheckpointError as exc:
+            click.echo(f"Error: interrupted, and the partial model could not be saved: {exc}", err=True)
+        else:
+            click.echo(f"Error: interrupted; the model after {state.steps} updates is saved to {save_path}", err=True)
+    sys.exit(130)
 
 
 def _objective_options(func):
@@ -191,6 +218,8 @@ def objective_command(hidden, seq_length, learning_rate, alpha, beta, noise, los
         value = F((hidden, seq_length, learning_rate))
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="SEQ") from None
+    except MemoryLimitError as exc:
+        raise click.UsageError(str(exc)) from None
     if as_json:
         _emit_json(dict(point=[hidden, seq_length, learning_rate], value=value, **F.settings(),
                         counters=F.counters.as_dict()))
@@ -432,6 +461,8 @@ def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, 
         g = gradient(F, point, h=grad_step, method=grad_method)
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="SEQ") from None
+    except MemoryLimitError as exc:
+        raise click.UsageError(str(exc)) from None
     magnitude = float(np.linalg.norm(g))
     _emit_json(dict(point=list(point), gradient=g.tolist(), magnitude=magnitude,
                     gradient_paper_units=(g * 1e-8).tolist(), magnitude_paper_units=magnitude * 1e-8,

@@ -33,6 +33,7 @@ import numpy as np
 
 from .backends import DEFAULT_BACKEND, Backend, check_backend_dtype, default_threads, get_backend
 from .corpus import Corpus, load_corpus
+from .memory import batch_bytes, check_memory
 from .model import TrainState
 from .training import check_int
 
@@ -265,6 +266,9 @@ class Objective:
         ]
         for spec in specs:
             self.corpus.require_length(spec[1])
+        check_memory(batch_bytes([(h, s, v, dtype) for h, s, _, v, _, dtype in specs], self.threads),
+                     f"training {len(specs)} runs at once (up to hidden size {max(spec[0] for spec in specs)})",
+                     "use a smaller beta or hidden size")
         states = self.backend.train_fresh(self.corpus.data, specs, self.alpha, threads=self.threads)
         for key, state in zip(missing, states):
             self._memo[key] = self._run_value(state)
