@@ -29,7 +29,7 @@ from fastrnn.backends import (
 )
 from fastrnn.calculus import GRADIENT_METHODS, HESSIAN_METHODS, gradient, step_lost_in_rounding
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
-from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
+from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, SHIPPED_TEXTS, CorpusError, default_corpus, load_corpus, shipped_text
 from fastrnn.memory import MemoryLimitError
 from fastrnn.model import DTYPES, STATUS_DIVERGED
 from fastrnn.objective import DEFAULT_DIVERGED_VALUE, LOSS_KINDS, NOISE_KINDS, Objective
@@ -580,6 +580,29 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
         for bar in bars.values():
             bar.close()
     click.echo(report)
+
+
+@cli.command("corpus")
+@click.argument("name", type=click.Choice(["default", *SHIPPED_TEXTS]))
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None, help="Write to this file [default: stdout].")
+def corpus_command(name, out):
+    """Write a built-in text: `default` (the built-in corpus, as rendered) or `tinyshakespeare` (the paper's).
+
+    For example `fastrnn corpus tinyshakespeare -o tinyshakespeare.txt`, then `--corpus tinyshakespeare.txt`.
+    """
+    try:
+        text = default_corpus().text if name == "default" else shipped_text(name)
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(out, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {out!r}: {exc.strerror or exc}", param_hint="--out") from None
+    click.echo(out)
 
 
 @cli.command("backends")

@@ -279,3 +279,35 @@ def _default_corpus_text() -> str:
 def default_corpus() -> Corpus:
     """The built-in Shakespeare corpus (see DEFAULT_CORPUS_DESCRIPTION)."""
     return Corpus.from_text(_default_corpus_text(), name="default")
+
+
+# --- Texts shipped with the package ---------------------------------------------------
+
+#: Texts shipped as package data (``fastrnn/data``), by name: (file, SHA-256, provenance).
+SHIPPED_TEXTS = {
+    "tinyshakespeare": (
+        "tinyshakespeare.txt",
+        "53493bf304b639aba6a47400da75c58ce32372b378fd2cd9d16ee987aeb12e4e",
+        "Karpathy's tinyshakespeare from char-rnn (data/tinyshakespeare/input.txt): 1,115,393 characters, "
+        "65 distinct, the paper's corpus; Shakespeare's text is in the public domain",
+    ),
+}
+
+
+def shipped_text(name: str) -> str:
+    """A text shipped with the package (see :data:`SHIPPED_TEXTS`), checked against its SHA-256.
+
+    Write it to a file with ``fastrnn corpus tinyshakespeare > tinyshakespeare.txt`` to train on it.
+    """
+    if name not in SHIPPED_TEXTS:
+        raise CorpusError(f"no shipped text called {name!r}; valid: {', '.join(SHIPPED_TEXTS)}")
+    file_name, checksum, _ = SHIPPED_TEXTS[name]
+    path = Path(__file__).with_name("data") / file_name
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise CorpusError(f"the shipped text {name} cannot be read from {path} ({error.strerror}); "
+                          "reinstall fastrnn") from None
+    if hashlib.sha256(raw).hexdigest() != checksum:
+        raise CorpusError(f"the shipped text {name} at {path} is damaged (its SHA-256 differs); reinstall fastrnn")
+    return raw.decode("utf-8")

@@ -308,3 +308,32 @@ def test_damaged_default_corpus_cache_is_rebuilt(cache_dir, damage):
     again = default_corpus()
     assert again.fingerprint == first.fingerprint and len(again) == DEFAULT_LENGTH
     assert cache.read_text(encoding="utf-8") == first.text  # and the cache is whole again
+
+
+# --- texts shipped with the package ----------------------------------------------------
+
+
+def test_tinyshakespeare_is_shipped_and_written_by_the_corpus_command(tmp_path):
+    from click.testing import CliRunner
+    from fastrnn.cli.main import cli
+
+    text = corpus_module.shipped_text("tinyshakespeare")
+    assert len(text) == 1_115_393 and len(set(text)) == 65
+    assert text.startswith("First Citizen:\nBefore we proceed any further, hear me speak.\n")
+    out = tmp_path / "tinyshakespeare.txt"
+    result = CliRunner().invoke(cli, ["corpus", "tinyshakespeare", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{out}\n"
+    corpus = load_corpus(out)
+    assert corpus.text == text and corpus.vocab_size == 65
+    to_stdout = CliRunner().invoke(cli, ["corpus", "tinyshakespeare"])
+    assert to_stdout.stdout == text
+
+
+def test_damaged_shipped_text_is_refused(monkeypatch):
+    file_name, _, about = corpus_module.SHIPPED_TEXTS["tinyshakespeare"]
+    monkeypatch.setitem(corpus_module.SHIPPED_TEXTS, "tinyshakespeare", (file_name, "0" * 64, about))
+    with pytest.raises(CorpusError, match="damaged"):
+        corpus_module.shipped_text("tinyshakespeare")
+    with pytest.raises(CorpusError, match="valid: tinyshakespeare"):
+        corpus_module.shipped_text("hamlet")
