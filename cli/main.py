@@ -48,7 +48,11 @@ class OneLineErrors(click.Group):
         try:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
-            click.echo(f"Error: {exc.format_message()}", err=True)
+            message = exc.format_message()
+            if isinstance(exc, click.NoSuchOption) and _is_number(exc.option_name):
+                message = (message.rstrip(".") + "; to pass a negative number, put -- before the arguments "
+                           "(fastrnn objective -- -5 12 0.1)")
+            click.echo(f"Error: {message}", err=True)
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("Error: aborted", err=True)
@@ -56,6 +60,14 @@ class OneLineErrors(click.Group):
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             sys.exit(130)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @click.group(cls=OneLineErrors, context_settings=dict(help_option_names=["-h", "--help"]))

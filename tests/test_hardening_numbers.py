@@ -154,3 +154,19 @@ def test_emitted_json_never_holds_nan():
 
     assert main._json_safe({"a": [1.0, np.nan], "b": {"c": -math.inf}, "d": "x"}) == {"a": [1.0, None], "b": {"c": None},
                                                                                       "d": "x"}
+
+
+def test_negative_numbers_after_double_dash_and_a_hint_without(corpus_file):
+    import subprocess
+    import sys
+
+    result = _invoke(["objective", "--alpha", "2", "--corpus", corpus_file, "--", "-5", "12", "0.1"])
+    assert result.exit_code == 0, result.output
+    assert float(result.stdout) == sanity_penalty(-5, 12, 0.1)
+    # The hint comes from the group's own error handling, which CliRunner bypasses: run the real command.
+    run = subprocess.run([sys.executable, "-c", "from fastrnn.cli.main import main; main()", "objective", "-5", "12",
+                          "0.1"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: No such option") and "-5" in lines[0]
+    assert lines[0].endswith("; to pass a negative number, put -- before the arguments (fastrnn objective -- -5 12 0.1)")
