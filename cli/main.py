@@ -48,7 +48,8 @@ class OneLineErrors(click.Group):
         try:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
-            message = exc.format_message()
+            # click spreads some messages (a Choice's options) over lines; an error is one line.
+            message = " ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
             if isinstance(exc, click.NoSuchOption) and _is_number(exc.option_name):
                 message = (message.rstrip(".") + "; to pass a negative number, put -- before the arguments "
                            "(fastrnn objective -- -5 12 0.1)")
@@ -595,7 +596,7 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
 
 
 @cli.command("corpus")
-@click.argument("name", type=click.Choice(["default", *SHIPPED_TEXTS]))
+@click.argument("name", metavar="NAME", type=click.Choice(["default", *SHIPPED_TEXTS]))
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None, help="Write to this file [default: stdout].")
 def corpus_command(name, out):
     """Write a built-in text: `default` (the built-in corpus, as rendered) or `tinyshakespeare` (the paper's).

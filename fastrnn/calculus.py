@@ -203,9 +203,13 @@ def _central_hessian_stencil(x: np.ndarray, h: np.ndarray) -> _Stencil:
 
     def combine(v: np.ndarray) -> np.ndarray:
         f_x, f_diag, f_corner = v[0], v[1 : 2 * n + 1], v[2 * n + 1 :].reshape(-1, 4)
-        hessian = np.diag((f_diag[0::2] - 2 * f_x + f_diag[1::2]) / h**2)
-        for (i, j), (pp, pm, mp, mm) in zip(pairs, f_corner):
-            hessian[i, j] = hessian[j, i] = (pp - pm - mp + mm) / (4 * h[i] * h[j])
+        # Relative steps at |x| > 1e154 square past the float range: the Hessian is then
+        # non-finite, which callers report (the optimizer's status 2); numpy's warning would
+        # only add lines to the command line's one-line output.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            hessian = np.diag((f_diag[0::2] - 2 * f_x + f_diag[1::2]) / h**2)
+            for (i, j), (pp, pm, mp, mm) in zip(pairs, f_corner):
+                hessian[i, j] = hessian[j, i] = (pp - pm - mp + mm) / (4 * h[i] * h[j])
         return hessian
 
     return _Stencil([x] + diagonal + corners, combine)

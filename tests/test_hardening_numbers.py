@@ -170,3 +170,36 @@ def test_negative_numbers_after_double_dash_and_a_hint_without(corpus_file):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: No such option") and "-5" in lines[0]
     assert lines[0].endswith("; to pass a negative number, put -- before the arguments (fastrnn objective -- -5 12 0.1)")
+
+
+def test_multi_line_click_messages_become_one_line():
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", "from fastrnn.cli.main import main; main()", "corpus"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "NAME" in lines[0] and "tinyshakespeare" in lines[0], run.stderr
+
+
+def test_a_text_file_as_model_gets_a_plain_message(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    result = _invoke(["sample", str(text)])
+    _assert_one_line_error(result, "MODEL", "not a readable .npz model file", "fastrnn train --save")
+    assert "pickle" not in result.stderr
+
+
+def test_stencil_hessian_far_out_without_warnings(corpus_file):
+    import warnings
+
+    from fastrnn.calculus import hessian
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        H = hessian(lambda x: float(np.abs(x).sum()) + 1e290 * x[1], np.array([1e300, 1.0]), method="stencil")
+    assert H.shape == (2, 2) and H[0, 0] == 0.0  # h**2 is inf: the curvature along x0 reads 0, without a warning
+    result = _invoke(["tune", "--method", "newton", "--hessian-method", "stencil", "--x0", "1e300,10,0.1", "--steps",
+                      "2", "--alpha", "2", "--corpus", corpus_file])
+    assert result.exit_code == 0 and "Warning" not in result.stderr, result.stderr
