@@ -12,7 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _plan(folder: Path, target: str) -> str:
     """What `make TARGET` would run in ``folder``, without running it."""
-    result = subprocess.run(["make", "-n", target], cwd=folder, capture_output=True, text=True, timeout=60)
+    # Under `make test` the environment says make is running; the plan must not depend on it.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    result = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=folder, capture_output=True, text=True,
+                            timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
