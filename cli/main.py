@@ -6,6 +6,7 @@ Progress goes to stderr, only on a terminal and without ``--quiet``; results go 
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -15,6 +16,7 @@ import time
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
 from fastrnn.backends import (
     BACKEND_NAMES,
@@ -25,15 +27,18 @@ from fastrnn.backends import (
     default_threads,
     get_backend,
 )
-from fastrnn.calculus import GRADIENT_METHODS, gradient
+from fastrnn.calculus import GRADIENT_METHODS, gradient, step_lost_in_rounding
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
-from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
+from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, SHIPPED_TEXTS, CorpusError, default_corpus, load_corpus, shipped_text
+from fastrnn.heldout import DEFAULT_HELDOUT_CHARS, DEFAULT_HELDOUT_FRACTION, MIN_HELDOUT_CHARS
+from fastrnn.memory import MemoryLimitError
 from fastrnn.model import DTYPES, STATUS_DIVERGED
-from fastrnn.objective import LOSS_KINDS, NOISE_KINDS, Objective
-from fastrnn.optimize import METHOD_TABLE, METHODS
+from fastrnn.objective import DEFAULT_TRAIN_CHARS, KINDS, LOSS_KINDS, NOISE_KINDS, Objective
+from fastrnn.optimize import METHOD_TABLE, METHODS, default_options
 from fastrnn.sampling import sample
-from fastrnn.training import train
-from fastrnn.tuning import RunFileError, read_run, tune
+from fastrnn.space import SPACES
+from fastrnn.training import PROGRESS_CHUNK, new_state, train
+from fastrnn.tuning import RunFileError, read_run, run_is_finished, tune
 
 from .progress import progress_bar
 
@@ -45,7 +50,12 @@ class OneLineErrors(click.Group):
         try:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
-            click.echo(f"Error: {exc.format_message()}", err=True)
+            # click spreads some messages (a Choice's options) over lines; an error is one line.
+            message = " ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
+            if isinstance(exc, click.NoSuchOption) and _is_number(exc.option_name):
+                message = (message.rstrip(".") + "; to pass a negative number, put -- before the arguments "
+                           "(fastrnn objective -- -5 12 0.1)")
+            click.echo(f"Error: {message}", err=True)
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("Error: aborted", err=True)
@@ -53,6 +63,14 @@ class OneLineErrors(click.Group):
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             sys.exit(130)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @click.group(cls=OneLineErrors, context_settings=dict(help_option_names=["-h", "--help"]))
@@ -82,6 +100,9 @@ def _common_options(func):
             check_backend_dtype(kwargs["backend"], kwargs["dtype"])
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--dtype") from None
+        if corpus_path is None and kwargs.get("resume") is not None:
+            kwargs["corpus"] = None  # `tune --resume` reads the run's own corpus from its file
+            return func(*args, **kwargs)
         try:
             kwargs["corpus"] = load_corpus(corpus_path)
         except CorpusError as exc:
@@ -91,8 +112,26 @@ def _common_options(func):
     return wrapper
 
 
+def _json_safe(value):
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def _emit_json(record: dict) -> None:
-    click.echo(json.dumps(record))
+    click.echo(json.dumps(_json_safe(record), allow_nan=False))
+
+
+def _finite_float(ctx, param, value):
+    # click's FloatRange lets nan (every comparison is false) and inf (min bounds) through.
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
 
 
 @cli.command("train")
@@ -100,7 +139,7 @@ def _emit_json(record: dict) -> None:
 @click.option("--seq", "seq_length", type=click.IntRange(min=1), default=25, show_default=True,
               help="Sequence length s (characters of BPTT).")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
-              help="Adagrad learning rate l.")
+              callback=_finite_float, help="Adagrad learning rate l.")
 @click.option("--steps", type=click.IntRange(min=0), default=10000, show_default=True, help="Training updates.")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write the model to this .npz file.")
 @_common_options
@@ -113,13 +152,22 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--seq") from None
     started = time.perf_counter()
+    try:
+        state = new_state(corpus, hidden, seq_length, learning_rate, seed, dtype)
+    except MemoryLimitError as exc:
+        raise click.BadParameter(str(exc), param_hint="--hidden") from None
+    last_chunk = [None]  # a copy taken between kernel calls, so always a consistent state
     with progress_bar(total=steps, quiet=quiet, desc="training", unit="step") as bar:
         def report(state):
             bar.update(state.steps - bar.n)
             bar.set_postfix(smooth_loss=f"{state.smooth_loss:.4f}")
+            if save_path is not None:
+                last_chunk[0] = copy.deepcopy(state)
 
-        state = train(corpus, hidden, seq_length, learning_rate, steps, seed=seed, backend=backend, progress=report,
-                      dtype=dtype)
+        try:
+            state = train(corpus, steps=steps, backend=backend, progress=report, state=state)
+        except KeyboardInterrupt:
+            _interrupted_training(last_chunk[0], save_path, corpus)
     seconds = time.perf_counter() - started
     if save_path is not None:
         try:
@@ -137,36 +185,97 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
         sys.exit(1)
 
 
-def _objective_options(func):
-    """--alpha, --beta, --noise, --loss, --threads: the settings that define F, built into ``F``.
+def _interrupted_training(state, save_path, corpus):
+    """Ctrl-C in `train`: save the model as it was after the last whole chunk when --save was given."""
+    if save_path is None:
+        click.echo("Error: interrupted", err=True)
+    elif state is None:
+        click.echo(f"Error: interrupted before the first {PROGRESS_CHUNK} updates; nothing saved to {save_path}", err=True)
+    else:
+        try:
+            save_model(save_path, state, corpus.vocab, corpus.name)
+        except CheckpointError as exc:
+            click.echo(f"Error: interrupted, and the partial model could not be saved: {exc}", err=True)
+        else:
+            click.echo(f"Error: interrupted; the model after {state.steps} updates is saved to {save_path}", err=True)
+    sys.exit(130)
 
-    Goes below ``_common_options``, whose corpus, backend, seed and dtype it uses; the command
-    receives the objective as ``F`` (and keeps ``seed`` and ``quiet``).
-    """
 
-    @click.option("--alpha", type=click.IntRange(min=1), default=100, show_default=True,
-                  help="Training updates per run.")
+#: (parameter, flag, key in an objective's settings, default) of every flag that defines F.
+_OBJECTIVE_FLAGS = (
+    ("kind", "--objective", "kind", "heldout"),
+    ("alpha", "--alpha", "alpha", None),
+    ("train_chars", "--train-chars", "train_chars", None),
+    ("heldout_fraction", "--heldout-fraction", "heldout_fraction", DEFAULT_HELDOUT_FRACTION),
+    ("heldout_chars", "--heldout-chars", "heldout_chars", DEFAULT_HELDOUT_CHARS),
+    ("space", "--space", "space", None),
+    ("beta", "--beta", "beta", 1),
+    ("noise", "--noise", "noise", "common"),
+    ("loss", "--loss", "loss", "smooth"),
+)
+
+
+def _objective_flags(func):
+    """The flags that define F, collected into ``objective_args`` (with --corpus, --heldout,
+    --backend, --dtype and --seed): goes below ``_common_options``. ``_build_objective`` makes F."""
+
+    @click.option("--objective", "kind", type=click.Choice(KINDS), default="heldout", show_default=True,
+                  help="heldout: mean cross-entropy per character on held-out text after training; "
+                       "paper: the paper's smoothed training loss after --alpha updates.")
+    @click.option("--alpha", type=click.IntRange(min=1), default=None,
+                  help="Training updates per run [paper: 100; heldout: from --train-chars].")
+    @click.option("--train-chars", type=click.IntRange(min=1), default=None,
+                  help=f"heldout: characters of training text per network, ceil(N / s) updates [{DEFAULT_TRAIN_CHARS:,}].")
+    @click.option("--heldout-fraction", type=click.FloatRange(0, 0.5, min_open=True), default=DEFAULT_HELDOUT_FRACTION,
+                  show_default=True, callback=_finite_float, help="heldout: share of the corpus, at its end, held out.")
+    @click.option("--heldout", "heldout_path", type=click.Path(dir_okay=False), default=None,
+                  help="heldout: separate held-out text (then all of --corpus trains).")
+    @click.option("--heldout-chars", type=click.IntRange(min=MIN_HELDOUT_CHARS), default=DEFAULT_HELDOUT_CHARS,
+                  show_default=True, help="heldout: characters of held-out text each network reads.")
+    @click.option("--space", type=click.Choice(SPACES), default=None,
+                  help="Search coordinates: log (log2 h, log2 s, log10 l) or linear [heldout: log; paper: linear].")
     @click.option("--beta", type=click.IntRange(min=1), default=1, show_default=True, help="Runs averaged per corner.")
     @click.option("--noise", type=click.Choice(NOISE_KINDS), default="common", show_default=True,
                   help="common: replica r uses seed+r everywhere; fresh: new seeds every evaluation (the paper's).")
-    @click.option("--loss", "loss_kind", type=click.Choice(LOSS_KINDS), default="smooth", show_default=True)
+    @click.option("--loss", type=click.Choice(LOSS_KINDS), default="smooth", show_default=True,
+                  help="paper: which training loss.")
     @click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
     @functools.wraps(func)
-    def wrapper(*args, alpha, beta, noise, loss_kind, threads, corpus, backend, dtype, **kwargs):
-        try:
-            F = Objective(corpus, alpha, beta, noise=noise, seed=kwargs["seed"], threads=threads, backend=backend,
-                          loss=loss_kind, dtype=dtype)
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-        return func(*args, F=F, **kwargs)
+    def wrapper(*args, threads, corpus, backend, dtype, heldout_path, **kwargs):
+        objective_args = {name: kwargs.pop(name) for name, *_ in _OBJECTIVE_FLAGS}
+        objective_args.update(corpus=corpus, backend=backend, dtype=dtype, seed=kwargs["seed"], threads=threads,
+                              heldout=heldout_path)
+        return func(*args, objective_args=objective_args, **kwargs)
 
     return wrapper
 
 
-def _finite_float(ctx, param, value):
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter("must be a finite number")
-    return value
+def _build_objective(args: dict, **fixed) -> Objective:
+    """F from ``_objective_flags``' values; bad combinations exit 2 naming the flag."""
+    args = dict(args)
+    heldout = args.pop("heldout")
+    try:
+        heldout_corpus = None if heldout is None or args["kind"] == "paper" else load_corpus(heldout)
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="--heldout") from None
+    try:
+        return Objective(args.pop("corpus"), args.pop("alpha"), args.pop("beta"), heldout=heldout_corpus, **args,
+                         **fixed)
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="--heldout-fraction" if heldout is None else "--heldout") from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _objective_options(func):
+    """``_objective_flags`` with F built: the command receives it as ``F`` (and keeps ``seed``, ``quiet``)."""
+
+    @_objective_flags
+    @functools.wraps(func)
+    def wrapper(*args, objective_args, **kwargs):
+        return func(*args, F=_build_objective(objective_args), **kwargs)
+
+    return wrapper
 
 
 @cli.command("objective")
@@ -182,6 +291,8 @@ def objective_command(hidden, seq_length, learning_rate, as_json, F, seed, quiet
         value = F((hidden, seq_length, learning_rate))
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="SEQ") from None
+    except MemoryLimitError as exc:
+        raise click.UsageError(str(exc)) from None
     if as_json:
         _emit_json(dict(point=[hidden, seq_length, learning_rate], value=value, **F.settings(),
                         counters=F.counters.as_dict()))
@@ -192,17 +303,29 @@ def objective_command(hidden, seq_length, learning_rate, as_json, F, seed, quiet
 @cli.command("sample")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.option("--chars", "n_chars", type=click.IntRange(min=0), default=2000, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              callback=_finite_float)
 @click.option("--prime", default="", help="Text the network reads before sampling (not repeated in the output).")
+@click.option("--from-zero", is_flag=True,
+              help="Start from a zero hidden state (reading a newline unless --prime is given) instead of the "
+                   "state training ended in.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: fresh].")
-def sample_command(model_path, n_chars, temperature, prime, seed):
-    """Print characters sampled from a model saved by `fastrnn train --save`."""
+def sample_command(model_path, n_chars, temperature, prime, from_zero, seed):
+    """Print characters sampled from a model saved by `fastrnn train --save`.
+
+    Sampling continues from the hidden state training ended in, as min-char-rnn does;
+    --prime reads text from there first; --from-zero starts from a zero state instead.
+    """
     try:
         model = load_model(model_path)
     except CheckpointError as exc:
         raise click.BadParameter(str(exc), param_hint="MODEL") from None
+    if not np.isfinite(model.state.params).all():
+        raise click.BadParameter(f"{model_path!r} holds non-finite weights (its training diverged); "
+                                 "train it again with a smaller --lr", param_hint="MODEL")
     try:
-        text = sample(model.state.weights, model.vocab, n_chars, temperature=temperature, prime=prime, seed=seed)
+        text = sample(model.state.weights, model.vocab, n_chars, temperature=temperature, prime=prime, seed=seed,
+                      hprev=None if from_zero else model.state.hprev)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--prime") from None
     click.echo(text)
@@ -239,8 +362,9 @@ def _optimizer_options(func):
         default_text = ("; ".join(f"{'/'.join(methods)} {default}" for default, methods in defaults.items())
                         if len(defaults) > 1 else str(option.default))
         methods_text = ", ".join(method for method, _ in uses)
+        finite = _finite_float if option.rule in ("positive", "positive_or_none", "open_unit") else None
         func = click.option(f"--{name.replace('_', '-')}", name, type=_OPTION_TYPES[option.rule](option), default=None,
-                            help=f"{methods_text}: {option.help} [{default_text}].")(func)
+                            callback=finite, help=f"{methods_text}: {option.help} [{default_text}].")(func)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -259,9 +383,9 @@ class _PositiveOrAuto(click.ParamType):
         try:
             number = float(value)
         except (TypeError, ValueError):
-            self.fail(f"{value!r} is neither a positive number nor 'auto'", param, ctx)
+            self.fail(f"{value!r} is neither a finite positive number nor 'auto'", param, ctx)
         if not (math.isfinite(number) and number > 0):
-            self.fail(f"{value!r} is neither a positive number nor 'auto'", param, ctx)
+            self.fail(f"{value!r} is neither a finite positive number nor 'auto'", param, ctx)
         return number
 
 
@@ -279,22 +403,51 @@ _OPTION_TYPES = {
 @click.option("--method", type=click.Choice(METHODS), default="gd", show_default=True, help="Optimizer.")
 @click.option("--steps", "max_steps", type=click.IntRange(min=0), default=10000, show_default=True,
               help="Maximum optimizer steps.")
-@click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+@click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True, callback=_finite_float,
               help="Stop when the gradient norm is below this.")
 @click.option("--record-every", type=click.IntRange(min=1), default=100, show_default=True,
               help="Write a record every N steps.")
 @click.option("--x0", callback=_point_option, default=None, metavar="H,S,L",
-              help="Initial point [default: uniform in [0, 10]^3 from --seed, as the paper].")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the run to this JSON Lines file.")
+              help="Initial point [heldout: uniform in the sane box (in the search space) from --seed; "
+                   "paper: uniform in [0, 10]^3, as the paper].")
+@click.option("--budget-chars", type=click.IntRange(min=1), default=None,
+              help="Stop once the networks trained have read this many characters (memo hits are free).")
+@click.option("--budget-trainings", type=click.IntRange(min=1), default=None,
+              help="Stop once this many networks have been trained.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the run to this JSON Lines file (a new one, unless --force).")
+@click.option("--force", is_flag=True, help="Let --out overwrite an existing file.")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
-              help="Continue the run in this file (appends to it).")
+              help="Continue the run in this file with the settings stored in it (--steps, --record-every and "
+                   "the budgets may change; other options given must match it).")
 @_optimizer_options
 @_common_options
-@_objective_options
-def tune_command(method, options, max_steps, gtol, record_every, x0, out, resume, F, seed, quiet):
+@_objective_flags
+def tune_command(method, options, max_steps, gtol, record_every, x0, out, force, resume, budget_chars, budget_trainings,
+                 objective_args, seed, quiet):
     """Minimise F(h, s, l) and print the final point [h, s, l] (the run goes to --out as JSON Lines)."""
     if resume is not None and out is not None and os.path.abspath(out) != os.path.abspath(resume):
         raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
+    if resume is not None and force:
+        raise click.BadParameter("--resume continues a run and never overwrites it; drop --force", param_hint="--force")
+    fixed = {}
+    if resume is not None:
+        run = _read_run_option(resume)
+        settings = _resume_settings(run, resume, dict(
+            method=method, options=options, max_steps=max_steps, gtol=gtol, record_every=record_every, x0=x0, seed=seed,
+            budget_chars=budget_chars, budget_trainings=budget_trainings), objective_args)
+        method, options, max_steps, gtol, record_every, x0, seed, budget_chars, budget_trainings = (
+            settings[k] for k in ("method", "options", "max_steps", "gtol", "record_every", "x0", "seed", "budget_chars",
+                                  "budget_trainings"))
+        objective_args = settings["objective_args"]
+        fixed = dict(diverged_value=run.settings["objective"].get("diverged_value"))
+        if run_is_finished(run, max_steps):
+            result = run.result
+            click.echo(_paper_form(result["x"]))
+            click.echo(f"{resume} is finished: {result['message']} after {result['nit']} steps; F = {result['fun']:.6g} "
+                       f"(continue a run that reached its step limit with a larger --steps)", err=True)
+            return
+    F = _build_objective(objective_args, **fixed)
     best = [math.inf]
     with progress_bar(total=max_steps, quiet=quiet, desc=f"tune {method}", unit="step") as bar:
         def on_step(record):
@@ -304,9 +457,10 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, resume
 
         try:
             result = tune(F, method, x0=x0, seed=seed, max_steps=max_steps, record_every=record_every, gtol=gtol,
-                          out=resume or out, resume=resume is not None, on_step=on_step, **options)
+                          out=resume or out, resume=resume is not None, overwrite=force, on_step=on_step,
+                          budget_chars=budget_chars, budget_trainings=budget_trainings, **options)
         except RunFileError as exc:
-            raise click.BadParameter(str(exc), param_hint="--resume") from None
+            raise click.BadParameter(str(exc), param_hint="--resume" if resume else "--out") from None
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         except KeyboardInterrupt:
@@ -317,12 +471,104 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, resume
     click.echo(_paper_form(result.x))
     if not quiet:
         click.echo(f"{result.message} after {result.nit} steps; F = {result.fun:.6g}; {result.nfev} evaluations; "
-                   f"{F.counters.trainings_run} trainings, {F.counters.memo_share:.0%} served by the memo", err=True)
+                   f"{F.counters.trainings_run} trainings ({F.counters.training_chars:,} characters), "
+                   f"{F.counters.memo_share:.0%} served by the memo", err=True)
+
+
+def _read_run_option(path: str):
+    try:
+        return read_run(path)
+    except RunFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--resume") from None
+
+
+# (parameter, flag, key in the run file's settings) of what a resumed run keeps.
+_RUN_SETTINGS = (
+    ("method", "--method", "method"), ("gtol", "--gtol", "gtol"), ("x0", "--x0", "x0"), ("seed", "--seed", "seed"),
+)
+#: What a resumed run may change: how long it runs, how often it records, what it may spend.
+_RESUMABLE = (("max_steps", "--steps"), ("record_every", "--record-every"), ("budget_chars", "--budget-chars"),
+              ("budget_trainings", "--budget-trainings"))
+
+
+def _resume_settings(run, path: str, values: dict, objective_args: dict) -> dict:
+    """The settings stored in ``run``; each option given on the command line must agree with them
+    (--steps, --record-every and the budgets may change), else a one-line error naming both values."""
+    ctx = click.get_current_context()
+
+    def explicit(name):
+        return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+    def conflict(flag, given, stored):
+        raise click.BadParameter(f"{given} conflicts with {stored} stored in {path}; drop {flag} to continue the run "
+                                 "with its own settings, or start a new run with --out", param_hint=flag)
+
+    saved, objective = run.settings, run.settings["objective"]
+    resolved = dict(values)
+    for name, flag, key in _RUN_SETTINGS:
+        if explicit(name) and values[name] != saved[key]:
+            conflict(flag, values[name], saved[key])
+        resolved[name] = saved[key]
+    method = saved["method"]
+    defaults = default_options(method)
+    for key, value in values["options"].items():
+        flag = f"--{key.replace('_', '-')}"
+        if key not in defaults:
+            raise click.BadParameter(f"does not apply to the {method} run stored in {path}", param_hint=flag)
+        stored = saved["options"].get(key, defaults[key])
+        if value != stored:
+            conflict(flag, value, stored)
+    resolved["options"] = saved["options"]
+    for name, _flag in _RESUMABLE:
+        resolved[name] = values[name] if explicit(name) else saved.get(name)
+    args = dict(objective_args, seed=objective.get("seed", resolved["seed"]))
+    stored_kind = objective.get("kind", "paper")  # files written before the held-out objective
+    for name, flag, key, default in _OBJECTIVE_FLAGS:
+        stored = stored_kind if key == "kind" else objective.get(key, default)
+        if key == "space" and stored is None:
+            stored = "linear" if stored_kind == "paper" else "log"
+        if explicit(name) and args[name] != stored:
+            conflict(flag, args[name], stored)
+        args[name] = stored
+    for name, flag, key in (("dtype", "--dtype", "dtype"), ("backend", "--backend", "backend")):
+        given = args[name].name if name == "backend" else args[name]
+        if explicit(name) and given != objective.get(key):
+            conflict(flag, given, objective.get(key))
+        args[name] = objective.get(key)
+    try:
+        args["backend"] = get_backend(args["backend"])
+        check_backend_dtype(args["backend"], args["dtype"])
+    except (ValueError, BackendUnavailable) as exc:
+        raise click.BadParameter(f"the run in {path} trains with it: {exc}", param_hint="--backend") from None
+    args["corpus"] = _resume_text(args["corpus"], objective.get("corpus"), objective.get("corpus_fingerprint"),
+                                  "--corpus", path, conflict)
+    if stored_kind == "heldout" and objective.get("heldout_fraction") is None:
+        args["heldout"] = _resume_text(None if args["heldout"] is None else load_corpus(args["heldout"]),
+                                       objective.get("heldout"), objective.get("heldout_source_fingerprint"),
+                                       "--heldout", path, conflict)
+    resolved["objective_args"] = args
+    return resolved
+
+
+def _resume_text(given, name, fingerprint, flag, path, conflict):
+    """The text a resumed run was started on: ``given`` if it is that text, else read from its stored name."""
+    if given is None:
+        try:
+            given = load_corpus(None if name == "default" else name)
+        except (CorpusError, TypeError) as exc:
+            raise click.BadParameter(f"the run's text {name!r} cannot be read ({exc}); pass it with {flag}",
+                                     param_hint=flag) from None
+        if given.fingerprint != fingerprint:
+            raise click.BadParameter(f"{name!r} is not the text the run in {path} was started on (its SHA-256 differs); "
+                                     f"pass that text with {flag}", param_hint=flag)
+    elif given.fingerprint != fingerprint:
+        conflict(flag, f"{given.name} (SHA-256 {given.fingerprint[:12]})", f"{name} (SHA-256 {str(fingerprint)[:12]})")
+    return given
 
 
 def _paper_form(x) -> str:
-    """A point as the paper prints it: [h, s, l] rounded to 4 digits."""
-    return "[" + ", ".join(f"{round(float(v), 4):.4f}" for v in x) + "]"
+    """A point as [h, s, l] with 6 significant digits (a learning rate of 2.9e-7 stays 2.9e-07)."""
+    return "[" + ", ".join(f"{float(v):.6g}" for v in x) + "]"
 
 
 @cli.command("gradient")
@@ -330,6 +576,7 @@ def _paper_form(x) -> str:
 @click.argument("seq_length", metavar="SEQ", type=float, callback=_finite_float)
 @click.argument("learning_rate", metavar="LR", type=float, callback=_finite_float)
 @click.option("--step", "grad_step", type=click.FloatRange(min=0, min_open=True), default=1e-8, show_default=True,
+              callback=_finite_float,
               help="Finite-difference step.")
 @click.option("--method", "grad_method", type=click.Choice(GRADIENT_METHODS), default="forward", show_default=True)
 @_common_options
@@ -337,7 +584,15 @@ def _paper_form(x) -> str:
 def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, F, seed, quiet):
     """The paper's intensive gradient of F at (HIDDEN, SEQ, LR), as JSON (also x 1e-8, the paper's units)."""
     point = (hidden, seq_length, learning_rate)
-    g = gradient(F, point, h=grad_step, method=grad_method)
+    if step_lost_in_rounding(point, grad_step):
+        raise click.BadParameter(f"{grad_step:g} is lost in rounding at {_paper_form(point)} (x + h == x), so every "
+                                 "difference along that axis would be 0; use a larger --step", param_hint="--step")
+    try:
+        g = gradient(F, point, h=grad_step, method=grad_method)
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="SEQ") from None
+    except MemoryLimitError as exc:
+        raise click.UsageError(str(exc)) from None
     magnitude = float(np.linalg.norm(g))
     _emit_json(dict(point=list(point), gradient=g.tolist(), magnitude=magnitude,
                     gradient_paper_units=(g * 1e-8).tolist(), magnitude_paper_units=magnitude * 1e-8,
@@ -359,10 +614,14 @@ def plot_command(run_files, out, title):
     if any(not run.records for run in runs):
         raise click.BadParameter("a run file has no records yet", param_hint="RUN.jsonl")
     labels = [run.label for run in runs]
+    if not os.path.splitext(out)[1]:
+        out += ".png"  # what matplotlib would write; the path printed must be the file's
     try:
         plot_runs(runs, labels, out, title)
     except OSError as exc:
         raise click.BadParameter(f"cannot write {out!r}: {exc.strerror or exc}", param_hint="--out") from None
+    except ValueError as exc:  # matplotlib: an extension it cannot write
+        raise click.BadParameter(f"cannot write {out!r}: {exc}; use a .png name", param_hint="--out") from None
     click.echo(out)
 
 
@@ -374,6 +633,7 @@ def plot_command(run_files, out, title):
               help="common random numbers (default) or the paper's fresh initialisations.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
 @click.option("--scale", type=click.FloatRange(min=0, min_open=True, max=1), default=1.0, show_default=True,
+              callback=_finite_float,
               help="Fraction of each trial's optimizer steps (1 = full scale; smaller for a quick look).")
 @click.option("--intensive/--no-intensive", default=True, show_default=True,
               help="Compute the intensive gradient (alpha 100, beta 100) at each final point.")
@@ -412,10 +672,35 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
         report = reproduce.reproduce(numbers, corpus, out_dir, command=command, noise=noise, seed=seed,
                                      threads=threads or default_threads(), backend=backend.name, dtype=dtype,
                                      scale=scale, intensive=intensive, progress=progress, on_trial=on_trial)
+    except RunFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
     finally:
         for bar in bars.values():
             bar.close()
     click.echo(report)
+
+
+@cli.command("corpus")
+@click.argument("name", metavar="NAME", type=click.Choice(["default", *SHIPPED_TEXTS]))
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None, help="Write to this file [default: stdout].")
+def corpus_command(name, out):
+    """Write a built-in text: `default` (the built-in corpus, as rendered) or `tinyshakespeare` (the paper's).
+
+    For example `fastrnn corpus tinyshakespeare -o tinyshakespeare.txt`, then `--corpus tinyshakespeare.txt`.
+    """
+    try:
+        text = default_corpus().text if name == "default" else shipped_text(name)
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(out, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {out!r}: {exc.strerror or exc}", param_hint="--out") from None
+    click.echo(out)
 
 
 @cli.command("backends")

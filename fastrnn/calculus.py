@@ -258,9 +258,13 @@ def _central_hessian_stencil(x: np.ndarray, h: np.ndarray) -> _Stencil:
 
     def combine(v: np.ndarray) -> np.ndarray:
         f_x, f_diag, f_corner = v[0], v[1 : 2 * n + 1], v[2 * n + 1 :].reshape(-1, 4)
-        hessian = np.diag((f_diag[0::2] - 2 * f_x + f_diag[1::2]) / h**2)
-        for (i, j), (pp, pm, mp, mm) in zip(pairs, f_corner):
-            hessian[i, j] = hessian[j, i] = (pp - pm - mp + mm) / (4 * h[i] * h[j])
+        # Relative steps at |x| > 1e154 square past the float range: the Hessian is then
+        # non-finite, which callers report (the optimizer's status 2); numpy's warning would
+        # only add lines to the command line's one-line output.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            hessian = np.diag((f_diag[0::2] - 2 * f_x + f_diag[1::2]) / h**2)
+            for (i, j), (pp, pm, mp, mm) in zip(pairs, f_corner):
+                hessian[i, j] = hessian[j, i] = (pp - pm - mp + mm) / (4 * h[i] * h[j])
         return hessian
 
     return _Stencil([x] + diagonal + corners, combine)
@@ -582,3 +586,16 @@ def value_gradient_and_hessian(
     )
     _fill(diagnostics, dict(step=[gradient_step] * x.size))
     return value, grad, hess
+
+
+def step_lost_in_rounding(x, h) -> bool:
+    """Whether a difference step ``h`` vanishes in rounding at ``x`` (``x_i + h == x_i`` or
+    ``x_i - h == x_i`` for some i).
+
+    The difference along such an axis is exactly 0 whatever ``f`` does there, so a gradient or
+    Hessian built with that step says nothing about ``f`` (and a zero gradient is no
+    convergence). ``h`` may be a scalar or one step per axis.
+    """
+    x = np.asarray(x, dtype=float)
+    h = np.broadcast_to(np.asarray(h, dtype=float), x.shape)
+    return bool(np.any(x + h == x) or np.any(x - h == x))

@@ -75,7 +75,9 @@ def load_model(path: str | os.PathLike) -> Model:
     except FileNotFoundError:
         raise CheckpointError(f"model file {path!r} does not exist; train one with `fastrnn train --save {path}`") from None
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path!r} is not a readable .npz model file: {exc}") from exc
+        # numpy's own reasons (pickled data, bad zip headers) talk about its internals, not the fix.
+        raise CheckpointError(f"{path!r} is not a readable .npz model file; pass a file written by "
+                              "`fastrnn train --save`") from exc
     missing = [name for name in (*_WEIGHT_NAMES, "vocab", "hidden", "seq_length", "learning_rate") if name not in arrays]
     if missing:
         raise CheckpointError(f"{path!r} is not a fastrnn model: it lacks {', '.join(missing)}")
@@ -85,6 +87,8 @@ def load_model(path: str | os.PathLike) -> Model:
     for name, shape in expected.items():
         if arrays[name].shape != shape:
             raise CheckpointError(f"{path!r}: {name} has shape {arrays[name].shape}, expected {shape} for H={H}, V={V}")
+    if "hprev" in arrays and arrays["hprev"].shape != (H,):
+        raise CheckpointError(f"{path!r}: hprev has shape {arrays['hprev'].shape}, expected {(H,)} for H={H}")
     params = np.concatenate([arrays[name].ravel().astype(np.float64) for name in _WEIGHT_NAMES])
     if all(f"mem_{name}" in arrays for name in _WEIGHT_NAMES):
         memory = np.concatenate([arrays[f"mem_{name}"].ravel().astype(np.float64) for name in _WEIGHT_NAMES])

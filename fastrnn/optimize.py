@@ -35,7 +35,11 @@ accepts only alpha <= 2 (1 - c) = 0.02 of the Newton step, so BFGS/DFP crawl, an
 minimum |alpha p| can drop below min_step before |g| < gtol, triggering a fallback step of
 length 1 away from it.
 
-Statuses are :class:`Status` values (``result.status == 0`` still reads as converged).
+Statuses are :class:`Status` values (``result.status == 0`` still reads as converged; the values
+are those stored in run files). ``STEP_LOST`` (4): at an iterate so large that ``x_i + h == x_i``
+for a finite-difference step h (``grad_step``, or newton's ``hessian_step``), the differences
+along that axis are exactly 0 whatever f does, so a zero gradient there would be reported as
+convergence; the run stops with status 4 instead (checked before the gradient norm).
 
 Every run is resumable: each trajectory record and the result carry a JSON-serialisable
 ``state``; ``minimize(f, method=..., state=state, ...)`` with the same options continues
@@ -53,9 +57,11 @@ import numpy as np
 
 from fastrnn.calculus import (
     AUTO_STEP,
+    DEFAULT_RECURSIVE_HESSIAN_STEP,
     GRADIENT_METHODS,
     HESSIAN_METHODS,
     CountedFunction,
+    step_lost_in_rounding,
     value_and_gradient,
     value_gradient_and_hessian,
 )
@@ -68,6 +74,8 @@ class Status(IntEnum):
     MAX_STEPS = 1
     NON_FINITE = 2
     CALLBACK = 3
+    STEP_LOST = 4
+    BUDGET = 5
 
     @property
     def message(self) -> str:
@@ -79,6 +87,8 @@ STATUS_MESSAGES = {
     Status.MAX_STEPS: "maximum number of steps reached",
     Status.NON_FINITE: "non-finite objective value or gradient",
     Status.CALLBACK: "stopped by callback",
+    Status.STEP_LOST: "difference step lost in rounding (x + h == x)",
+    Status.BUDGET: "training budget spent",
 }
 
 SKIPPED_UPDATE_NOTE = "skipped update: s.y <= 0"
@@ -512,6 +522,33 @@ def _initial_point(f, x0, seed, state) -> np.ndarray | None:
     return x0
 
 
+def _steps_lost(x: np.ndarray, options: dict) -> bool:
+    """Whether a finite-difference step of ``options`` vanishes in rounding at x (status 4)."""
+    steps = [options["grad_step"]]
+    if options.get("hessian_method") == "recursive":
+        steps.append(options["hessian_step"] or DEFAULT_RECURSIVE_HESSIAN_STEP)
+    elif options.get("hessian_step") is not None:  # the stencil's default steps are relative: never lost
+        steps.append(options["hessian_step"])
+    return any(step_lost_in_rounding(x, step) for step in steps)
+
+
+def _steps_lost(x: np.ndarray, options: dict) -> bool:
+    """Whether a finite-difference step of ``options`` vanishes in rounding at x (status 4).
+
+    The noise-aware ``"auto"`` step is relative to x, so it is never lost."""
+    steps = [] if options["grad_step"] == AUTO_STEP else [options["grad_step"]]
+    if options.get("hessian_method") == "recursive":
+        steps.append(options["hessian_step"] or DEFAULT_RECURSIVE_HESSIAN_STEP)
+    elif options.get("hessian_step") is not None:  # the stencil's default steps are relative: never lost
+        steps.append(options["hessian_step"])
+    return any(step_lost_in_rounding(x, step) for step in steps)
+
+
+def default_options(method: str) -> dict:
+    """The options ``method`` uses when none are given (the paper's settings)."""
+    return {name: option.default for name, option in check_method(method).options.items()}
+
+
 def minimize(
     f: Callable[[np.ndarray], float],
     x0=None,
@@ -529,7 +566,8 @@ def minimize(
 
     Stops when |g| < gtol (or g == 0), after ``max_steps`` steps in total
     (counting steps before a resume), on a non-finite f or gradient, or when
-    ``callback(record)`` returns true.  The trajectory holds a record every
+    ``callback(record)`` returns true (status CALLBACK) or a :class:`Status`
+    (that status: :func:`fastrnn.tuning.tune` stops at a budget this way).  The trajectory holds a record every
     ``record_every`` steps plus the first and last: step, x, fun,
     gradient_norm, rule (what made the step), note, nfev and the resumable
     state.  ``state`` (from a record or a result) resumes a run; pass the same
@@ -556,21 +594,26 @@ def minimize(
     def record_and_ask_to_stop() -> bool:
         record = stepper.record()
         trajectory.append(record)
-        return bool(callback(record)) if callback is not None else False
+        answer = callback(record) if callback is not None else None
+        if isinstance(answer, Status):
+            return answer  # the caller's reason, e.g. BUDGET
+        return Status.CALLBACK if answer else None
 
-    status = Status.CALLBACK if record_and_ask_to_stop() else None
+    status = record_and_ask_to_stop()
     while status is None:
         gradient_norm = np.linalg.norm(stepper.gradient)
         if not stepper.finite:
             status = Status.NON_FINITE
+        elif _steps_lost(stepper.x, resolved):
+            status = Status.STEP_LOST
         elif gradient_norm < gtol or gradient_norm == 0:
             status = Status.CONVERGED
         elif stepper.nit >= max_steps:
             status = Status.MAX_STEPS
         else:
             stepper.step()
-            if stepper.nit % record_every == 0 and record_and_ask_to_stop():
-                status = Status.CALLBACK
+            if stepper.nit % record_every == 0:
+                status = record_and_ask_to_stop()
     if trajectory[-1]["step"] != stepper.nit:
         record_and_ask_to_stop()  # the run is ending anyway; its answer changes nothing
 
@@ -584,3 +627,4 @@ def minimize(
         trajectory=trajectory,
         state=stepper.state(),
     )
+

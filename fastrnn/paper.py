@@ -19,12 +19,22 @@ PAPER_BOUNDS = ((20.0, 800.0), (5.0, 40.0), (1e-6, 1.0))
 START_INTERVAL = (0.0, 10.0)
 
 
+#: The squared distance in the penalty saturates here (at |x - c| >= 1e150), so the penalty
+#: of any finite point is finite: Python's float ** raises OverflowError past 1.8e308.
+MAX_SQUARED_DISTANCE = 1e300
+
+
 def sanity_penalty(hidden: float, seq_length: float, learning_rate: float) -> float:
-    """The paper's ``sanityChecks``: 0 for sane hyperparameters, else 1e6 + (x - c)^2 per offender."""
+    """The paper's ``sanityChecks``: 0 for sane hyperparameters, else 1e6 + (x - c)^2 per offender.
+
+    ``(x - c)^2`` saturates at :data:`MAX_SQUARED_DISTANCE` (|x - c| >= 1e150), where the paper's
+    formula would overflow; at such points a 1e-8 difference step is lost in rounding anyway.
+    """
     penalty = 0.0
     for value, (low, high, centre) in zip((hidden, seq_length, learning_rate), SANE_RANGES):
         if value < low or value > high:
-            penalty += INSANITY_PENALTY + (value - centre) ** 2
+            distance = abs(float(value) - centre)
+            penalty += INSANITY_PENALTY + (distance * distance if distance < 1e150 else MAX_SQUARED_DISTANCE)
     return penalty
 
 

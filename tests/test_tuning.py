@@ -102,13 +102,13 @@ def corpus_file(tmp_path, small_corpus):
 def test_cli_tune_prints_the_papers_form_and_resumes(tmp_path, corpus_file):
     runner = CliRunner()
     out = tmp_path / "run.jsonl"
-    args = ["tune", "--method", "gd", "--step", "0.5", "--alpha", "5", "--corpus", corpus_file, "--seed", "2",
+    args = ["tune", "--objective", "paper", "--method", "gd", "--step", "0.5", "--alpha", "5", "--corpus", corpus_file, "--seed", "2",
             "--record-every", "3", "--quiet"]
     whole = runner.invoke(cli, args + ["--steps", "10", "--out", str(tmp_path / "whole.jsonl")])
     assert whole.exit_code == 0, whole.output
     final = whole.stdout.strip()
     assert final.startswith("[") and final.count(",") == 2
-    assert all(len(part.strip(" []").split(".")[1]) == 4 for part in final.split(","))
+    assert len([float(part) for part in final.strip("[]").split(",")]) == 3
     assert runner.invoke(cli, args + ["--steps", "4", "--out", str(out)]).exit_code == 0
     resumed = runner.invoke(cli, args + ["--steps", "10", "--resume", str(out)])
     assert resumed.exit_code == 0, resumed.output
@@ -118,10 +118,10 @@ def test_cli_tune_prints_the_papers_form_and_resumes(tmp_path, corpus_file):
 @pytest.mark.parametrize(
     "args,fragment",
     [
-        (["tune", "--method", "sgd"], "--method"),
-        (["tune", "--method", "newton", "--step", "0.1", "--steps", "1"], "step"),
-        (["tune", "--x0", "1,2"], "--x0"),
-        (["tune", "--resume", "/no/such/run.jsonl"], "does not exist"),
+        (["tune", "--objective", "paper", "--method", "sgd"], "--method"),
+        (["tune", "--objective", "paper", "--method", "newton", "--step", "0.1", "--steps", "1"], "step"),
+        (["tune", "--objective", "paper", "--x0", "1,2"], "--x0"),
+        (["tune", "--objective", "paper", "--resume", "/no/such/run.jsonl"], "does not exist"),
         (["reproduce", "--trial", "10"], "--trial"),
         (["plot", "/no/such/run.jsonl", "-o", "x.png"], "does not exist"),
     ],
@@ -133,7 +133,7 @@ def test_cli_tune_bad_input(args, fragment, corpus_file):
 
 
 def test_cli_gradient(corpus_file, small_corpus):
-    result = CliRunner().invoke(cli, ["gradient", "24.5", "8.5", "0.1", "--alpha", "5", "--beta", "2",
+    result = CliRunner().invoke(cli, ["gradient", "--objective", "paper", "24.5", "8.5", "0.1", "--alpha", "5", "--beta", "2",
                                       "--corpus", corpus_file])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
@@ -187,7 +187,7 @@ def test_cli_reproduce_small_scale(tmp_path, corpus_file):
 def test_cli_ctrl_c_keeps_the_run_and_resume_finishes_it(tmp_path, corpus_file, monkeypatch):
     """Ctrl-C in the middle of `fastrnn tune`: exit 130, one line, records kept; --resume finishes it."""
     runner = CliRunner()
-    args = ["tune", "--method", "gd", "--step", "0.5", "--alpha", "5", "--corpus", corpus_file, "--seed", "4",
+    args = ["tune", "--objective", "paper", "--method", "gd", "--step", "0.5", "--alpha", "5", "--corpus", corpus_file, "--seed", "4",
             "--record-every", "2", "--steps", "12", "--quiet", "--x0", "26.5,9.5,0.2"]
     whole = runner.invoke(cli, args + ["--out", str(tmp_path / "whole.jsonl")])
     assert whole.exit_code == 0, whole.output

@@ -1,0 +1,38 @@
+# The two commands README gives, on a fresh machine with Python >= 3.10 and a C compiler:
+#
+#   make run    install what is missing, then the main job (a tuning run on the built-in corpus)
+#   make test   install what is missing, then `ruff check .` and the tests
+#
+# Both use the project-local virtual environment .venv. It is created and the project installed
+# into it (building the Cython extension) only when .venv is missing or pyproject.toml, setup.py
+# or the extension's sources changed since the last install, so a second call starts at once.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+# The main job's run file; runs/ is gitignored. `make run` again continues it (or reports it
+# finished); delete the file to start over.
+RUN_FILE := runs/main.jsonl
+# Inside the sane box: the paper's random start in [0, 10]^3 is not, and would only measure penalties.
+MAIN_JOB := tune --method bfgs --alpha 100 --steps 1000 --record-every 10 --x0 40.5,12.5,0.1
+
+.PHONY: run test
+
+run: $(INSTALLED)
+	@mkdir -p $(dir $(RUN_FILE))
+	@if [ -f $(RUN_FILE) ]; then \
+		$(BIN)/fastrnn tune --resume $(RUN_FILE); \
+	else \
+		$(BIN)/fastrnn $(MAIN_JOB) --out $(RUN_FILE); \
+	fi
+
+test: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(INSTALLED): pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxd ext/*.h)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $@
