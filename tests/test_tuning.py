@@ -102,7 +102,8 @@ def corpus_file(tmp_path, small_corpus):
 def test_cli_tune_prints_the_papers_form_and_resumes(tmp_path, corpus_file):
     runner = CliRunner()
     out = tmp_path / "run.jsonl"
-    args = ["tune", "--objective", "paper", "--method", "gd", "--step", "0.5", "--alpha", "5", "--corpus", corpus_file, "--seed", "2",
+    args = ["tune", "--objective", "paper", "--method", "gd", "--step", "0.5", "--alpha", "5", "--corpus", corpus_file,
+            "--seed", "2",
             "--record-every", "3", "--quiet"]
     whole = runner.invoke(cli, args + ["--steps", "10", "--out", str(tmp_path / "whole.jsonl")])
     assert whole.exit_code == 0, whole.output
@@ -187,7 +188,8 @@ def test_cli_reproduce_small_scale(tmp_path, corpus_file):
 def test_cli_ctrl_c_keeps_the_run_and_resume_finishes_it(tmp_path, corpus_file, monkeypatch):
     """Ctrl-C in the middle of `fastrnn tune`: exit 130, one line, records kept; --resume finishes it."""
     runner = CliRunner()
-    args = ["tune", "--objective", "paper", "--method", "gd", "--step", "0.5", "--alpha", "5", "--corpus", corpus_file, "--seed", "4",
+    args = ["tune", "--objective", "paper", "--method", "gd", "--step", "0.5", "--alpha", "5", "--corpus", corpus_file,
+            "--seed", "4",
             "--record-every", "2", "--steps", "12", "--quiet", "--x0", "26.5,9.5,0.2"]
     whole = runner.invoke(cli, args + ["--out", str(tmp_path / "whole.jsonl")])
     assert whole.exit_code == 0, whole.output
