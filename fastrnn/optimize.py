@@ -16,7 +16,13 @@ bfgs, dfp   x <- x + alpha p, p = -V g, alpha from a backtracking Armijo line se
             (approximate inverse Hessian) updated by :class:`BFGSUpdate` or
             :class:`DFPUpdate`; a normalised gradient step of length fallback_step when
             the current point is outside ``bounds`` or |alpha p| < min_step
+random      one point uniform in the problem's box per step; x is the best seen
+tpe         one point per step from Optuna's TPE sampler fitted to all points so far
+            (``pip install 'fastrnn[optuna]'``); x is the best seen
 ==========  =============================================================================
+
+The samplers (random, tpe) compute no gradient: only max_steps, a non-finite value, or the
+callback (e.g. a training budget) ends their runs.
 
 The problem. ``f(x) -> float``; if f also has ``evaluate_many(points)`` every batch of points
 one step needs goes to it in one call (newton evaluates f, g and H at a new point in one
@@ -173,15 +179,24 @@ class _Stepper:
     ``state()`` / ``_restore_extra`` so a run can be resumed exactly.
     """
 
-    def __init__(self, f: CountedFunction, method: str, options: dict):
+    #: False for the samplers (random, tpe): they never compute a gradient, so neither the
+    #: gradient's norm nor its rounding ends their runs.
+    uses_gradient = True
+
+    def __init__(self, f: CountedFunction, method: str, options: dict, seed=None):
         self.f = f
         self.method = method
         self.options = options
+        self.seed = seed
         self.nit = 0
         self.rule = "start"
         self.note = None
         # the noise-aware gradient's diagnostics (grad_step="auto" only, else None)
         self.gradient_noise = None
+
+    @classmethod
+    def check_available(cls) -> None:
+        """ValueError saying how to install what the method needs, if it is missing."""
 
     def start(self, x0: np.ndarray) -> None:
         self._move_to(x0)
@@ -210,7 +225,7 @@ class _Stepper:
 
     @property
     def finite(self) -> bool:
-        return bool(np.isfinite(self.fun) and np.all(np.isfinite(self.gradient)))
+        return bool(np.isfinite(self.fun) and (not self.uses_gradient or np.all(np.isfinite(self.gradient))))
 
     def state(self) -> dict:
         return {
@@ -409,6 +424,107 @@ class _DFP(_QuasiNewton):
     update_rule = DFPUpdate()
 
 
+class _Sampler(_Stepper):
+    """A method that samples points instead of following a gradient; x is the best point so far.
+
+    Each step evaluates one new point inside the problem's box (``f.bounds``, in the
+    optimizer's coordinates: log-uniform in (h, s, l) in the log space; moved onto the problem's
+    grid by ``f.snap`` where it has one: whole h and s for the RNN objective), drawn by
+    :meth:`_propose` from the run's seed and the step number, so a resumed run draws the same
+    points. The trials are kept in the state: every point and its value.
+    """
+
+    uses_gradient = False
+
+    def start(self, x0):
+        self.box = self._box(x0.size)
+        self.trials = []
+        super().start(x0)
+        self.trials.append((self.x.tolist(), float(self.fun)))
+
+    def _box(self, n: int) -> np.ndarray:
+        bounds = getattr(self.f.function, "bounds", None)
+        if bounds is None:
+            raise ValueError(f"method {self.method!r} samples a box: give a function with .bounds (n (low, high) pairs)")
+        bounds = np.array(bounds, dtype=float)
+        if bounds.shape != (n, 2) or not np.all(np.isfinite(bounds)) or not np.all(bounds[:, 0] < bounds[:, 1]):
+            raise ValueError(f"the box of method {self.method!r} must be {n} finite (low, high) pairs, got {bounds.tolist()}")
+        return bounds
+
+    def _evaluate(self, fun):
+        self.fun = float(self.f(self.x)) if fun is None else float(fun)
+        self.gradient = np.zeros(self.x.size)  # never computed; recorded as 0
+
+    def state(self):
+        return {**super().state(), "trials": self.trials}
+
+    def _restore_extra(self, state):
+        self.box = self._box(self.x.size)
+        self.trials = [(list(z), float(v)) for z, v in state["trials"]]
+
+    def _rng(self) -> np.random.Generator:
+        return np.random.default_rng([0 if self.seed is None else int(self.seed), self.nit + 1])
+
+    def _next_point(self):
+        candidate = np.asarray(self._propose(), dtype=float)
+        snap = getattr(self.f.function, "snap", None)  # a problem on a grid: try points on it
+        if snap is not None:
+            candidate = np.asarray(snap(candidate), dtype=float)
+        value = float(self.f(candidate))
+        self.trials.append((candidate.tolist(), value))
+        note = f"tried {np.array2string(candidate, precision=4)}: {value:.6g}"
+        if value < self.fun:
+            return self.method, note, candidate, value
+        return self.method, note, self.x, self.fun
+
+    def _propose(self) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _RandomSearch(_Sampler):
+    """Uniform in the box, independently at every step."""
+
+    def _propose(self):
+        return self._rng().uniform(self.box[:, 0], self.box[:, 1])
+
+
+class _TPE(_Sampler):
+    """Optuna's TPE sampler (``fastrnn[optuna]``), refitted at every step to all the trials so far.
+
+    A new in-memory study gets every earlier trial and asks for one point, with the sampler
+    seeded from the run's seed and the step, so the proposal is a function of the history and a
+    resumed run continues exactly.
+    """
+
+    @classmethod
+    def check_available(cls):
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            raise ValueError("method 'tpe' needs Optuna: pip install 'fastrnn[optuna]'") from None
+
+    def _propose(self):
+        import warnings
+
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        names = [f"z{i}" for i in range(self.x.size)]
+        distributions = {name: optuna.distributions.FloatDistribution(low, high)
+                         for name, (low, high) in zip(names, self.box)}
+        seed = int(self._rng().integers(2**31 - 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.options["startup_trials"],
+                                                 multivariate=True)
+        study = optuna.create_study(sampler=sampler)
+        inside = [(z, v) for z, v in self.trials if np.all((self.box[:, 0] <= z) & (z <= self.box[:, 1]))]
+        study.add_trials([optuna.trial.create_trial(params=dict(zip(names, z)), distributions=distributions, value=v)
+                          for z, v in inside])
+        trial = study.ask(distributions)
+        return np.array([trial.params[name] for name in names])
+
+
 class Option(NamedTuple):
     """One option of a method: its default (the paper's), its rule, and what it does."""
 
@@ -455,6 +571,10 @@ METHOD_TABLE: dict[str, Method] = {
     }),
     "bfgs": Method(_BFGS, _QUASI_NEWTON_OPTIONS),
     "dfp": Method(_DFP, _QUASI_NEWTON_OPTIONS),
+    "random": Method(_RandomSearch, {}),
+    "tpe": Method(_TPE, {
+        "startup_trials": Option(10, "int_min1", "random trials before TPE's model takes over"),
+    }),
 }
 METHODS = tuple(METHOD_TABLE)
 
@@ -583,7 +703,8 @@ def minimize(
         raise ValueError(f"gtol must be non-negative, got {gtol!r}")
 
     start = _initial_point(f, x0, seed, state)
-    stepper = stepper_class(CountedFunction(f), method, resolved)
+    stepper_class.check_available()
+    stepper = stepper_class(CountedFunction(f), method, resolved, seed)
     if state is None:
         stepper.start(start)
     else:
@@ -604,9 +725,9 @@ def minimize(
         gradient_norm = np.linalg.norm(stepper.gradient)
         if not stepper.finite:
             status = Status.NON_FINITE
-        elif _steps_lost(stepper.x, resolved):
+        elif stepper.uses_gradient and _steps_lost(stepper.x, resolved):
             status = Status.STEP_LOST
-        elif gradient_norm < gtol or gradient_norm == 0:
+        elif stepper.uses_gradient and (gradient_norm < gtol or gradient_norm == 0):
             status = Status.CONVERGED
         elif stepper.nit >= max_steps:
             status = Status.MAX_STEPS

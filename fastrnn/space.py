@@ -37,7 +37,14 @@ class Space(NamedTuple):
         if self.name == "linear":
             return z.copy()
         with np.errstate(over="ignore"):  # a huge step gives inf, which the objective refuses
-            return np.array([2.0 ** z[0], 2.0 ** z[1], 10.0 ** z[2]])
+            point = np.array([2.0 ** z[0], 2.0 ** z[1], 10.0 ** z[2]])
+        for i in (0, 1):
+            # 2 ** log2(25) is 25 only to rounding: a whole size must stay whole, or F would
+            # interpolate (and train) corners for a 4e-15 weight.
+            whole = round(point[i]) if np.isfinite(point[i]) else point[i]
+            if abs(point[i] - whole) <= 1e-9 * abs(whole):
+                point[i] = whole
+        return point
 
     def from_point(self, x) -> np.ndarray:
         """The space's coordinates of (h, s, l); ValueError for a non-positive coordinate in log space."""
@@ -97,6 +104,17 @@ class SpaceView:
         """The sane box in z."""
         return np.array([[self.space.coordinate(i, low), self.space.coordinate(i, high)]
                          for i, (low, high, _) in enumerate(self.F.sane_ranges)])
+
+    def snap(self, z) -> np.ndarray:
+        """z moved to the nearest whole hidden size and sequence length (inside the sane box): the
+        samplers try networks that exist, one training per replica instead of four corners."""
+        point = self.space.to_point(z)
+        for i in (0, 1):
+            low, high, _ = self.F.sane_ranges[i]
+            point[i] = min(max(round(point[i]), low), high)
+        snapped = self.space.from_point(point)
+        snapped[2] = z[2]
+        return snapped
 
     def initial_point(self, seed) -> np.ndarray:
         """The objective's own start, in z (for the held-out objective: uniform in the sane box in z)."""
