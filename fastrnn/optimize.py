@@ -440,7 +440,7 @@ class _Sampler(_Stepper):
         self.box = self._box(x0.size)
         self.trials = []
         super().start(x0)
-        self.trials.append((self.x.tolist(), float(self.fun)))
+        self.trials.append([self.x.tolist(), float(self.fun)])
 
     def _box(self, n: int) -> np.ndarray:
         bounds = getattr(self.f.function, "bounds", None)
@@ -460,7 +460,7 @@ class _Sampler(_Stepper):
 
     def _restore_extra(self, state):
         self.box = self._box(self.x.size)
-        self.trials = [(list(z), float(v)) for z, v in state["trials"]]
+        self.trials = [[list(z), float(v)] for z, v in state["trials"]]
 
     def _rng(self) -> np.random.Generator:
         return np.random.default_rng([0 if self.seed is None else int(self.seed), self.nit + 1])
@@ -471,7 +471,7 @@ class _Sampler(_Stepper):
         if snap is not None:
             candidate = np.asarray(snap(candidate), dtype=float)
         value = float(self.f(candidate))
-        self.trials.append((candidate.tolist(), value))
+        self.trials.append([candidate.tolist(), value])
         note = f"tried {np.array2string(candidate, precision=4)}: {value:.6g}"
         if value < self.fun:
             return self.method, note, candidate, value
