@@ -456,10 +456,12 @@ class _Sampler(_Stepper):
         self.gradient = np.zeros(self.x.size)  # never computed; recorded as 0
 
     def state(self):
-        return {**super().state(), "trials": self.trials}
+        # a copy: records keep the state of their own step
+        return {**super().state(), "seed": self.seed, "trials": [list(trial) for trial in self.trials]}
 
     def _restore_extra(self, state):
         self.box = self._box(self.x.size)
+        self.seed = state.get("seed", self.seed)
         self.trials = [[list(z), float(v)] for z, v in state["trials"]]
 
     def _rng(self) -> np.random.Generator:

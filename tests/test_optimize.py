@@ -7,6 +7,7 @@ import pytest
 import scipy.optimize
 
 from fastrnn.optimize import (
+    METHOD_TABLE,
     METHODS,
     SKIPPED_UPDATE_NOTE,
     BFGSUpdate,
@@ -346,8 +347,11 @@ def test_result_is_frozen():
 # --- resumption ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("function, x0", [(paper_like, None), (rosen, ROSENBROCK_START)])
+@pytest.mark.parametrize("method, function, x0", [
+    (method, function, x0) for method in METHODS for function, x0 in [(paper_like, None), (rosen, ROSENBROCK_START)]
+    # the samplers need a box, which rosen has not (test_samplers_need_a_box)
+    if METHOD_TABLE[method].stepper.uses_gradient or hasattr(function, "bounds")
+])
 def test_resumed_run_matches_an_uninterrupted_one(method, function, x0):
     full = minimize(function, x0, method, seed=0, max_steps=10)
     first = minimize(function, x0, method, seed=0, max_steps=4)
@@ -473,3 +477,48 @@ def test_paper_bounds_and_update_formulas():
         V_new = update.update(V, s, y)
         np.testing.assert_allclose(V_new @ y, s)  # the secant condition
         np.testing.assert_allclose(V_new, V_new.T)
+
+
+# --- the samplers: random search and TPE ------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_samplers_need_a_box(method):
+    with pytest.raises(ValueError, match="samples a box"):
+        minimize(rosen, ROSENBROCK_START, method, max_steps=2)
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_samplers_keep_the_best_point_and_never_converge_by_gradient(method):
+    result = minimize(paper_like, method=method, seed=3, max_steps=30)
+    assert result.status == Status.MAX_STEPS and result.nit == 30 and result.nfev == 31
+    values = [value for _, value in result.state["trials"]]
+    assert result.fun == min(values) and len(values) == 31
+    best = [record["fun"] for record in result.trajectory]
+    assert best == sorted(best, reverse=True)  # best so far never gets worse
+    for z, _ in result.state["trials"][1:]:  # every sample inside the box
+        assert all(low <= v <= high for v, (low, high) in zip(z, PAPER_BOUNDS))
+
+
+def test_random_search_is_uniform_in_the_box_from_the_seed():
+    first = minimize(paper_like, method="random", seed=5, max_steps=3).state["trials"]
+    again = minimize(paper_like, method="random", seed=5, max_steps=3).state["trials"]
+    other = minimize(paper_like, method="random", seed=6, max_steps=3).state["trials"]
+    assert first == again and first[1:] != other[1:]
+    expected = np.random.default_rng([5, 1]).uniform(*np.array(PAPER_BOUNDS).T)
+    np.testing.assert_array_equal(first[1][0], expected)
+
+
+def test_tpe_beats_random_search_on_a_smooth_bowl():
+    # 60 trials on the stand-in loss: TPE's model concentrates near the minimum.
+    tpe = minimize(paper_like, method="tpe", seed=0, max_steps=60)
+    random = minimize(paper_like, method="random", seed=0, max_steps=60)
+    assert tpe.fun < random.fun
+
+
+def test_tpe_without_optuna_says_how_to_install_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(ValueError, match=r"pip install 'fastrnn\[optuna\]'"):
+        minimize(paper_like, method="tpe", seed=0, max_steps=1)
