@@ -703,6 +703,75 @@ def corpus_command(name, out):
     click.echo(out)
 
 
+@cli.command("compare")
+@click.option("--methods", default="gd,bfgs,random,tpe", show_default=True,
+              help="Comma-separated methods to compare (each with the settings in fastrnn.compare.METHOD_SETTINGS).")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Seeds per method.")
+@click.option("--budget-chars", type=click.IntRange(min=1), required=True,
+              help="Training characters each run may spend (memo hits are free).")
+@click.option("--train-chars", type=click.IntRange(min=1), default=None,
+              help=f"Characters of training text per network while tuning [{DEFAULT_TRAIN_CHARS:,}].")
+@click.option("--heldout-chars", type=click.IntRange(min=MIN_HELDOUT_CHARS), default=DEFAULT_HELDOUT_CHARS,
+              show_default=True, help="Characters of held-out text each network reads.")
+@click.option("--beta", type=click.IntRange(min=1), default=1, show_default=True, help="Runs averaged per corner.")
+@click.option("--final-factor", type=click.IntRange(min=1), default=10, show_default=True,
+              help="The final check trains each final point this many times longer.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder for run files, best_so_far.png, summary.json and report.md (an existing one is resumed).")
+@_common_options
+def compare_command(methods, repeats, budget_chars, train_chars, heldout_chars, beta, final_factor, threads, out_dir,
+                    corpus, backend, seed, dtype, quiet):
+    """Tune with several methods from several seeds at equal budget; report the held-out losses."""
+    from fastrnn import compare
+
+    names = [name.strip() for name in methods.split(",") if name.strip()]
+    unknown = [name for name in names if name not in compare.METHOD_SETTINGS]
+    if not names or unknown:
+        raise click.BadParameter(f"unknown method {unknown[0] if unknown else ''!r}; valid: "
+                                 f"{', '.join(compare.METHOD_SETTINGS)}", param_hint="--methods")
+    longest = 40  # one update at the longest sane sequence length
+    if budget_chars < longest:
+        raise click.BadParameter(f"must be at least {longest} (one update at the longest sane sequence length)",
+                                 param_hint="--budget-chars")
+    if "tpe" in names:
+        try:
+            METHOD_TABLE["tpe"].stepper.check_available()
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--methods") from None
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot create {out_dir!r}: {exc.strerror or exc}", param_hint="--out") from None
+    bars = {}
+
+    def progress(label, record):
+        if label not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[label] = progress_bar(total=budget_chars, quiet=quiet, desc=label, unit="char", unit_scale=True)
+        bar = bars[label]
+        bar.update(min(record["counters"]["training_chars"], budget_chars) - bar.n)
+        bar.set_postfix_str(f"x={_paper_form(record['x'])} F={record['fun']:.4f}")
+
+    command = "fastrnn compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "fastrnn compare"
+    try:
+        report = compare.compare(corpus, names, out_dir, repeats=repeats, budget_chars=budget_chars,
+                                 train_chars=train_chars, heldout_chars=heldout_chars, beta=beta,
+                                 final_factor=final_factor, backend=backend, dtype=dtype, threads=threads,
+                                 command=command, progress=progress)
+    except RunFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="--corpus") from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        for bar in bars.values():
+            bar.close()
+    click.echo(report)
+
+
 @cli.command("backends")
 def backends_command():
     """List the training backends: available or not, threading, version."""

@@ -273,7 +273,7 @@ def tune(
     ``resume=True`` continues the run in ``out`` from its last record (the settings must
     match; ``max_steps`` may grow); a finished run is returned as stored, nothing appended.
     A new run refuses an existing ``out`` unless ``overwrite=True``. ``on_step(record)`` sees
-    every step, e.g. for a progress bar. RunFileError for a file that cannot be used.
+    every step with the objective's counters so far, e.g. for a progress bar. RunFileError for a file that cannot be used.
 
     The optimizer works in the objective's search space (``F.space``, :mod:`fastrnn.space`):
     for the log space it minimises the objective as a function of (log2 h, log2 s, log10 l).
@@ -356,7 +356,7 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_ste
     def callback(record: dict):
         record = in_hsl(record)
         if on_step is not None:
-            on_step(record)
+            on_step({**record, "counters": F.counters.as_dict()})
         step = record["step"]
         if sink is not None and step != resumed_step and (step % record_every == 0 or step == 0):
             _write(sink, _file_record(record, F))
