@@ -1,0 +1,298 @@
+"""The ``dask`` executor: each batch of training runs goes to the workers of a Dask cluster.
+
+Needs the ``fastrnn[dask]`` extra (``distributed``); :mod:`fastrnn.executors` imports this module
+only when the dask executor is asked for. Every worker needs fastrnn installed too (the same
+version: a task names the backend and its run specs, and the worker trains them with its own copy).
+
+How a batch travels:
+
+* **Texts once per worker.** An array a task reads (the corpus; later a held-out text) is
+  scattered to every worker once, under a key made from its content
+  (:meth:`DaskExecutor.ship`); tasks refer to it by that key, so a task message holds only run
+  specs (a few hundred bytes). A worker that joins later fetches it from a peer on its first task.
+* **Runs grouped by cost.** A task costs a few milliseconds of scheduling whatever it computes,
+  so small runs are packed together (:func:`group_runs`): about :data:`TASK_SECONDS` of training
+  a task, and at least one task per worker when there are enough runs. Each task trains its runs
+  one after another on one thread, from their own seeds, so grouping never changes a result.
+* **Pure tasks.** A task's key is a hash of its backend, text and specs; a worker that dies
+  mid-task costs a rerun of that task on another worker (``retries`` more for errors raised in
+  the task), and the batch's outcomes are the same.
+* **Warm kernels.** The first batch in each (backend, dtype) trains a two-step run on every
+  worker, so numba loads its on-disk cache (or compiles) once per worker process, outside the
+  first real batch; worker processes are long-lived, so no task compiles again.
+
+Faults become an :class:`~fastrnn.executors.ExecutorError` with a message that says what to do:
+the scheduler went away, workers keep dying on a task (out of memory on a large ``h``, most
+likely: the message gives the run's estimated memory), or the cluster has had no workers for
+``no_worker_timeout`` seconds. A tuning run keeps its finished records; ``--resume`` continues it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import weakref
+from typing import Sequence
+
+import numpy as np
+from dask.base import tokenize
+from distributed import Client, KilledWorker, LocalCluster, wait
+from distributed.client import FutureCancelledError
+
+from .backends import RunSpec, get_backend
+from .executors import ExecutorError, RunOutcome, default_threads
+from .model import parameter_count
+
+#: Training time a task aims for. Scheduling a task costs about a millisecond of the scheduler
+#: and a few of latency; tasks of this size keep that under a tenth of the work.
+TASK_SECONDS = 0.05
+#: For grouping only: training speed of one core in forward multiply-adds per second (backward
+#: included) and a fixed cost per update, fitted to the numba kernel at (20, 5) and (100, 25).
+MULTIPLY_ADDS_PER_SECOND = 3e9
+SECONDS_PER_UPDATE = 5e-6
+#: How often a waiting batch looks at the cluster's health (seconds).
+POLL_SECONDS = 0.5
+
+
+def estimated_seconds(spec: RunSpec) -> float:
+    """Rough single-core training time of a run, to size tasks (never affects results)."""
+    return spec.steps * (spec.step_cost / MULTIPLY_ADDS_PER_SECOND + SECONDS_PER_UPDATE)
+
+
+def estimated_bytes(spec: RunSpec) -> int:
+    """Rough memory a run needs while training: weights, Adagrad memory and gradients, plus the
+    activations of one sequence (each in the run's precision)."""
+    itemsize = np.dtype(spec.dtype).itemsize
+    weights = parameter_count(spec.hidden, spec.vocab_size)
+    activations = (spec.seq_length + 1) * (2 * spec.hidden + 2 * spec.vocab_size)
+    return itemsize * (3 * weights + activations)
+
+
+def group_runs(specs: Sequence[RunSpec], workers: int, task_seconds: float = TASK_SECONDS) -> list[list[int]]:
+    """Indices of ``specs`` split into tasks of about ``task_seconds`` each, costliest task first.
+
+    At least ``min(workers, len(specs))`` tasks so every worker has work; runs are dealt
+    longest first to the least loaded task, so the tasks end up about equally long.
+    """
+    if not specs:
+        return []
+    seconds = [estimated_seconds(spec) for spec in specs]
+    n_tasks = max(min(workers, len(specs)), min(len(specs), int(sum(seconds) / task_seconds)))
+    loads = [0.0] * n_tasks
+    groups: list[list[int]] = [[] for _ in range(n_tasks)]
+    for k in sorted(range(len(specs)), key=lambda k: -seconds[k]):
+        target = min(range(n_tasks), key=loads.__getitem__)
+        groups[target].append(k)
+        loads[target] += seconds[k]
+    order = sorted(range(n_tasks), key=lambda t: -loads[t])
+    return [groups[t] for t in order if groups[t]]
+
+
+# -- what runs on the workers ---------------------------------------------------------------------
+def _train_group(backend_name: str, data: np.ndarray, specs: list[RunSpec]) -> list[RunOutcome]:
+    """One task: train ``specs`` one after another on this worker's one thread."""
+    states = get_backend(backend_name).train_fresh(data, specs, threads=1)
+    return [RunOutcome.of(state) for state in states]
+
+
+def _warm_up(backend_name: str, dtype: str) -> int:
+    """Load (or compile) the backend's kernel in this worker process; return the process id."""
+    import os
+
+    data = np.arange(16, dtype=np.uint8) % 4
+    get_backend(backend_name).train_fresh(data, [RunSpec(2, 2, 0.1, 4, 0, 2, dtype)], threads=1)
+    return os.getpid()
+
+
+# -- the client side ----------------------------------------------------------------------------
+class DaskExecutor:
+    """Runs every batch on a Dask cluster.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        The cluster to use. Without it: ``scheduler``'s cluster, else the current default
+        client, else a new :class:`~distributed.LocalCluster` of one single-threaded worker
+        process per core (closed by :meth:`close`).
+    scheduler : str, optional
+        Address of a running scheduler, ``tcp://HOST:PORT``.
+    retries : int
+        Reruns of a task that raised (a task on a worker that died is rerun anyway, up to the
+        scheduler's ``allowed-failures``).
+    no_worker_timeout : float
+        Seconds a batch waits on a cluster without workers before it gives up.
+    connect_timeout : float
+        Seconds to wait for the scheduler when connecting.
+    """
+
+    name = "dask"
+
+    def __init__(self, client: Client | None = None, *, scheduler: str | None = None, retries: int = 2,
+                 no_worker_timeout: float = 120.0, connect_timeout: float = 20.0):
+        self._owned: list = []  # what close() shuts down: only what this executor started
+        if client is None and scheduler is not None:
+            try:
+                client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise ExecutorError(f"cannot reach a Dask scheduler at {scheduler} ({_reason(exc)}); "
+                                    "start one with `dask scheduler` or check the address") from None
+            self._owned.append(client)
+        elif client is None:
+            try:
+                from distributed import default_client
+
+                client = default_client()
+            except ValueError:  # no client yet in this process
+                cluster = LocalCluster(n_workers=default_threads(), threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+                client = Client(cluster, set_as_default=False)
+                self._owned += [client, cluster]
+        self.client = client
+        self.retries = int(retries)
+        self.no_worker_timeout = float(no_worker_timeout)
+        self.address = client.scheduler.address
+        self._shipped: dict[str, object] = {}  # content key -> the future of the scattered array
+        self._content_keys: dict[int, tuple[weakref.ref, str]] = {}
+        self._warm: set[tuple[str, str]] = set()
+
+    @classmethod
+    def local(cls, workers: int, **options) -> "DaskExecutor":
+        """A new LocalCluster of ``workers`` single-threaded worker processes, closed by :meth:`close`."""
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+        client = Client(cluster, set_as_default=False)
+        executor = cls(client, **options)
+        executor._owned += [client, cluster]
+        return executor
+
+    # -- the executor interface -------------------------------------------------------------------
+    def run(self, backend, data, specs: Sequence[RunSpec]) -> list[RunOutcome]:
+        """Train every spec on the cluster; the outcomes equal the threads executor's, in order."""
+        specs = list(specs)
+        if not specs:
+            return []
+        backend_name = backend.name
+        self._require_running()
+        data_future = self.ship(data)
+        for dtype in sorted({spec.dtype for spec in specs}):
+            self.warm_up(backend_name, dtype)
+        groups = group_runs(specs, max(1, self.workers()))
+        tasks = [[specs[k] for k in group] for group in groups]
+        keys = [f"fastrnn-train-{tokenize(backend_name, data_future.key, [tuple(s) for s in task])}" for task in tasks]
+        try:
+            futures = self.client.map(_train_group, [backend_name] * len(tasks), [data_future] * len(tasks), tasks,
+                                      key=keys, pure=True, retries=self.retries)
+            results = self._gather(futures, tasks)
+        except (OSError, FutureCancelledError) as exc:  # the scheduler went away
+            raise self._lost(exc) from None
+        outcomes: list = [None] * len(specs)
+        for group, result in zip(groups, results):
+            for k, outcome in zip(group, result):
+                outcomes[k] = RunOutcome(*outcome)
+        return outcomes
+
+    def describe(self) -> dict:
+        return dict(executor=self.name, scheduler=self.address, workers=self.workers())
+
+    def close(self) -> None:
+        """Shut down what this executor started (a client it connected, a LocalCluster); an
+        existing client passed in stays open."""
+        while self._owned:
+            try:
+                self._owned.pop().close()
+            except Exception:  # closing a cluster that already went away
+                pass
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def workers(self) -> int:
+        try:
+            return len(self.client.scheduler_info(n_workers=-1)["workers"])
+        except TypeError:  # distributed before 2025: no n_workers, and all workers listed
+            return len(self.client.scheduler_info()["workers"])
+
+    def ship(self, array: np.ndarray):
+        """The future of ``array`` on every worker, scattered once under a key from its content."""
+        key = self._content_key(array)
+        future = self._shipped.get(key)
+        if future is None or future.status != "finished":  # first use, or every holder died
+            try:
+                future = self.client.scatter({key: array}, broadcast=True, hash=False)[key]
+            except (OSError, FutureCancelledError) as exc:
+                raise self._lost(exc) from None
+            self._shipped[key] = future
+        return future
+
+    def warm_up(self, backend_name: str, dtype: str) -> list[int]:
+        """Load the kernel in every current worker (once per executor and (backend, dtype));
+        returns the worker process ids."""
+        if (backend_name, dtype) in self._warm:
+            return []
+        try:
+            pids = self.client.run(_warm_up, backend_name, dtype)
+        except (OSError, FutureCancelledError) as exc:
+            raise self._lost(exc) from None
+        self._warm.add((backend_name, dtype))
+        return list(pids.values())
+
+    def _content_key(self, array: np.ndarray) -> str:
+        cached = self._content_keys.get(id(array))
+        if cached is not None and cached[0]() is array:
+            return cached[1]
+        digest = hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8), digest_size=16)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        key = f"fastrnn-array-{digest.hexdigest()}"
+        self._content_keys[id(array)] = (weakref.ref(array), key)
+        return key
+
+    def _require_running(self) -> None:
+        if self.client.status not in ("running", "newly-created"):
+            raise self._lost(None)
+
+    def _gather(self, futures, tasks) -> list:
+        """Wait for ``futures`` while watching the cluster: a lost scheduler, or no workers for
+        too long, raise instead of hanging. Ctrl-C cancels the batch's tasks."""
+        no_workers_since = None
+        try:
+            while True:
+                try:
+                    with self.client.as_current():
+                        wait(futures, timeout=POLL_SECONDS)
+                    break
+                except TimeoutError:
+                    pass
+                self._require_running()
+                if self.workers() == 0:
+                    no_workers_since = no_workers_since or time.monotonic()
+                    if time.monotonic() - no_workers_since > self.no_worker_timeout:
+                        raise ExecutorError(
+                            f"the Dask cluster at {self.address} has had no workers for {self.no_worker_timeout:g} s; "
+                            "start workers (`dask worker ADDRESS`); finished records are kept, continue with --resume")
+                else:
+                    no_workers_since = None
+            self._require_running()
+            return self.client.gather(futures)
+        except KilledWorker as exc:
+            raise self._killed(exc, futures, tasks) from None
+        except KeyboardInterrupt:
+            if self.client.status == "running":
+                self.client.cancel(futures)
+            raise
+
+    def _lost(self, exc) -> ExecutorError:
+        detail = f": {_reason(exc)}" if exc is not None else ""
+        return ExecutorError(f"lost the Dask scheduler at {self.address}{detail}; finished records are kept, "
+                             "continue with --resume once a cluster is back")
+
+    def _killed(self, exc: KilledWorker, futures, tasks) -> ExecutorError:
+        task = next((t for f, t in zip(futures, tasks) if f.key == exc.task), None) or max(tasks, key=len)
+        biggest = max(task, key=estimated_bytes)
+        return ExecutorError(
+            f"Dask workers died {exc.allowed_failures + 1} times running a task of {len(task)} run(s), the largest "
+            f"h={biggest.hidden}, s={biggest.seq_length} ({estimated_bytes(biggest) / 2**20:,.1f} MB estimated per "
+            f"run, plus the text): most likely out of memory; give workers more (dask worker --memory-limit) or "
+            f"keep h smaller (last worker: {exc.last_worker.address if exc.last_worker else '?'})")
+
+
+def _reason(exc) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
