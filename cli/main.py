@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
 import sys
@@ -28,6 +29,7 @@ from fastrnn.backends import (
 from fastrnn.calculus import GRADIENT_METHODS, gradient
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
+from fastrnn.executors import ExecutorError
 from fastrnn.model import DTYPES, STATUS_DIVERGED
 from fastrnn.objective import LOSS_KINDS, NOISE_KINDS, Objective
 from fastrnn.optimize import METHOD_TABLE, METHODS
@@ -137,8 +139,52 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
         sys.exit(1)
 
 
+class ExecutorFailed(click.ClickException):
+    """The cluster failed (lost scheduler, workers dying): one line, exit status 2."""
+
+    exit_code = 2
+
+
+def _executor_options(func):
+    """--scheduler / --local-workers: train on a Dask cluster instead of this process's threads.
+
+    The command receives ``executor`` ("threads", or a DaskExecutor closed when the command
+    ends); an :class:`~fastrnn.executors.ExecutorError` becomes one ``Error:`` line and exit 2.
+    """
+
+    @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                  help="Train on the Dask cluster of this scheduler (needs fastrnn[dask]).")
+    @click.option("--local-workers", type=click.IntRange(min=1), default=None, metavar="N",
+                  help="Train on a local Dask cluster of N single-threaded worker processes (needs fastrnn[dask]).")
+    @functools.wraps(func)
+    def wrapper(*args, scheduler, local_workers, **kwargs):
+        if scheduler is not None and local_workers is not None:
+            raise click.UsageError("give --scheduler or --local-workers, not both")
+        if scheduler is None and local_workers is None:
+            return func(*args, executor="threads", **kwargs)
+        from fastrnn.executors import dask_executor_class
+
+        try:
+            DaskExecutor = dask_executor_class()
+            # The executor's errors say what went wrong in one line; distributed's own log
+            # lines (reconnect attempts, tracebacks of dead workers) would bury it.
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            executor = DaskExecutor.local(local_workers) if scheduler is None else DaskExecutor(scheduler=scheduler)
+        except ExecutorError as exc:
+            raise ExecutorFailed(str(exc)) from None
+        try:
+            return func(*args, executor=executor, **kwargs)
+        except ExecutorError as exc:
+            raise ExecutorFailed(str(exc)) from None
+        finally:
+            executor.close()
+
+    return wrapper
+
+
 def _objective_options(func):
-    """--alpha, --beta, --noise, --loss, --threads: the settings that define F, built into ``F``.
+    """--alpha, --beta, --noise, --loss, --threads, --scheduler, --local-workers: the settings that
+    define F and where it trains, built into ``F``.
 
     Goes below ``_common_options``, whose corpus, backend, seed and dtype it uses; the command
     receives the objective as ``F`` (and keeps ``seed`` and ``quiet``).
@@ -151,11 +197,12 @@ def _objective_options(func):
                   help="common: replica r uses seed+r everywhere; fresh: new seeds every evaluation (the paper's).")
     @click.option("--loss", "loss_kind", type=click.Choice(LOSS_KINDS), default="smooth", show_default=True)
     @click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+    @_executor_options
     @functools.wraps(func)
-    def wrapper(*args, alpha, beta, noise, loss_kind, threads, corpus, backend, dtype, **kwargs):
+    def wrapper(*args, alpha, beta, noise, loss_kind, threads, corpus, backend, dtype, executor, **kwargs):
         try:
             F = Objective(corpus, alpha, beta, noise=noise, seed=kwargs["seed"], threads=threads, backend=backend,
-                          loss=loss_kind, dtype=dtype)
+                          loss=loss_kind, dtype=dtype, executor=executor)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         return func(*args, F=F, **kwargs)
@@ -184,7 +231,7 @@ def objective_command(hidden, seq_length, learning_rate, as_json, F, seed, quiet
         raise click.BadParameter(str(exc), param_hint="SEQ") from None
     if as_json:
         _emit_json(dict(point=[hidden, seq_length, learning_rate], value=value, **F.settings(),
-                        counters=F.counters.as_dict()))
+                        counters=F.counters.as_dict(), executor=F.executor.describe()))
     else:
         click.echo(repr(value))
 
@@ -325,7 +372,8 @@ def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, 
     magnitude = float(np.linalg.norm(g))
     _emit_json(dict(point=list(point), gradient=g.tolist(), magnitude=magnitude,
                     gradient_paper_units=(g * 1e-8).tolist(), magnitude_paper_units=magnitude * 1e-8,
-                    step=grad_step, method=grad_method, **F.settings(), counters=F.counters.as_dict()))
+                    step=grad_step, method=grad_method, **F.settings(), counters=F.counters.as_dict(),
+                    executor=F.executor.describe()))
 
 
 @cli.command("plot")
@@ -362,7 +410,9 @@ def plot_command(run_files, out, title):
 @click.option("--intensive/--no-intensive", default=True, show_default=True,
               help="Compute the intensive gradient (alpha 100, beta 100) at each final point.")
 @_common_options
-def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, corpus, backend, seed, dtype, quiet):
+@_executor_options
+def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, corpus, backend, seed, dtype, quiet,
+                      executor):
     """Run the paper's trials and write a Markdown report beside its published numbers."""
     from fastrnn import reproduce
 
@@ -395,7 +445,8 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
     try:
         report = reproduce.reproduce(numbers, corpus, out_dir, command=command, noise=noise, seed=seed,
                                      threads=threads or default_threads(), backend=backend.name, dtype=dtype,
-                                     scale=scale, intensive=intensive, progress=progress, on_trial=on_trial)
+                                     scale=scale, intensive=intensive, progress=progress, on_trial=on_trial,
+                                     executor=executor)
     finally:
         for bar in bars.values():
             bar.close()

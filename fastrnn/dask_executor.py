@@ -6,10 +6,12 @@ version: a task names the backend and its run specs, and the worker trains them 
 
 How a batch travels:
 
-* **Texts once per worker.** An array a task reads (the corpus; later a held-out text) is
-  scattered to every worker once, under a key made from its content
-  (:meth:`DaskExecutor.ship`); tasks refer to it by that key, so a task message holds only run
-  specs (a few hundred bytes). A worker that joins later fetches it from a peer on its first task.
+* **Texts once per worker.** An array a task reads (the corpus; later a held-out text) goes to
+  every worker once, in a worker plugin named by a hash of its content (:meth:`DaskExecutor.ship`);
+  tasks refer to it by that name, so a task message holds only run specs (a few hundred bytes).
+  The scheduler hands the plugin to workers that join later (a restarted one too). A plugin
+  rather than ``scatter(broadcast=True)``: Dask's active memory manager drops replicas of
+  scattered data that no task is waiting for, and workers would then fetch the text again.
 * **Runs grouped by cost.** A task costs a few milliseconds of scheduling whatever it computes,
   so small runs are packed together (:func:`group_runs`): about :data:`TASK_SECONDS` of training
   a task, and at least one task per worker when there are enough runs. Each task trains its runs
@@ -31,14 +33,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 import weakref
+from concurrent.futures import CancelledError
 from typing import Sequence
 
 import numpy as np
 from dask.base import tokenize
-from distributed import Client, KilledWorker, LocalCluster, wait
-from distributed.client import FutureCancelledError
+from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, wait
 
 from .backends import RunSpec, get_backend
 from .executors import ExecutorError, RunOutcome, default_threads
@@ -53,6 +56,9 @@ MULTIPLY_ADDS_PER_SECOND = 3e9
 SECONDS_PER_UPDATE = 5e-6
 #: How often a waiting batch looks at the cluster's health (seconds).
 POLL_SECONDS = 0.5
+#: How long a batch trusts the last worker count when it sizes its tasks: asking the scheduler
+#: costs a round trip, and the count only decides how finely the runs are split.
+WORKER_COUNT_SECONDS = 5.0
 
 
 def estimated_seconds(spec: RunSpec) -> float:
@@ -90,9 +96,34 @@ def group_runs(specs: Sequence[RunSpec], workers: int, task_seconds: float = TAS
 
 
 # -- what runs on the workers ---------------------------------------------------------------------
-def _train_group(backend_name: str, data: np.ndarray, specs: list[RunSpec]) -> list[RunOutcome]:
+#: The arrays shipped to this worker process, by content key.
+_ARRAYS: dict[str, np.ndarray] = {}
+
+
+class ShippedArray(WorkerPlugin):
+    """Puts one array into every worker's :data:`_ARRAYS` (and takes it out when unregistered)."""
+
+    def __init__(self, key: str, array: np.ndarray):
+        self.name = key
+        self.array = array
+
+    def setup(self, worker) -> None:
+        _ARRAYS[self.name] = self.array
+
+    def teardown(self, worker) -> None:
+        _ARRAYS.pop(self.name, None)
+
+
+def _shipped(key: str) -> np.ndarray:
+    try:
+        return _ARRAYS[key]
+    except KeyError:
+        raise RuntimeError(f"this worker has no array {key}: its plugin was unregistered while the batch ran") from None
+
+
+def _train_group(backend_name: str, data_key: str, specs: list[RunSpec]) -> list[RunOutcome]:
     """One task: train ``specs`` one after another on this worker's one thread."""
-    states = get_backend(backend_name).train_fresh(data, specs, threads=1)
+    states = get_backend(backend_name).train_fresh(_shipped(data_key), specs, threads=1)
     return [RunOutcome.of(state) for state in states]
 
 
@@ -129,7 +160,7 @@ class DaskExecutor:
     name = "dask"
 
     def __init__(self, client: Client | None = None, *, scheduler: str | None = None, retries: int = 2,
-                 no_worker_timeout: float = 120.0, connect_timeout: float = 20.0):
+                 no_worker_timeout: float = 120.0, connect_timeout: float = 10.0):
         self._owned: list = []  # what close() shuts down: only what this executor started
         if client is None and scheduler is not None:
             try:
@@ -144,23 +175,22 @@ class DaskExecutor:
 
                 client = default_client()
             except ValueError:  # no client yet in this process
-                cluster = LocalCluster(n_workers=default_threads(), threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                cluster = _local_cluster(default_threads())
                 client = Client(cluster, set_as_default=False)
                 self._owned += [client, cluster]
         self.client = client
         self.retries = int(retries)
         self.no_worker_timeout = float(no_worker_timeout)
         self.address = client.scheduler.address
-        self._shipped: dict[str, object] = {}  # content key -> the future of the scattered array
+        self._shipped: set[str] = set()  # content keys of the arrays this executor sent
         self._content_keys: dict[int, tuple[weakref.ref, str]] = {}
         self._warm: set[tuple[str, str]] = set()
+        self._worker_count = (0, -math.inf)  # (count, when)
 
     @classmethod
     def local(cls, workers: int, **options) -> "DaskExecutor":
         """A new LocalCluster of ``workers`` single-threaded worker processes, closed by :meth:`close`."""
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+        cluster = _local_cluster(workers)
         client = Client(cluster, set_as_default=False)
         executor = cls(client, **options)
         executor._owned += [client, cluster]
@@ -174,17 +204,17 @@ class DaskExecutor:
             return []
         backend_name = backend.name
         self._require_running()
-        data_future = self.ship(data)
+        data_key = self.ship(data)
         for dtype in sorted({spec.dtype for spec in specs}):
             self.warm_up(backend_name, dtype)
-        groups = group_runs(specs, max(1, self.workers()))
+        groups = group_runs(specs, max(1, self.workers(max_age=WORKER_COUNT_SECONDS)))
         tasks = [[specs[k] for k in group] for group in groups]
-        keys = [f"fastrnn-train-{tokenize(backend_name, data_future.key, [tuple(s) for s in task])}" for task in tasks]
+        keys = [f"fastrnn-train-{tokenize(backend_name, data_key, [tuple(s) for s in task])}" for task in tasks]
         try:
-            futures = self.client.map(_train_group, [backend_name] * len(tasks), [data_future] * len(tasks), tasks,
+            futures = self.client.map(_train_group, [backend_name] * len(tasks), [data_key] * len(tasks), tasks,
                                       key=keys, pure=True, retries=self.retries)
             results = self._gather(futures, tasks)
-        except (OSError, FutureCancelledError) as exc:  # the scheduler went away
+        except (OSError, CancelledError) as exc:  # the scheduler went away (or someone cancelled the tasks)
             raise self._lost(exc) from None
         outcomes: list = [None] * len(specs)
         for group, result in zip(groups, results):
@@ -197,7 +227,14 @@ class DaskExecutor:
 
     def close(self) -> None:
         """Shut down what this executor started (a client it connected, a LocalCluster); an
-        existing client passed in stays open."""
+        existing client passed in stays open (without the arrays this executor shipped)."""
+        if self.client.status == "running":
+            for key in self._shipped:
+                try:
+                    self.client.unregister_worker_plugin(key)
+                except Exception:  # gone already (another executor on this client unregistered it)
+                    pass
+        self._shipped.clear()
         while self._owned:
             try:
                 self._owned.pop().close()
@@ -205,23 +242,27 @@ class DaskExecutor:
                 pass
 
     # -- helpers ----------------------------------------------------------------------------------
-    def workers(self) -> int:
-        try:
-            return len(self.client.scheduler_info(n_workers=-1)["workers"])
-        except TypeError:  # distributed before 2025: no n_workers, and all workers listed
-            return len(self.client.scheduler_info()["workers"])
-
-    def ship(self, array: np.ndarray):
-        """The future of ``array`` on every worker, scattered once under a key from its content."""
-        key = self._content_key(array)
-        future = self._shipped.get(key)
-        if future is None or future.status != "finished":  # first use, or every holder died
+    def workers(self, max_age: float = 0.0) -> int:
+        """Workers in the cluster now (or as counted at most ``max_age`` seconds ago)."""
+        count, when = self._worker_count
+        if time.monotonic() - when > max_age:
             try:
-                future = self.client.scatter({key: array}, broadcast=True, hash=False)[key]
-            except (OSError, FutureCancelledError) as exc:
+                count = len(self.client.scheduler_info(n_workers=-1)["workers"])
+            except TypeError:  # distributed before 2025: no n_workers, and all workers listed
+                count = len(self.client.scheduler_info()["workers"])
+            self._worker_count = (count, time.monotonic())
+        return count
+
+    def ship(self, array: np.ndarray) -> str:
+        """Send ``array`` to every worker, present and future, once; return the key tasks name it by."""
+        key = self._content_key(array)
+        if key not in self._shipped:
+            try:
+                self.client.register_plugin(ShippedArray(key, np.ascontiguousarray(array)))
+            except (OSError, CancelledError) as exc:
                 raise self._lost(exc) from None
-            self._shipped[key] = future
-        return future
+            self._shipped.add(key)
+        return key
 
     def warm_up(self, backend_name: str, dtype: str) -> list[int]:
         """Load the kernel in every current worker (once per executor and (backend, dtype));
@@ -230,7 +271,7 @@ class DaskExecutor:
             return []
         try:
             pids = self.client.run(_warm_up, backend_name, dtype)
-        except (OSError, FutureCancelledError) as exc:
+        except (OSError, CancelledError) as exc:
             raise self._lost(exc) from None
         self._warm.add((backend_name, dtype))
         return list(pids.values())
@@ -280,6 +321,14 @@ class DaskExecutor:
             raise
 
     def _lost(self, exc) -> ExecutorError:
+        if isinstance(exc, CancelledError):  # the futures may learn of a lost scheduler before the client does
+            deadline = time.monotonic() + 2.0
+            while self.client.status == "running" and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if isinstance(exc, CancelledError) and self.client.status == "running":
+            return ExecutorError(f"the Dask cluster at {self.address} cancelled this batch's tasks (another client "
+                                 "cancelled them, or the cluster is restarting); finished records are kept, "
+                                 "continue with --resume")
         detail = f": {_reason(exc)}" if exc is not None else ""
         return ExecutorError(f"lost the Dask scheduler at {self.address}{detail}; finished records are kept, "
                              "continue with --resume once a cluster is back")
@@ -294,5 +343,17 @@ class DaskExecutor:
             f"keep h smaller (last worker: {exc.last_worker.address if exc.last_worker else '?'})")
 
 
+def _local_cluster(workers: int) -> LocalCluster:
+    # No dashboard; the scheduler's HTTP server (always started) on a free port, so a second
+    # cluster on the machine does not warn that port 8787 is taken.
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                        scheduler_kwargs=dict(dashboard_address="127.0.0.1:0"), silence_logs=logging.ERROR)
+
+
 def _reason(exc) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """One line about ``exc`` (distributed's messages run over several lines)."""
+    if isinstance(exc, CancelledError):
+        return "the connection closed and the batch's tasks were cancelled"
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

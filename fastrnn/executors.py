@@ -15,6 +15,7 @@ needs dask otherwise.
 from __future__ import annotations
 
 import functools
+import importlib
 import numbers
 import os
 import threading
@@ -93,9 +94,14 @@ def make_executor(executor="threads", *, threads: int | None = None, scheduler: 
     raise ValueError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}, or a distributed.Client")
 
 
+def dask_executor_class():
+    """:class:`fastrnn.dask_executor.DaskExecutor`, or ExecutorUnavailable saying how to install it."""
+    return _dask_module().DaskExecutor
+
+
 def _dask_module():
     try:
-        from . import dask_executor
+        dask_executor = importlib.import_module(f"{__package__}.dask_executor")
     except ImportError as exc:
         raise ExecutorUnavailable(f"the dask executor needs Dask's distributed package ({exc}); "
                                   f"install it with {DASK_INSTALL_HINT}") from None
