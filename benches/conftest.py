@@ -39,7 +39,7 @@ def pytest_terminal_summary(terminalreporter, config):
         groups[bench.group][bench.extra_info.get("contender", bench.name)] = bench.stats.median
     rows = []
     for group, medians in sorted(groups.items()):
-        baseline_name = next((name for name in ("numpy", "1 thread", "float64") if name in medians), None)
+        baseline_name = next((name for name in ("numpy", "1 thread", "float64", "threads") if name in medians), None)
         if baseline_name is None:
             continue
         baseline = medians[baseline_name]

@@ -475,9 +475,18 @@ def backends_command():
               help="Replicas in the threads comparison.")
 @click.option("--alpha", type=click.IntRange(min=1), default=100, show_default=True,
               help="Training steps per replica in the threads comparison.")
-def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha):
+@click.option("--executor", "executor_name", type=click.Choice(["threads", "dask"]), default="threads", show_default=True,
+              help="dask: compare a LocalCluster of --workers single-threaded processes with --workers threads "
+                   "(beta 8 unless --beta is given) instead of the backends.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Dask workers and threads in the executor comparison.")
+def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, executor_name, workers):
     """Print Markdown tables: training steps/s per backend and config, and 2-thread speed-up."""
     from fastrnn import bench
+
+    if executor_name == "dask":
+        _bench_dask(corpus_path, rounds, 8 if _is_default("beta") else beta, alpha, workers)
+        return
 
     names = [name.strip() for name in backend_names.split(",") if name.strip()]
     unknown = [name for name in names if name not in BACKEND_NAMES]
@@ -506,6 +515,44 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha):
         for hidden, seq_length in bench.CONFIGS:
             one, two, speedup = bench.thread_speedup(corpus, name, hidden, seq_length, beta, alpha, rounds)
             click.echo(f"| {name} | {hidden} | {seq_length} | {beta} | {one:.4f} | {two:.4f} | {speedup:.2f}x |")
+
+
+def _is_default(param: str) -> bool:
+    return click.get_current_context().get_parameter_source(param) == click.core.ParameterSource.DEFAULT
+
+
+def _bench_dask(corpus_path, rounds, beta, alpha, workers):
+    """``fastrnn bench --executor dask``: the tables in docs/SCALING.md."""
+    from fastrnn import bench
+    from fastrnn.executors import ThreadExecutor, dask_executor_class
+
+    try:
+        corpus = load_corpus(corpus_path)
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="--corpus") from None
+    try:
+        DaskExecutor = dask_executor_class()
+    except ExecutorError as exc:
+        raise ExecutorFailed(str(exc)) from None
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    executor = DaskExecutor.local(workers)
+    try:
+        click.echo(f"corpus: {corpus.name} ({len(corpus):,} characters, V={corpus.vocab_size}); one evaluation of F = "
+                   f"beta runs of {alpha} steps at one corner, float64, fresh memo; medians of {rounds} interleaved "
+                   "rounds\n")
+        rows = bench.executor_comparison(corpus, executor, threads=workers, beta=beta, alpha=alpha, rounds=rounds)
+        click.echo(bench.dask_markdown(rows, bench.dask_task_overhead(corpus, executor, rounds=rounds), workers))
+        click.echo(f"\nA gradient-descent step (forward differences, alpha {alpha}, beta {beta}, from (24.3, 6.6, 0.1)):\n")
+        click.echo("| executor | s/step | in training batches (s) | outside (s) | serial share | trainings/step |\n"
+                   "|---|---:|---:|---:|---:|---:|")
+        for name, chosen in ((f"threads ({workers})", ThreadExecutor(workers)), (f"dask ({workers} workers)", executor)):
+            profile = bench.tuning_step_profile(corpus, chosen, beta=beta, alpha=alpha)
+            click.echo(f"| {name} | {profile['step']:.4f} | {profile['batch']:.4f} | {profile['serial']:.5f} | "
+                       f"{profile['serial_share']:.2%} | {profile['runs_per_step']:.0f} |")
+    except ExecutorError as exc:
+        raise ExecutorFailed(str(exc)) from None
+    finally:
+        executor.close()
 
 
 def main():
