@@ -241,6 +241,12 @@ class DaskExecutor:
             except Exception:  # closing a cluster that already went away
                 pass
 
+    def __enter__(self) -> "DaskExecutor":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     # -- helpers ----------------------------------------------------------------------------------
     def workers(self, max_age: float = 0.0) -> int:
         """Workers in the cluster now (or as counted at most ``max_age`` seconds ago)."""
@@ -336,11 +342,14 @@ class DaskExecutor:
     def _killed(self, exc: KilledWorker, futures, tasks) -> ExecutorError:
         task = next((t for f, t in zip(futures, tasks) if f.key == exc.task), None) or max(tasks, key=len)
         biggest = max(task, key=estimated_bytes)
+        deaths = exc.allowed_failures + 1
+        limit = getattr(exc.last_worker, "memory_limit", None)
+        limit_text = f" with a worker memory limit of {limit / 2**20:,.0f} MB" if limit else ""
         return ExecutorError(
-            f"Dask workers died {exc.allowed_failures + 1} times running a task of {len(task)} run(s), the largest "
-            f"h={biggest.hidden}, s={biggest.seq_length} ({estimated_bytes(biggest) / 2**20:,.1f} MB estimated per "
-            f"run, plus the text): most likely out of memory; give workers more (dask worker --memory-limit) or "
-            f"keep h smaller (last worker: {exc.last_worker.address if exc.last_worker else '?'})")
+            f"Dask workers died {deaths} time{'s' if deaths > 1 else ''} running a task of {len(task)} run(s), the "
+            f"largest h={biggest.hidden}, s={biggest.seq_length} (about {estimated_bytes(biggest) / 2**20:,.0f} MB a "
+            f"run, plus the text){limit_text}: most likely out of memory; give workers more memory "
+            "(dask worker --memory-limit) or keep h smaller")
 
 
 def _local_cluster(workers: int) -> LocalCluster:

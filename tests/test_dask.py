@@ -9,6 +9,7 @@ extra fails instead of silently skipping.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -227,6 +228,33 @@ def test_a_lost_scheduler_keeps_the_run_file_and_resume_finishes_it(cluster, cor
     on_threads = _invoke(args + ["--out", str(reference)])
     assert resumed.stdout == on_threads.stdout
     assert _without_seconds(run_file) == _without_seconds(reference)
+
+
+def test_a_worker_out_of_memory_is_reported_as_that(small_corpus):
+    """A run far too big for the workers' memory limit: the nanny kills the worker, and the
+    batch ends with an error naming the run's memory (here after one death, not the default
+    three, to keep the test short), not a hang."""
+    import dask
+
+    from fastrnn.backends import get_backend
+    from fastrnn.dask_executor import DaskExecutor, estimated_bytes
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        small = _distributed().LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit="400MiB",
+                                            dashboard_address=None, scheduler_kwargs=dict(dashboard_address="127.0.0.1:0"),
+                                            silence_logs=logging.CRITICAL)
+    huge = RunSpec(5000, 5, 0.1, small_corpus.vocab_size, 0, 2)
+    assert estimated_bytes(huge) > 400 * 2**20
+    client = _distributed().Client(small, set_as_default=False)
+    executor = DaskExecutor(client)
+    try:
+        with pytest.raises(ExecutorError, match=r"died 1 time .* h=5000, s=5 \(about [\d,]+ MB a run.* limit of 400 MB: "
+                                                r"most likely out of memory"):
+            executor.run(get_backend("numba"), small_corpus.data, [huge])
+    finally:
+        executor.close()
+        client.close()
+        small.close()
 
 
 def test_an_unreachable_scheduler_is_a_clear_error():
