@@ -234,6 +234,7 @@ def test_a_worker_out_of_memory_is_reported_as_that(small_corpus):
     """A run far too big for the workers' memory limit: the nanny kills the worker, and the
     batch ends with an error naming the run's memory (here after one death, not the default
     three, to keep the test short), not a hang."""
+    _distributed()
     import dask
 
     from fastrnn.backends import get_backend
