@@ -13,9 +13,10 @@ How a batch travels:
   rather than ``scatter(broadcast=True)``: Dask's active memory manager drops replicas of
   scattered data that no task is waiting for, and workers would then fetch the text again.
 * **Runs grouped by cost.** A task costs a few milliseconds of scheduling whatever it computes,
-  so small runs are packed together (:func:`group_runs`): about :data:`TASK_SECONDS` of training
-  a task, and at least one task per worker when there are enough runs. Each task trains its runs
-  one after another on one thread, from their own seeds, so grouping never changes a result.
+  so small runs are packed together (:func:`group_runs`): one task per worker, or tasks of about
+  :data:`TASK_SECONDS` when there is more work, and no more tasks than the scheduler can hand out
+  in the time they take. Each task trains its runs one after another on one thread, from their
+  own seeds, so grouping never changes a result.
 * **Pure tasks.** A task's key is a hash of its backend, text and specs; a worker that dies
   mid-task costs a rerun of that task on another worker (``retries`` more for errors raised in
   the task), and the batch's outcomes are the same.
@@ -47,9 +48,14 @@ from .backends import RunSpec, get_backend
 from .executors import ExecutorError, RunOutcome, default_threads
 from .model import parameter_count
 
-#: Training time a task aims for. Scheduling a task costs about a millisecond of the scheduler
-#: and a few of latency; tasks of this size keep that under a tenth of the work.
+#: Training time a task aims for when there is more work than workers: tasks of this size keep
+#: the cost of scheduling them (below) under a tenth of the work.
 TASK_SECONDS = 0.05
+#: What one task costs the scheduler and client, one task after another: about 3 ms measured on
+#: the 2-core development machine (``fastrnn bench --executor dask``; see docs/SCALING.md), less on
+#: a dedicated scheduler node. A batch of total work T split into n tasks on many workers takes
+#: about n * this + T / n, least at n = sqrt(T / this): more tasks than that only wait for the scheduler.
+SCHEDULING_SECONDS = 0.003
 #: For grouping only: training speed of one core in forward multiply-adds per second (backward
 #: included) and a fixed cost per update, fitted to the numba kernel at (20, 5) and (100, 25).
 MULTIPLY_ADDS_PER_SECOND = 3e9
@@ -75,16 +81,22 @@ def estimated_bytes(spec: RunSpec) -> int:
     return itemsize * (3 * weights + activations)
 
 
-def group_runs(specs: Sequence[RunSpec], workers: int, task_seconds: float = TASK_SECONDS) -> list[list[int]]:
-    """Indices of ``specs`` split into tasks of about ``task_seconds`` each, costliest task first.
+def group_runs(specs: Sequence[RunSpec], workers: int, task_seconds: float = TASK_SECONDS,
+               scheduling_seconds: float = SCHEDULING_SECONDS) -> list[list[int]]:
+    """Indices of ``specs`` split into tasks, costliest task first.
 
-    At least ``min(workers, len(specs))`` tasks so every worker has work; runs are dealt
-    longest first to the least loaded task, so the tasks end up about equally long.
+    One task per worker, or tasks of about ``task_seconds`` when there is more work than that,
+    but never more than ``sqrt(total / scheduling_seconds)`` tasks, past which the scheduler's
+    per-task cost outweighs what another worker adds. Runs are dealt longest first to the least
+    loaded task, so the tasks end up about equally long.
     """
     if not specs:
         return []
     seconds = [estimated_seconds(spec) for spec in specs]
-    n_tasks = max(min(workers, len(specs)), min(len(specs), int(sum(seconds) / task_seconds)))
+    total = sum(seconds)
+    wanted = max(workers, int(total / task_seconds))
+    worth_scheduling = max(1, int(math.sqrt(total / scheduling_seconds)))
+    n_tasks = min(len(specs), wanted, worth_scheduling)
     loads = [0.0] * n_tasks
     groups: list[list[int]] = [[] for _ in range(n_tasks)]
     for k in sorted(range(len(specs)), key=lambda k: -seconds[k]):

@@ -148,7 +148,9 @@ def test_runs_are_grouped_into_tasks_by_cost():
     assert all(sum(estimated_seconds(small[k]) for k in group) >= 0.5 * TASK_SECONDS for group in groups)  # ... not crumbs
     big = [RunSpec(400, 25, 0.1, 65, seed, 1000) for seed in range(6)]
     assert sorted(map(sorted, group_runs(big, workers=2))) == [[k] for k in range(6)]  # long runs go one a task
-    assert len(group_runs(small[:3], workers=8)) == 3
+    assert len(group_runs(small[:3], workers=8)) == 1  # 2 ms of work: a second task costs more than it saves
+    many = [RunSpec(100, 25, 0.1, 65, seed, 100) for seed in range(800)]  # the intensive gradient's batch
+    assert 40 <= len(group_runs(many, workers=512)) <= 80  # sqrt(11 s / 3 ms) tasks: the scheduler keeps up
     assert group_runs([], workers=2) == []
 
 
