@@ -166,9 +166,7 @@ def _executor_options(func):
 
         try:
             DaskExecutor = dask_executor_class()
-            # The executor's errors say what went wrong in one line; distributed's own log
-            # lines (reconnect attempts, tracebacks of dead workers) would bury it.
-            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            _silence_distributed()
             executor = DaskExecutor.local(local_workers) if scheduler is None else DaskExecutor(scheduler=scheduler)
         except ExecutorError as exc:
             raise ExecutorFailed(str(exc)) from None
@@ -180,6 +178,14 @@ def _executor_options(func):
             executor.close()
 
     return wrapper
+
+
+def _silence_distributed() -> None:
+    """Mute distributed's log lines (reconnect attempts, tracebacks of dead workers): the
+    executor's errors say what went wrong in one line. Dask's logging config gives some of its
+    loggers their own levels, so each is set, not only the parent."""
+    for name in ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _objective_options(func):
@@ -534,7 +540,7 @@ def _bench_dask(corpus_path, rounds, beta, alpha, workers):
         DaskExecutor = dask_executor_class()
     except ExecutorError as exc:
         raise ExecutorFailed(str(exc)) from None
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    _silence_distributed()
     executor = DaskExecutor.local(workers)
     try:
         click.echo(f"corpus: {corpus.name} ({len(corpus):,} characters, V={corpus.vocab_size}); one evaluation of F = "
