@@ -293,6 +293,18 @@ def test_local_workers_start_and_close_a_cluster(corpus_file, small_corpus):
     assert record["gradient"] == on_threads["gradient"]
 
 
+def test_reproduce_on_the_cluster_writes_the_same_run_files(cluster, corpus_file, tmp_path):
+    args = ["reproduce", "--trial", "4", "--scale", "0.001", "--no-intensive", "--corpus", corpus_file, "--quiet"]
+    on_dask = _invoke(args + ["--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address])
+    assert on_dask.exit_code == 0, on_dask.output
+    on_threads = _invoke(args + ["--out", str(tmp_path / "threads")])
+    names = sorted(path.name for path in (tmp_path / "threads").glob("trial4-*.jsonl"))
+    assert len(names) == 3
+    for name in names:
+        assert _without_seconds(tmp_path / "dask" / name) == _without_seconds(tmp_path / "threads" / name)
+    assert on_threads.exit_code == 0
+
+
 def test_scheduler_and_local_workers_exclude_each_other(corpus_file):
     result = _invoke(["objective", "24", "7", "0.1", "--corpus", corpus_file, "--scheduler", "tcp://127.0.0.1:9",
                       "--local-workers", "2"])
