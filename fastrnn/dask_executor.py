@@ -7,8 +7,10 @@ version: a task names the backend and its run specs, and the worker trains them 
 How a batch travels:
 
 * **Texts once per worker.** An array a task reads (the corpus; later a held-out text) goes to
-  every worker once, in a worker plugin named by a hash of its content (:meth:`DaskExecutor.ship`);
-  tasks refer to it by that name, so a task message holds only run specs (a few hundred bytes).
+  every worker once, in a worker plugin named by a hash of its content and the client's id
+  (:meth:`DaskExecutor.ship`; the id, so that one client unregistering its texts at exit never
+  takes them from another client's batches); tasks refer to it by that name, so a task message
+  holds only run specs (a few hundred bytes).
   The scheduler hands the plugin to workers that join later (a restarted one too). A plugin
   rather than ``scatter(broadcast=True)``: Dask's active memory manager drops replicas of
   scattered data that no task is waiting for, and workers would then fetch the text again.
@@ -200,6 +202,15 @@ class DaskExecutor:
         self._worker_count = (0, -math.inf)  # (count, when)
 
     @classmethod
+    def for_client(cls, client: Client) -> "DaskExecutor":
+        """The executor of ``client``: one per client, so Objectives sharing a client share the
+        texts it has shipped."""
+        executor = _by_client.get(client.id)
+        if executor is None or executor.client is not client:
+            executor = _by_client[client.id] = cls(client)
+        return executor
+
+    @classmethod
     def local(cls, workers: int, **options) -> "DaskExecutor":
         """A new LocalCluster of ``workers`` single-threaded worker processes, closed by :meth:`close`."""
         cluster = _local_cluster(workers)
@@ -300,7 +311,7 @@ class DaskExecutor:
             return cached[1]
         digest = hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8), digest_size=16)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        key = f"fastrnn-array-{digest.hexdigest()}"
+        key = f"fastrnn-array-{digest.hexdigest()}-{self.client.id}"
         self._content_keys[id(array)] = (weakref.ref(array), key)
         return key
 
@@ -362,6 +373,9 @@ class DaskExecutor:
             f"largest h={biggest.hidden}, s={biggest.seq_length} (about {estimated_bytes(biggest) / 2**20:,.0f} MB a "
             f"run, plus the text){limit_text}: most likely out of memory; give workers more memory "
             "(dask worker --memory-limit) or keep h smaller")
+
+
+_by_client: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def _local_cluster(workers: int) -> LocalCluster:

@@ -89,8 +89,10 @@ def make_executor(executor="threads", *, threads: int | None = None, scheduler: 
         raise ValueError(f"scheduler={scheduler!r} is for the dask executor; pass executor='dask' with it")
     if executor == "threads":
         return ThreadExecutor(threads)
-    if executor == "dask" or type(executor).__name__ == "Client":
-        return _dask_module().DaskExecutor(None if executor == "dask" else executor, scheduler=scheduler)
+    if executor == "dask":
+        return _dask_module().DaskExecutor(scheduler=scheduler)
+    if type(executor).__name__ == "Client":  # a distributed.Client (not imported: dask is optional)
+        return _dask_module().DaskExecutor.for_client(executor)
     raise ValueError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}, or a distributed.Client")
 
 

@@ -116,6 +116,7 @@ def test_a_tuning_run_file_is_identical(executor, small_corpus, tmp_path):
 def test_a_distributed_client_is_an_executor(executor, small_corpus):
     F = Objective(small_corpus, alpha=5, beta=2, executor=executor.client)
     assert F.executor.name == "dask" and F.executor.describe()["workers"] == 2
+    assert Objective(small_corpus, executor=executor.client).executor is F.executor  # one per client
     assert F(POINTS[0]) == Objective(small_corpus, alpha=5, beta=2)(POINTS[0])
 
 
