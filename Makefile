@@ -34,5 +34,5 @@ test: $(INSTALLED)
 $(INSTALLED): pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxd ext/*.h)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,optuna]"
+	$(BIN)/python -m pip install --quiet -e ".[test,optuna,dask]"
 	@touch $@

@@ -44,7 +44,7 @@ def pytest_terminal_summary(terminalreporter, config):
             rows.append(f"  {bench.group:40} {info['contender']:16} scoring {1e3 * info['scoring_s']:8.1f} ms = "
                         f"{100 * info['scoring_share']:4.1f}% of training ({info['training_s']:.3f} s)")
     for group, medians in sorted(groups.items()):
-        baseline_name = next((name for name in ("numpy", "1 thread", "float64") if name in medians), None)
+        baseline_name = next((name for name in ("numpy", "1 thread", "float64", "threads") if name in medians), None)
         if baseline_name is None:
             continue
         baseline = medians[baseline_name]

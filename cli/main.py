@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 import math
 import os
 import sys
@@ -30,6 +31,7 @@ from fastrnn.backends import (
 from fastrnn.calculus import GRADIENT_METHODS, gradient, step_lost_in_rounding
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, SHIPPED_TEXTS, CorpusError, default_corpus, load_corpus, shipped_text
+from fastrnn.executors import ExecutorError
 from fastrnn.heldout import DEFAULT_HELDOUT_CHARS, DEFAULT_HELDOUT_FRACTION, MIN_HELDOUT_CHARS
 from fastrnn.memory import MemoryLimitError
 from fastrnn.model import DTYPES, STATUS_DIVERGED
@@ -201,6 +203,55 @@ def _interrupted_training(state, save_path, corpus):
     sys.exit(130)
 
 
+class ExecutorFailed(click.ClickException):
+    """The cluster failed (lost scheduler, workers dying): one line, exit status 2."""
+
+    exit_code = 2
+
+
+def _executor_options(func):
+    """--scheduler / --local-workers: train on a Dask cluster instead of this process's threads.
+
+    The command receives ``executor`` ("threads", or a DaskExecutor closed when the command
+    ends); an :class:`~fastrnn.executors.ExecutorError` becomes one ``Error:`` line and exit 2.
+    """
+
+    @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                  help="Train on the Dask cluster of this scheduler (needs fastrnn[dask]).")
+    @click.option("--local-workers", type=click.IntRange(min=1), default=None, metavar="N",
+                  help="Train on a local Dask cluster of N single-threaded worker processes (needs fastrnn[dask]).")
+    @functools.wraps(func)
+    def wrapper(*args, scheduler, local_workers, **kwargs):
+        if scheduler is not None and local_workers is not None:
+            raise click.UsageError("give --scheduler or --local-workers, not both")
+        if scheduler is None and local_workers is None:
+            return func(*args, executor="threads", **kwargs)
+        from fastrnn.executors import dask_executor_class
+
+        try:
+            DaskExecutor = dask_executor_class()
+            _silence_distributed()
+            executor = DaskExecutor.local(local_workers) if scheduler is None else DaskExecutor(scheduler=scheduler)
+        except ExecutorError as exc:
+            raise ExecutorFailed(str(exc)) from None
+        try:
+            return func(*args, executor=executor, **kwargs)
+        except ExecutorError as exc:
+            raise ExecutorFailed(str(exc)) from None
+        finally:
+            executor.close()
+
+    return wrapper
+
+
+def _silence_distributed() -> None:
+    """Mute distributed's log lines (reconnect attempts, tracebacks of dead workers): the
+    executor's errors say what went wrong in one line. Dask's logging config gives some of its
+    loggers their own levels, so each is set, not only the parent."""
+    for name in ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 #: (parameter, flag, key in an objective's settings, default) of every flag that defines F.
 _OBJECTIVE_FLAGS = (
     ("kind", "--objective", "kind", "heldout"),
@@ -240,11 +291,12 @@ def _objective_flags(func):
     @click.option("--loss", type=click.Choice(LOSS_KINDS), default="smooth", show_default=True,
                   help="paper: which training loss.")
     @click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+    @_executor_options
     @functools.wraps(func)
-    def wrapper(*args, threads, corpus, backend, dtype, heldout_path, **kwargs):
+    def wrapper(*args, threads, corpus, backend, dtype, heldout_path, executor, **kwargs):
         objective_args = {name: kwargs.pop(name) for name, *_ in _OBJECTIVE_FLAGS}
         objective_args.update(corpus=corpus, backend=backend, dtype=dtype, seed=kwargs["seed"], threads=threads,
-                              heldout=heldout_path)
+                              heldout=heldout_path, executor=executor)
         return func(*args, objective_args=objective_args, **kwargs)
 
     return wrapper
@@ -295,7 +347,7 @@ def objective_command(hidden, seq_length, learning_rate, as_json, F, seed, quiet
         raise click.UsageError(str(exc)) from None
     if as_json:
         _emit_json(dict(point=[hidden, seq_length, learning_rate], value=value, **F.settings(),
-                        counters=F.counters.as_dict()))
+                        counters=F.counters.as_dict(), executor=F.executor.describe()))
     else:
         click.echo(repr(value))
 
@@ -596,7 +648,8 @@ def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, 
     magnitude = float(np.linalg.norm(g))
     _emit_json(dict(point=list(point), gradient=g.tolist(), magnitude=magnitude,
                     gradient_paper_units=(g * 1e-8).tolist(), magnitude_paper_units=magnitude * 1e-8,
-                    step=grad_step, method=grad_method, **F.settings(), counters=F.counters.as_dict()))
+                    step=grad_step, method=grad_method, **F.settings(), counters=F.counters.as_dict(),
+                    executor=F.executor.describe()))
 
 
 @cli.command("plot")
@@ -638,7 +691,9 @@ def plot_command(run_files, out, title):
 @click.option("--intensive/--no-intensive", default=True, show_default=True,
               help="Compute the intensive gradient (alpha 100, beta 100) at each final point.")
 @_common_options
-def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, corpus, backend, seed, dtype, quiet):
+@_executor_options
+def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, corpus, backend, seed, dtype, quiet,
+                      executor):
     """Run the paper's trials and write a Markdown report beside its published numbers."""
     from fastrnn import reproduce
 
@@ -671,7 +726,8 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
     try:
         report = reproduce.reproduce(numbers, corpus, out_dir, command=command, noise=noise, seed=seed,
                                      threads=threads or default_threads(), backend=backend.name, dtype=dtype,
-                                     scale=scale, intensive=intensive, progress=progress, on_trial=on_trial)
+                                     scale=scale, intensive=intensive, progress=progress, on_trial=on_trial,
+                                     executor=executor)
     except RunFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--out") from None
     finally:
@@ -794,9 +850,18 @@ def backends_command():
               help="Replicas in the threads comparison.")
 @click.option("--alpha", type=click.IntRange(min=1), default=100, show_default=True,
               help="Training steps per replica in the threads comparison.")
-def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha):
+@click.option("--executor", "executor_name", type=click.Choice(["threads", "dask"]), default="threads", show_default=True,
+              help="dask: compare a LocalCluster of --workers single-threaded processes with --workers threads "
+                   "(beta 8 unless --beta is given) instead of the backends.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Dask workers and threads in the executor comparison.")
+def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, executor_name, workers):
     """Print Markdown tables: training steps/s per backend and config, and 2-thread speed-up."""
     from fastrnn import bench
+
+    if executor_name == "dask":
+        _bench_dask(corpus_path, rounds, 8 if _is_default("beta") else beta, alpha, workers)
+        return
 
     names = [name.strip() for name in backend_names.split(",") if name.strip()]
     unknown = [name for name in names if name not in BACKEND_NAMES]
@@ -825,6 +890,44 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha):
         for hidden, seq_length in bench.CONFIGS:
             one, two, speedup = bench.thread_speedup(corpus, name, hidden, seq_length, beta, alpha, rounds)
             click.echo(f"| {name} | {hidden} | {seq_length} | {beta} | {one:.4f} | {two:.4f} | {speedup:.2f}x |")
+
+
+def _is_default(param: str) -> bool:
+    return click.get_current_context().get_parameter_source(param) == click.core.ParameterSource.DEFAULT
+
+
+def _bench_dask(corpus_path, rounds, beta, alpha, workers):
+    """``fastrnn bench --executor dask``: the tables in docs/SCALING.md."""
+    from fastrnn import bench
+    from fastrnn.executors import ThreadExecutor, dask_executor_class
+
+    try:
+        corpus = load_corpus(corpus_path)
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="--corpus") from None
+    try:
+        DaskExecutor = dask_executor_class()
+    except ExecutorError as exc:
+        raise ExecutorFailed(str(exc)) from None
+    _silence_distributed()
+    executor = DaskExecutor.local(workers)
+    try:
+        click.echo(f"corpus: {corpus.name} ({len(corpus):,} characters, V={corpus.vocab_size}); one evaluation of F = "
+                   f"beta runs of {alpha} steps at one corner, float64, fresh memo; medians of {rounds} interleaved "
+                   "rounds\n")
+        rows = bench.executor_comparison(corpus, executor, threads=workers, beta=beta, alpha=alpha, rounds=rounds)
+        click.echo(bench.dask_markdown(rows, bench.dask_task_overhead(corpus, executor, rounds=rounds), workers))
+        click.echo(f"\nA gradient-descent step (forward differences, alpha {alpha}, beta {beta}, from (24.3, 6.6, 0.1)):\n")
+        click.echo("| executor | s/step | in training batches (s) | outside (s) | serial share | trainings/step |\n"
+                   "|---|---:|---:|---:|---:|---:|")
+        for name, chosen in ((f"threads ({workers})", ThreadExecutor(workers)), (f"dask ({workers} workers)", executor)):
+            profile = bench.tuning_step_profile(corpus, chosen, beta=beta, alpha=alpha)
+            click.echo(f"| {name} | {profile['step']:.4f} | {profile['batch']:.4f} | {profile['serial']:.5f} | "
+                       f"{profile['serial_share']:.2%} | {profile['runs_per_step']:.0f} |")
+    except ExecutorError as exc:
+        raise ExecutorFailed(str(exc)) from None
+    finally:
+        executor.close()
 
 
 def main():

@@ -7,11 +7,15 @@ runs share a batch.
 
 ``threads`` (:class:`ThreadExecutor`, the default) trains on this machine's cores: the numba
 backend on a long-lived thread pool with the GIL released, the cython backend in OpenMP calls.
+``dask`` (:class:`fastrnn.dask_executor.DaskExecutor`, the ``fastrnn[dask]`` extra) sends the runs
+to the workers of a Dask cluster; its module is imported only when asked for, so fastrnn never
+needs dask otherwise.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import numbers
 import os
 import threading
@@ -21,6 +25,17 @@ from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple, Sequence
 if TYPE_CHECKING:  # imported for annotations only: backends import this module
     from .backends import Backend, RunSpec
     from .model import TrainState
+
+
+class ExecutorError(RuntimeError):
+    """An executor cannot compute a batch (its cluster is gone, a worker keeps dying, ...).
+
+    The message says what happened and what to do; nothing of the batch is kept.
+    """
+
+
+class ExecutorUnavailable(ExecutorError):
+    """An executor was asked for whose optional dependencies are not installed."""
 
 
 class RunOutcome(NamedTuple):
@@ -63,16 +78,38 @@ class ThreadExecutor:
         pass
 
 
-EXECUTORS = ("threads",)
+EXECUTORS = ("threads", "dask")
+DASK_INSTALL_HINT = "pip install 'fastrnn[dask]'"
 
 
-def make_executor(executor="threads", *, threads: int | None = None):
-    """An executor from its name, or the executor object itself."""
+def make_executor(executor="threads", *, threads: int | None = None, scheduler: str | None = None):
+    """An executor from its name (``scheduler``: the Dask scheduler's address for ``dask``), a
+    ``distributed.Client`` (its cluster runs the batches), or the executor object itself."""
     if hasattr(executor, "run") and hasattr(executor, "name"):
         return executor
+    if scheduler is not None and executor != "dask":
+        raise ValueError(f"scheduler={scheduler!r} is for the dask executor; pass executor='dask' with it")
     if executor == "threads":
         return ThreadExecutor(threads)
-    raise ValueError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
+    if executor == "dask":
+        return _dask_module().DaskExecutor(scheduler=scheduler)
+    if type(executor).__name__ == "Client":  # a distributed.Client (not imported: dask is optional)
+        return _dask_module().DaskExecutor.for_client(executor)
+    raise ValueError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}, or a distributed.Client")
+
+
+def dask_executor_class():
+    """:class:`fastrnn.dask_executor.DaskExecutor`, or ExecutorUnavailable saying how to install it."""
+    return _dask_module().DaskExecutor
+
+
+def _dask_module():
+    try:
+        dask_executor = importlib.import_module(f"{__package__}.dask_executor")
+    except ImportError as exc:
+        raise ExecutorUnavailable(f"the dask executor needs Dask's distributed package ({exc}); "
+                                  f"install it with {DASK_INSTALL_HINT}") from None
+    return dask_executor
 
 
 def default_threads() -> int:

@@ -166,9 +166,11 @@ class Objective:
     threads : int, optional
         Worker threads for the trainings of one batch; all cores by default. Results are
         bit-identical whatever the value.
-    executor : "threads" or an executor object
+    executor : "threads", "dask", a distributed.Client, or an executor object
         What computes each batch of training runs (:mod:`fastrnn.executors`); results do not
         depend on it.
+    scheduler : str, optional
+        With ``executor="dask"``: the address of the Dask scheduler, ``tcp://HOST:PORT``.
     backend : str
         Training backend name (``fastrnn.backends.BACKEND_NAMES``).
     loss : "smooth" or "last"
@@ -200,6 +202,7 @@ class Objective:
         diverged_value: float | None = None,
         dtype: str = "float64",
         executor="threads",
+        scheduler: str | None = None,
     ):
         if kind not in KINDS:
             raise ValueError(f"unknown objective kind {kind!r}; valid: {', '.join(KINDS)}")
@@ -212,7 +215,8 @@ class Objective:
             raise ValueError(f"unknown loss kind {loss!r}; valid: {', '.join(LOSS_KINDS)}")
         self.noise = noise
         self.seed = check_int("seed", seed, 0)
-        self.executor = make_executor(executor, threads=None if threads is None else check_int("threads", threads, 1))
+        self.executor = make_executor(executor, threads=None if threads is None else check_int("threads", threads, 1),
+                                      scheduler=scheduler)
         self.backend = get_backend(backend)
         self.dtype = check_backend_dtype(self.backend, dtype)
         self.loss = loss

@@ -112,6 +112,7 @@ def run_trial(
     dtype: str = "float64",
     scale: float = 1.0,
     progress: Callable[[str, dict], None] | None = None,
+    executor="threads",
 ) -> dict:
     """Run (or reuse) every run of ``trial``; return its summary for the report."""
     steps = max(1, int(round(trial.steps * scale)))
@@ -122,7 +123,7 @@ def run_trial(
         run_seed = seed * 1000 + trial.number * 10 + index
         path = os.path.join(out_dir, f"trial{trial.number}-{_run_label(options)}.jsonl")
         F = Objective(corpus, trial.alpha, trial.beta, noise=noise, seed=run_seed, threads=threads, backend=backend,
-                      dtype=dtype, kind="paper")
+                      dtype=dtype, kind="paper", executor=executor)
         _check_not_longer(path, steps)
         started = time.perf_counter()
         intensive = []
@@ -132,7 +133,7 @@ def run_trial(
                 progress(label, record)
             if trial.intensive_every and record["step"] % max(1, int(trial.intensive_every * scale)) == 0:
                 intensive.append(_intensive_gradient(corpus, record["x"], trial.intensive_settings, noise,
-                                                     run_seed, threads, backend, dtype))
+                                                     run_seed, threads, backend, dtype, executor))
 
         # A file the killed start of a run left empty holds nothing to keep; any other is resumed,
         # and tune refuses one made with other settings (RunFileError).
@@ -165,21 +166,22 @@ def _check_not_longer(path: str, steps: int) -> None:
                            "larger --scale?); use another --out folder")
 
 
-def _intensive_gradient(corpus, x, settings, noise, seed, threads, backend, dtype="float64") -> dict:
+def _intensive_gradient(corpus, x, settings, noise, seed, threads, backend, dtype="float64", executor="threads") -> dict:
     F = Objective(corpus, settings["alpha"], settings["beta"], noise=noise, seed=seed, threads=threads,
-                  backend=backend, dtype=dtype, kind="paper")
+                  backend=backend, dtype=dtype, kind="paper", executor=executor)
     started = time.perf_counter()
     g = gradient(F, np.asarray(x, dtype=float))
     return dict(x=list(x), alpha=settings["alpha"], beta=settings["beta"], gradient=g.tolist(),
                 magnitude=float(np.linalg.norm(g)), seconds=time.perf_counter() - started)
 
 
-def intensive_gradients(summary: dict, corpus, *, noise, seed, threads, backend, dtype="float64") -> None:
+def intensive_gradients(summary: dict, corpus, *, noise, seed, threads, backend, dtype="float64",
+                        executor="threads") -> None:
     """Add the paper's intensive gradient (alpha 100, beta 100) at each run's final point."""
     for run in summary["runs"]:
         if "intensive" not in run:
             run["intensive"] = _intensive_gradient(corpus, run["final"], INTENSIVE, noise, seed, threads, backend,
-                                                   dtype)
+                                                   dtype, executor)
 
 
 def environment() -> dict:
@@ -284,6 +286,7 @@ def reproduce(
     intensive: bool = True,
     progress: Callable[[str, dict], None] | None = None,
     on_trial: Callable[[dict], None] | None = None,
+    executor="threads",
 ) -> str:
     """Run the given trials into ``out_dir`` (resuming what is there) and write the report; return its path.
 
@@ -310,14 +313,15 @@ def reproduce(
     for number in numbers:
         trial = TRIALS[number]
         summary = run_trial(trial, corpus, out_dir, noise=noise, seed=seed, threads=threads, backend=backend,
-                            dtype=dtype, scale=scale, progress=progress)
+                            dtype=dtype, scale=scale, progress=progress, executor=executor)
         if intensive:
             previous = summaries.get(number)
             if previous and [r["final"] for r in previous["runs"]] == [r["final"] for r in summary["runs"]]:
                 for run, old in zip(summary["runs"], previous["runs"]):
                     if "intensive" in old:
                         run["intensive"] = old["intensive"]
-            intensive_gradients(summary, corpus, noise=noise, seed=seed, threads=threads, backend=backend, dtype=dtype)
+            intensive_gradients(summary, corpus, noise=noise, seed=seed, threads=threads, backend=backend, dtype=dtype,
+                                executor=executor)
         runs = [read_run(os.path.join(out_dir, run["file"])) for run in summary["runs"]]
         plot_runs(runs, [r.label for r in runs], os.path.join(out_dir, f"trial{number}.png"),
                   title=f"Trial {number}: {trial.description}")
