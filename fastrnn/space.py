@@ -91,7 +91,14 @@ class SpaceView:
         return float(self.evaluate_many([z])[0])
 
     def evaluate_many(self, zs) -> np.ndarray:
-        return self.F.evaluate_many([self._point(z) for z in zs])
+        """F at every z; NaN (a non-finite value, which stops an optimizer) where z is so far out
+        that (h, s, l) overflows: there is no network there, not even a penalised one."""
+        points = [self._point(z) for z in zs]
+        finite = [k for k, point in enumerate(points) if np.all(np.isfinite(point))]
+        values = np.full(len(points), np.nan)
+        if finite:
+            values[finite] = self.F.evaluate_many([points[k] for k in finite])
+        return values
 
     def _point(self, z) -> np.ndarray:
         point = self.space.to_point(z)
