@@ -41,9 +41,8 @@ class Space(NamedTuple):
         for i in (0, 1):
             # 2 ** log2(25) is 25 only to rounding: a whole size must stay whole, or F would
             # interpolate (and train) corners for a 4e-15 weight.
-            whole = round(point[i]) if np.isfinite(point[i]) else point[i]
-            if abs(point[i] - whole) <= 1e-9 * abs(whole):
-                point[i] = whole
+            if np.isfinite(point[i]) and abs(point[i] - round(point[i])) <= 1e-9 * abs(point[i]):
+                point[i] = round(point[i])
         return point
 
     def from_point(self, x) -> np.ndarray:
