@@ -28,7 +28,7 @@ from fastrnn.backends import (
     default_threads,
     get_backend,
 )
-from fastrnn.calculus import GRADIENT_METHODS, gradient, step_lost_in_rounding
+from fastrnn.calculus import GRADIENT_METHODS, gradient, step_lost_in_rounding, value_and_gradient
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, SHIPPED_TEXTS, CorpusError, default_corpus, load_corpus, shipped_text
 from fastrnn.executors import ExecutorError
@@ -38,7 +38,7 @@ from fastrnn.model import DTYPES, STATUS_DIVERGED
 from fastrnn.objective import DEFAULT_TRAIN_CHARS, KINDS, LOSS_KINDS, NOISE_KINDS, Objective
 from fastrnn.optimize import METHOD_TABLE, METHODS, default_options
 from fastrnn.sampling import sample
-from fastrnn.space import SPACES
+from fastrnn.space import SPACES, SpaceView
 from fastrnn.training import PROGRESS_CHUNK, new_state, train
 from fastrnn.tuning import RunFileError, read_run, run_is_finished, tune
 
@@ -627,29 +627,44 @@ def _paper_form(x) -> str:
 @click.argument("hidden", type=float, callback=_finite_float)
 @click.argument("seq_length", metavar="SEQ", type=float, callback=_finite_float)
 @click.argument("learning_rate", metavar="LR", type=float, callback=_finite_float)
-@click.option("--step", "grad_step", type=click.FloatRange(min=0, min_open=True), default=1e-8, show_default=True,
-              callback=_finite_float,
-              help="Finite-difference step.")
+@click.option("--step", "grad_step", type=_PositiveOrAuto(), default=None,
+              help="Finite-difference step, or 'auto' (noise-aware) [paper: 1e-8; heldout: auto, in the search "
+                   "space's coordinates].")
 @click.option("--method", "grad_method", type=click.Choice(GRADIENT_METHODS), default="forward", show_default=True)
 @_common_options
 @_objective_options
 def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, F, seed, quiet):
-    """The paper's intensive gradient of F at (HIDDEN, SEQ, LR), as JSON (also x 1e-8, the paper's units)."""
+    """The gradient of F at (HIDDEN, SEQ, LR) as JSON: the paper's intensive gradient (also x 1e-8, its
+    units), or for the held-out objective exact corner differences along h and s and a noise-aware
+    difference along l, with the noise estimate and signal-to-noise ratio of each component."""
     point = (hidden, seq_length, learning_rate)
-    if step_lost_in_rounding(point, grad_step):
+    if grad_step is None:
+        grad_step = 1e-8 if F.kind == "paper" else "auto"
+    if grad_step != "auto" and step_lost_in_rounding(point, grad_step):
         raise click.BadParameter(f"{grad_step:g} is lost in rounding at {_paper_form(point)} (x + h == x), so every "
                                  "difference along that axis would be 0; use a larger --step", param_hint="--step")
+    diagnostics = {}
     try:
-        g = gradient(F, point, h=grad_step, method=grad_method)
+        if F.kind == "paper" and F.space.name == "linear":
+            g = gradient(F, point, h=grad_step, method=grad_method, diagnostics=diagnostics)
+            extra = {}
+        else:
+            view = SpaceView(F)
+            z = view.space.from_point(point)
+            _, g_z = value_and_gradient(view, z, grad_step, grad_method, diagnostics=diagnostics)
+            g = g_z / view.space.chain_factors(point)
+            extra = dict(gradient_in_space=g_z.tolist())
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="SEQ") from None
     except MemoryLimitError as exc:
         raise click.UsageError(str(exc)) from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     magnitude = float(np.linalg.norm(g))
     _emit_json(dict(point=list(point), gradient=g.tolist(), magnitude=magnitude,
                     gradient_paper_units=(g * 1e-8).tolist(), magnitude_paper_units=magnitude * 1e-8,
-                    step=grad_step, method=grad_method, **F.settings(), counters=F.counters.as_dict(),
-                    executor=F.executor.describe()))
+                    step=grad_step, method=grad_method, **extra, diagnostics=diagnostics, **F.settings(),
+                    counters=F.counters.as_dict(), executor=F.executor.describe()))
 
 
 @cli.command("plot")
