@@ -62,6 +62,7 @@ from .executors import RunOutcome, make_executor
 from .heldout import DEFAULT_HELDOUT_CHARS, DEFAULT_HELDOUT_FRACTION, split_heldout
 from .memory import batch_bytes, check_memory
 from .model import STATUS_DIVERGED
+from .optimize import Status, StopOptimization
 from .paper import INSANITY_PENALTY, PAPER_BOUNDS, SANE_RANGES, random_start, sanity_penalty
 from .space import Space, get_space
 
@@ -249,6 +250,8 @@ class Objective:
             diverged_value = DEFAULT_DIVERGED_VALUE if kind == "paper" else 2.0 * math.log(self.corpus.vocab_size)
         self.diverged_value = float(diverged_value)
         self.counters = Counters()
+        #: (training characters, trainings) after which no new batch is trained (see stop_at).
+        self.limits: tuple[int | None, int | None] = (None, None)
         self._memo: dict[tuple, float] = {}
         # Part of every memo key, so a value is never served for other settings.
         self._memo_scope = (self.corpus.fingerprint, self.alpha, self.loss, self.backend.name, self.dtype)
@@ -305,6 +308,18 @@ class Objective:
         self.counters.evaluations += 1
         self.counters.seconds += time.perf_counter() - started
         return value, s_low * (f10 - f00) + s_high * (f11 - f01), h_low * (f01 - f00) + h_high * (f11 - f10)
+
+    def stop_at(self, chars: int | None = None, trainings: int | None = None) -> None:
+        """Refuse to train any new batch once the counters reach these totals: an evaluation that
+        needs new trainings then raises :class:`~fastrnn.optimize.StopOptimization` (status
+        BUDGET), so a tuning run stops within one batch of its budget. None: no limit."""
+        self.limits = (chars, trainings)
+
+    def _check_limits(self) -> None:
+        chars, trainings = self.limits
+        if (chars is not None and self.counters.training_chars >= chars) or \
+                (trainings is not None and self.counters.trainings_run >= trainings):
+            raise StopOptimization(Status.BUDGET)
 
     def noise_state(self) -> dict | None:
         """The fresh-noise seed generator's state (None for common noise), to resume a run."""
@@ -426,6 +441,7 @@ class Objective:
                 missing[key] = None
         if not missing:
             return
+        self._check_limits()
         specs = [
             RunSpec(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.updates(seq_length), self.dtype)
             for *_scope, hidden, seq_length, learning_rate, seed in missing

@@ -100,6 +100,17 @@ STATUS_MESSAGES = {
 SKIPPED_UPDATE_NOTE = "skipped update: s.y <= 0"
 
 
+class StopOptimization(Exception):
+    """Raised by the function being minimised to end the run with ``status`` (e.g. BUDGET).
+
+    A step it interrupts is dropped: the run ends at the last whole step.
+    """
+
+    def __init__(self, status: "Status", message: str = ""):
+        super().__init__(message or status.message)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class OptimizeResult:
     """Outcome of :func:`minimize`; ``state`` resumes the run."""
@@ -734,7 +745,15 @@ def minimize(
         elif stepper.nit >= max_steps:
             status = Status.MAX_STEPS
         else:
-            stepper.step()
+            before = stepper.state()
+            try:
+                stepper.step()
+            except StopOptimization as stop:
+                # f ended the run mid-step (e.g. a training budget): the run ends where the last
+                # whole step left it, so its state is consistent and resumable
+                stepper.restore(before)
+                status = stop.status
+                break
             if stepper.nit % record_every == 0:
                 status = record_and_ask_to_stop()
     if trajectory[-1]["step"] != stepper.nit:

@@ -364,6 +364,7 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_ste
 
     if x0 is not None and space is not None:
         x0 = space.from_point(x0)
+    F.stop_at(budget["budget_chars"], budget["budget_trainings"])
     result = minimize(problem, x0=x0, method=method, seed=seed, max_steps=max_steps, gtol=gtol,
                       record_every=1, callback=callback, state=state, **options)
     if space is not None:

@@ -522,3 +522,22 @@ def test_tpe_without_optuna_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ValueError, match=r"pip install 'fastrnn\[optuna\]'"):
         minimize(paper_like, method="tpe", seed=0, max_steps=1)
+
+
+def test_a_function_can_stop_the_run_mid_step_and_the_run_ends_at_the_last_whole_step():
+    from fastrnn.optimize import StopOptimization
+
+    calls = []
+
+    def limited(x):
+        calls.append(1)
+        if len(calls) > 10:
+            raise StopOptimization(Status.BUDGET)
+        return quadratic(x)
+
+    result = minimize(limited, [4.0, 3.0], "gd", max_steps=50)
+    assert result.status == Status.BUDGET and result.message == "training budget spent"
+    assert result.nit == 3  # 3 whole steps of 3 evaluations after the start's 3; the 4th was dropped
+    assert result.trajectory[-1]["step"] == 3 and result.state["nit"] == 3
+    reference = minimize(quadratic, [4.0, 3.0], "gd", max_steps=3)
+    np.testing.assert_array_equal(result.x, reference.x)
