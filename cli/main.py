@@ -40,7 +40,7 @@ from fastrnn.optimize import METHOD_TABLE, METHODS, default_options
 from fastrnn.sampling import sample
 from fastrnn.space import SPACES, SpaceView
 from fastrnn.training import PROGRESS_CHUNK, new_state, train
-from fastrnn.tuning import RunFileError, read_run, run_is_finished, tune
+from fastrnn.tuning import HELDOUT_SETTINGS, RunFileError, read_run, run_is_finished, tune
 
 from .progress import progress_bar
 
@@ -500,6 +500,8 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
                        f"(continue a run that reached its step limit with a larger --steps)", err=True)
             return
     F = _build_objective(objective_args, **fixed)
+    if resume is None and F.space.name == "log":
+        options = {**HELDOUT_SETTINGS.get(method, {}), **options}  # the paper's defaults are for its linear space
     best = [math.inf]
     with progress_bar(total=max_steps, quiet=quiet, desc=f"tune {method}", unit="step") as bar:
         def on_step(record):

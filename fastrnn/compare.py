@@ -29,19 +29,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .objective import Objective
-from .tuning import RunFileError, read_run, run_is_finished, tune
+from .tuning import HELDOUT_SETTINGS, RunFileError, read_run, run_is_finished, tune
 
-#: Optimizer settings each method runs with in a comparison (the others: the method's defaults).
-#: In the log space a step of 0.5 moves h or s by a factor 1.41 or l by 10**0.5; the learning
-#: rate's difference step is 0.05 decades (12%), far above the chaos of Adagrad at 1e-8.
-METHOD_SETTINGS = {
-    "gd": dict(step=0.5, grad_step=0.05),
-    "bfgs": dict(c=1e-4, fallback_step=0.5, grad_step=0.05),
-    "dfp": dict(c=1e-4, fallback_step=0.5, grad_step=0.05),
-    "newton": dict(grad_step=0.05, hessian_method="stencil"),
-    "random": {},
-    "tpe": {},
-}
+#: Optimizer settings each method runs with in a comparison: those ``fastrnn tune`` uses on the
+#: held-out objective (:data:`fastrnn.tuning.HELDOUT_SETTINGS`).
+METHOD_SETTINGS = HELDOUT_SETTINGS
 #: min-char-rnn's own hyperparameters: the network a user gets without tuning.
 DEFAULTS_POINT = (100, 25, 0.1)
 FRACTIONS = (0.25, 0.5, 1.0)
