@@ -25,6 +25,14 @@ def tiny_corpus() -> Corpus:
 
 
 @pytest.fixture
+def corpus_file(tmp_path, small_corpus) -> str:
+    """``small_corpus`` as a UTF-8 file, for the command line."""
+    path = tmp_path / "text.txt"
+    path.write_text(small_corpus.text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
 def poison_new_runs(monkeypatch):
     """``poison_new_runs(value)``: every new training run starts with all weights = value."""
     from fastrnn.model import TrainState

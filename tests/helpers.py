@@ -98,3 +98,22 @@ def on_paper_objective(args: list) -> list:
     if args and args[0] in ("objective", "gradient", "tune") and "--objective" not in args and "--resume" not in args:
         args[1:1] = ["--objective", "paper"]
     return args
+
+
+def invoke(args, paper: bool = True):
+    """The command line run in-process (click's CliRunner); ``paper``: on the paper's objective
+    unless the arguments choose one (see :func:`on_paper_objective`)."""
+    from click.testing import CliRunner
+    from fastrnn.cli.main import cli
+
+    return CliRunner().invoke(cli, on_paper_objective(args) if paper else list(args), prog_name="fastrnn")
+
+
+def assert_one_line_error(result, *fragments, exit_code: int = 2):
+    """Exit status ``exit_code`` and exactly one ``Error: ...`` line on stderr holding every fragment."""
+    assert result.exit_code == exit_code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in result.output

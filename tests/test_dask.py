@@ -17,9 +17,7 @@ import threading
 import time
 
 import pytest
-from click.testing import CliRunner
-from fastrnn.cli.main import cli
-from helpers import on_paper_objective
+from helpers import assert_one_line_error, invoke
 
 import fastrnn
 from fastrnn.backends import RunSpec
@@ -59,25 +57,6 @@ def executor(cluster):
     yield executor
     executor.close()
     client.close()
-
-
-@pytest.fixture
-def corpus_file(tmp_path, small_corpus):
-    path = tmp_path / "text.txt"
-    path.write_text(small_corpus.text, encoding="utf-8")
-    return str(path)
-
-
-def _invoke(args):
-    return CliRunner().invoke(cli, on_paper_objective(args), prog_name="fastrnn")
-
-
-def _assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def _without_seconds(path):
@@ -221,18 +200,18 @@ def test_a_lost_scheduler_keeps_the_run_file_and_resume_finishes_it(cluster, cor
     closer.start()
     try:
         started = time.monotonic()
-        lost = _invoke(args + ["--scheduler", doomed.scheduler_address, "--out", str(run_file)])
+        lost = invoke(args + ["--scheduler", doomed.scheduler_address, "--out", str(run_file)])
         assert time.monotonic() - started < 30
     finally:
         closer.join()
-    _assert_one_line_error(lost, "lost the Dask scheduler", "--resume")
+    assert_one_line_error(lost, "lost the Dask scheduler", "--resume")
     interrupted = read_run(run_file)
     assert interrupted.result is None and 3 <= len(interrupted.records) < 13
 
-    resumed = _invoke(args + ["--scheduler", cluster.scheduler_address, "--resume", str(run_file)])
+    resumed = invoke(args + ["--scheduler", cluster.scheduler_address, "--resume", str(run_file)])
     assert resumed.exit_code == 0, resumed.output
     reference = tmp_path / "reference.jsonl"
-    on_threads = _invoke(args + ["--out", str(reference)])
+    on_threads = invoke(args + ["--out", str(reference)])
     assert resumed.stdout == on_threads.stdout
     assert _without_seconds(run_file) == _without_seconds(reference)
 
@@ -275,34 +254,34 @@ def test_an_unreachable_scheduler_is_a_clear_error():
 
 # -- the command line ----------------------------------------------------------------------------------
 def test_objective_json_says_which_executor_ran(cluster, corpus_file, small_corpus):
-    result = _invoke(["objective", "24.5", "7.25", "0.1", "--alpha", "6", "--beta", "2", "--corpus", corpus_file,
+    result = invoke(["objective", "24.5", "7.25", "0.1", "--alpha", "6", "--beta", "2", "--corpus", corpus_file,
                       "--scheduler", cluster.scheduler_address, "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["executor"] == dict(executor="dask", scheduler=cluster.scheduler_address, workers=2)
     assert record["value"] == Objective(small_corpus, alpha=6, beta=2, kind="paper")((24.5, 7.25, 0.1))
     assert record["counters"]["trainings_run"] == 8
-    on_threads = json.loads(_invoke(["objective", "24", "7", "0.1", "--alpha", "2", "--corpus", corpus_file,
+    on_threads = json.loads(invoke(["objective", "24", "7", "0.1", "--alpha", "2", "--corpus", corpus_file,
                                      "--threads", "1", "--json"]).stdout)
     assert on_threads["executor"] == dict(executor="threads", threads=1)
 
 
 def test_local_workers_start_and_close_a_cluster(corpus_file, small_corpus):
     _distributed()
-    result = _invoke(["gradient", "24.5", "7.25", "0.1", "--alpha", "4", "--corpus", corpus_file,
+    result = invoke(["gradient", "24.5", "7.25", "0.1", "--alpha", "4", "--corpus", corpus_file,
                       "--local-workers", "1"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["executor"]["workers"] == 1
-    on_threads = json.loads(_invoke(["gradient", "24.5", "7.25", "0.1", "--alpha", "4", "--corpus", corpus_file]).stdout)
+    on_threads = json.loads(invoke(["gradient", "24.5", "7.25", "0.1", "--alpha", "4", "--corpus", corpus_file]).stdout)
     assert record["gradient"] == on_threads["gradient"]
 
 
 def test_reproduce_on_the_cluster_writes_the_same_run_files(cluster, corpus_file, tmp_path):
     args = ["reproduce", "--trial", "4", "--scale", "0.001", "--no-intensive", "--corpus", corpus_file, "--quiet"]
-    on_dask = _invoke(args + ["--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address])
+    on_dask = invoke(args + ["--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address])
     assert on_dask.exit_code == 0, on_dask.output
-    on_threads = _invoke(args + ["--out", str(tmp_path / "threads")])
+    on_threads = invoke(args + ["--out", str(tmp_path / "threads")])
     names = sorted(path.name for path in (tmp_path / "threads").glob("trial4-*.jsonl"))
     assert len(names) == 3
     for name in names:
@@ -311,9 +290,9 @@ def test_reproduce_on_the_cluster_writes_the_same_run_files(cluster, corpus_file
 
 
 def test_scheduler_and_local_workers_exclude_each_other(corpus_file):
-    result = _invoke(["objective", "24", "7", "0.1", "--corpus", corpus_file, "--scheduler", "tcp://127.0.0.1:9",
+    result = invoke(["objective", "24", "7", "0.1", "--corpus", corpus_file, "--scheduler", "tcp://127.0.0.1:9",
                       "--local-workers", "2"])
-    _assert_one_line_error(result, "--scheduler", "--local-workers")
+    assert_one_line_error(result, "--scheduler", "--local-workers")
 
 
 # -- without the extra (these run whether or not dask is installed) ---------------------------------
@@ -346,9 +325,9 @@ def test_without_the_extra_the_library_says_how_to_install_it(without_dask, smal
 @pytest.mark.parametrize("option", [["--local-workers", "2"], ["--scheduler", "tcp://127.0.0.1:8786"]])
 def test_without_the_extra_the_cli_exits_2_with_one_line(without_dask, corpus_file, tmp_path, command, option):
     extra = ["--out", str(tmp_path / "out")] if command[0] == "reproduce" else []
-    result = _invoke(command + ["--corpus", corpus_file, "--alpha" if command[0] != "reproduce" else "--seed", "2"]
+    result = invoke(command + ["--corpus", corpus_file, "--alpha" if command[0] != "reproduce" else "--seed", "2"]
                      + extra + option)
-    _assert_one_line_error(result, "pip install 'fastrnn[dask]'")
+    assert_one_line_error(result, "pip install 'fastrnn[dask]'")
     assert not (tmp_path / "out").exists()
 
 

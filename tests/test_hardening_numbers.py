@@ -7,34 +7,13 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from fastrnn.cli.main import cli
-from helpers import on_paper_objective
+from helpers import assert_one_line_error, invoke
 
 from fastrnn.calculus import step_lost_in_rounding
 from fastrnn.objective import Objective
 from fastrnn.optimize import STATUS_MESSAGES, minimize
 from fastrnn.paper import INSANITY_PENALTY, MAX_SQUARED_DISTANCE, sanity_penalty
 from fastrnn.tuning import tune
-
-
-@pytest.fixture
-def corpus_file(tmp_path, small_corpus):
-    path = tmp_path / "text.txt"
-    path.write_text(small_corpus.text, encoding="utf-8")
-    return str(path)
-
-
-def _invoke(args):
-    return CliRunner().invoke(cli, on_paper_objective(args), prog_name="fastrnn")
-
-
-def _assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("args,fragment", [
@@ -49,7 +28,7 @@ def _assert_one_line_error(result, *fragments):
     (["reproduce", "--scale", "nan"], "--scale"),
 ])
 def test_non_finite_options_exit_2(args, fragment):
-    _assert_one_line_error(_invoke(args), fragment, "finite")
+    assert_one_line_error(invoke(args), fragment, "finite")
 
 
 def test_sanity_penalty_saturates_instead_of_overflowing():
@@ -64,14 +43,14 @@ def test_sanity_penalty_saturates_instead_of_overflowing():
 
 @pytest.mark.parametrize("point", [["40", "12", "1e300"], ["1e200", "12", "0.1"]])
 def test_objective_far_outside_the_box_is_finite(corpus_file, point):
-    result = _invoke(["objective", *point, "--alpha", "2", "--corpus", corpus_file])
+    result = invoke(["objective", *point, "--alpha", "2", "--corpus", corpus_file])
     assert result.exit_code == 0, result.output
     assert float(result.stdout) == INSANITY_PENALTY + MAX_SQUARED_DISTANCE
 
 
 def test_tune_from_a_huge_x0_or_step_stops_with_the_rounding_status(corpus_file):
     for extra in (["--x0", "40,12,1e300"], ["--x0", "30,10,0.1", "--step", "1e200"]):
-        result = _invoke(["tune", "--alpha", "2", "--steps", "5", "--corpus", corpus_file, *extra])
+        result = invoke(["tune", "--alpha", "2", "--steps", "5", "--corpus", corpus_file, *extra])
         assert result.exit_code == 0, result.output
         assert "lost in rounding" in result.stderr and "converged" not in result.stderr
 
@@ -105,7 +84,7 @@ def test_newton_with_a_huge_multiplier_is_not_converged(small_corpus):
 
 
 def test_cli_grad_step_lost_in_rounding(corpus_file):
-    result = _invoke(["tune", "--alpha", "2", "--steps", "3", "--grad-step", "1e-300", "--x0", "30,10,0.1",
+    result = invoke(["tune", "--alpha", "2", "--steps", "3", "--grad-step", "1e-300", "--x0", "30,10,0.1",
                       "--corpus", corpus_file])
     assert result.exit_code == 0, result.output
     assert "lost in rounding (x + h == x) after 0 steps" in result.stderr
@@ -115,16 +94,16 @@ def test_gradient_needs_a_corner_the_corpus_is_too_short_for(tmp_path):
     short = tmp_path / "thirty.txt"
     short.write_text("abcdefghij abcdefghij abcdefgh")
     assert len(short.read_text()) == 30
-    _assert_one_line_error(_invoke(["gradient", "20", "28", "0.1", "--corpus", str(short), "--alpha", "2"]),
+    assert_one_line_error(invoke(["gradient", "20", "28", "0.1", "--corpus", str(short), "--alpha", "2"]),
                            "SEQ", "seq_length 29")
 
 
 def test_gradient_with_a_step_lost_in_rounding(corpus_file):
-    _assert_one_line_error(_invoke(["gradient", "1e20", "8", "0.1", "--corpus", corpus_file]), "--step", "x + h == x")
+    assert_one_line_error(invoke(["gradient", "1e20", "8", "0.1", "--corpus", corpus_file]), "--step", "x + h == x")
 
 
 def test_train_zero_steps_prints_null_not_nan(corpus_file):
-    result = _invoke(["train", "--steps", "0", "--hidden", "8", "--seq", "5", "--corpus", corpus_file])
+    result = invoke(["train", "--steps", "0", "--hidden", "8", "--seq", "5", "--corpus", corpus_file])
     assert result.exit_code == 0, result.output
     assert "NaN" not in result.stdout
     record = json.loads(result.stdout)
@@ -135,7 +114,7 @@ def test_printed_points_keep_significant_digits(corpus_file, monkeypatch):
     import fastrnn.cli.main as main
 
     assert main._paper_form([20.66891, 5.462, 2.9e-7]) == "[20.6689, 5.462, 2.9e-07]"
-    result = _invoke(["tune", "--alpha", "2", "--steps", "0", "--x0", "30,10,2.9e-7", "--corpus", corpus_file])
+    result = invoke(["tune", "--alpha", "2", "--steps", "0", "--x0", "30,10,2.9e-7", "--corpus", corpus_file])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "[30, 10, 2.9e-07]"
 
@@ -144,11 +123,11 @@ def test_plot_prints_the_path_it_wrote(tmp_path, small_corpus, monkeypatch):
     run = tmp_path / "run.jsonl"
     tune(Objective(small_corpus, alpha=2, kind="paper"), "gd", x0=[25.0, 10.0, 0.1], max_steps=2, out=run)
     monkeypatch.chdir(tmp_path)
-    result = _invoke(["plot", str(run), "-o", "figure"])
+    result = invoke(["plot", str(run), "-o", "figure"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "figure.png"
     assert (tmp_path / "figure.png").read_bytes()[:4] == b"\x89PNG"
-    _assert_one_line_error(_invoke(["plot", str(run), "-o", "figure.xyz"]), "--out", ".png")
+    assert_one_line_error(invoke(["plot", str(run), "-o", "figure.xyz"]), "--out", ".png")
 
 
 def test_emitted_json_never_holds_nan():
@@ -162,7 +141,7 @@ def test_negative_numbers_after_double_dash_and_a_hint_without(corpus_file):
     import subprocess
     import sys
 
-    result = _invoke(["objective", "--alpha", "2", "--corpus", corpus_file, "--", "-5", "12", "0.1"])
+    result = invoke(["objective", "--alpha", "2", "--corpus", corpus_file, "--", "-5", "12", "0.1"])
     assert result.exit_code == 0, result.output
     assert float(result.stdout) == sanity_penalty(-5, 12, 0.1)
     # The hint comes from the group's own error handling, which CliRunner bypasses: run the real command.
@@ -188,8 +167,8 @@ def test_multi_line_click_messages_become_one_line():
 def test_a_text_file_as_model_gets_a_plain_message(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    result = _invoke(["sample", str(text)])
-    _assert_one_line_error(result, "MODEL", "not a readable .npz model file", "fastrnn train --save")
+    result = invoke(["sample", str(text)])
+    assert_one_line_error(result, "MODEL", "not a readable .npz model file", "fastrnn train --save")
     assert "pickle" not in result.stderr
 
 
@@ -202,6 +181,6 @@ def test_stencil_hessian_far_out_without_warnings(corpus_file):
         warnings.simplefilter("error")
         H = hessian(lambda x: float(np.abs(x).sum()) + 1e290 * x[1], np.array([1e300, 1.0]), method="stencil")
     assert H.shape == (2, 2) and H[0, 0] == 0.0  # h**2 is inf: the curvature along x0 reads 0, without a warning
-    result = _invoke(["tune", "--method", "newton", "--hessian-method", "stencil", "--x0", "1e300,10,0.1", "--steps",
+    result = invoke(["tune", "--method", "newton", "--hessian-method", "stencil", "--x0", "1e300,10,0.1", "--steps",
                       "2", "--alpha", "2", "--corpus", corpus_file])
     assert result.exit_code == 0 and "Warning" not in result.stderr, result.stderr

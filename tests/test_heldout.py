@@ -8,9 +8,8 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from fastrnn.cli.main import cli
-from helpers import synthetic_text
+from helpers import assert_one_line_error, synthetic_text
+from helpers import invoke as _invoke_helper
 
 from fastrnn.backends import get_backend
 from fastrnn.backends.reference import heldout_loss as reference_heldout_loss
@@ -240,6 +239,10 @@ def test_samplers_try_whole_sizes(corpus):
 # -- the command line ------------------------------------------------------------------------------------
 
 
+def invoke_cli(args):
+    return _invoke_helper(args, paper=False)
+
+
 @pytest.fixture
 def corpus_file(tmp_path, corpus):
     path = tmp_path / "text.txt"
@@ -247,20 +250,8 @@ def corpus_file(tmp_path, corpus):
     return str(path)
 
 
-def _invoke(args):
-    return CliRunner().invoke(cli, args, prog_name="fastrnn")
-
-
-def _one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
 def test_the_held_out_objective_is_the_default_of_the_command_line(corpus_file, corpus):
-    result = _invoke(["objective", "24", "7", "0.1", "--corpus", corpus_file, "--train-chars", "600",
+    result = invoke_cli(["objective", "24", "7", "0.1", "--corpus", corpus_file, "--train-chars", "600",
                       "--heldout-chars", "1000", "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
@@ -276,40 +267,40 @@ def test_the_held_out_objective_is_the_default_of_the_command_line(corpus_file, 
     (["--train-chars", "10"], ["train_chars", "40"]),
 ])
 def test_bad_held_out_settings_exit_2_naming_the_rule(corpus_file, args, fragments):
-    _one_line_error(_invoke(["objective", "24", "7", "0.1", "--corpus", corpus_file, *args]), *fragments)
+    assert_one_line_error(invoke_cli(["objective", "24", "7", "0.1", "--corpus", corpus_file, *args]), *fragments)
 
 
 def test_a_short_held_out_text_exits_2(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text(synthetic_text(5000), encoding="utf-8")
-    _one_line_error(_invoke(["objective", "24", "7", "0.1", "--corpus", str(short)]), "1,000")
+    assert_one_line_error(invoke_cli(["objective", "24", "7", "0.1", "--corpus", str(short)]), "1,000")
 
 
 def test_tune_rules(corpus_file, tmp_path, monkeypatch):
     base = ["tune", "--corpus", corpus_file, "--train-chars", "600", "--heldout-chars", "1000", "--steps", "2"]
-    _one_line_error(_invoke(base + ["--x0", "0,7,0.1"]), "log space", "positive")
-    _one_line_error(_invoke(base + ["--budget-chars", "0"]), "--budget-chars")
+    assert_one_line_error(invoke_cli(base + ["--x0", "0,7,0.1"]), "log space", "positive")
+    assert_one_line_error(invoke_cli(base + ["--budget-chars", "0"]), "--budget-chars")
     import sys
 
     monkeypatch.setitem(sys.modules, "optuna", None)
-    _one_line_error(_invoke(base + ["--method", "tpe"]), "pip install 'fastrnn[optuna]'")
+    assert_one_line_error(invoke_cli(base + ["--method", "tpe"]), "pip install 'fastrnn[optuna]'")
 
 
 def test_tune_writes_h_s_l_and_resumes_from_the_file_alone(corpus_file, tmp_path):
     out = tmp_path / "run.jsonl"
     args = ["tune", "--method", "random", "--corpus", corpus_file, "--train-chars", "600", "--heldout-chars", "1000",
             "--record-every", "1", "--quiet"]
-    first = _invoke(args + ["--steps", "3", "--out", str(out)])
+    first = invoke_cli(args + ["--steps", "3", "--out", str(out)])
     assert first.exit_code == 0, first.output
-    resumed = _invoke(["tune", "--resume", str(out), "--steps", "6", "--quiet"])
-    whole = _invoke(args + ["--steps", "6", "--out", str(tmp_path / "whole.jsonl")])
+    resumed = invoke_cli(["tune", "--resume", str(out), "--steps", "6", "--quiet"])
+    whole = invoke_cli(args + ["--steps", "6", "--out", str(tmp_path / "whole.jsonl")])
     assert resumed.exit_code == 0, resumed.output
     assert resumed.stdout == whole.stdout
     assert read_run(out).settings["objective"]["kind"] == "heldout"
 
 
 def test_gradient_prints_noise_and_signal_to_noise(corpus_file):
-    result = _invoke(["gradient", "30.5", "9.5", "0.1", "--corpus", corpus_file, "--train-chars", "600",
+    result = invoke_cli(["gradient", "30.5", "9.5", "0.1", "--corpus", corpus_file, "--train-chars", "600",
                       "--heldout-chars", "1000"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
@@ -323,7 +314,7 @@ def test_compare_reports_every_method_and_resumes(corpus_file, tmp_path):
     out = tmp_path / "cmp"
     args = ["compare", "--corpus", corpus_file, "--methods", "gd,random", "--repeats", "2", "--budget-chars", "9000",
             "--train-chars", "600", "--heldout-chars", "1000", "--final-factor", "2", "--out", str(out), "--quiet"]
-    result = _invoke(args)
+    result = invoke_cli(args)
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text(encoding="utf-8")
     for fragment in ("| gd |", "| random |", "min-char-rnn's defaults", "best_so_far.png"):
@@ -335,6 +326,6 @@ def test_compare_reports_every_method_and_resumes(corpus_file, tmp_path):
         for seed in (0, 1):
             run = read_run(out / f"{method}-seed{seed}.jsonl")
             assert run.result["status"] == Status.BUDGET
-    again = _invoke(args)  # finished runs are reused: the same report
+    again = invoke_cli(args)  # finished runs are reused: the same report
     assert again.exit_code == 0 and (out / "report.md").read_text(encoding="utf-8") == report
-    _one_line_error(_invoke(args[:-3] + ["--methods", "sgd", "--out", str(out)]), "--methods", "sgd")
+    assert_one_line_error(invoke_cli(args[:-3] + ["--methods", "sgd", "--out", str(out)]), "--methods", "sgd")

@@ -9,32 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
-from fastrnn.cli.main import cli
-from helpers import on_paper_objective
+from helpers import assert_one_line_error, invoke
 
 from fastrnn.objective import Objective
 from fastrnn.tuning import RunFileError, read_run, tune
-
-
-@pytest.fixture
-def corpus_file(tmp_path, small_corpus):
-    path = tmp_path / "text.txt"
-    path.write_text(small_corpus.text, encoding="utf-8")
-    return str(path)
-
-
-def _invoke(args):
-    return CliRunner().invoke(cli, on_paper_objective(args), prog_name="fastrnn")
-
-
-def _assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 def _start(corpus_file, out, steps="4", *extra):
@@ -44,11 +22,11 @@ def _start(corpus_file, out, steps="4", *extra):
 
 
 def test_resume_takes_its_settings_from_the_file(tmp_path, corpus_file):
-    whole = _invoke(_start(corpus_file, tmp_path / "whole.jsonl", "9"))
+    whole = invoke(_start(corpus_file, tmp_path / "whole.jsonl", "9"))
     assert whole.exit_code == 0, whole.output
     part = tmp_path / "part.jsonl"
-    assert _invoke(_start(corpus_file, part, "4")).exit_code == 0
-    resumed = _invoke(["tune", "--resume", str(part), "--steps", "9", "--quiet"])
+    assert invoke(_start(corpus_file, part, "4")).exit_code == 0
+    resumed = invoke(["tune", "--resume", str(part), "--steps", "9", "--quiet"])
     assert resumed.exit_code == 0, resumed.output
     assert resumed.stdout == whole.stdout
     assert read_run(part).result["x"] == read_run(tmp_path / "whole.jsonl").result["x"]
@@ -56,7 +34,7 @@ def test_resume_takes_its_settings_from_the_file(tmp_path, corpus_file):
 
 def test_resume_with_nothing_but_the_file_continues_a_stopped_run(tmp_path, corpus_file, monkeypatch):
     out = tmp_path / "run.jsonl"
-    whole = _invoke(_start(corpus_file, tmp_path / "whole.jsonl", "8"))
+    whole = invoke(_start(corpus_file, tmp_path / "whole.jsonl", "8"))
     calls = {"n": 0}
     original = Objective.evaluate_many
 
@@ -67,10 +45,10 @@ def test_resume_with_nothing_but_the_file_continues_a_stopped_run(tmp_path, corp
         return original(self, points)
 
     monkeypatch.setattr(Objective, "evaluate_many", interrupted)
-    stopped = _invoke(_start(corpus_file, out, "8"))
+    stopped = invoke(_start(corpus_file, out, "8"))
     assert stopped.exit_code == 130
     monkeypatch.setattr(Objective, "evaluate_many", original)
-    resumed = _invoke(["tune", "--resume", str(out)])  # no --steps, --corpus, --alpha ...: all from the file
+    resumed = invoke(["tune", "--resume", str(out)])  # no --steps, --corpus, --alpha ...: all from the file
     assert resumed.exit_code == 0, resumed.output
     assert resumed.stdout == whole.stdout
 
@@ -85,39 +63,39 @@ def test_resume_with_nothing_but_the_file_continues_a_stopped_run(tmp_path, corp
 ])
 def test_resume_refuses_an_explicit_option_that_conflicts(tmp_path, corpus_file, extra, fragments):
     out = tmp_path / "run.jsonl"
-    assert _invoke(_start(corpus_file, out, "2")).exit_code == 0
+    assert invoke(_start(corpus_file, out, "2")).exit_code == 0
     before = out.read_bytes()
-    _assert_one_line_error(_invoke(["tune", "--resume", str(out), "--steps", "4", *extra]), *fragments)
+    assert_one_line_error(invoke(["tune", "--resume", str(out), "--steps", "4", *extra]), *fragments)
     assert out.read_bytes() == before
     # The same values as stored are fine.
-    agreed = _invoke(["tune", "--resume", str(out), "--steps", "3", "--alpha", "4", "--step", "0.5", "--quiet"])
+    agreed = invoke(["tune", "--resume", str(out), "--steps", "3", "--alpha", "4", "--step", "0.5", "--quiet"])
     assert agreed.exit_code == 0, agreed.output
 
 
 def test_resume_refuses_another_corpus(tmp_path, corpus_file):
     out = tmp_path / "run.jsonl"
-    assert _invoke(_start(corpus_file, out, "2")).exit_code == 0
+    assert invoke(_start(corpus_file, out, "2")).exit_code == 0
     other = tmp_path / "other.txt"
     other.write_text("something else entirely, and long enough for sequences\n" * 20)
-    _assert_one_line_error(_invoke(["tune", "--resume", str(out), "--corpus", str(other)]), "--corpus", "conflicts")
+    assert_one_line_error(invoke(["tune", "--resume", str(out), "--corpus", str(other)]), "--corpus", "conflicts")
     with open(corpus_file, "a") as f:
         f.write("changed")
-    _assert_one_line_error(_invoke(["tune", "--resume", str(out)]), "--corpus", "not the text")
+    assert_one_line_error(invoke(["tune", "--resume", str(out)]), "--corpus", "not the text")
 
 
 def test_torn_last_line_is_cut_before_resuming(tmp_path, corpus_file):
     out = tmp_path / "run.jsonl"
-    whole = _invoke(_start(corpus_file, tmp_path / "whole.jsonl", "8"))
-    assert _invoke(_start(corpus_file, out, "8")).exit_code == 0
+    whole = invoke(_start(corpus_file, tmp_path / "whole.jsonl", "8"))
+    assert invoke(_start(corpus_file, out, "8")).exit_code == 0
     lines = out.read_text().splitlines(keepends=True)
     # Killed while writing the third record: two records survive, then half a line.
     out.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
-    resumed = _invoke(["tune", "--resume", str(out)])
+    resumed = invoke(["tune", "--resume", str(out)])
     assert resumed.exit_code == 0, resumed.output
     assert resumed.stdout == whole.stdout
     entries = [json.loads(line) for line in out.read_text().splitlines()]  # every line is whole JSON
     assert [e["type"] for e in entries].count("result") == 1
-    assert _invoke(["plot", str(out), "-o", str(tmp_path / "fig.png")]).exit_code == 0
+    assert invoke(["plot", str(out), "-o", str(tmp_path / "fig.png")]).exit_code == 0
 
 
 def test_complete_last_line_without_its_newline_is_kept(tmp_path, small_corpus):
@@ -135,16 +113,16 @@ def test_complete_last_line_without_its_newline_is_kept(tmp_path, small_corpus):
 
 def test_finished_run_is_reported_not_continued(tmp_path, corpus_file):
     out = tmp_path / "run.jsonl"
-    first = _invoke(_start(corpus_file, out, "3"))
+    first = invoke(_start(corpus_file, out, "3"))
     assert first.exit_code == 0
     before = out.read_bytes()
-    again = _invoke(["tune", "--resume", str(out)])
+    again = invoke(["tune", "--resume", str(out)])
     assert again.exit_code == 0, again.output
     assert again.stdout == first.stdout
     assert again.stderr.startswith(f"{out} is finished: maximum number of steps reached after 3 steps")
     assert out.read_bytes() == before  # no second result line
     # A larger step limit continues it.
-    longer = _invoke(["tune", "--resume", str(out), "--steps", "5", "--quiet"])
+    longer = invoke(["tune", "--resume", str(out), "--steps", "5", "--quiet"])
     assert longer.exit_code == 0
     assert read_run(out).result["nit"] == 5
 
@@ -161,27 +139,27 @@ def test_library_resume_of_a_finished_run_appends_nothing(tmp_path, small_corpus
 def test_out_refuses_an_existing_file_unless_forced(tmp_path, corpus_file):
     out = tmp_path / "run.jsonl"
     out.write_text("precious\n")
-    _assert_one_line_error(_invoke(_start(corpus_file, out, "2")), "--out",
+    assert_one_line_error(invoke(_start(corpus_file, out, "2")), "--out",
                            "exists; use --resume to continue it or --force to overwrite it")
     assert out.read_text() == "precious\n"
-    forced = _invoke(_start(corpus_file, out, "2", "--force"))
+    forced = invoke(_start(corpus_file, out, "2", "--force"))
     assert forced.exit_code == 0, forced.output
     assert read_run(out).result["nit"] == 2
-    _assert_one_line_error(_invoke(["tune", "--resume", str(out), "--force"]), "--force")
+    assert_one_line_error(invoke(["tune", "--resume", str(out), "--force"]), "--force")
 
 
 def test_a_file_in_use_by_another_process_is_refused(tmp_path, corpus_file, small_corpus):
     out = tmp_path / "run.jsonl"
-    assert _invoke(_start(corpus_file, out, "2")).exit_code == 0
+    assert invoke(_start(corpus_file, out, "2")).exit_code == 0
     before = out.read_bytes()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); fcntl.flock(f, fcntl.LOCK_EX); "
          "print('locked', flush=True); time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        _assert_one_line_error(_invoke(["tune", "--resume", str(out), "--steps", "4"]), "--resume",
+        assert_one_line_error(invoke(["tune", "--resume", str(out), "--steps", "4"]), "--resume",
                                "in use by another process")
-        _assert_one_line_error(_invoke(_start(corpus_file, out, "2", "--force")), "--out", "in use by another process")
+        assert_one_line_error(invoke(_start(corpus_file, out, "2", "--force")), "--out", "in use by another process")
     finally:
         holder.kill()
         holder.wait()
@@ -226,38 +204,38 @@ def _malformed(lines, index, replacement):
 ])
 def test_wrong_shaped_lines_exit_2_with_the_line_number(tmp_path, corpus_file, damage, fragment):
     out = tmp_path / "run.jsonl"
-    assert _invoke(_start(corpus_file, out, "4", "--record-every", "1")).exit_code == 0
+    assert invoke(_start(corpus_file, out, "4", "--record-every", "1")).exit_code == 0
     lines = out.read_text().splitlines()
     out.write_text("\n".join(damage(lines)) + "\n")
-    _assert_one_line_error(_invoke(["tune", "--resume", str(out), "--steps", "6"]), "--resume", fragment)
-    _assert_one_line_error(_invoke(["plot", str(out), "-o", str(tmp_path / "f.png")]), "RUN.jsonl", fragment)
+    assert_one_line_error(invoke(["tune", "--resume", str(out), "--steps", "6"]), "--resume", fragment)
+    assert_one_line_error(invoke(["plot", str(out), "-o", str(tmp_path / "f.png")]), "RUN.jsonl", fragment)
     with pytest.raises(RunFileError, match="damaged"):
         read_run(out)
 
 
 def test_missing_directory(tmp_path, corpus_file):
     out = tmp_path / "no" / "such" / "run.jsonl"
-    _assert_one_line_error(_invoke(_start(corpus_file, out, "2")), "--out", "does not exist")
-    _assert_one_line_error(_invoke(["plot", str(tmp_path / "no" / "run.jsonl"), "-o", "x.png"]), "does not exist")
+    assert_one_line_error(invoke(_start(corpus_file, out, "2")), "--out", "does not exist")
+    assert_one_line_error(invoke(["plot", str(tmp_path / "no" / "run.jsonl"), "-o", "x.png"]), "does not exist")
 
 
 def test_reproduce_into_a_folder_made_with_other_settings(tmp_path, corpus_file):
     out = tmp_path / "rep"
     args = ["reproduce", "--trial", "4", "--scale", "0.0005", "--out", str(out), "--corpus", corpus_file, "--quiet",
             "--no-intensive"]
-    assert _invoke(args).exit_code == 0
-    _assert_one_line_error(_invoke(args + ["--noise", "fresh"]), "cannot resume", "objective")
-    _assert_one_line_error(_invoke(args[:4] + ["0.0001"] + args[5:]), "more than the")
+    assert invoke(args).exit_code == 0
+    assert_one_line_error(invoke(args + ["--noise", "fresh"]), "cannot resume", "objective")
+    assert_one_line_error(invoke(args[:4] + ["0.0001"] + args[5:]), "more than the")
     (out / "summary.json").write_text("{not json")
-    _assert_one_line_error(_invoke(args), "summary.json")
+    assert_one_line_error(invoke(args), "summary.json")
 
 
 def test_reproduce_reports_a_damaged_run_file(tmp_path, corpus_file):
     out = tmp_path / "rep"
     args = ["reproduce", "--trial", "4", "--scale", "0.0005", "--out", str(out), "--corpus", corpus_file, "--quiet",
             "--no-intensive"]
-    assert _invoke(args).exit_code == 0
+    assert invoke(args).exit_code == 0
     run = next(out.glob("trial4-*.jsonl"))
     run.write_text("123\n" + run.read_text())
-    _assert_one_line_error(_invoke(args), "line 1")
+    assert_one_line_error(invoke(args), "line 1")
 
