@@ -117,3 +117,13 @@ def assert_one_line_error(result, *fragments, exit_code: int = 2):
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     assert "Traceback" not in result.output
+
+
+def methods_available():
+    """The optimizer methods whose dependencies are installed: tpe needs the optuna extra (CI
+    installs it, and test_backends.test_required_extras_are_installed fails there without it)."""
+    import importlib.util
+
+    from fastrnn.optimize import METHODS
+
+    return [m for m in METHODS if m != "tpe" or importlib.util.find_spec("optuna") is not None]

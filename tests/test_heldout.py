@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, synthetic_text
+from helpers import assert_one_line_error, methods_available, synthetic_text
 from helpers import invoke as _invoke_helper
 
 from fastrnn.backends import get_backend
@@ -200,8 +200,10 @@ def test_the_start_is_inside_the_sane_box_in_the_search_space(F):
 
 
 @pytest.mark.parametrize("method, options", [
-    ("gd", dict(step=0.5, grad_step=0.05)), ("bfgs", dict(c=1e-4, grad_step=0.05)),
-    ("random", {}), ("tpe", dict(startup_trials=2)),
+    (method, options) for method, options in [
+        ("gd", dict(step=0.5, grad_step=0.05)), ("bfgs", dict(c=1e-4, grad_step=0.05)),
+        ("random", {}), ("tpe", dict(startup_trials=2)),
+    ] if method in methods_available()
 ])
 def test_every_method_resumes_to_the_same_result_and_stops_at_the_budget(corpus, tmp_path, method, options):
     def objective():
