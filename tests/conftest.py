@@ -7,10 +7,11 @@ as soon as it is registered; helpers live in ``helpers.py``.
 from __future__ import annotations
 
 import pytest
-from helpers import synthetic_text, word_text
 
 from fastrnn.backends import COMPILED_BACKENDS, BackendUnavailable, get_backend
 from fastrnn.corpus import Corpus
+
+from helpers import synthetic_text, word_text
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,10 @@ import math
 
 import numpy as np
 import pytest
-from helpers import assert_same_run, copy_state, fresh_state
 
 from fastrnn.model import STATUS_DIVERGED, TrainState
+
+from helpers import assert_same_run, copy_state, fresh_state
 
 
 def _mixed_states(word_corpus):

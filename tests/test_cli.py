@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from fastrnn.cli.main import cli
-from helpers import on_paper_objective
 
 from fastrnn.objective import Objective
 from fastrnn.training import train
+
+from helpers import on_paper_objective
 
 
 @pytest.fixture

@@ -17,13 +17,14 @@ import threading
 import time
 
 import pytest
-from helpers import assert_one_line_error, invoke
 
 import fastrnn
 from fastrnn.backends import RunSpec
 from fastrnn.executors import ExecutorError, ExecutorUnavailable, make_executor
 from fastrnn.objective import Objective
 from fastrnn.tuning import read_run, tune
+
+from helpers import assert_one_line_error, invoke
 
 
 def _distributed():

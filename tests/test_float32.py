@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import SIZES, relative_error, run_fresh
 
 from fastrnn.model import STATUS_DIVERGED, STATUS_OK, TrainState
+
+from helpers import SIZES, relative_error, run_fresh
 
 
 @pytest.mark.parametrize("H,S", SIZES)

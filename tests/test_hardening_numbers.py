@@ -7,13 +7,14 @@ import math
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, invoke
 
 from fastrnn.calculus import step_lost_in_rounding
 from fastrnn.objective import Objective
 from fastrnn.optimize import STATUS_MESSAGES, minimize
 from fastrnn.paper import INSANITY_PENALTY, MAX_SQUARED_DISTANCE, sanity_penalty
 from fastrnn.tuning import tune
+
+from helpers import assert_one_line_error, invoke
 
 
 @pytest.mark.parametrize("args,fragment", [

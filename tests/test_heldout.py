@@ -8,8 +8,6 @@ import math
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, methods_available, synthetic_text
-from helpers import invoke as _invoke_helper
 
 from fastrnn.backends import get_backend
 from fastrnn.backends.reference import heldout_loss as reference_heldout_loss
@@ -20,6 +18,9 @@ from fastrnn.objective import Objective
 from fastrnn.optimize import Status
 from fastrnn.space import SpaceView, get_space
 from fastrnn.tuning import read_run, tune
+
+from helpers import assert_one_line_error, methods_available, synthetic_text
+from helpers import invoke as _invoke_helper
 
 TRAIN_CHARS = 600
 

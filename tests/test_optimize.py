@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import scipy.optimize
-from helpers import methods_available
 
 from fastrnn.optimize import (
     METHOD_TABLE,
@@ -17,6 +16,8 @@ from fastrnn.optimize import (
     minimize,
 )
 from fastrnn.paper import PAPER_BOUNDS, random_start
+
+from helpers import methods_available
 
 A = np.array([[3.0, 1.0], [1.0, 2.0]])
 QUADRATIC_MINIMUM = np.array([1.0, -2.0])

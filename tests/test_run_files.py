@@ -9,10 +9,11 @@ import subprocess
 import sys
 
 import pytest
-from helpers import assert_one_line_error, invoke
 
 from fastrnn.objective import Objective
 from fastrnn.tuning import RunFileError, read_run, tune
+
+from helpers import assert_one_line_error, invoke
 
 
 def _start(corpus_file, out, steps="4", *extra):

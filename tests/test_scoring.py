@@ -6,12 +6,13 @@ import math
 
 import numpy as np
 import pytest
-from conftest import synthetic_text
 
 from fastrnn.backends import reference as _reference
 from fastrnn.corpus import Corpus
 from fastrnn.model import TrainState, unpack
 from fastrnn.scoring import HeldoutLoss, heldout_loss, heldout_losses
+
+from helpers import synthetic_text
 
 # float64 kernels sum the same terms as the reference in another order; float32 ones round
 # every weight and activation to single precision
