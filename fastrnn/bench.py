@@ -634,9 +634,11 @@ class RooflineRow:
         return None if not seconds else 100.0 * self.bound_seconds / seconds
 
 
-def roofline(corpus: Corpus, ceilings: Ceilings, backends: Sequence[str] = ROOFLINE_BACKENDS, configs=CONFIGS,
+def roofline(corpus: Corpus, ceilings: Ceilings, backends: Sequence[str] = ROOFLINE_BACKENDS, configs=None,
              dtypes: Sequence[str] = ROOFLINE_DTYPES, rounds: int = 5) -> list[RooflineRow]:
-    """Per config and dtype: the bound, what sets it, and each backend's measured time per step."""
+    """Per config (default :data:`CONFIGS`) and dtype: the bound, what sets it, and each backend's
+    measured time per step."""
+    configs = CONFIGS if configs is None else configs
     rates = {(r.backend, r.dtype, r.hidden, r.seq_length): r.steps_per_second
              for r in step_rates(corpus, backends, configs=configs, rounds=rounds, dtypes=dtypes)}
     rows = []
