@@ -444,6 +444,13 @@ def mean_distinct(data, seq_length: int) -> float:
     return float(1 + (np.diff(windows, axis=1) != 0).sum(axis=1).mean())
 
 
+def step_bound(corpus: Corpus, ceilings: Ceilings, hidden: int, seq_length: int, dtype: str) -> tuple[float, str, dict]:
+    """:func:`roofline_bound` of one training step on ``corpus`` (c measured on it)."""
+    model = step_model(hidden, seq_length, corpus.vocab_size, _ITEMSIZE[dtype],
+                       wxh_columns=mean_distinct(corpus.data, seq_length))
+    return roofline_bound(model, ceilings, dtype)
+
+
 # The measurements. Small compiled loops so that they measure the hardware, not call overhead.
 def _read_kernel():
     from numba import njit
@@ -643,10 +650,8 @@ def roofline(corpus: Corpus, ceilings: Ceilings, backends: Sequence[str] = ROOFL
              for r in step_rates(corpus, backends, configs=configs, rounds=rounds, dtypes=dtypes)}
     rows = []
     for hidden, seq_length in configs:
-        columns = mean_distinct(corpus.data, seq_length)
         for dtype in dtypes:
-            model = step_model(hidden, seq_length, corpus.vocab_size, _ITEMSIZE[dtype], wxh_columns=columns)
-            seconds, by, times = roofline_bound(model, ceilings, dtype)
+            seconds, by, times = step_bound(corpus, ceilings, hidden, seq_length, dtype)
             measured = {b: 1.0 / rates[(b, dtype, hidden, seq_length)] for b in backends
                         if (b, dtype, hidden, seq_length) in rates}
             rows.append(RooflineRow(hidden, seq_length, dtype, seconds, by, times, measured))
