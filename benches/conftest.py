@@ -1,4 +1,4 @@
-"""Benchmark fixtures, and a closing table of ratios measured in this one run.
+"""Benchmark fixtures, and a closing table of ratios and of shares of the roofline bound, measured in this one run.
 
 Run with ``pytest benches --benchmark-only``. Set ``FASTRNN_BENCH_CORPUS`` to a text file to
 benchmark on it (the figures in README use tinyshakespeare); the default is the built-in corpus.
@@ -18,6 +18,23 @@ from fastrnn.corpus import load_corpus
 @pytest.fixture(scope="session")
 def corpus():
     return load_corpus(os.environ.get("FASTRNN_BENCH_CORPUS") or None)
+
+
+@pytest.fixture(scope="session")
+def roofline_ceilings():
+    """This machine's ceilings, measured once per session (``fastrnn bench --roofline`` takes more rounds)."""
+    from fastrnn.bench import measure_ceilings
+
+    return measure_ceilings(min_seconds=0.02, rounds=3)
+
+
+def record_roofline(benchmark, corpus, ceilings, hidden, seq_length, dtype, steps):
+    """Attach the roofline bound of ``steps`` training steps, for the closing summary's percentages."""
+    from fastrnn.bench import step_bound
+
+    seconds, by, _ = step_bound(corpus, ceilings, hidden, seq_length, dtype)
+    benchmark.extra_info["roofline_s"] = steps * seconds
+    benchmark.extra_info["roofline_by"] = by
 
 
 def backend_or_skip(name):
@@ -43,6 +60,11 @@ def pytest_terminal_summary(terminalreporter, config):
         if not bench.has_error and "scoring_share" in info:
             rows.append(f"  {bench.group:40} {info['contender']:16} scoring {1e3 * info['scoring_s']:8.1f} ms = "
                         f"{100 * info['scoring_share']:4.1f}% of training ({info['training_s']:.3f} s)")
+    for bench in session.benchmarks:  # share of the roofline bound (fastrnn.bench's model) reached
+        info = bench.extra_info
+        if not bench.has_error and bench.stats and "roofline_s" in info:
+            rows.append(f"  {bench.group:40} {info['contender']:10} {100 * info['roofline_s'] / bench.stats.median:5.0f}% "
+                        f"of the roofline bound ({1e6 * info['roofline_s']:,.1f} µs, set by {info['roofline_by']})")
     for group, medians in sorted(groups.items()):
         baseline_name = next((name for name in ("numpy", "1 thread", "float64", "threads") if name in medians), None)
         if baseline_name is None:

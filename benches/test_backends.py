@@ -14,7 +14,7 @@ from fastrnn.bench import CONFIGS
 from fastrnn.model import TrainState
 from fastrnn.objective import Objective
 
-from .conftest import backend_or_skip
+from .conftest import backend_or_skip, record_roofline
 
 BACKENDS = ("numpy", "numba", "cython")
 
@@ -25,12 +25,13 @@ def _fresh(corpus, hidden, seq_length, dtype="float64"):
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
 @pytest.mark.parametrize("hidden,seq_length", CONFIGS)
-def test_one_step(benchmark, corpus, backend_name, hidden, seq_length):
+def test_one_step(benchmark, corpus, roofline_ceilings, backend_name, hidden, seq_length):
     backend = backend_or_skip(backend_name)
     state = _fresh(corpus, hidden, seq_length)
     backend.train_steps(corpus.data, state, 2)  # compile / warm up
     benchmark.group = f"one step H={hidden} S={seq_length}"
     benchmark.extra_info["contender"] = backend_name
+    record_roofline(benchmark, corpus, roofline_ceilings, hidden, seq_length, "float64", 1)
     benchmark(backend.train_steps, corpus.data, state, 1)
 
 
@@ -52,12 +53,13 @@ def test_run_100_steps(benchmark, corpus, backend_name, hidden, seq_length):
 @pytest.mark.parametrize("dtype", ("float64", "float32"))
 @pytest.mark.parametrize("backend_name", ("numba", "cython"))
 @pytest.mark.parametrize("hidden,seq_length", CONFIGS)
-def test_precision_100_steps(benchmark, corpus, backend_name, hidden, seq_length, dtype):
-    """float32 against float64 on the same backend: 100 training steps."""
+def test_precision_100_steps(benchmark, corpus, roofline_ceilings, backend_name, hidden, seq_length, dtype):
+    """float32 against float64 on the same backend: 100 training steps (and their share of the roofline)."""
     backend = backend_or_skip(backend_name)
     backend.train_steps(corpus.data, _fresh(corpus, hidden, seq_length, dtype), 2)
     benchmark.group = f"precision {backend_name} H={hidden} S={seq_length}"
     benchmark.extra_info["contender"] = dtype
+    record_roofline(benchmark, corpus, roofline_ceilings, hidden, seq_length, dtype, 100)
     benchmark.pedantic(
         backend.train_steps,
         setup=lambda: ((corpus.data, _fresh(corpus, hidden, seq_length, dtype), 100), {}),

@@ -872,7 +872,11 @@ def backends_command():
                    "(beta 8 unless --beta is given) instead of the backends.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Dask workers and threads in the executor comparison.")
-def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, executor_name, workers):
+@click.option("--roofline", is_flag=True,
+              help="Measure this machine's ceilings (BLAS GEMM, cache read bandwidths, Adagrad throughput) and "
+                   "print each config's lower bound per step, what sets it, and the share of it the compiled "
+                   "backends reach (numpy is left out).")
+def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, executor_name, workers, roofline):
     """Print Markdown tables: training steps/s per backend and config, and 2-thread speed-up."""
     from fastrnn import bench
 
@@ -892,6 +896,9 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
         corpus = load_corpus(corpus_path)
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--corpus") from None
+    if roofline:
+        _bench_roofline(corpus, [name for name in names if name != "numpy"], rounds, dtypes)
+        return
     click.echo(f"corpus: {corpus.name} ({len(corpus):,} characters, V={corpus.vocab_size}); "
                f"training steps, single thread, medians of {rounds} interleaved rounds\n")
     click.echo(bench.markdown_table(bench.step_rates(corpus, names, rounds=rounds, dtypes=dtypes)))
@@ -911,6 +918,28 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
 
 def _is_default(param: str) -> bool:
     return click.get_current_context().get_parameter_source(param) == click.core.ParameterSource.DEFAULT
+
+
+def _bench_roofline(corpus, names, rounds, dtypes):
+    """``fastrnn bench --roofline``: ceilings, then bound and share reached per config and dtype."""
+    import os
+
+    from fastrnn import bench
+
+    if not names:
+        raise click.BadParameter("--roofline measures the compiled backends: name numba or cython",
+                                 param_hint="--backends")
+    before = os.getloadavg()
+    ceilings = bench.measure_ceilings(rounds=rounds)
+    click.echo(f"load average {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}; single thread, medians of {rounds} "
+               "rounds\n")
+    click.echo(bench.ceilings_markdown(ceilings))
+    rows = bench.roofline(corpus, ceilings, backends=names, dtypes=dtypes, rounds=rounds)
+    after = os.getloadavg()
+    click.echo(f"\ncorpus: {corpus.name} (V={corpus.vocab_size}); time per training step, interleaved rounds; "
+               "% = bound / measured; model in fastrnn/bench.py\n")
+    click.echo(bench.roofline_markdown(rows, names))
+    click.echo(f"\nload average afterwards {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}")
 
 
 def _bench_dask(corpus_path, rounds, beta, alpha, workers):

@@ -3,6 +3,39 @@
 The machine this runs on is shared and noisy, so every figure is a median over rounds in
 which the contenders run in turn (A B A B ...), and ratios are the medians of the ratios
 taken round by round: a slow patch of the machine then slows both sides of a ratio alike.
+
+The roofline (``fastrnn bench --roofline``, :func:`roofline`)
+------------------------------------------------------------
+How close a kernel is to the hardware: a lower bound on the time of one training step, from
+this machine's measured single-thread ceilings and a count of the step's work, and the share
+of it each compiled kernel reaches (bound / measured time).
+
+Ceilings (:func:`measure_ceilings`): GEMM flop/s of numpy's BLAS (DGEMM, SGEMM; one thread);
+the read bandwidth of each cache level, with an array that lives in it (sizes from
+``/sys/devices/system/cpu/cpu0/cache``, else ``os.sysconf``; :func:`cache_sizes`) and of main
+memory; and the seconds per element of the kernels' vectorised Adagrad update (clip,
+accumulate, sqrt, divide) on arrays in L1, in float64 and float32.
+
+Work of one step at hidden size H, sequence length S, vocabulary V, w bytes per number
+(:func:`step_model`):
+
+- flops = 2H^2 (2S - 1) + 6SVH + 2SH^2: the 2S - 1 sequential Whh mat-vecs (S forward, S - 1
+  backward; the one at t = 0 feeds nothing), Why h, Why^T dy and dWhy per character, and dWhh;
+- Adagrad elements = H^2 + VH + H + V + cH: all of Whh, Why, bh, by and the Wxh columns of the
+  c distinct characters of the sequence (the kernels skip the zero ones; c is measured on the
+  corpus, at most S);
+- bytes: the recurrence reads Whh (2S - 1) times, (2S - 1) H^2 w bytes, from the innermost level
+  that holds H^2 w; the update moves 5w bytes per Adagrad element (read parameter, memory,
+  gradient; write parameter, memory) and the GEMM-shaped products (3VH + H^2) w (read Why twice,
+  write dWhy and dWhh), from the innermost level that holds the whole state, 3Pw bytes
+  (parameters, memory and gradient; P parameters).
+
+Bound (:func:`roofline_bound`): each resource alone needs its work over its ceiling (flops at
+the GEMM rate; Adagrad elements at their rate; for each memory level, every byte from that level
+or beyond, since it passes through it, at its read bandwidth); the step needs at least the
+largest of these, and that resource is the one named as setting the bound. The model is
+optimistic on purpose (perfect overlap, a cache holds its full size, mat-vecs at GEMM speed),
+so a kernel cannot reach 100%.
 """
 
 from __future__ import annotations
@@ -241,4 +274,414 @@ def dask_markdown(rows: Sequence[ExecutorRow], overhead: dict, threads: int) -> 
     lines.append("")
     lines.append(f"Latency of a one-run batch: {overhead['batch_latency'] * 1e3:.1f} ms; "
                  f"scheduling cost per task in a batch of many: {overhead['per_task'] * 1e3:.2f} ms.")
+    return "\n".join(lines)
+
+
+# -- roofline: this machine's ceilings, a lower bound per training step, and the share reached ----
+#: Cache levels are read from here (``index*/{level,type,size}``); tests point it at a fake tree.
+SYSFS_CACHE = "/sys/devices/system/cpu/cpu0/cache"
+#: What the bounds are taken for: every CONFIGS entry in both precisions, on the compiled kernels.
+ROOFLINE_DTYPES = ("float64", "float32")
+ROOFLINE_BACKENDS = ("numba", "cython")
+_ITEMSIZE = {"float64": 8, "float32": 4}
+_SYSCONF_CACHES = ((1, "SC_LEVEL1_DCACHE_SIZE"), (2, "SC_LEVEL2_CACHE_SIZE"), (3, "SC_LEVEL3_CACHE_SIZE"),
+                   (4, "SC_LEVEL4_CACHE_SIZE"))
+
+
+def _parse_size(text: str) -> int:
+    """Bytes from sysfs's notation: ``32K``, ``512K``, ``32768K``, ``2M``, ``1G`` or plain digits."""
+    text = text.strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    digits = text[:-1] if scale != 1 else text
+    if not digits.isdigit():
+        raise ValueError(f"cache size {text!r} is not a number with an optional K, M or G suffix")
+    return int(digits) * scale
+
+
+def cache_sizes(root: str = SYSFS_CACHE) -> list[tuple[int, int]]:
+    """``[(level, bytes), ...]`` of the data caches one core sees, innermost first.
+
+    From sysfs (instruction caches left out, one entry per level); where sysfs has none, from
+    ``os.sysconf``; an empty list if neither knows (the model then puts everything in memory).
+    """
+    import glob
+    import os
+
+    levels: dict[int, int] = {}
+    for index in sorted(glob.glob(os.path.join(root, "index*"))):
+        try:
+            with open(os.path.join(index, "type")) as f:
+                kind = f.read().strip()
+            with open(os.path.join(index, "level")) as f:
+                level = int(f.read())
+            with open(os.path.join(index, "size")) as f:
+                size = _parse_size(f.read())
+        except (OSError, ValueError):
+            continue
+        if kind != "Instruction" and size > 0:
+            levels[level] = max(size, levels.get(level, 0))
+    if not levels:
+        for level, name in _SYSCONF_CACHES:
+            try:
+                size = os.sysconf(name)
+            except (ValueError, OSError):
+                continue
+            if size and size > 0:
+                levels[level] = size
+    return sorted(levels.items())
+
+
+def level_names(caches: Sequence[tuple[int, int]]) -> list[str]:
+    """Names of the places data can live, innermost first: ``L1``, ``L2``, ... then ``memory``."""
+    return [f"L{level}" for level, _ in caches] + ["memory"]
+
+
+def home_level(nbytes: float, caches: Sequence[tuple[int, int]]) -> int:
+    """Index (into :func:`level_names`) of the innermost level that holds ``nbytes``.
+
+    Optimistic (a cache is taken to hold its full size of one array), as a lower bound must be.
+    """
+    for i, (_, size) in enumerate(caches):
+        if nbytes <= size:
+            return i
+    return len(caches)
+
+
+@dataclass(frozen=True)
+class StepModel:
+    """The work of one training step of min-char-rnn at (H, S, V) in one precision.
+
+    See :func:`step_model` for the counts.
+    """
+    hidden: int
+    seq_length: int
+    vocab_size: int
+    itemsize: int
+    flops: float
+    adagrad_elements: float
+    whh_bytes: float
+    recurrence_bytes: float
+    state_bytes: float
+    update_bytes: float
+
+
+def step_model(hidden: int, seq_length: int, vocab_size: int, itemsize: int = 8,
+               wxh_columns: float | None = None) -> StepModel:
+    """Count the work of one training step (the model the roofline bound is taken from).
+
+    With H hidden units, S characters per step, V characters in the vocabulary, w bytes a number:
+
+    - **Flops** (multiply and add counted as two): S mat-vecs Whh h forward and S - 1 of Whh^T dh
+      backward (the one at t = 0 feeds nothing), each 2H^2; the logits Why h, the back-projection
+      Why^T dy and the weight gradient dWhy, each 2VH per character; the weight gradient dWhh,
+      2H^2 per character. In all 6SVH + 4SH^2 - 2H^2. (tanh, softmax and the Wxh column adds
+      are O(S(H + V)) and left out.)
+    - **Adagrad elements** (clip, square-accumulate, sqrt, divide): every entry of Whh, Why, bh
+      and by, and the Wxh columns of the characters in the sequence (the compiled kernels skip
+      the others, whose gradient is zero): H^2 + VH + H + V + H c, with c the number of distinct
+      characters per sequence (at most S; ``wxh_columns``, default S).
+    - **Bytes.** The recurrence reads Whh once per sequential mat-vec, (2S - 1) H^2 w bytes, with a
+      working set of Whh alone (H^2 w). The update reads parameters, Adagrad memory and gradient
+      and writes parameters and memory, 5 w bytes per Adagrad element, and the GEMM-shaped
+      products read Why twice and write dWhy and dWhh, (3VH + H^2) w; these come from wherever
+      the whole state (parameters, memory, gradient: 3 P w, P the parameter count) lives between
+      steps.
+    """
+    H, S, V, w = hidden, seq_length, vocab_size, itemsize
+    c = S if wxh_columns is None else wxh_columns
+    matvecs = 2 * S - 1
+    flops = 2.0 * H * H * matvecs + 3 * 2.0 * V * H * S + 2.0 * H * H * S
+    adagrad = float(H * H + V * H + H + V + H * c)
+    parameters = H * V + H * H + V * H + H + V
+    return StepModel(H, S, V, w, flops, adagrad, whh_bytes=float(H * H * w),
+                     recurrence_bytes=float(matvecs * H * H * w), state_bytes=float(3 * parameters * w),
+                     update_bytes=float(5 * adagrad * w + (3 * V * H + H * H) * w))
+
+
+@dataclass
+class Ceilings:
+    """This machine's single-thread ceilings, as :func:`measure_ceilings` measured them."""
+    #: GEMM flop/s through numpy's BLAS, per dtype name.
+    gemm_flops: dict
+    #: Seconds per vectorised Adagrad element (clip, sqrt, divide), per dtype name.
+    adagrad_seconds: dict
+    #: ``[(level, bytes), ...]`` as :func:`cache_sizes` gives them.
+    caches: list
+    #: Read bandwidth in bytes/s, per name of :func:`level_names` (``L1`` ... ``memory``).
+    bandwidth: dict
+
+
+def roofline_bound(model: StepModel, ceilings: Ceilings, dtype: str) -> tuple[float, str, dict]:
+    """(seconds, resource, seconds per resource): the lower bound on one step and what sets it.
+
+    Each resource alone needs at least its work over its ceiling; the step needs at least the
+    largest of these (perfect overlap, the roofline convention). Resources: ``gemm`` (all flops at
+    the BLAS GEMM rate), ``adagrad`` (the elements at the measured rate), and each memory level:
+    every byte that comes from that level or beyond passes through it, at its read bandwidth.
+    """
+    names = level_names(ceilings.caches)
+    per_level = [0.0] * len(names)
+    per_level[home_level(model.whh_bytes, ceilings.caches)] += model.recurrence_bytes
+    per_level[home_level(model.state_bytes, ceilings.caches)] += model.update_bytes
+    times = {"gemm": model.flops / ceilings.gemm_flops[dtype],
+             "adagrad": model.adagrad_elements * ceilings.adagrad_seconds[dtype]}
+    for i, name in enumerate(names):
+        through = sum(per_level[i:])
+        if through:
+            times[name] = through / ceilings.bandwidth[name]
+    resource = max(times, key=times.get)
+    return times[resource], resource, times
+
+
+def mean_distinct(data, seq_length: int) -> float:
+    """Mean number of distinct characters in the sequences training reads (0, S, 2S, ...)."""
+    import numpy as np
+
+    n = (len(data) - 1) // seq_length
+    if n < 1:
+        return float(min(seq_length, len(set(data.tolist()))))
+    windows = np.sort(np.asarray(data[: n * seq_length]).reshape(n, seq_length), axis=1)
+    return float(1 + (np.diff(windows, axis=1) != 0).sum(axis=1).mean())
+
+
+def step_bound(corpus: Corpus, ceilings: Ceilings, hidden: int, seq_length: int, dtype: str) -> tuple[float, str, dict]:
+    """:func:`roofline_bound` of one training step on ``corpus`` (c measured on it)."""
+    model = step_model(hidden, seq_length, corpus.vocab_size, _ITEMSIZE[dtype],
+                       wxh_columns=mean_distinct(corpus.data, seq_length))
+    return roofline_bound(model, ceilings, dtype)
+
+
+# The measurements. Small compiled loops so that they measure the hardware, not call overhead.
+def _read_kernel():
+    from numba import njit
+
+    @njit(cache=True, nogil=True, fastmath=True)
+    def read_sum(a, reps):
+        # Four quarters summed side by side: each becomes its own chain of vector accumulators,
+        # enough independent adds to keep both load ports busy (one running sum reached about
+        # two thirds of L1's bandwidth). The sums carry across passes, so no pass is hoisted.
+        m = a.shape[0] // 4
+        a0, a1, a2, a3 = a[:m], a[m:2 * m], a[2 * m:3 * m], a[3 * m:4 * m]
+        s0 = s1 = s2 = s3 = 0.0
+        for _ in range(reps):
+            for i in range(m):
+                s0 += a0[i]
+                s1 += a1[i]
+                s2 += a2[i]
+                s3 += a3[i]
+        return s0 + s1 + s2 + s3
+
+    return read_sum
+
+
+def _adagrad_kernel():
+    import math
+
+    from numba import njit
+
+    @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+    def adagrad(params, memory, g, lr, clip, eps, reps):
+        # The kernels' own update (fastrnn.backends._numba_kernel._adagrad), repeated in place.
+        for _ in range(reps):
+            for j in range(params.shape[0]):
+                d = g[j]
+                if d > clip:
+                    d = clip
+                elif d < -clip:
+                    d = -clip
+                m = memory[j] + d * d
+                memory[j] = m
+                params[j] -= lr * d / math.sqrt(m + eps)
+
+    return adagrad
+
+
+def _best_seconds(fn, min_seconds: float, rounds: int) -> float:
+    """Median over ``rounds`` of one call's seconds, each round calling ``fn`` for min_seconds."""
+    fn()
+    times = []
+    for _ in range(rounds):
+        calls, started = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            elapsed = time.perf_counter() - started
+            if elapsed >= min_seconds:
+                break
+        times.append(elapsed / calls)
+    return statistics.median(times)
+
+
+_GEMM_SCRIPT = """
+import json, statistics, sys, time
+import numpy as np
+n, min_seconds, rounds = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+out = {}
+for dtype in ("float64", "float32"):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n)).astype(dtype), rng.standard_normal((n, n)).astype(dtype)
+    c = np.empty((n, n), dtype)
+    np.matmul(a, b, out=c)
+    times = []
+    for _ in range(rounds):
+        calls, started = 0, time.perf_counter()
+        while True:
+            np.matmul(a, b, out=c)
+            calls += 1
+            elapsed = time.perf_counter() - started
+            if elapsed >= min_seconds:
+                break
+        times.append(elapsed / calls)
+    out[dtype] = 2.0 * n ** 3 / statistics.median(times)
+print(json.dumps(out))
+"""
+
+
+def gemm_rates(n: int = 512, min_seconds: float = 0.05, rounds: int = 5) -> dict:
+    """Single-thread DGEMM and SGEMM flop/s of numpy's BLAS on n x n matrices.
+
+    With threadpoolctl, BLAS is limited to one thread here; without it, in a child process
+    whose OPENBLAS/OMP/MKL thread counts are set to 1 before numpy loads (other variables, such
+    as OPENBLAS_CORETYPE, pass through unchanged).
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    args = [str(n), str(min_seconds), str(rounds)]
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        done = subprocess.run([sys.executable, "-c", _GEMM_SCRIPT, *args], env=env, capture_output=True,
+                              text=True, check=True)
+        return json.loads(done.stdout)
+    import contextlib
+    import io
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        saved, buffer = sys.argv, io.StringIO()
+        sys.argv = ["gemm", *args]
+        try:
+            with contextlib.redirect_stdout(buffer):
+                exec(_GEMM_SCRIPT, {})
+        finally:
+            sys.argv = saved
+    return json.loads(buffer.getvalue())
+
+
+def read_bandwidth(nbytes: int, min_seconds: float = 0.05, rounds: int = 5) -> float:
+    """Bytes/s of a compiled vectorised sum over ``nbytes`` of float64, read again and again."""
+    import numpy as np
+
+    read_sum = _read_kernel()
+    a = np.random.default_rng(0).random(max(64, nbytes // 32 * 4))  # a multiple of 4 elements
+    reps = max(1, int(1 << 20) // a.size)  # about 8 MB per call: call overhead vanishes
+    return reps * a.nbytes / _best_seconds(lambda: read_sum(a, reps), min_seconds, rounds)
+
+
+def adagrad_seconds(dtype: str, elements: int = 1024, min_seconds: float = 0.05, rounds: int = 5) -> float:
+    """Seconds per element of the kernels' clipped Adagrad update, on arrays that stay in L1."""
+    import numpy as np
+
+    from .model import ADAGRAD_EPS, GRADIENT_CLIP
+
+    kernel = _adagrad_kernel()
+    kind = np.dtype(dtype).type
+    rng = np.random.default_rng(0)
+    # gradients across the clip range, so both clip branches are taken as in training
+    g = (rng.standard_normal(elements) * GRADIENT_CLIP).astype(dtype)
+    params, memory = rng.standard_normal(elements).astype(dtype), np.full(elements, 0.1, dtype)
+    lr, clip, eps = kind(0.1), kind(GRADIENT_CLIP), kind(ADAGRAD_EPS)
+    reps = max(1, (1 << 17) // elements)
+    return _best_seconds(lambda: kernel(params, memory, g, lr, clip, eps, reps), min_seconds, rounds) / (reps * elements)
+
+
+def _probe_bytes(caches: Sequence[tuple[int, int]], i: int) -> int:
+    """Array size that lives in level i: half of L1; the geometric mean of the level and the one
+    inside it (far from both edges); for memory, four times the last cache (at least 64 MB)."""
+    if i == len(caches):
+        return max(4 * caches[-1][1], 64 << 20) if caches else 64 << 20
+    if i == 0:
+        return caches[0][1] // 2
+    return int((caches[i - 1][1] * caches[i][1]) ** 0.5)
+
+
+def measure_ceilings(caches: Sequence[tuple[int, int]] | None = None, gemm_n: int = 512,
+                     min_seconds: float = 0.05, rounds: int = 5, memory_bytes: int | None = None) -> Ceilings:
+    """Measure this machine's single-thread ceilings (medians of ``rounds`` timings of at least
+    ``min_seconds`` each). ``caches`` defaults to :func:`cache_sizes`; ``memory_bytes`` overrides
+    the size of the main-memory probe (tests make everything small)."""
+    caches = cache_sizes() if caches is None else list(caches)
+    bandwidth = {}
+    for i, name in enumerate(level_names(caches)):
+        nbytes = memory_bytes if (name == "memory" and memory_bytes) else _probe_bytes(caches, i)
+        bandwidth[name] = read_bandwidth(nbytes, min_seconds, rounds)
+    return Ceilings(gemm_flops=gemm_rates(gemm_n, min_seconds, rounds),
+                    adagrad_seconds={d: adagrad_seconds(d, min_seconds=min_seconds, rounds=rounds)
+                                     for d in ROOFLINE_DTYPES},
+                    caches=caches, bandwidth=bandwidth)
+
+
+@dataclass
+class RooflineRow:
+    hidden: int
+    seq_length: int
+    dtype: str
+    bound_seconds: float
+    bound_by: str
+    #: Seconds per resource (the bound is the largest).
+    resources: dict
+    #: Measured seconds per step, per backend (single thread, median of interleaved rounds).
+    measured: dict
+
+    def percent(self, backend: str) -> float | None:
+        seconds = self.measured.get(backend)
+        return None if not seconds else 100.0 * self.bound_seconds / seconds
+
+
+def roofline(corpus: Corpus, ceilings: Ceilings, backends: Sequence[str] = ROOFLINE_BACKENDS, configs=None,
+             dtypes: Sequence[str] = ROOFLINE_DTYPES, rounds: int = 5) -> list[RooflineRow]:
+    """Per config (default :data:`CONFIGS`) and dtype: the bound, what sets it, and each backend's
+    measured time per step."""
+    configs = CONFIGS if configs is None else configs
+    rates = {(r.backend, r.dtype, r.hidden, r.seq_length): r.steps_per_second
+             for r in step_rates(corpus, backends, configs=configs, rounds=rounds, dtypes=dtypes)}
+    rows = []
+    for hidden, seq_length in configs:
+        for dtype in dtypes:
+            seconds, by, times = step_bound(corpus, ceilings, hidden, seq_length, dtype)
+            measured = {b: 1.0 / rates[(b, dtype, hidden, seq_length)] for b in backends
+                        if (b, dtype, hidden, seq_length) in rates}
+            rows.append(RooflineRow(hidden, seq_length, dtype, seconds, by, times, measured))
+    return rows
+
+
+def ceilings_markdown(ceilings: Ceilings) -> str:
+    def size(nbytes):
+        return f"{nbytes >> 20} MiB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KiB"
+
+    lines = ["| ceiling | float64 | float32 |", "|---|---:|---:|",
+             f"| GEMM (numpy BLAS, 1 thread) | {ceilings.gemm_flops['float64'] / 1e9:.1f} GFLOP/s | "
+             f"{ceilings.gemm_flops['float32'] / 1e9:.1f} GFLOP/s |",
+             f"| Adagrad element (clip, sqrt, divide) | {ceilings.adagrad_seconds['float64'] * 1e9:.2f} ns | "
+             f"{ceilings.adagrad_seconds['float32'] * 1e9:.2f} ns |"]
+    sizes = dict(zip(level_names(ceilings.caches), [s for _, s in ceilings.caches] + [None]))
+    for name, rate in ceilings.bandwidth.items():
+        label = f"{name} read ({size(sizes[name])})" if sizes.get(name) else f"{name} read"
+        lines.append(f"| {label} | {rate / 1e9:.1f} GB/s | (same) |")
+    return "\n".join(lines)
+
+
+def roofline_markdown(rows: Sequence[RooflineRow], backends: Sequence[str] = ROOFLINE_BACKENDS) -> str:
+    head = "| H | S | dtype | bound (µs) | bound by | " + " | ".join(f"{b} (µs) | {b} % of bound" for b in backends) + " |"
+    lines = [head, "|---:|---:|---|---:|---|" + "---:|---:|" * len(backends)]
+    for row in rows:
+        cells = []
+        for b in backends:
+            seconds, percent = row.measured.get(b), row.percent(b)
+            cells += ["-", "-"] if seconds is None else [f"{seconds * 1e6:,.1f}", f"{percent:.0f}%"]
+        lines.append(f"| {row.hidden} | {row.seq_length} | {row.dtype} | {row.bound_seconds * 1e6:,.1f} | "
+                     f"{row.bound_by} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""The roofline report of ``fastrnn bench --roofline``: the work model against counts by hand,
+cache sizes from a fake sysfs tree, the bound's arithmetic, and the report's structure with tiny
+measurement settings (no timing is asserted: figures come from ``fastrnn bench``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from fastrnn.cli.main import cli
+
+from fastrnn import bench
+
+
+def test_step_model_counts_at_20_5_float64():
+    m = bench.step_model(20, 5, 65, 8)
+    # 9 sequential Whh mat-vecs of 2*400 flops; Why h, Why^T dy, dWhy: 3 * 2*65*20 per character; dWhh 2*400 per character
+    assert m.flops == 9 * 800 + 5 * 3 * 2600 + 5 * 800 == 50_200
+    # Whh 400 + Why 1300 + bh 20 + by 65 + Wxh columns 5 * 20
+    assert m.adagrad_elements == 1885
+    assert m.whh_bytes == 3200 and m.recurrence_bytes == 9 * 3200
+    assert m.state_bytes == 3 * (1300 + 400 + 1300 + 20 + 65) * 8 == 74_040
+    assert m.update_bytes == 5 * 1885 * 8 + (3 * 1300 + 400) * 8 == 109_800
+
+
+def test_step_model_counts_at_100_25_float32_with_measured_columns():
+    m = bench.step_model(100, 25, 65, 4, wxh_columns=20)
+    assert m.flops == 2 * 10_000 * 49 + 6 * 25 * 65 * 100 + 2 * 25 * 10_000 == 2_455_000
+    assert m.adagrad_elements == 10_000 + 6_500 + 100 + 65 + 20 * 100
+    assert m.recurrence_bytes == 49 * 40_000 and m.whh_bytes == 40_000
+    assert m.itemsize == 4 and m.state_bytes == 3 * (6_500 + 10_000 + 6_500 + 165) * 4
+
+
+def _ceilings(caches=((1, 4096), (2, 65536))):
+    return bench.Ceilings(gemm_flops={"float64": 1e10, "float32": 2e10},
+                          adagrad_seconds={"float64": 2e-9, "float32": 1e-9}, caches=list(caches),
+                          bandwidth={"L1": 1e11, "L2": 5e10, "memory": 1e10})
+
+
+def test_bound_is_the_slowest_resource_and_bytes_pass_through_inner_levels():
+    m = bench.step_model(20, 5, 65, 8)
+    seconds, by, times = bench.roofline_bound(m, _ceilings(), "float64")
+    # Whh (3200 B) lives in L1; the state (74,040 B) only in memory: its bytes pass L1 and L2 too
+    assert times["gemm"] == pytest.approx(50_200 / 1e10)
+    assert times["adagrad"] == pytest.approx(1885 * 2e-9)
+    assert times["L1"] == pytest.approx((28_800 + 109_800) / 1e11)
+    assert times["L2"] == pytest.approx(109_800 / 5e10)
+    assert times["memory"] == pytest.approx(109_800 / 1e10)
+    assert by == "memory" and seconds == times["memory"] == max(times.values())
+
+
+def test_bound_leaves_out_levels_nothing_comes_from_and_can_be_set_by_compute():
+    m = bench.step_model(20, 5, 65, 4)
+    roomy = _ceilings(((1, 8192), (2, 1 << 20)))
+    roomy.gemm_flops["float32"] = 1e11  # 50,200 flops: 0.5 µs, under the Adagrad's 1.9 µs
+    seconds, by, times = bench.roofline_bound(m, roomy, "float32")
+    assert set(times) == {"gemm", "adagrad", "L1", "L2"}  # the 37,020-byte state fits L2
+    assert times["adagrad"] == pytest.approx(1885e-9)
+    assert by == "adagrad" and seconds == pytest.approx(1885e-9)
+
+
+def test_home_level_is_the_innermost_that_holds_the_bytes():
+    caches = [(1, 32768), (2, 524288), (3, 33554432)]
+    assert bench.home_level(32768, caches) == 0
+    assert bench.home_level(32769, caches) == 1
+    assert bench.home_level(410 * 410 * 8, caches) == 2
+    assert bench.home_level(1 << 30, caches) == 3
+    assert bench.level_names(caches) == ["L1", "L2", "L3", "memory"]
+    assert bench.home_level(1, []) == 0 and bench.level_names([]) == ["memory"]
+
+
+def _fake_cache(root, index, level, kind, size):
+    d = root / f"index{index}"
+    d.mkdir(parents=True)
+    (d / "level").write_text(f"{level}\n")
+    (d / "type").write_text(f"{kind}\n")
+    (d / "size").write_text(f"{size}\n")
+
+
+def test_cache_sizes_from_a_fake_sysfs_tree(tmp_path):
+    _fake_cache(tmp_path, 0, 1, "Data", "48K")
+    _fake_cache(tmp_path, 1, 1, "Instruction", "32K")
+    _fake_cache(tmp_path, 2, 2, "Unified", "2048K")
+    _fake_cache(tmp_path, 3, 3, "Unified", "105M")
+    assert bench.cache_sizes(str(tmp_path)) == [(1, 48 << 10), (2, 2 << 20), (3, 105 << 20)]
+
+
+def test_cache_sizes_fall_back_to_sysconf(tmp_path, monkeypatch):
+    import os
+
+    known = {"SC_LEVEL1_DCACHE_SIZE": 32768, "SC_LEVEL2_CACHE_SIZE": 524288, "SC_LEVEL3_CACHE_SIZE": 0}
+
+    def sysconf(name):
+        if name not in known:
+            raise ValueError(name)
+        return known[name]
+
+    monkeypatch.setattr(os, "sysconf", sysconf)
+    _fake_cache(tmp_path, 0, 1, "Instruction", "32K")  # no data cache in the tree
+    assert bench.cache_sizes(str(tmp_path)) == [(1, 32768), (2, 524288)]
+
+
+@pytest.mark.parametrize("text,size", [("32K", 32768), ("512K\n", 524288), ("2M", 2 << 20), ("1G", 1 << 30),
+                                       ("4096", 4096)])
+def test_parse_size(text, size):
+    assert bench._parse_size(text) == size
+
+
+def test_parse_size_refuses_garbage():
+    with pytest.raises(ValueError, match="cache size"):
+        bench._parse_size("lots")
+
+
+def test_mean_distinct_counts_the_sequences_training_reads():
+    data = np.array([0, 0, 1, 2, 2, 2, 3, 4, 5, 9], dtype=np.uint8)
+    # windows of 3 at 0, 3, 6: (0,0,1) 2, (2,2,2) 1, (3,4,5) 3
+    assert bench.mean_distinct(data, 3) == pytest.approx(2.0)
+
+
+def test_report_structure_with_tiny_settings(small_corpus):
+    caches = [(1, 4096), (2, 16384)]
+    ceilings = bench.measure_ceilings(caches=caches, gemm_n=32, min_seconds=0.001, rounds=1, memory_bytes=1 << 16)
+    assert set(ceilings.gemm_flops) == set(ceilings.adagrad_seconds) == {"float64", "float32"}
+    assert list(ceilings.bandwidth) == ["L1", "L2", "memory"]
+    for value in [*ceilings.gemm_flops.values(), *ceilings.adagrad_seconds.values(), *ceilings.bandwidth.values()]:
+        assert math.isfinite(value) and value > 0
+    rows = bench.roofline(small_corpus, ceilings, configs=((4, 3), (8, 2)), rounds=1)
+    assert [(r.hidden, r.seq_length, r.dtype) for r in rows] == [
+        (h, s, d) for h, s in ((4, 3), (8, 2)) for d in ("float64", "float32")]
+    for row in rows:
+        assert set(row.measured) == {"numba", "cython"}
+        assert row.bound_by in row.resources and row.bound_seconds == max(row.resources.values())
+        assert row.percent("numba") == pytest.approx(100 * row.bound_seconds / row.measured["numba"])
+    table = bench.roofline_markdown(rows).splitlines()
+    assert table[0].startswith("| H | S | dtype | bound (µs) | bound by | numba (µs) | numba % of bound |")
+    assert len(table) == 2 + len(rows) and all(line.count("|") == table[0].count("|") for line in table)
+    assert "L2 read (16 KiB)" in bench.ceilings_markdown(ceilings)
+
+
+def test_cli_roofline_prints_both_tables(monkeypatch, small_corpus, tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(small_corpus.text, encoding="utf-8")
+    real = bench.measure_ceilings
+    monkeypatch.setattr(bench, "CONFIGS", ((4, 3),))
+    monkeypatch.setattr(bench, "measure_ceilings", lambda rounds: real(caches=[(1, 4096)], gemm_n=16,
+                                                                       min_seconds=0.001, rounds=rounds,
+                                                                       memory_bytes=1 << 15))
+    result = CliRunner().invoke(cli, ["bench", "--roofline", "--rounds", "1", "--corpus", str(path),
+                                      "--dtypes", "float32"], prog_name="fastrnn")
+    assert result.exit_code == 0, result.output
+    assert "load average" in result.output and "| GEMM (numpy BLAS, 1 thread) |" in result.output
+    assert "| 4 | 3 | float32 |" in result.output and "float64 |" not in result.output.split("bound by")[1]
+
+
+def test_cli_roofline_needs_a_compiled_backend():
+    result = CliRunner().invoke(cli, ["bench", "--roofline", "--backends", "numpy"], prog_name="fastrnn")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "numba or cython" in lines[0]
