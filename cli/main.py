@@ -40,7 +40,7 @@ from fastrnn.optimize import METHOD_TABLE, METHODS, default_options
 from fastrnn.sampling import sample
 from fastrnn.space import SPACES, SpaceView
 from fastrnn.training import PROGRESS_CHUNK, new_state, train
-from fastrnn.tuning import HELDOUT_SETTINGS, RunFileError, read_run, run_is_finished, tune
+from fastrnn.tuning import HELDOUT_SETTINGS, RunFileError, default_method, read_run, run_is_finished, tune
 
 from .progress import progress_bar
 
@@ -452,7 +452,9 @@ _OPTION_TYPES = {
 
 
 @cli.command("tune")
-@click.option("--method", type=click.Choice(METHODS), default="gd", show_default=True, help="Optimizer.")
+@click.option("--method", type=click.Choice(METHODS), default=None,
+              help="Optimizer [heldout: tpe, or random without the optuna extra (the best two in "
+                   "docs/COMPARISON.md); paper: gd].")
 @click.option("--steps", "max_steps", type=click.IntRange(min=0), default=10000, show_default=True,
               help="Maximum optimizer steps.")
 @click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True, callback=_finite_float,
@@ -493,13 +495,16 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
                                   "budget_trainings"))
         objective_args = settings["objective_args"]
         fixed = dict(diverged_value=run.settings["objective"].get("diverged_value"))
-        if run_is_finished(run, max_steps):
+        if run_is_finished(run, max_steps, budget_chars, budget_trainings):
             result = run.result
             click.echo(_paper_form(result["x"]))
             click.echo(f"{resume} is finished: {result['message']} after {result['nit']} steps; F = {result['fun']:.6g} "
-                       f"(continue a run that reached its step limit with a larger --steps)", err=True)
+                       f"(continue a run that reached its step limit or budget with a larger --steps or --budget-*)",
+                       err=True)
             return
     F = _build_objective(objective_args, **fixed)
+    if method is None:
+        method = default_method(F.kind)
     if resume is None and F.space.name == "log":
         options = {**HELDOUT_SETTINGS.get(method, {}), **options}  # the paper's defaults are for its linear space
     best = [math.inf]

@@ -102,7 +102,7 @@ def _tune(F, method, seed, path, budget_chars, on_step):
         except RunFileError:
             resume = False
         else:
-            if run_is_finished(stored) and stored.result["status"] != 1:
+            if run_is_finished(stored, budget_chars=budget_chars):
                 return stored
             resume = bool(stored.records)
     tune(F, method, seed=seed, max_steps=100_000, record_every=1, out=path, resume=resume, overwrite=not resume,

@@ -62,6 +62,22 @@ HELDOUT_SETTINGS = {
 }
 
 
+def default_method(kind: str) -> str:
+    """The method ``fastrnn tune`` uses when none is given.
+
+    The paper's objective: gd, the paper's first method. The held-out objective: the method that
+    found the best networks at equal budget in docs/COMPARISON.md: TPE where Optuna (the
+    ``fastrnn[optuna]`` extra) is installed, else random search, the runner-up.
+    """
+    if kind == "paper":
+        return "gd"
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        return "random"
+    return "tpe"
+
+
 class RunFileError(ValueError):
     """A run file that cannot be resumed (missing, malformed, or made with other settings)."""
 
@@ -225,14 +241,22 @@ def _check_result(entry: dict, settings: dict) -> str | None:
 _CHECKS = {"settings": _check_settings, "record": _check_record, "result": _check_result}
 
 
-def run_is_finished(run: RunFile, max_steps: int | None = None) -> bool:
+def run_is_finished(run: RunFile, max_steps: int | None = None, budget_chars: int | None = None,
+                    budget_trainings: int | None = None) -> bool:
     """Whether ``run`` has ended for good: it has a result, and it did not stop merely at its
-    step limit below ``max_steps`` (a larger limit continues such a run)."""
+    step limit below ``max_steps``, or at its budget below the budgets given (a larger limit or
+    budget continues such a run)."""
     if run.result is None:
         return False
-    if run.result["status"] != 1:
-        return True
-    return max_steps is None or run.result["nit"] >= max_steps
+    status = run.result["status"]
+    if status == Status.MAX_STEPS:
+        return max_steps is None or run.result["nit"] >= max_steps
+    if status == Status.BUDGET:
+        spent = run.result["counters"]
+        more_chars = budget_chars is not None and spent["training_chars"] < budget_chars
+        more_trainings = budget_trainings is not None and spent["trainings_run"] < budget_trainings
+        return not (more_chars or more_trainings)
+    return True
 
 
 def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol, x0, budget) -> dict:
@@ -310,7 +334,7 @@ def tune(
         if resume:
             saved = read_run(out)
             _check_same_run(saved.settings, settings, out)
-            if run_is_finished(saved, max_steps):
+            if run_is_finished(saved, max_steps, budget["budget_chars"], budget["budget_trainings"]):
                 return _stored_result(saved)
             sink.truncate(saved.end)  # a torn last line goes; the next record starts a line
             sink.seek(saved.end)

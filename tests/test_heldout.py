@@ -332,3 +332,36 @@ def test_compare_reports_every_method_and_resumes(corpus_file, tmp_path):
     again = invoke_cli(args)  # finished runs are reused: the same report
     assert again.exit_code == 0 and (out / "report.md").read_text(encoding="utf-8") == report
     assert_one_line_error(invoke_cli(args[:-3] + ["--methods", "sgd", "--out", str(out)]), "--methods", "sgd")
+
+
+def test_tune_defaults_to_the_comparisons_winner(corpus_file, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+
+    base = ["tune", "--corpus", corpus_file, "--train-chars", "600", "--heldout-chars", "1000", "--steps", "0"]
+    winner = "tpe" if importlib.util.find_spec("optuna") else "random"
+    assert invoke_cli(base + ["--out", str(tmp_path / "a.jsonl")]).exit_code == 0
+    assert read_run(tmp_path / "a.jsonl").settings["method"] == winner
+    monkeypatch.setitem(sys.modules, "optuna", None)  # without the extra: the runner-up
+    assert invoke_cli(base + ["--out", str(tmp_path / "b.jsonl")]).exit_code == 0
+    assert read_run(tmp_path / "b.jsonl").settings["method"] == "random"
+    paper = ["tune", "--objective", "paper", "--alpha", "2", "--corpus", corpus_file, "--steps", "0"]
+    assert invoke_cli(paper + ["--out", str(tmp_path / "c.jsonl")]).exit_code == 0
+    assert read_run(tmp_path / "c.jsonl").settings["method"] == "gd"
+
+
+def test_a_run_stopped_at_its_budget_continues_only_with_a_larger_one(corpus, tmp_path):
+    def objective():
+        return Objective(corpus, train_chars=TRAIN_CHARS, heldout_chars=1000, threads=2)
+
+    out = tmp_path / "run.jsonl"
+    first = tune(objective(), "random", seed=2, max_steps=100, out=out, budget_chars=5 * TRAIN_CHARS)
+    assert first.status == Status.BUDGET
+    size = out.stat().st_size
+    again = tune(objective(), "random", seed=2, max_steps=100, out=out, resume=True, budget_chars=5 * TRAIN_CHARS)
+    assert again.nit == first.nit and out.stat().st_size == size  # finished: nothing appended
+    more = tune(objective(), "random", seed=2, max_steps=100, out=out, resume=True, budget_chars=9 * TRAIN_CHARS)
+    whole = tune(objective(), "random", seed=2, max_steps=100, out=tmp_path / "whole.jsonl",
+                 budget_chars=9 * TRAIN_CHARS)
+    assert more.status == Status.BUDGET and more.nit > first.nit
+    assert (more.nit, more.fun, more.x.tolist()) == (whole.nit, whole.fun, whole.x.tolist())
