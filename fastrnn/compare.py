@@ -21,6 +21,7 @@ characters spent, ``summary.json`` every figure.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import time
@@ -237,6 +238,10 @@ def _plot(runs, methods, repeats, budget_chars, out, template) -> None:
                 low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
         line, = ax.plot(grid, median, label=method)
         ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15)
+    # A network with a wild learning rate can score tens of nats; the interesting range is near the
+    # best values, up to a little above a uniform guess (ln V).
+    finite = [best for method in methods for seed in range(repeats) for best in best_so_far(runs[method, seed])[1]]
+    ax.set_ylim(min(finite) - 0.05, math.log(template.corpus.vocab_size) + 0.25)
     ax.set_xlabel("training characters spent")
     ax.set_ylabel("best held-out loss found (nats/char)")
     ax.set_title(f"{template.source_corpus.name}: median and range over {repeats} seeds")
