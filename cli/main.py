@@ -59,7 +59,10 @@ class OneLineErrors(click.Group):
                            "(fastrnn objective -- -5 12 0.1)")
             click.echo(f"Error: {message}", err=True)
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+                click.echo("Error: interrupted", err=True)
+                sys.exit(130)
             click.echo("Error: aborted", err=True)
             sys.exit(1)
         except KeyboardInterrupt:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from fastrnn.backends import RunSpec
+from fastrnn.corpus import Corpus
 from fastrnn.executors import RunOutcome, ThreadExecutor, make_executor, run_shared
 from fastrnn.objective import Objective
 
@@ -84,3 +85,23 @@ def _busy(thread: threading.Thread) -> bool:
     time.sleep(0.2)
     frame = __import__("sys")._current_frames().get(thread.ident)
     return frame is not None and "drain" in repr(frame.f_code)
+
+
+@pytest.mark.parametrize("command", [
+    ["objective", "100", "25", "0.1", "--objective", "paper", "--alpha", "400000", "--beta", "2"],
+    ["gradient", "100.5", "25", "0.1", "--objective", "paper", "--alpha", "400000"],
+])
+def test_ctrl_c_in_the_command_line_exits_130_with_one_line_within_a_second(corpus_file, command):
+    from helpers import invoke
+
+    Objective(Corpus.from_text("ab" * 50), alpha=2, kind="paper")((20, 5, 0.1))  # compiled outside the timing
+    timer = threading.Timer(1.0, _thread.interrupt_main)
+    started = time.perf_counter()
+    timer.start()
+    try:
+        result = invoke(command + ["--corpus", corpus_file, "--quiet"])
+    finally:
+        timer.cancel()
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip() == "Error: interrupted"
+    assert time.perf_counter() - started - 1.0 < 2.0  # the whole command would train for minutes
