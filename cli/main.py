@@ -416,6 +416,13 @@ def _optimizer_options(func):
             defaults.setdefault(use.default, []).append(method)
         default_text = ("; ".join(f"{'/'.join(methods)} {default}" for default, methods in defaults.items())
                         if len(defaults) > 1 else str(option.default))
+        heldout = {}
+        for method, _ in uses:
+            if name in HELDOUT_SETTINGS.get(method, {}):
+                heldout.setdefault(HELDOUT_SETTINGS[method][name], []).append(method)
+        if heldout:  # the log space's own settings (fastrnn.tuning.HELDOUT_SETTINGS)
+            default_text = (f"paper: {default_text}; heldout: "
+                            + "; ".join(f"{'/'.join(methods)} {value}" for value, methods in heldout.items()))
         methods_text = ", ".join(method for method, _ in uses)
         finite = _finite_float if option.rule in ("positive", "positive_or_none", "open_unit") else None
         func = click.option(f"--{name.replace('_', '-')}", name, type=_OPTION_TYPES[option.rule](option), default=None,
