@@ -349,7 +349,9 @@ def objective_command(hidden, seq_length, learning_rate, as_json, F, seed, quiet
     except MemoryLimitError as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:
-        _emit_json(dict(point=[hidden, seq_length, learning_rate], value=value, **F.settings(),
+        # held-out values are nats per character; bits per character beside them
+        bits = dict(bits_per_char=value / math.log(2.0)) if F.kind == "heldout" else {}
+        _emit_json(dict(point=[hidden, seq_length, learning_rate], value=value, **bits, **F.settings(),
                         counters=F.counters.as_dict(), executor=F.executor.describe()))
     else:
         click.echo(repr(value))

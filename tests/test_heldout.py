@@ -259,6 +259,7 @@ def test_the_held_out_objective_is_the_default_of_the_command_line(corpus_file, 
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["kind"] == "heldout" and record["space"] == "log"
+    assert record["bits_per_char"] == pytest.approx(record["value"] / math.log(2))
     expected = Objective(corpus, train_chars=600, heldout_chars=1000)((24, 7, 0.1))
     assert record["value"] == expected
 
