@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Sequence
 
@@ -96,6 +97,20 @@ def _train_packed(data, states: Sequence[TrainState], steps: Sequence[int], thre
         _PackedRuns([states[k] for k in group], [steps[k] for k in group]).run(data, threads, cancel)
 
 
+#: Numba's fallback threading layer (workqueue, when neither TBB nor OpenMP loads) aborts the
+#: process if two threads launch parallel kernels at once; the first launch, which picks the
+#: layer, and every launch on workqueue are therefore one at a time.
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+def _launch_guard():
+    try:
+        threadsafe = numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        threadsafe = False
+    return contextlib.nullcontext() if threadsafe else _WORKQUEUE_LOCK
+
+
 class _PackedRuns:
     """Runs of one dtype packed into the flat buffers of ``train_batch``, trained chunk by chunk.
 
@@ -143,7 +158,7 @@ class _PackedRuns:
         threads = min(threads, int((steps > 0).sum()), numba.config.NUMBA_NUM_THREADS)
         if threads > 1:
             numba.set_num_threads(threads)  # this calling thread's setting only
-            with numba.parallel_chunksize(1):  # one run at a time to whichever thread is free
+            with numba.parallel_chunksize(1), _launch_guard():  # one run at a time to whichever thread is free
                 _numba_kernel.train_batch_parallel(*args)
         else:
             _numba_kernel.train_batch(*args)
