@@ -857,21 +857,26 @@ def heldout_loss(params, H, V, data, n):
     return total
 
 
+@njit(inline="always", **_JIT)
+def _n_params(H, V):
+    return H * V + H * H + V * H + H + V
+
+
 @njit(**_JIT)
 def train_batch(data, H, V, S, lr, steps, params, memory, param_offsets, hprev, hprev_offsets,
                 position, smooth_loss, last_loss, steps_done, status):
     """:func:`train_steps` of every run ``k`` by ``steps[k]`` updates, one after the other.
 
-    Run ``k`` lives in ``params[param_offsets[k]:param_offsets[k + 1]]`` (likewise ``memory``;
-    ``hprev`` by ``hprev_offsets``) and its scalars at index ``k``. One call trains many runs
+    Run ``k``'s weights start at ``params[param_offsets[k]]`` (likewise ``memory``; ``hprev`` at
+    ``hprev_offsets[k]``) and its scalars are at index ``k``. One call trains many runs
     for the price of one dispatch, and each run gets exactly :func:`train_steps`'s arithmetic.
     """
     for k in range(steps.shape[0]):
         if steps[k] <= 0:
             continue
-        a, b = param_offsets[k], param_offsets[k + 1]
+        a, b = param_offsets[k], param_offsets[k] + _n_params(H[k], V[k])
         result = train_steps(data, H[k], V[k], S[k], lr[k], steps[k], params[a:b], memory[a:b],
-                             hprev[hprev_offsets[k]:hprev_offsets[k + 1]], position[k], smooth_loss[k])
+                             hprev[hprev_offsets[k]:hprev_offsets[k] + H[k]], position[k], smooth_loss[k])
         position[k], smooth_loss[k], last_loss[k], steps_done[k], status[k] = result
 
 
@@ -888,7 +893,7 @@ def train_batch_parallel(data, H, V, S, lr, steps, params, memory, param_offsets
     """
     for k in prange(steps.shape[0]):
         if steps[k] > 0:
-            a, b = param_offsets[k], param_offsets[k + 1]
+            a, b = param_offsets[k], param_offsets[k] + _n_params(H[k], V[k])
             result = train_steps(data, H[k], V[k], S[k], lr[k], steps[k], params[a:b], memory[a:b],
-                                 hprev[hprev_offsets[k]:hprev_offsets[k + 1]], position[k], smooth_loss[k])
+                                 hprev[hprev_offsets[k]:hprev_offsets[k] + H[k]], position[k], smooth_loss[k])
             position[k], smooth_loss[k], last_loss[k], steps_done[k], status[k] = result

@@ -97,6 +97,30 @@ def _train_packed(data, states: Sequence[TrainState], steps: Sequence[int], thre
         _PackedRuns([states[k] for k in group], [steps[k] for k in group]).run(data, threads, cancel)
 
 
+#: Bytes each packed run's arrays are aligned to (a cache line), as if each had its own buffer:
+#: a run's vector loads then never straddle a line shared with its neighbour.
+ALIGN = 64
+
+
+def _aligned_offsets(sizes, dtype) -> np.ndarray:
+    """Start offsets (and the end) of consecutive arrays of ``sizes``, each on an ALIGN boundary."""
+    step = ALIGN // np.dtype(dtype).itemsize
+    offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum([-(-size // step) * step for size in sizes], out=offsets[1:])
+    return offsets
+
+
+def _pack(arrays, offsets) -> np.ndarray:
+    """``arrays`` at ``offsets`` in one ALIGN-aligned buffer (the gaps zero)."""
+    dtype = arrays[0].dtype
+    raw = np.zeros(int(offsets[-1]) + ALIGN // dtype.itemsize, dtype=dtype)
+    start = (-raw.ctypes.data % ALIGN) // dtype.itemsize
+    packed = raw[start:start + int(offsets[-1])]
+    for array, a in zip(arrays, offsets[:-1]):
+        packed[a:a + array.size] = array
+    return packed
+
+
 #: Numba's fallback threading layer (workqueue, when neither TBB nor OpenMP loads) aborts the
 #: process if two threads launch parallel kernels at once; the first launch, which picks the
 #: layer, and every launch on workqueue are therefore one at a time.
@@ -128,13 +152,12 @@ class _PackedRuns:
         self.lr = np.array([s.learning_rate for s in runs], dtype=np.float64)
         self.remaining = np.array(steps, dtype=np.int64)
         self.chunk = np.array([chunk_steps(s.hidden, s.seq_length, s.vocab_size) for s in runs], dtype=np.int64)
-        self.param_offsets = np.zeros(R + 1, dtype=np.int64)
-        np.cumsum([s.params.size for s in runs], out=self.param_offsets[1:])
-        self.hprev_offsets = np.zeros(R + 1, dtype=np.int64)
-        np.cumsum(self.H, out=self.hprev_offsets[1:])
-        self.params = np.concatenate([s.params for s in runs])
-        self.memory = np.concatenate([s.memory for s in runs])
-        self.hprev = np.concatenate([s.hprev for s in runs])
+        dtype = runs[0].params.dtype
+        self.param_offsets = _aligned_offsets([s.params.size for s in runs], dtype)
+        self.hprev_offsets = _aligned_offsets(self.H, dtype)
+        self.params = _pack([s.params for s in runs], self.param_offsets)
+        self.memory = _pack([s.memory for s in runs], self.param_offsets)
+        self.hprev = _pack([s.hprev for s in runs], self.hprev_offsets)
         self.position = np.array([s.position for s in runs], dtype=np.int64)
         self.smooth = np.array([s.smooth_loss for s in runs], dtype=np.float64)
         self.last = np.array([s.last_loss for s in runs], dtype=np.float64)
@@ -171,8 +194,8 @@ class _PackedRuns:
 
     def _write_back(self) -> None:
         for k, s in enumerate(self.runs):
-            a, b = self.param_offsets[k], self.param_offsets[k + 1]
-            s.params[...] = self.params[a:b]
-            s.memory[...] = self.memory[a:b]
-            s.hprev[...] = self.hprev[self.hprev_offsets[k]:self.hprev_offsets[k + 1]]
+            a, h = self.param_offsets[k], self.hprev_offsets[k]
+            s.params[...] = self.params[a:a + s.params.size]
+            s.memory[...] = self.memory[a:a + s.memory.size]
+            s.hprev[...] = self.hprev[h:h + s.hidden]
             Backend.write_back(s, KernelResult(self.position[k], self.smooth[k], self.last[k], self.done[k], self.status[k]))
