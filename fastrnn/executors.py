@@ -6,7 +6,7 @@ its own seed, so the outcomes do not depend on the executor, the number of worke
 runs share a batch.
 
 ``threads`` (:class:`ThreadExecutor`, the default) trains on this machine's cores: the numba
-backend on a long-lived thread pool with the GIL released, the cython backend in OpenMP calls.
+backend in packed `prange` calls on Numba's threads, the cython backend in OpenMP calls.
 ``dask`` (:class:`fastrnn.dask_executor.DaskExecutor`, the ``fastrnn[dask]`` extra) sends the runs
 to the workers of a Dask cluster; its module is imported only when asked for, so fastrnn never
 needs dask otherwise.

@@ -47,7 +47,7 @@ import math
 
 import numpy as np
 from llvmlite import ir as llvm_ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from ..model import ADAGRAD_EPS, GRADIENT_CLIP, SMOOTHING, STATUS_DIVERGED, STATUS_OK
@@ -855,3 +855,45 @@ def heldout_loss(params, H, V, data, n):
             hprev[i] = hs[S, i]
         start += S
     return total
+
+
+@njit(inline="always", **_JIT)
+def _n_params(H, V):
+    return H * V + H * H + V * H + H + V
+
+
+@njit(**_JIT)
+def train_batch(data, H, V, S, lr, steps, params, memory, param_offsets, hprev, hprev_offsets,
+                position, smooth_loss, last_loss, steps_done, status):
+    """:func:`train_steps` of every run ``k`` by ``steps[k]`` updates, one after the other.
+
+    Run ``k``'s weights start at ``params[param_offsets[k]]`` (likewise ``memory``; ``hprev`` at
+    ``hprev_offsets[k]``) and its scalars are at index ``k``. One call trains many runs
+    for the price of one dispatch, and each run gets exactly :func:`train_steps`'s arithmetic.
+    """
+    for k in range(steps.shape[0]):
+        if steps[k] <= 0:
+            continue
+        a, b = param_offsets[k], param_offsets[k] + _n_params(H[k], V[k])
+        result = train_steps(data, H[k], V[k], S[k], lr[k], steps[k], params[a:b], memory[a:b],
+                             hprev[hprev_offsets[k]:hprev_offsets[k] + H[k]], position[k], smooth_loss[k])
+        position[k], smooth_loss[k], last_loss[k], steps_done[k], status[k] = result
+
+
+
+@njit(parallel=True, **_JIT)
+def train_batch_parallel(data, H, V, S, lr, steps, params, memory, param_offsets, hprev, hprev_offsets,
+                         position, smooth_loss, last_loss, steps_done, status):
+    """:func:`train_batch` of every run, the runs spread over Numba's threads (``prange``).
+
+    Each run is trained start to finish by one thread, with :func:`train_steps`, and each
+    iteration writes only run ``k``'s slices and entries, so the results do not depend on the
+    number of threads. Numba's pool (OpenMP or TBB) keeps its threads spinning between calls,
+    so a batch of small runs starts on every thread at once, unlike a Python thread pool.
+    """
+    for k in prange(steps.shape[0]):
+        if steps[k] > 0:
+            a, b = param_offsets[k], param_offsets[k] + _n_params(H[k], V[k])
+            result = train_steps(data, H[k], V[k], S[k], lr[k], steps[k], params[a:b], memory[a:b],
+                                 hprev[hprev_offsets[k]:hprev_offsets[k] + H[k]], position[k], smooth_loss[k])
+            position[k], smooth_loss[k], last_loss[k], steps_done[k], status[k] = result
