@@ -42,7 +42,7 @@ from fastrnn.space import SPACES, SpaceView
 from fastrnn.training import PROGRESS_CHUNK, new_state, train
 from fastrnn.tuning import HELDOUT_SETTINGS, RunFileError, default_method, read_run, run_is_finished, tune
 
-from .progress import progress_bar
+from .progress import RunBars, progress_bar
 
 
 class OneLineErrors(click.Group):
@@ -741,16 +741,10 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
         raise click.BadParameter(f"cannot create {out_dir!r}: {exc.strerror or exc}", param_hint="--out") from None
     command = ("fastrnn reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"]
                else f"fastrnn reproduce --trial {trial_spec}")
-    bars = {}
+    bars = RunBars(quiet, unit="step")
 
     def progress(label, record):
-        if label not in bars:
-            for bar in bars.values():
-                bar.close()
-            bars[label] = progress_bar(total=None, quiet=quiet, desc=label, unit="step")
-        bar = bars[label]
-        bar.update(record["step"] - bar.n)
-        bar.set_postfix_str(f"x={_paper_form(record['x'])} F={record['fun']:.4f}")
+        bars(label, record["step"], f"x={_paper_form(record['x'])} F={record['fun']:.4f}")
 
     def on_trial(summary):
         if not quiet:
@@ -765,8 +759,7 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
     except RunFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--out") from None
     finally:
-        for bar in bars.values():
-            bar.close()
+        bars.close()
     click.echo(report)
 
 
@@ -833,16 +826,11 @@ def compare_command(methods, repeats, budget_chars, train_chars, heldout_chars, 
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
         raise click.BadParameter(f"cannot create {out_dir!r}: {exc.strerror or exc}", param_hint="--out") from None
-    bars = {}
+    bars = RunBars(quiet, total=budget_chars, unit="char", unit_scale=True)
 
     def progress(label, record):
-        if label not in bars:
-            for bar in bars.values():
-                bar.close()
-            bars[label] = progress_bar(total=budget_chars, quiet=quiet, desc=label, unit="char", unit_scale=True)
-        bar = bars[label]
-        bar.update(min(record["counters"]["training_chars"], budget_chars) - bar.n)
-        bar.set_postfix_str(f"x={_paper_form(record['x'])} F={record['fun']:.4f}")
+        bars(label, min(record["counters"]["training_chars"], budget_chars),
+             f"x={_paper_form(record['x'])} F={record['fun']:.4f}")
 
     command = "fastrnn compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "fastrnn compare"
     try:
@@ -857,8 +845,7 @@ def compare_command(methods, repeats, budget_chars, train_chars, heldout_chars, 
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     finally:
-        for bar in bars.values():
-            bar.close()
+        bars.close()
     click.echo(report)
 
 

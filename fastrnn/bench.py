@@ -475,23 +475,15 @@ def _read_kernel():
 
 
 def _adagrad_kernel():
-    import math
-
     from numba import njit
 
-    @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
-    def adagrad(params, memory, g, lr, clip, eps, reps):
-        # The kernels' own update (fastrnn.backends._numba_kernel._adagrad), repeated in place.
+    from .backends._numba_kernel import _adagrad
+
+    @njit(cache=True, nogil=True)
+    def adagrad(params, memory, g, lr, reps):
+        # the kernels' own update, repeated in place (one call would be dominated by its dispatch)
         for _ in range(reps):
-            for j in range(params.shape[0]):
-                d = g[j]
-                if d > clip:
-                    d = clip
-                elif d < -clip:
-                    d = -clip
-                m = memory[j] + d * d
-                memory[j] = m
-                params[j] -= lr * d / math.sqrt(m + eps)
+            _adagrad(params, memory, g, lr)
 
     return adagrad
 
@@ -585,7 +577,7 @@ def adagrad_seconds(dtype: str, elements: int = 1024, min_seconds: float = 0.05,
     """Seconds per element of the kernels' clipped Adagrad update, on arrays that stay in L1."""
     import numpy as np
 
-    from .model import ADAGRAD_EPS, GRADIENT_CLIP
+    from .model import GRADIENT_CLIP
 
     kernel = _adagrad_kernel()
     kind = np.dtype(dtype).type
@@ -593,9 +585,9 @@ def adagrad_seconds(dtype: str, elements: int = 1024, min_seconds: float = 0.05,
     # gradients across the clip range, so both clip branches are taken as in training
     g = (rng.standard_normal(elements) * GRADIENT_CLIP).astype(dtype)
     params, memory = rng.standard_normal(elements).astype(dtype), np.full(elements, 0.1, dtype)
-    lr, clip, eps = kind(0.1), kind(GRADIENT_CLIP), kind(ADAGRAD_EPS)
+    lr = kind(0.1)  # in the precision of params, as the kernels pass it
     reps = max(1, (1 << 17) // elements)
-    return _best_seconds(lambda: kernel(params, memory, g, lr, clip, eps, reps), min_seconds, rounds) / (reps * elements)
+    return _best_seconds(lambda: kernel(params, memory, g, lr, reps), min_seconds, rounds) / (reps * elements)
 
 
 def _probe_bytes(caches: Sequence[tuple[int, int]], i: int) -> int:

@@ -25,6 +25,7 @@ import math
 import os
 import statistics
 import time
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -229,13 +230,10 @@ def _plot(runs, methods, repeats, budget_chars, out, template) -> None:
                 curve[k] = within[-1] if within.size else np.nan
             curves.append(curve)
         curves = np.array(curves)
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                median = np.nanmedian(curves, axis=0)
-                low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+        with warnings.catch_warnings():  # before a run's first record its curve is all NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(curves, axis=0)
+            low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
         line, = ax.plot(grid, median, label=method)
         ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15)
     # A network with a wild learning rate can score tens of nats; the interesting range is near the

@@ -99,8 +99,12 @@ def test_every_registered_backend_has_a_module_and_class():
     for name, entry in backends.REGISTRY.items():
         path = PACKAGE / "backends" / (entry.module.lstrip(".") + ".py")
         assert path.exists(), path
-        assert f"class {entry.cls}(Backend)" in path.read_text(encoding="utf-8")
-        assert f'name = "{name}"' in path.read_text(encoding="utf-8")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+        assert entry.cls in classes, (path, entry.cls)
+        bases = {ast.unparse(base) for base in classes[entry.cls].bases}
+        assert bases & {"Backend", "PackedBackend"}, bases  # the base classes of fastrnn.backends._base
+        assert f"name = {name!r}" in ast.unparse(classes[entry.cls])
 
 
 def test_importing_fastrnn_imports_no_backend():

@@ -279,3 +279,146 @@ def check_data(data: np.ndarray, seq_length: int) -> None:
         raise TypeError("data must be a 1-D integer array of character ids (Corpus.data)")
     if len(data) < max(seq_length + 2, 2):
         raise ValueError(f"data has {len(data)} characters; seq_length {seq_length} needs at least {seq_length + 2}")
+
+
+#: Bytes each packed run's arrays are aligned to (a cache line), as if each had its own buffer:
+#: a run's vector loads then never straddle a line shared with its neighbour.
+ALIGN = 64
+
+
+class PackedBackend(Backend):
+    """A backend whose kernel trains a packed batch of runs in one call (``train_batch``'s
+    signature: per-run sizes, rates and steps, concatenated parameters, memories and hidden
+    states at offsets), spreading the runs over its own threads. The Python work is then paid
+    per batch, not per run, and there is no hand-off to Python threads."""
+
+    #: Bytes each packed run's arrays are aligned to; 0: packed back to back (a kernel that
+    #: requires contiguous runs).
+    pack_align: int = ALIGN
+
+    def _kernel_train_batch(self, args: tuple, threads: int) -> None:
+        """Train the packed batch ``args`` on up to ``threads`` threads, one run per thread at a time."""
+        raise NotImplementedError
+
+    def train_fresh(self, data, specs: Sequence[RunSpec], threads=None, cancel=None) -> list[TrainState]:
+        """Draw every run's initial weights, then train them all in packed batches.
+
+        Large draws are spread over the thread pool (numpy's legacy generator releases the
+        GIL); small ones cost less than handing them to another thread. Each run is trained by
+        the kernel from its own seed, so the results equal training it alone, whatever the
+        threads and the batch.
+        """
+        threads = self._usable_threads(threads)
+        specs = list(specs)
+        if specs:
+            check_data(data, max(spec.seq_length for spec in specs))
+        states: list = [None] * len(specs)
+
+        def draw(k):
+            states[k] = specs[k].new_state()
+
+        weights = sum(parameter_count(spec.hidden, spec.vocab_size) for spec in specs)
+        run_shared(draw, range(len(specs)), threads if weights >= PARALLEL_DRAW_MIN_WEIGHTS else 1, cancel)
+        self._train_packed(data, states, [spec.steps for spec in specs], threads, cancel)
+        return states
+
+    def train_many(self, data, states: Sequence[TrainState], n_steps: int, threads=None, cancel=None) -> None:
+        """Advance every state by ``n_steps`` in packed batches, as :meth:`train_fresh` trains."""
+        threads = self._usable_threads(threads)
+        runs = [s for s in states if s.status == STATUS_OK] if n_steps > 0 else []
+        for s in runs:
+            self.check_state(s)
+            check_data(data, s.seq_length)
+        self._train_packed(data, runs, [n_steps] * len(runs), threads, cancel)
+
+    def _train_packed(self, data, states: Sequence[TrainState], steps: Sequence[int], threads: int,
+                      cancel: threading.Event | None) -> None:
+        """Train ``states`` (checked, healthy) by ``steps``, one packed batch per dtype, longest runs
+        first. A run with no steps is left as it is, as :meth:`Backend.train_steps` leaves it."""
+        runs = [k for k in range(len(states)) if steps[k] > 0]
+        costs = [steps[k] * step_cost(states[k].hidden, states[k].seq_length, states[k].vocab_size) for k in runs]
+        groups: dict[np.dtype, list[int]] = {}
+        for order in longest_first(costs):  # dynamic scheduling hands the runs out in this order
+            groups.setdefault(states[runs[order]].params.dtype, []).append(runs[order])
+        for group in groups.values():
+            PackedRuns([states[k] for k in group], [steps[k] for k in group], self.pack_align).run(
+                self, data, threads, cancel)
+
+
+def _aligned_offsets(sizes, dtype, align: int = ALIGN) -> np.ndarray:
+    """Start offsets (and the end) of consecutive arrays of ``sizes``, each on an ``align``-byte boundary."""
+    step = max(1, align // np.dtype(dtype).itemsize)
+    offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum([-(-size // step) * step for size in sizes], out=offsets[1:])
+    return offsets
+
+
+def _pack(arrays, offsets) -> np.ndarray:
+    """``arrays`` at ``offsets`` in one ALIGN-aligned buffer (the gaps zero)."""
+    dtype = arrays[0].dtype
+    raw = np.zeros(int(offsets[-1]) + ALIGN // dtype.itemsize, dtype=dtype)
+    start = (-raw.ctypes.data % ALIGN) // dtype.itemsize
+    packed = raw[start:start + int(offsets[-1])]
+    for array, a in zip(arrays, offsets[:-1]):
+        packed[a:a + array.size] = array
+    return packed
+
+
+class PackedRuns:
+    """Runs of one dtype packed into the flat buffers of ``train_batch``, trained chunk by chunk.
+
+    Each call advances every unfinished run by its chunk (about ``CHUNK_COST`` multiply-adds), so
+    the calling thread returns to Python several times a second and a Ctrl-C, or ``cancel``, is
+    honoured; continuing runs in chunks is bit-identical to one call.
+    """
+
+    def __init__(self, runs: Sequence[TrainState], steps: Sequence[int], align: int = ALIGN):
+        self.runs = runs
+        R = len(runs)
+        self.H = np.array([s.hidden for s in runs], dtype=np.int64)
+        self.V = np.array([s.vocab_size for s in runs], dtype=np.int64)
+        self.S = np.array([s.seq_length for s in runs], dtype=np.int64)
+        self.lr = np.array([s.learning_rate for s in runs], dtype=np.float64)
+        self.remaining = np.array(steps, dtype=np.int64)
+        self.chunk = np.array([chunk_steps(s.hidden, s.seq_length, s.vocab_size) for s in runs], dtype=np.int64)
+        dtype = runs[0].params.dtype
+        self.param_offsets = _aligned_offsets([s.params.size for s in runs], dtype, align)
+        self.hprev_offsets = _aligned_offsets(self.H, dtype, align)
+        self.params = _pack([s.params for s in runs], self.param_offsets)
+        self.memory = _pack([s.memory for s in runs], self.param_offsets)
+        self.hprev = _pack([s.hprev for s in runs], self.hprev_offsets)
+        self.position = np.array([s.position for s in runs], dtype=np.int64)
+        self.smooth = np.array([s.smooth_loss for s in runs], dtype=np.float64)
+        self.last = np.array([s.last_loss for s in runs], dtype=np.float64)
+        self.done = np.zeros(R, dtype=np.int64)
+        self.status = np.full(R, STATUS_OK, dtype=np.int64)
+
+    def run(self, backend: "PackedBackend", data, threads: int, cancel) -> None:
+        try:
+            while (self.remaining > 0).any() and not (cancel is not None and cancel.is_set()):
+                self._call(backend, data, threads)
+        finally:
+            self._write_back()
+
+    def _call(self, backend: "PackedBackend", data, threads: int) -> None:
+        steps = np.minimum(self.chunk, self.remaining)
+        last = np.empty_like(self.last)
+        done = np.zeros_like(self.done)
+        status = np.full_like(self.status, STATUS_OK)
+        args = (data, self.H, self.V, self.S, self.lr, steps, self.params, self.memory, self.param_offsets,
+                self.hprev, self.hprev_offsets, self.position, self.smooth, last, done, status)
+        backend._kernel_train_batch(args, min(threads, int((steps > 0).sum())))
+        ran = steps > 0
+        self.last[ran] = last[ran]
+        self.done += done
+        self.status[ran] = status[ran]
+        # A run that diverged is finished; one that did not run had nothing left.
+        self.remaining = np.where(ran & (status == STATUS_OK), self.remaining - steps, 0)
+
+    def _write_back(self) -> None:
+        for k, s in enumerate(self.runs):
+            a, h = self.param_offsets[k], self.hprev_offsets[k]
+            s.params[...] = self.params[a:a + s.params.size]
+            s.memory[...] = self.memory[a:a + s.memory.size]
+            s.hprev[...] = self.hprev[h:h + s.hidden]
+            Backend.write_back(s, KernelResult(self.position[k], self.smooth[k], self.last[k], self.done[k], self.status[k]))
