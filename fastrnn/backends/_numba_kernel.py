@@ -12,6 +12,9 @@ benchmarks and ``fastrnn bench``, not here, where they would go stale):
   ln 2 and a degree-14 Taylor polynomial, within 3 and 1 ulp of libm) so their loops
   vectorise: a call of glibc's tanh per element was a large share of a step at H = 100.
   Softmax falls back to libm's exp for a step where some logit is more than 708 below the max.
+  2**k is built from the bits of k + 1.5 * 2**52 (:func:`_f64_pow2`): ``math.floor`` returns an
+  int64 in Numba, and float64 <-> int64 conversions vectorise only with AVX-512, so on AVX2 the
+  loops ran one element at a time.
 - Only the Whh recurrence is sequential. The outputs y_t = Why h_t + by are formed for all t
   after it (four time steps per pass over a row of Why), and likewise Why^T dy_t before the
   backward sweep. Matrix-vector loops process four rows per pass (one load of the vector
@@ -101,6 +104,28 @@ def _f64_from_bits(typingctx, bits):
 
 
 @intrinsic
+def _f64_bits(typingctx, x):
+    """The int64 with the same bits as the float64 ``x`` (vectorises)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return sig, codegen
+
+
+@njit(inline="always", **_JIT)
+def _f64_pow2(kf):
+    """2**kf for a float64 holding an integer in [-1022, 1023].
+
+    Adding 1.5 * 2**52 puts kf in the low bits of the sum's mantissa, so the exponent field is
+    formed with 64-bit integer adds and shifts, which AVX2 has; converting kf with int64(kf)
+    needs AVX-512's vcvtpd2qq to vectorise, and without it the tanh and exp loops ran scalar.
+    """
+    return _f64_from_bits((_f64_bits(kf + _ROUND_MAGIC) - _ROUND_MAGIC_BITS + 1023) << 52)
+
+
+@intrinsic
 def _f32_pow2(typingctx, kf):
     """2**kf for a float32 holding an integer in [-126, 127]: the bits (int32(kf) + 127) << 23.
 
@@ -125,6 +150,8 @@ _INV_LN2 = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so k * _LN2_HI is exact for |k| < 2**11
 _LN2_LO = 1.90821492927058770002e-10
 _EXP_MIN = -708.0  # below this 2**k would not be a normal number: fall back to libm
+_ROUND_MAGIC = 6755399441055744.0  # 1.5 * 2**52: ulp 1, so integers below 2**51 sit in its low bits
+_ROUND_MAGIC_BITS = np.int64(np.float64(_ROUND_MAGIC).view(np.int64))
 
 # float32: the same reduction with float32 constants, degree-7 Taylor polynomial
 _F = np.float32
@@ -161,9 +188,9 @@ def _expm1_reduced(r):
 @njit(inline="always", **_JIT)
 def _exp_nonpos_f64(x):
     """exp(x) for _EXP_MIN <= x <= 0 (within 1 ulp of libm), NaN for NaN; branch-free."""
-    kf = math.floor(x * _INV_LN2 + 0.5)
+    kf = np.floor(x * _INV_LN2 + 0.5)  # a float: math.floor's int64 would not vectorise on AVX2
     r = (x - kf * _LN2_HI) - kf * _LN2_LO
-    s = _f64_from_bits((np.int64(kf) + 1023) << 52)  # 2**k
+    s = _f64_pow2(kf)
     return s + s * _expm1_reduced(r)
 
 
@@ -176,9 +203,9 @@ def _tanh_f64(x):
     y = 2.0 * abs(x)
     if y > 40.0:  # tanh is 1.0 to double precision; a comparison so NaN stays NaN
         y = 40.0
-    kf = math.floor(y * _INV_LN2 + 0.5)
+    kf = np.floor(y * _INV_LN2 + 0.5)
     r = (y - kf * _LN2_HI) - kf * _LN2_LO
-    s = _f64_from_bits((np.int64(kf) + 1023) << 52)
+    s = _f64_pow2(kf)
     e = s * _expm1_reduced(r) + (s - 1.0)
     return math.copysign(e / (e + 2.0), x)
 
