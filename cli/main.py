@@ -21,6 +21,7 @@ from click.core import ParameterSource
 
 from fastrnn.backends import (
     BACKEND_NAMES,
+    COMPILED_BACKENDS,
     DEFAULT_BACKEND,
     BackendUnavailable,
     backend_report,
@@ -877,11 +878,18 @@ def backends_command():
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Dask workers and threads in the executor comparison.")
 @click.option("--roofline", is_flag=True,
-              help="Measure this machine's ceilings (BLAS GEMM, cache read bandwidths, Adagrad throughput) and "
-                   "print each config's lower bound per step, what sets it, and the share of it the compiled "
-                   "backends reach (numpy is left out).")
-def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, executor_name, workers, roofline):
-    """Print Markdown tables: training steps/s per backend and config, and 2-thread speed-up."""
+              help="Also print this machine's ceilings (BLAS GEMM, cache read bandwidths, Adagrad throughput) and, "
+                   "per config, the lower bound per step, what sets it, and each compiled backend's time against it.")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Repeat the whole measurement and print each figure as its range over the repeats "
+                   "(README's tables: --repeat 3).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, executor_name, workers, roofline,
+                  repeat, quiet):
+    """Print Markdown tables: training steps/s per backend and config with the share of this machine's
+    roofline bound, and the 2-thread speed-up of an evaluation of F."""
+    import os
+
     from fastrnn import bench
 
     if executor_name == "dask":
@@ -893,6 +901,10 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
     if unknown:
         raise click.BadParameter(f"unknown backend {unknown[0]!r}; valid: {', '.join(BACKEND_NAMES)}",
                                  param_hint="--backends")
+    compiled = [name for name in names if name in COMPILED_BACKENDS]
+    if roofline and not compiled:
+        raise click.BadParameter("--roofline measures the compiled backends: name numba or cython",
+                                 param_hint="--backends")
     dtypes = [name.strip() for name in dtype_names.split(",") if name.strip()]
     if not dtypes or any(d not in DTYPES for d in dtypes):
         raise click.BadParameter(f"valid: {', '.join(DTYPES)}", param_hint="--dtypes")
@@ -900,50 +912,36 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
         corpus = load_corpus(corpus_path)
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--corpus") from None
+    before = os.getloadavg()
+    runs = []
+    with progress_bar(total=bench.bench_stages(names) * repeat, quiet=quiet, desc="bench", unit="part") as bar:
+        for k in range(repeat):
+            def tick(label, k=k):
+                bar.set_postfix_str(f"repeat {k + 1}/{repeat}: {label}")
+                bar.update(1)
+
+            runs.append(bench.bench_run(corpus, names, dtypes, rounds=rounds, beta=beta, alpha=alpha, progress=tick))
+    after = os.getloadavg()
+    ranges = f"; each cell the range over {repeat} repeats" if repeat > 1 else ""
+    click.echo(f"corpus: {corpus.name} ({len(corpus):,} characters, V={corpus.vocab_size}); medians of {rounds} "
+               f"interleaved rounds{ranges}; load average {before[0]:.2f} before, {after[0]:.2f} after\n")
     if roofline:
-        _bench_roofline(corpus, [name for name in names if name != "numpy"], rounds, dtypes)
-        return
-    click.echo(f"corpus: {corpus.name} ({len(corpus):,} characters, V={corpus.vocab_size}); "
-               f"training steps, single thread, medians of {rounds} interleaved rounds\n")
-    click.echo(bench.markdown_table(bench.step_rates(corpus, names, rounds=rounds, dtypes=dtypes)))
-    click.echo(f"\nOne evaluation of F (beta runs of {alpha} steps at one corner, float64, fresh memo):\n")
-    click.echo("| backend | H | S | beta | 1 thread (s) | 2 threads (s) | speed-up |\n|---|---:|---:|---:|---:|---:|---:|")
-    for name in names:
-        if name == "numpy":
-            continue  # holds the GIL: threads cannot help it
-        try:
-            get_backend(name)
-        except BackendUnavailable:
-            continue
-        for hidden, seq_length in bench.CONFIGS:
-            one, two, speedup = bench.thread_speedup(corpus, name, hidden, seq_length, beta, alpha, rounds)
-            click.echo(f"| {name} | {hidden} | {seq_length} | {beta} | {one:.4f} | {two:.4f} | {speedup:.2f}x |")
+        click.echo("Single-thread ceilings of this machine:\n")
+        click.echo(bench.ceilings_markdown([run.ceilings for run in runs]))
+        click.echo("")
+    click.echo("Training steps, single thread; % of roofline = lower bound per step / measured time "
+               "(model in fastrnn/bench.py):\n")
+    click.echo(bench.rates_markdown(runs))
+    if roofline:
+        click.echo("\nTime per training step against its lower bound, and the resource that sets the bound:\n")
+        click.echo(bench.roofline_markdown([run.roofline_rows for run in runs], compiled))
+    if any(run.threads for run in runs):
+        click.echo(f"\nOne evaluation of F (beta runs of {alpha} steps at one corner, float64, fresh memo):\n")
+        click.echo(bench.threads_markdown(runs))
 
 
 def _is_default(param: str) -> bool:
     return click.get_current_context().get_parameter_source(param) == click.core.ParameterSource.DEFAULT
-
-
-def _bench_roofline(corpus, names, rounds, dtypes):
-    """``fastrnn bench --roofline``: ceilings, then bound and share reached per config and dtype."""
-    import os
-
-    from fastrnn import bench
-
-    if not names:
-        raise click.BadParameter("--roofline measures the compiled backends: name numba or cython",
-                                 param_hint="--backends")
-    before = os.getloadavg()
-    ceilings = bench.measure_ceilings(rounds=rounds)
-    click.echo(f"load average {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}; single thread, medians of {rounds} "
-               "rounds\n")
-    click.echo(bench.ceilings_markdown(ceilings))
-    rows = bench.roofline(corpus, ceilings, backends=names, dtypes=dtypes, rounds=rounds)
-    after = os.getloadavg()
-    click.echo(f"\ncorpus: {corpus.name} (V={corpus.vocab_size}); time per training step, interleaved rounds; "
-               "% = bound / measured; model in fastrnn/bench.py\n")
-    click.echo(bench.roofline_markdown(rows, names))
-    click.echo(f"\nload average afterwards {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}")
 
 
 def _bench_dask(corpus_path, rounds, beta, alpha, workers):

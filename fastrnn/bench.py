@@ -126,7 +126,9 @@ def thread_speedup(corpus: Corpus, backend: str, hidden: int, seq_length: int, b
     """
     point = (hidden, seq_length, 0.1)
     times = {1: [], 2: []}
-    Objective(corpus, alpha=2, beta=1, backend=backend, kind="paper")(point)  # compile outside the timing
+    # compile, and start the thread pool (the first parallel launch), outside the timing
+    for threads in (1, 2):
+        Objective(corpus, alpha=2, beta=2, threads=threads, backend=backend, kind="paper")(point)
     for _ in range(rounds):
         for threads in (1, 2):
             F = Objective(corpus, alpha=alpha, beta=beta, threads=threads, backend=backend, kind="paper")
@@ -135,17 +137,6 @@ def thread_speedup(corpus: Corpus, backend: str, hidden: int, seq_length: int, b
             times[threads].append(time.perf_counter() - started)
     speedup = statistics.median(a / b for a, b in zip(times[1], times[2]))
     return statistics.median(times[1]), statistics.median(times[2]), speedup
-
-
-def markdown_table(rows: Sequence[RateRow]) -> str:
-    lines = ["| backend | dtype | H | S | steps/s (median) | x numpy float64 | x own float64 |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for row in rows:
-        to_numpy = "-" if row.ratio_to_numpy is None else f"{row.ratio_to_numpy:.1f}x"
-        to_float64 = "-" if row.ratio_to_float64 is None else f"{row.ratio_to_float64:.2f}x"
-        lines.append(f"| {row.backend} | {row.dtype} | {row.hidden} | {row.seq_length} | "
-                     f"{row.steps_per_second:,.0f} | {to_numpy} | {to_float64} |")
-    return "\n".join(lines)
 
 
 # -- executors: the dask executor against the threads executor -------------------------------------
@@ -638,42 +629,190 @@ def roofline(corpus: Corpus, ceilings: Ceilings, backends: Sequence[str] = ROOFL
     """Per config (default :data:`CONFIGS`) and dtype: the bound, what sets it, and each backend's
     measured time per step."""
     configs = CONFIGS if configs is None else configs
-    rates = {(r.backend, r.dtype, r.hidden, r.seq_length): r.steps_per_second
-             for r in step_rates(corpus, backends, configs=configs, rounds=rounds, dtypes=dtypes)}
+    rates = step_rates(corpus, backends, configs=configs, rounds=rounds, dtypes=dtypes)
+    return roofline_rows(corpus, ceilings, rates, configs, dtypes)
+
+
+def roofline_rows(corpus: Corpus, ceilings: Ceilings, rates: Sequence[RateRow], configs, dtypes) -> list[RooflineRow]:
+    """A :class:`RooflineRow` per config and dtype, the measured times taken from ``rates``."""
     rows = []
     for hidden, seq_length in configs:
         for dtype in dtypes:
             seconds, by, times = step_bound(corpus, ceilings, hidden, seq_length, dtype)
-            measured = {b: 1.0 / rates[(b, dtype, hidden, seq_length)] for b in backends
-                        if (b, dtype, hidden, seq_length) in rates}
+            measured = {r.backend: 1.0 / r.steps_per_second for r in rates
+                        if (r.hidden, r.seq_length, r.dtype) == (hidden, seq_length, dtype)}
             rows.append(RooflineRow(hidden, seq_length, dtype, seconds, by, times, measured))
     return rows
 
 
-def ceilings_markdown(ceilings: Ceilings) -> str:
+def ceilings_markdown(ceilings) -> str:
+    """The ceilings of one :class:`Ceilings`, or their ranges over a sequence of them."""
+    runs = [ceilings] if isinstance(ceilings, Ceilings) else list(ceilings)
+    first = runs[0]
+
     def size(nbytes):
         return f"{nbytes >> 20} MiB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KiB"
 
+    def cell(get, fmt):
+        return span([get(c) for c in runs], fmt)
+
     lines = ["| ceiling | float64 | float32 |", "|---|---:|---:|",
-             f"| GEMM (numpy BLAS, 1 thread) | {ceilings.gemm_flops['float64'] / 1e9:.1f} GFLOP/s | "
-             f"{ceilings.gemm_flops['float32'] / 1e9:.1f} GFLOP/s |",
-             f"| Adagrad element (clip, sqrt, divide) | {ceilings.adagrad_seconds['float64'] * 1e9:.2f} ns | "
-             f"{ceilings.adagrad_seconds['float32'] * 1e9:.2f} ns |"]
-    sizes = dict(zip(level_names(ceilings.caches), [s for _, s in ceilings.caches] + [None]))
-    for name, rate in ceilings.bandwidth.items():
+             f"| GEMM (numpy BLAS, 1 thread) | {cell(lambda c: c.gemm_flops['float64'] / 1e9, '{:.1f} GFLOP/s'.format)} | "
+             f"{cell(lambda c: c.gemm_flops['float32'] / 1e9, '{:.1f} GFLOP/s'.format)} |",
+             f"| Adagrad element (clip, sqrt, divide) | "
+             f"{cell(lambda c: c.adagrad_seconds['float64'] * 1e9, '{:.2f} ns'.format)} | "
+             f"{cell(lambda c: c.adagrad_seconds['float32'] * 1e9, '{:.2f} ns'.format)} |"]
+    sizes = dict(zip(level_names(first.caches), [s for _, s in first.caches] + [None]))
+    for name in first.bandwidth:
         label = f"{name} read ({size(sizes[name])})" if sizes.get(name) else f"{name} read"
-        lines.append(f"| {label} | {rate / 1e9:.1f} GB/s | (same) |")
+        lines.append(f"| {label} | {cell(lambda c: c.bandwidth[name] / 1e9, '{:.1f} GB/s'.format)} | (same) |")
     return "\n".join(lines)
 
 
-def roofline_markdown(rows: Sequence[RooflineRow], backends: Sequence[str] = ROOFLINE_BACKENDS) -> str:
+def roofline_markdown(rows, backends: Sequence[str] = ROOFLINE_BACKENDS) -> str:
+    """The bound, what sets it and each backend's time and share, of one run's :class:`RooflineRow`
+    list, or the ranges over several runs' lists."""
+    runs = [rows] if rows and isinstance(rows[0], RooflineRow) else list(rows)
     head = "| H | S | dtype | bound (µs) | bound by | " + " | ".join(f"{b} (µs) | {b} % of bound" for b in backends) + " |"
     lines = [head, "|---:|---:|---|---:|---|" + "---:|---:|" * len(backends)]
-    for row in rows:
+    for i, row in enumerate(runs[0]):
+        same = [run[i] for run in runs]
         cells = []
         for b in backends:
-            seconds, percent = row.measured.get(b), row.percent(b)
-            cells += ["-", "-"] if seconds is None else [f"{seconds * 1e6:,.1f}", f"{percent:.0f}%"]
-        lines.append(f"| {row.hidden} | {row.seq_length} | {row.dtype} | {row.bound_seconds * 1e6:,.1f} | "
-                     f"{row.bound_by} | " + " | ".join(cells) + " |")
+            measured = [r for r in same if r.measured.get(b)]
+            cells += ["-", "-"] if not measured else [span([r.measured[b] * 1e6 for r in measured], "{:,.1f}".format),
+                                                      span([r.percent(b) for r in measured], "{:.0f}%".format)]
+        bound_by = " / ".join(dict.fromkeys(r.bound_by for r in same))
+        lines.append(f"| {row.hidden} | {row.seq_length} | {row.dtype} | "
+                     f"{span([r.bound_seconds * 1e6 for r in same], '{:,.1f}'.format)} | "
+                     f"{bound_by} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- the whole report: repeats, ranges --------------------------------------------------------------
+@dataclass
+class ThreadRow:
+    backend: str
+    hidden: int
+    seq_length: int
+    beta: int
+    one_thread: float
+    two_threads: float
+    speedup: float
+
+
+@dataclass
+class BenchRun:
+    """One repeat of ``fastrnn bench``: this machine's ceilings, the bound of every (config, dtype),
+    the single-thread step rates and the two-thread speed-ups (empty if not asked for)."""
+    ceilings: Ceilings
+    rates: list
+    roofline_rows: list
+    threads: list
+
+    def percent(self, rate: RateRow) -> float | None:
+        """Share of the roofline bound that ``rate`` reaches (bound / measured time per step)."""
+        for row in self.roofline_rows:
+            if (row.hidden, row.seq_length, row.dtype) == (rate.hidden, rate.seq_length, rate.dtype):
+                return 100.0 * row.bound_seconds * rate.steps_per_second
+        return None
+
+
+def bench_run(corpus: Corpus, backends: Sequence[str], dtypes: Sequence[str] = ("float64",), rounds: int = 5,
+              beta: int = 4, alpha: int = 100, configs=None, threads: bool = True, progress=None) -> BenchRun:
+    """Measure everything ``fastrnn bench`` reports, once. ``progress(label)`` is called as each
+    part finishes (:func:`bench_stages` of them)."""
+    configs = CONFIGS if configs is None else configs
+    tick = progress or (lambda label: None)
+    ceilings = measure_ceilings(rounds=rounds)
+    tick("ceilings")
+    rates = step_rates(corpus, backends, configs=configs, rounds=rounds, dtypes=dtypes)
+    tick("step rates")
+    bounds = roofline_rows(corpus, ceilings, rates, configs, dtypes)
+    thread_rows = []
+    if threads:
+        for name in _threaded_backends(backends):
+            for hidden, seq_length in configs:
+                one, two, speedup = thread_speedup(corpus, name, hidden, seq_length, beta, alpha, rounds)
+                thread_rows.append(ThreadRow(name, hidden, seq_length, beta, one, two, speedup))
+                tick(f"threads {name} {hidden},{seq_length}")
+    return BenchRun(ceilings, rates, bounds, thread_rows)
+
+
+def bench_stages(backends: Sequence[str], threads: bool = True, configs=None) -> int:
+    """How many times :func:`bench_run` calls ``progress``."""
+    configs = CONFIGS if configs is None else configs
+    return 2 + (len(_threaded_backends(backends)) * len(configs) if threads else 0)
+
+
+def _threaded_backends(backends: Sequence[str]) -> list[str]:
+    """The available backends that release the GIL (numpy holds it: threads cannot help it)."""
+    names = []
+    for name in backends:
+        try:
+            backend = get_backend(name)
+        except BackendUnavailable:
+            continue
+        if backend.releases_gil:
+            names.append(name)
+    return names
+
+
+def span(values: Sequence[float], fmt) -> str:
+    """``fmt`` of the one value, or ``lo–hi`` over repeats (a shared unit written once: ``1.5–1.7x``)."""
+    lo, hi = fmt(min(values)), fmt(max(values))
+    if lo == hi:
+        return lo
+    unit = ""
+    while lo and hi and lo[-1] == hi[-1] and not lo[-1].isdigit():
+        unit, lo, hi = lo[-1] + unit, lo[:-1], hi[:-1]
+    return f"{lo}–{hi}{unit}"
+
+
+def _collect(runs: Sequence[BenchRun], key, value) -> dict:
+    """``{key(item): [value(run, item) for each run]}`` over the rate rows, in first-run order."""
+    out: dict = {}
+    for run in runs:
+        for item in run.rates:
+            v = value(run, item)
+            if v is not None:
+                out.setdefault(key(item), []).append(v)
+    return out
+
+
+def rates_markdown(runs: Sequence[BenchRun]) -> str:
+    """Steps/s, the ratios and the share of the roofline bound of every (backend, dtype, config);
+    with several runs, each cell is the range over them."""
+    def key(r):
+        return (r.backend, r.dtype, r.hidden, r.seq_length)
+
+    rate = _collect(runs, key, lambda run, r: r.steps_per_second)
+    to_numpy = _collect(runs, key, lambda run, r: r.ratio_to_numpy)
+    to_float64 = _collect(runs, key, lambda run, r: r.ratio_to_float64)
+    percent = _collect(runs, key, lambda run, r: run.percent(r))
+    lines = ["| backend | dtype | H | S | steps/s | x numpy float64 | x own float64 | % of roofline |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for k, values in rate.items():
+        backend, dtype, hidden, seq_length = k
+        cells = [span(values, "{:,.0f}".format),
+                 span(to_numpy[k], "{:.1f}x".format) if k in to_numpy else "-",
+                 span(to_float64[k], "{:.2f}x".format) if k in to_float64 else "-",
+                 span(percent[k], "{:.0f}%".format) if k in percent else "-"]
+        lines.append(f"| {backend} | {dtype} | {hidden} | {seq_length} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def threads_markdown(runs: Sequence[BenchRun]) -> str:
+    """One evaluation of F on 1 and 2 threads, per backend and config (ranges over runs)."""
+    rows: dict = {}
+    for run in runs:
+        for r in run.threads:
+            rows.setdefault((r.backend, r.hidden, r.seq_length, r.beta), []).append(r)
+    lines = ["| backend | H | S | beta | 1 thread (s) | 2 threads (s) | speed-up |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for (backend, hidden, seq_length, beta), rs in rows.items():
+        lines.append(f"| {backend} | {hidden} | {seq_length} | {beta} | "
+                     f"{span([r.one_thread for r in rs], '{:.4f}'.format)} | "
+                     f"{span([r.two_threads for r in rs], '{:.4f}'.format)} | "
+                     f"{span([r.speedup for r in rs], '{:.2f}x'.format)} |")
     return "\n".join(lines)

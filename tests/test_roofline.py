@@ -142,12 +142,8 @@ def test_report_structure_with_tiny_settings(small_corpus):
 def test_cli_roofline_prints_both_tables(monkeypatch, small_corpus, tmp_path):
     path = tmp_path / "text.txt"
     path.write_text(small_corpus.text, encoding="utf-8")
-    real = bench.measure_ceilings
-    monkeypatch.setattr(bench, "CONFIGS", ((4, 3),))
-    monkeypatch.setattr(bench, "measure_ceilings", lambda rounds: real(caches=[(1, 4096)], gemm_n=16,
-                                                                       min_seconds=0.001, rounds=rounds,
-                                                                       memory_bytes=1 << 15))
-    result = CliRunner().invoke(cli, ["bench", "--roofline", "--rounds", "1", "--corpus", str(path),
+    _small_bench(monkeypatch)
+    result = CliRunner().invoke(cli, ["bench", "--roofline", "--rounds", "1", "--alpha", "2", "--corpus", str(path),
                                       "--dtypes", "float32"], prog_name="fastrnn")
     assert result.exit_code == 0, result.output
     assert "load average" in result.output and "| GEMM (numpy BLAS, 1 thread) |" in result.output
@@ -159,3 +155,61 @@ def test_cli_roofline_needs_a_compiled_backend():
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "numba or cython" in lines[0]
+
+
+@pytest.mark.parametrize("values, fmt, expected", [
+    ([1.5, 1.7, 1.6], "{:.2f}x", "1.50–1.70x"),
+    ([1.5], "{:.2f}x", "1.50x"),
+    ([1.501, 1.499], "{:.2f}x", "1.50x"),
+    ([36.2, 41.0], "{:.0f}%", "36–41%"),
+    ([7401.0, 12650.4], "{:,.0f}", "7,401–12,650"),
+    ([2.1, 3.0], "{:.1f} GB/s", "2.1–3.0 GB/s"),
+])
+def test_span_prints_the_range_over_repeats(values, fmt, expected):
+    assert bench.span(values, fmt.format) == expected
+
+
+def _fake_run(rate, percent_bound, speedup):
+    rates = [bench.RateRow("numpy", "float64", 20, 5, rate / 40, 1.0, None),
+             bench.RateRow("numba", "float64", 20, 5, rate, 40.0 * rate / 1000, None)]
+    row = bench.RooflineRow(20, 5, "float64", percent_bound / 100 / rate, "adagrad", {"adagrad": 1.0}, {})
+    threads = [bench.ThreadRow("numba", 20, 5, 4, 0.004, 0.004 / speedup, speedup)]
+    return bench.BenchRun(_ceilings(), rates, [row], threads)
+
+
+def test_tables_of_several_runs_give_ranges_and_the_share_of_the_bound():
+    runs = [_fake_run(1000.0, 20.0, 1.5), _fake_run(1200.0, 25.0, 1.7)]
+    assert runs[0].percent(runs[0].rates[1]) == pytest.approx(20.0)
+    table = bench.rates_markdown(runs).splitlines()
+    assert table[0] == "| backend | dtype | H | S | steps/s | x numpy float64 | x own float64 | % of roofline |"
+    assert table[3] == "| numba | float64 | 20 | 5 | 1,000–1,200 | 40.0–48.0x | - | 20–25% |"
+    assert table[2].startswith("| numpy | float64 | 20 | 5 | 25–30 | 1.0x | - | ")
+    threads = bench.threads_markdown(runs).splitlines()
+    assert threads[2] == "| numba | 20 | 5 | 4 | 0.0040 | 0.0024–0.0027 | 1.50–1.70x |"
+
+
+def _small_bench(monkeypatch):
+    real = bench.measure_ceilings
+    monkeypatch.setattr(bench, "CONFIGS", ((4, 3),))
+    monkeypatch.setattr(bench, "measure_ceilings", lambda rounds: real(caches=[(1, 4096)], gemm_n=16,
+                                                                       min_seconds=0.001, rounds=rounds,
+                                                                       memory_bytes=1 << 15))
+
+
+def test_cli_repeat_prints_ranges_of_every_table(monkeypatch, small_corpus, tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(small_corpus.text, encoding="utf-8")
+    _small_bench(monkeypatch)
+    result = CliRunner().invoke(cli, ["bench", "--repeat", "2", "--rounds", "1", "--alpha", "2", "--corpus", str(path),
+                                      "--backends", "numpy,numba", "--dtypes", "float64"], prog_name="fastrnn")
+    assert result.exit_code == 0, result.output
+    assert "each cell the range over 2 repeats" in result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("| numba | float64 | 4 | 3 |")]
+    assert len(rows) == 1 and rows[0].endswith("% |")  # the share of the roofline bound
+    assert "| numba | 4 | 3 | 4 |" in result.output  # the threads table
+    assert "| GEMM (numpy BLAS" not in result.output  # ceilings only with --roofline
+
+
+def test_cli_repeat_must_be_positive():
+    result = CliRunner().invoke(cli, ["bench", "--repeat", "0"], prog_name="fastrnn")
+    assert result.exit_code == 2 and "--repeat" in result.stderr
