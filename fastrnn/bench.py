@@ -704,7 +704,7 @@ class ThreadRow:
 @dataclass
 class BenchRun:
     """One repeat of ``fastrnn bench``: this machine's ceilings, the bound of every (config, dtype),
-    the single-thread step rates and the two-thread speed-ups (empty if not asked for)."""
+    the single-thread step rates and the two-thread speed-ups of the GIL-free backends."""
     ceilings: Ceilings
     rates: list
     roofline_rows: list
@@ -714,12 +714,12 @@ class BenchRun:
         """Share of the roofline bound that ``rate`` reaches (bound / measured time per step)."""
         for row in self.roofline_rows:
             if (row.hidden, row.seq_length, row.dtype) == (rate.hidden, rate.seq_length, rate.dtype):
-                return 100.0 * row.bound_seconds * rate.steps_per_second
+                return row.percent(rate.backend)
         return None
 
 
 def bench_run(corpus: Corpus, backends: Sequence[str], dtypes: Sequence[str] = ("float64",), rounds: int = 5,
-              beta: int = 4, alpha: int = 100, configs=None, threads: bool = True, progress=None) -> BenchRun:
+              beta: int = 4, alpha: int = 100, configs=None, progress=None) -> BenchRun:
     """Measure everything ``fastrnn bench`` reports, once. ``progress(label)`` is called as each
     part finishes (:func:`bench_stages` of them)."""
     configs = CONFIGS if configs is None else configs
@@ -730,19 +730,18 @@ def bench_run(corpus: Corpus, backends: Sequence[str], dtypes: Sequence[str] = (
     tick("step rates")
     bounds = roofline_rows(corpus, ceilings, rates, configs, dtypes)
     thread_rows = []
-    if threads:
-        for name in _threaded_backends(backends):
-            for hidden, seq_length in configs:
-                one, two, speedup = thread_speedup(corpus, name, hidden, seq_length, beta, alpha, rounds)
-                thread_rows.append(ThreadRow(name, hidden, seq_length, beta, one, two, speedup))
-                tick(f"threads {name} {hidden},{seq_length}")
+    for name in _threaded_backends(backends):
+        for hidden, seq_length in configs:
+            one, two, speedup = thread_speedup(corpus, name, hidden, seq_length, beta, alpha, rounds)
+            thread_rows.append(ThreadRow(name, hidden, seq_length, beta, one, two, speedup))
+            tick(f"threads {name} {hidden},{seq_length}")
     return BenchRun(ceilings, rates, bounds, thread_rows)
 
 
-def bench_stages(backends: Sequence[str], threads: bool = True, configs=None) -> int:
+def bench_stages(backends: Sequence[str], configs=None) -> int:
     """How many times :func:`bench_run` calls ``progress``."""
     configs = CONFIGS if configs is None else configs
-    return 2 + (len(_threaded_backends(backends)) * len(configs) if threads else 0)
+    return 2 + len(_threaded_backends(backends)) * len(configs)
 
 
 def _threaded_backends(backends: Sequence[str]) -> list[str]:

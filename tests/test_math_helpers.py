@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-numba_kernel = pytest.importorskip("fastrnn.backends._numba_kernel")
+from fastrnn.backends import _numba_kernel as numba_kernel
 
 
 def _ulps(a, b):

@@ -12,9 +12,7 @@ benchmarks and ``fastrnn bench``, not here, where they would go stale):
   ln 2 and a degree-14 Taylor polynomial, within 3 and 1 ulp of libm) so their loops
   vectorise: a call of glibc's tanh per element was a large share of a step at H = 100.
   Softmax falls back to libm's exp for a step where some logit is more than 708 below the max.
-  2**k is built from the bits of k + 1.5 * 2**52 (:func:`_f64_pow2`): ``math.floor`` returns an
-  int64 in Numba, and float64 <-> int64 conversions vectorise only with AVX-512, so on AVX2 the
-  loops ran one element at a time.
+  2**k comes from float bit tricks, not an int64 conversion (:func:`_f64_pow2` says why).
 - Only the Whh recurrence is sequential. The outputs y_t = Why h_t + by are formed for all t
   after it (four time steps per pass over a row of Why), and likewise Why^T dy_t before the
   backward sweep. Matrix-vector loops process four rows per pass (one load of the vector
@@ -188,7 +186,7 @@ def _expm1_reduced(r):
 @njit(inline="always", **_JIT)
 def _exp_nonpos_f64(x):
     """exp(x) for _EXP_MIN <= x <= 0 (within 1 ulp of libm), NaN for NaN; branch-free."""
-    kf = np.floor(x * _INV_LN2 + 0.5)  # a float: math.floor's int64 would not vectorise on AVX2
+    kf = np.floor(x * _INV_LN2 + 0.5)  # a float: math.floor returns an int64 (see _f64_pow2)
     r = (x - kf * _LN2_HI) - kf * _LN2_LO
     s = _f64_pow2(kf)
     return s + s * _expm1_reduced(r)
