@@ -464,8 +464,9 @@ def train_batch(data, const int64_t[::1] H, const int64_t[::1] V, const int64_t[
 
     Run r has hidden size ``H[r]``, vocabulary ``V[r]``, sequence length ``S[r]``, learning
     rate ``lr[r]`` and takes ``n_steps[r]`` updates; its parameters are
-    ``params[param_offsets[r]:param_offsets[r + 1]]`` (likewise ``memory``) and its hidden
-    state ``hprev[hprev_offsets[r]:hprev_offsets[r + 1]]``, all updated in place; ``params``,
+    the first ``_n_params(H[r], V[r])`` of ``params[param_offsets[r]:param_offsets[r + 1]]``
+    (likewise ``memory``; the rest is padding) and its hidden state the first ``H[r]`` of
+    ``hprev[hprev_offsets[r]:hprev_offsets[r + 1]]``, all updated in place; ``params``,
     ``memory`` and ``hprev`` are all float64 or all float32 (one precision per batch).
     ``position`` and ``smooth_loss`` are read and written; ``last_loss``, ``steps_done`` and
     ``status`` are written. Each run is computed start to finish by one thread, so results are
@@ -488,12 +489,14 @@ def train_batch(data, const int64_t[::1] H, const int64_t[::1] V, const int64_t[
         raise ValueError("params and memory must have the same length")
     for r in range(R):
         _check_sizes(H[r], V[r], S[r], N)
+        # a run may be followed by padding (each run on its own cache lines), not overlap the next
         if param_offsets[r] < 0 or param_offsets[r + 1] > params.shape[0] \
-                or param_offsets[r + 1] - param_offsets[r] != _n_params(H[r], V[r]):
-            raise ValueError(f"run {r}: param_offsets do not match H={H[r]}, V={V[r]}")
+                or param_offsets[r + 1] - param_offsets[r] < _n_params(H[r], V[r]):
+            raise ValueError(f"run {r}: param_offsets leave fewer than the {_n_params(H[r], V[r])} "
+                             f"parameters of H={H[r]}, V={V[r]}")
         if hprev_offsets[r] < 0 or hprev_offsets[r + 1] > hprev.shape[0] \
-                or hprev_offsets[r + 1] - hprev_offsets[r] != H[r]:
-            raise ValueError(f"run {r}: hprev_offsets do not match H={H[r]}")
+                or hprev_offsets[r + 1] - hprev_offsets[r] < H[r]:
+            raise ValueError(f"run {r}: hprev_offsets leave fewer than H={H[r]} entries")
         if position[r] < 0:
             raise ValueError(f"run {r}: position must be >= 0, got {position[r]}")
     if threads < 1:

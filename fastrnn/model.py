@@ -8,6 +8,7 @@ of runs can be handed to a compiled kernel as a few contiguous buffers::
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ INIT_SCALE = 0.01
 
 #: Floating-point types the compiled kernels train in; float64 is the paper's (and the reference's).
 DTYPES = ("float64", "float32")
+_KNOWN_DTYPES = {key: np.dtype(name) for name in DTYPES for key in (name, np.dtype(name))}
 
 #: Training-run statuses.
 STATUS_OK = 0
@@ -61,6 +63,9 @@ def unpack(flat: np.ndarray, hidden: int, vocab_size: int) -> Weights:
 
 def check_dtype(dtype) -> np.dtype:
     """``dtype`` as a numpy dtype, or ValueError listing the supported ones."""
+    known = _KNOWN_DTYPES.get(dtype) if isinstance(dtype, (str, np.dtype)) else None
+    if known is not None:  # the common case, on every run of a batch: no dtype parsing
+        return known
     try:
         resolved = np.dtype(dtype)
     except TypeError:
@@ -126,28 +131,38 @@ class _RecentWeights:
 _recent_weights = _RecentWeights(max_bytes=64 * 2**20)
 
 
-def initial_parameters(hidden: int, vocab_size: int, seed: int, dtype="float64") -> np.ndarray:
+def initial_parameters(hidden: int, vocab_size: int, seed: int, dtype="float64", out: np.ndarray | None = None
+                       ) -> np.ndarray:
     """Flat initial weights drawn exactly as min-char-rnn does, from ``RandomState(seed)``.
 
     The draw order (Wxh, then Whh, then Why) matters: it makes a seed mean the same network
     as in the paper's own code. Weights are drawn in float64 and then rounded to ``dtype``,
-    so a seed is the same network in either precision. Returns a new array the caller owns.
+    so a seed is the same network in either precision. Returns a new array the caller owns,
+    or fills ``out`` (a writable array of ``dtype`` and the parameter count) and returns it:
+    a packed batch draws straight into its buffer.
     """
     H, V = hidden, vocab_size
     dtype = check_dtype(dtype)
     key = (H, V, seed, dtype.name)
     recent = _recent_weights.get(key)
-    if recent is not None:
+    if recent is None:
+        rng = _seeded_random_state(seed)
+        # randn(H, V) is H*V draws in row-major order, so drawing the blocks flat gives the same weights.
+        flat = np.concatenate([rng.randn(H * V), rng.randn(H * H), rng.randn(V * H), np.zeros(H + V)])
+        flat *= INIT_SCALE
+        recent = flat.astype(dtype, copy=False)
+        _recent_weights.put(key, recent.copy())
+        if out is None:
+            return recent
+    if out is None:
         return recent.copy()
-    rng = _seeded_random_state(seed)
-    # randn(H, V) is H*V draws in row-major order, so drawing the blocks flat gives the same weights.
-    flat = np.concatenate([rng.randn(H * V), rng.randn(H * H), rng.randn(V * H), np.zeros(H + V)])
-    flat *= INIT_SCALE
-    flat = flat.astype(dtype, copy=False)
-    _recent_weights.put(key, flat.copy())
-    return flat
+    if out.dtype != dtype or out.shape != recent.shape:
+        raise ValueError(f"out must be a {dtype} array of shape {recent.shape}; got {out.dtype} {out.shape}")
+    out[...] = recent
+    return out
 
 
+@functools.lru_cache(maxsize=1024)
 def initial_smooth_loss(vocab_size: int, seq_length: int) -> float:
     """The loss of a uniform guess over ``seq_length`` characters, where min-char-rnn starts."""
     return -np.log(1.0 / vocab_size) * seq_length

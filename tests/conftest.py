@@ -36,17 +36,17 @@ def corpus_file(tmp_path, small_corpus) -> str:
 @pytest.fixture
 def poison_new_runs(monkeypatch):
     """``poison_new_runs(value)``: every new training run starts with all weights = value."""
-    from fastrnn.model import TrainState
+    from fastrnn import model
 
-    original = TrainState.fresh
+    original = model.initial_parameters
 
     def poison(value):
         def poisoned(*args, **kwargs):
-            state = original(*args, **kwargs)
-            state.params[:] = value
-            return state
+            flat = original(*args, **kwargs)
+            flat[...] = value
+            return flat
 
-        monkeypatch.setattr(TrainState, "fresh", poisoned)
+        monkeypatch.setattr(model, "initial_parameters", poisoned)
 
     return poison
 

@@ -11,7 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from fastrnn.model import STATUS_DIVERGED, TrainState
+from fastrnn.backends import RunSpec
+from fastrnn.backends._base import ALIGN, PackedRuns
+from fastrnn.model import STATUS_DIVERGED, TrainState, parameter_count
 
 from helpers import assert_same_run, copy_state, fresh_state
 
@@ -129,3 +131,63 @@ def test_float32_divergence_and_mismatched_buffers(word_corpus, backend):
     bad.memory = bad.memory.astype(np.float64)
     with pytest.raises(TypeError):
         backend.train_steps(word_corpus.data, bad, 1)
+
+
+def _mixed_specs(word_corpus):
+    V = word_corpus.vocab_size
+    return [RunSpec(H, S, lr, V, seed, steps, dtype) for H, S, lr, seed, steps, dtype in
+            [(8, 3, 0.1, 0, 30, "float64"), (33, 9, 0.05, 1, 12, "float32"), (20, 5, 0.2, 2, 0, "float64"),
+             (12, 25, 0.3, 3, 7, "float64"), (5, 1, 0.1, 4, 40, "float32")]]
+
+
+def test_train_fresh_equals_training_each_new_state_alone(word_corpus, backend):
+    """New runs are drawn straight into the packed buffers; each must equal its own new_state
+    trained alone, including a run of no steps (returned as drawn)."""
+    specs = _mixed_specs(word_corpus)
+    states = backend.train_fresh(word_corpus.data, specs, threads=2)
+    for spec, state in zip(specs, states):
+        alone = spec.new_state()
+        backend.train_steps(word_corpus.data, alone, spec.steps)
+        assert_same_run(state, alone)
+        assert state.params.base is None and state.memory.base is None  # own arrays, not batch views
+    untrained = states[2]
+    assert untrained.steps == 0 and not untrained.memory.any() and np.isnan(untrained.last_loss)
+
+
+def test_run_specs_scores_each_run_as_scoring_its_state(word_corpus, backend):
+    specs = _mixed_specs(word_corpus)
+    heldout = word_corpus.data[:300]
+    outcomes = backend.run_specs(word_corpus.data, specs, threads=2, heldout=heldout)
+    for spec, outcome in zip(specs, outcomes):
+        alone = spec.new_state()
+        backend.train_steps(word_corpus.data, alone, spec.steps)
+        expected = backend.heldout_loss(alone.params, spec.hidden, spec.vocab_size, heldout) / (len(heldout) - 1)
+        assert outcome.heldout_loss == expected
+        assert outcome.smooth_loss == alone.smooth_loss and outcome.steps == alone.steps
+
+
+def test_each_packed_run_has_its_own_cache_lines(word_corpus, backend):
+    """Two threads training neighbouring runs must never write to one cache line."""
+    specs = [spec for spec in _mixed_specs(word_corpus) if spec.dtype == "float64"]
+    packed = PackedRuns.from_specs(specs, backend.pack_align)
+    assert backend.pack_align == ALIGN
+    for buffer_index in range(3):
+        spans = []
+        for k in range(len(specs)):
+            view = packed.arrays(k)[buffer_index]
+            assert view.ctypes.data % ALIGN == 0
+            spans.append((view.ctypes.data // ALIGN, (view.ctypes.data + view.nbytes - 1) // ALIGN))
+        assert all(end < start for (_, end), (start, _) in zip(spans, spans[1:]))
+
+
+def test_cython_batch_refuses_offsets_that_overlap_runs(word_corpus):
+    cython = pytest.importorskip("fastrnn.backends._rnn_cython")
+    spec = _mixed_specs(word_corpus)[0]
+    packed = PackedRuns.from_specs([spec, spec._replace(seed=9)], ALIGN)
+    squeezed = packed.param_offsets.copy()
+    squeezed[1] = squeezed[0] + parameter_count(spec.hidden, spec.vocab_size) - 1
+    args = (word_corpus.data, packed.H, packed.V, packed.S, packed.lr, packed.remaining, packed.params, packed.memory,
+            squeezed, packed.hprev, packed.hprev_offsets, packed.position, packed.smooth, packed.last.copy(),
+            packed.done, packed.status)
+    with pytest.raises(ValueError, match="param_offsets leave fewer than"):
+        cython.train_batch(*args)

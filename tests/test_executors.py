@@ -6,6 +6,7 @@ import _thread
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from fastrnn.backends import RunSpec
@@ -22,7 +23,7 @@ def test_outcomes_come_back_in_spec_order_and_equal_single_runs(backend, small_c
     for spec, outcome in zip(specs, outcomes):
         state = spec.new_state()
         backend.train_steps(small_corpus.data, state, spec.steps)
-        assert outcome == RunOutcome.of(state)
+        np.testing.assert_equal(tuple(outcome), tuple(RunOutcome.of(state)))  # NaN last_loss at 0 steps
 
 
 def test_run_shared_stops_taking_items_once_cancelled():

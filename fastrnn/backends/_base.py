@@ -13,8 +13,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from .. import model
 from ..executors import RunOutcome, check_threads, default_threads, run_shared  # noqa: F401 (re-exported)
-from ..model import STATUS_OK, TrainState, parameter_count, unpack
+from ..model import STATUS_OK, TrainState, check_dtype, initial_smooth_loss, parameter_count, unpack
 
 
 class BackendUnavailable(RuntimeError):
@@ -292,8 +293,8 @@ class PackedBackend(Backend):
     states at offsets), spreading the runs over its own threads. The Python work is then paid
     per batch, not per run, and there is no hand-off to Python threads."""
 
-    #: Bytes each packed run's arrays are aligned to; 0: packed back to back (a kernel that
-    #: requires contiguous runs).
+    #: Bytes each packed run's arrays are aligned to. Runs back to back (0) share a cache line
+    #: at each boundary, written every step by two threads.
     pack_align: int = ALIGN
 
     def _kernel_train_batch(self, args: tuple, threads: int) -> None:
@@ -301,26 +302,51 @@ class PackedBackend(Backend):
         raise NotImplementedError
 
     def train_fresh(self, data, specs: Sequence[RunSpec], threads=None, cancel=None) -> list[TrainState]:
-        """Draw every run's initial weights, then train them all in packed batches.
+        """Every run drawn into packed buffers and trained there (see :meth:`PackedRuns.from_specs`).
 
-        Large draws are spread over the thread pool (numpy's legacy generator releases the
-        GIL); small ones cost less than handing them to another thread. Each run is trained by
-        the kernel from its own seed, so the results equal training it alone, whatever the
-        threads and the batch.
+        Each run is trained by the kernel from its own seed, so the results equal training it
+        alone, whatever the threads and the batch.
         """
         threads = self._usable_threads(threads)
         specs = list(specs)
-        if specs:
-            check_data(data, max(spec.seq_length for spec in specs))
         states: list = [None] * len(specs)
-
-        def draw(k):
-            states[k] = specs[k].new_state()
-
-        weights = sum(parameter_count(spec.hidden, spec.vocab_size) for spec in specs)
-        run_shared(draw, range(len(specs)), threads if weights >= PARALLEL_DRAW_MIN_WEIGHTS else 1, cancel)
-        self._train_packed(data, states, [spec.steps for spec in specs], threads, cancel)
+        for group, packed in self._train_specs(data, specs, threads, cancel):
+            for k, state in zip(group, packed.new_states([specs[k] for k in group])):
+                states[k] = state
         return states
+
+    def run_specs(self, data, specs: Sequence[RunSpec], threads=None, cancel=None, heldout=None) -> list[RunOutcome]:
+        """As :meth:`Backend.run_specs`, without making states: the outcomes (and held-out scores,
+        of views into the buffers) come straight from the packed batch."""
+        threads = self._usable_threads(threads)
+        specs = list(specs)
+        outcomes: list = [None] * len(specs)
+        if heldout is not None:
+            check_data(heldout, 0)
+        for group, packed in self._train_specs(data, specs, threads, cancel):
+            scores = [None] * len(group)
+            if heldout is not None:
+                healthy = [i for i in range(len(group)) if packed.status[i] == STATUS_OK]
+                totals = np.full(len(healthy), np.nan)
+                if healthy:
+                    self._kernel_heldout_totals(packed.networks(healthy), heldout, totals, threads, cancel)
+                for i, total in zip(healthy, totals):
+                    scores[i] = float(total) / (len(heldout) - 1)
+            for k, outcome in zip(group, packed.outcomes(scores)):
+                outcomes[k] = outcome
+        return outcomes
+
+    def _train_specs(self, data, specs: list[RunSpec], threads: int, cancel):
+        """(indices into ``specs``, trained :class:`PackedRuns`) per dtype: new runs, longest first."""
+        if not specs:
+            return []
+        check_data(data, max(spec.seq_length for spec in specs))
+        batches = []
+        for group in self._groups(specs, [spec.steps for spec in specs], lambda spec: check_dtype(spec.dtype), idle=True):
+            packed = PackedRuns.from_specs([specs[k] for k in group], self.pack_align, threads, cancel)
+            packed.run(self, data, threads, cancel)
+            batches.append((group, packed))
+        return batches
 
     def train_many(self, data, states: Sequence[TrainState], n_steps: int, threads=None, cancel=None) -> None:
         """Advance every state by ``n_steps`` in packed batches, as :meth:`train_fresh` trains."""
@@ -329,20 +355,21 @@ class PackedBackend(Backend):
         for s in runs:
             self.check_state(s)
             check_data(data, s.seq_length)
-        self._train_packed(data, runs, [n_steps] * len(runs), threads, cancel)
-
-    def _train_packed(self, data, states: Sequence[TrainState], steps: Sequence[int], threads: int,
-                      cancel: threading.Event | None) -> None:
-        """Train ``states`` (checked, healthy) by ``steps``, one packed batch per dtype, longest runs
-        first. A run with no steps is left as it is, as :meth:`Backend.train_steps` leaves it."""
-        runs = [k for k in range(len(states)) if steps[k] > 0]
-        costs = [steps[k] * step_cost(states[k].hidden, states[k].seq_length, states[k].vocab_size) for k in runs]
-        groups: dict[np.dtype, list[int]] = {}
-        for order in longest_first(costs):  # dynamic scheduling hands the runs out in this order
-            groups.setdefault(states[runs[order]].params.dtype, []).append(runs[order])
-        for group in groups.values():
-            PackedRuns([states[k] for k in group], [steps[k] for k in group], self.pack_align).run(
+        for group in self._groups(runs, [n_steps] * len(runs), lambda s: s.params.dtype):
+            PackedRuns.from_states([runs[k] for k in group], [n_steps] * len(group), self.pack_align).run(
                 self, data, threads, cancel)
+
+    @staticmethod
+    def _groups(runs: Sequence, steps: Sequence[int], dtype_of, idle: bool = False) -> list[list[int]]:
+        """Indices of the runs, one list per dtype, each longest first (dynamic scheduling hands
+        the runs out in this order). A run with no steps is left out, unless ``idle`` (new runs
+        are made even when they train for no steps)."""
+        todo = [k for k in range(len(runs)) if idle or steps[k] > 0]
+        costs = [steps[k] * step_cost(runs[k].hidden, runs[k].seq_length, runs[k].vocab_size) for k in todo]
+        groups: dict = {}
+        for order in longest_first(costs):
+            groups.setdefault(dtype_of(runs[todo[order]]), []).append(todo[order])
+        return list(groups.values())
 
 
 def _aligned_offsets(sizes, dtype, align: int = ALIGN) -> np.ndarray:
@@ -353,15 +380,12 @@ def _aligned_offsets(sizes, dtype, align: int = ALIGN) -> np.ndarray:
     return offsets
 
 
-def _pack(arrays, offsets) -> np.ndarray:
-    """``arrays`` at ``offsets`` in one ALIGN-aligned buffer (the gaps zero)."""
-    dtype = arrays[0].dtype
-    raw = np.zeros(int(offsets[-1]) + ALIGN // dtype.itemsize, dtype=dtype)
+def _aligned_zeros(n: int, dtype) -> np.ndarray:
+    """``n`` zeros of ``dtype`` starting on an ALIGN-byte boundary."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(n + ALIGN // dtype.itemsize, dtype=dtype)
     start = (-raw.ctypes.data % ALIGN) // dtype.itemsize
-    packed = raw[start:start + int(offsets[-1])]
-    for array, a in zip(arrays, offsets[:-1]):
-        packed[a:a + array.size] = array
-    return packed
+    return raw[start:start + n]
 
 
 class PackedRuns:
@@ -370,35 +394,88 @@ class PackedRuns:
     Each call advances every unfinished run by its chunk (about ``CHUNK_COST`` multiply-adds), so
     the calling thread returns to Python several times a second and a Ctrl-C, or ``cancel``, is
     honoured; continuing runs in chunks is bit-identical to one call.
+
+    Built from existing states (:meth:`from_states`, written back by :meth:`write_back`) or from
+    specs (:meth:`from_specs`): new runs are drawn straight into the buffers and come out as
+    outcomes, or as new states, so a small batch pays no per-run allocation and copy twice.
     """
 
-    def __init__(self, runs: Sequence[TrainState], steps: Sequence[int], align: int = ALIGN):
-        self.runs = runs
-        R = len(runs)
-        self.H = np.array([s.hidden for s in runs], dtype=np.int64)
-        self.V = np.array([s.vocab_size for s in runs], dtype=np.int64)
-        self.S = np.array([s.seq_length for s in runs], dtype=np.int64)
-        self.lr = np.array([s.learning_rate for s in runs], dtype=np.float64)
+    def __init__(self, hidden, vocab_size, seq_length, learning_rate, steps, dtype, align: int = ALIGN):
+        R = len(hidden)
+        self.H = np.array(hidden, dtype=np.int64)
+        self.V = np.array(vocab_size, dtype=np.int64)
+        self.S = np.array(seq_length, dtype=np.int64)
+        self.lr = np.array(learning_rate, dtype=np.float64)
         self.remaining = np.array(steps, dtype=np.int64)
-        self.chunk = np.array([chunk_steps(s.hidden, s.seq_length, s.vocab_size) for s in runs], dtype=np.int64)
-        dtype = runs[0].params.dtype
-        self.param_offsets = _aligned_offsets([s.params.size for s in runs], dtype, align)
-        self.hprev_offsets = _aligned_offsets(self.H, dtype, align)
-        self.params = _pack([s.params for s in runs], self.param_offsets)
-        self.memory = _pack([s.memory for s in runs], self.param_offsets)
-        self.hprev = _pack([s.hprev for s in runs], self.hprev_offsets)
-        self.position = np.array([s.position for s in runs], dtype=np.int64)
-        self.smooth = np.array([s.smooth_loss for s in runs], dtype=np.float64)
-        self.last = np.array([s.last_loss for s in runs], dtype=np.float64)
+        self.chunk = np.array([chunk_steps(h, s, v) for h, s, v in zip(hidden, seq_length, vocab_size)], dtype=np.int64)
+        self.dtype = np.dtype(dtype)
+        sizes = [parameter_count(h, v) for h, v in zip(hidden, vocab_size)]
+        self.param_offsets = _aligned_offsets(sizes, dtype, align)
+        self.hprev_offsets = _aligned_offsets(hidden, dtype, align)
+        self.params = _aligned_zeros(int(self.param_offsets[-1]), dtype)
+        self.memory = _aligned_zeros(int(self.param_offsets[-1]), dtype)
+        self.hprev = _aligned_zeros(int(self.hprev_offsets[-1]), dtype)
+        self.position = np.zeros(R, dtype=np.int64)
+        self.smooth = np.zeros(R, dtype=np.float64)
+        self.last = np.full(R, np.nan)
         self.done = np.zeros(R, dtype=np.int64)
         self.status = np.full(R, STATUS_OK, dtype=np.int64)
+        self.runs: Sequence[TrainState] = ()
+
+    @classmethod
+    def from_states(cls, runs: Sequence[TrainState], steps: Sequence[int], align: int = ALIGN) -> "PackedRuns":
+        """The states' current values, packed; :meth:`write_back` returns the results to them."""
+        packed = cls([s.hidden for s in runs], [s.vocab_size for s in runs], [s.seq_length for s in runs],
+                     [s.learning_rate for s in runs], steps, runs[0].params.dtype, align)
+        packed.runs = runs
+        for k, s in enumerate(runs):
+            params, memory, hprev = packed.arrays(k)
+            params[...] = s.params
+            memory[...] = s.memory
+            hprev[...] = s.hprev
+        packed.position[:] = [s.position for s in runs]
+        packed.smooth[:] = [s.smooth_loss for s in runs]
+        packed.last[:] = [s.last_loss for s in runs]
+        return packed
+
+    @classmethod
+    def from_specs(cls, specs: Sequence[RunSpec], align: int = ALIGN, threads: int = 1,
+                   cancel: threading.Event | None = None) -> "PackedRuns":
+        """New runs of ``specs`` (one dtype), each drawn from its seed into its place in the buffers.
+
+        The state :meth:`RunSpec.new_state` would give: weights from ``RandomState(seed)``,
+        zero memory and hidden state, the uniform guess's smooth loss.
+        """
+        packed = cls([s.hidden for s in specs], [s.vocab_size for s in specs], [s.seq_length for s in specs],
+                     [s.learning_rate for s in specs], [s.steps for s in specs], specs[0].dtype, align)
+        packed.smooth[:] = [initial_smooth_loss(s.vocab_size, s.seq_length) for s in specs]
+
+        def draw(k):
+            spec = specs[k]
+            # looked up on the module, so that tests can substitute the weights of new runs
+            model.initial_parameters(spec.hidden, spec.vocab_size, spec.seed, spec.dtype, out=packed.arrays(k)[0])
+
+        # numpy's legacy generator releases the GIL while drawing, but a hand-off to another
+        # thread costs more than a small draw
+        weights = int(packed.param_offsets[-1])
+        run_shared(draw, range(len(specs)), threads if weights >= PARALLEL_DRAW_MIN_WEIGHTS else 1, cancel)
+        return packed
+
+    def arrays(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Views of run ``k``'s (params, memory, hprev) in the buffers."""
+        a, h = self.param_offsets[k], self.hprev_offsets[k]
+        P = parameter_count(int(self.H[k]), int(self.V[k]))
+        return self.params[a:a + P], self.memory[a:a + P], self.hprev[h:h + self.H[k]]
 
     def run(self, backend: "PackedBackend", data, threads: int, cancel) -> None:
+        """Train until every run has done its steps (or diverged), or ``cancel`` is set; the
+        states of :meth:`from_states` get what was trained even when this raises."""
         try:
             while (self.remaining > 0).any() and not (cancel is not None and cancel.is_set()):
                 self._call(backend, data, threads)
         finally:
-            self._write_back()
+            if self.runs:
+                self.write_back()
 
     def _call(self, backend: "PackedBackend", data, threads: int) -> None:
         steps = np.minimum(self.chunk, self.remaining)
@@ -415,10 +492,39 @@ class PackedRuns:
         # A run that diverged is finished; one that did not run had nothing left.
         self.remaining = np.where(ran & (status == STATUS_OK), self.remaining - steps, 0)
 
-    def _write_back(self) -> None:
+    def write_back(self) -> None:
         for k, s in enumerate(self.runs):
-            a, h = self.param_offsets[k], self.hprev_offsets[k]
-            s.params[...] = self.params[a:a + s.params.size]
-            s.memory[...] = self.memory[a:a + s.memory.size]
-            s.hprev[...] = self.hprev[h:h + s.hidden]
-            Backend.write_back(s, KernelResult(self.position[k], self.smooth[k], self.last[k], self.done[k], self.status[k]))
+            params, memory, hprev = self.arrays(k)
+            s.params[...] = params
+            s.memory[...] = memory
+            s.hprev[...] = hprev
+            Backend.write_back(s, self._result(k))
+
+    def _result(self, k: int) -> KernelResult:
+        return KernelResult(self.position[k], self.smooth[k], self.last[k], self.done[k], self.status[k])
+
+    def new_states(self, specs: Sequence[RunSpec]) -> list[TrainState]:
+        """The runs of :meth:`from_specs` as states that own copies of their arrays."""
+        states = []
+        for k, spec in enumerate(specs):
+            params, memory, hprev = self.arrays(k)
+            state = TrainState(spec.hidden, spec.seq_length, spec.learning_rate, spec.vocab_size, params.copy(),
+                               memory.copy(), hprev.copy(), seed=spec.seed)
+            Backend.write_back(state, self._result(k))
+            states.append(state)
+        return states
+
+    def outcomes(self, heldout_losses: Sequence[float | None] | None = None) -> list[RunOutcome]:
+        heldout_losses = heldout_losses or [None] * len(self.H)
+        return [RunOutcome(float(self.smooth[k]), float(self.last[k]), int(self.done[k]), int(self.status[k]),
+                           heldout_losses[k]) for k in range(len(self.H))]
+
+    def networks(self, runs: Sequence[int]) -> list["_PackedNetwork"]:
+        """Runs ``runs`` as (params, hidden, vocab_size) for scoring, views into the buffers."""
+        return [_PackedNetwork(self.arrays(k)[0], int(self.H[k]), int(self.V[k])) for k in runs]
+
+
+class _PackedNetwork(NamedTuple):
+    params: np.ndarray
+    hidden: int
+    vocab_size: int

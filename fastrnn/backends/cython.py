@@ -17,7 +17,6 @@ class CythonBackend(PackedBackend):
 
     name = "cython"
     releases_gil = True
-    pack_align = 0  # train_batch takes each run's parameters back to back
 
     def version(self) -> str:
         openmp = "on" if _rnn_cython.openmp_enabled() else "off"
