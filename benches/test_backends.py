@@ -1,5 +1,6 @@
 """Backends side by side: one training step, a 100-step run (float64, and float32 against
-float64), and a full objective evaluation on 1 and 2 threads.
+float64), and a full objective evaluation on 1 and 2 threads beside the machine's ideal speed-up for
+independent tasks of the same length.
 
 ``pytest benches --benchmark-only`` (add ``--benchmark-autosave`` to keep the run for a later
 ``--benchmark-compare``). Each group holds one configuration; the closing summary prints the
@@ -8,9 +9,11 @@ ratio of each contender's median to the numpy reference (or to 1 thread) in the 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from fastrnn.bench import CONFIGS
+from fastrnn.bench import CONFIGS, IdealTasks
 from fastrnn.model import TrainState
 from fastrnn.objective import Objective
 
@@ -88,3 +91,26 @@ def test_objective_threads(benchmark, corpus, backend_name, hidden, seq_length, 
         setup=lambda: ((Objective(corpus, alpha=100, beta=beta, threads=threads, backend=backend, kind="paper"),), {}),
         rounds=rounds,
     )
+
+
+_IDEAL_TASKS: dict = {}
+
+
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("hidden,seq_length", CONFIGS)
+def test_ideal_tasks_threads(benchmark, corpus, hidden, seq_length, threads):
+    """The ceiling for test_objective_threads at beta = 4: four independent compute tasks as long
+    as one numba evaluation's runs together (fastrnn.bench.IdealTasks), on 1 and 2 threads."""
+    key = (hidden, seq_length)
+    if key not in _IDEAL_TASKS:  # one calibration for both thread counts, so their ratio compares like work
+        backend_or_skip("numba")
+        point = (hidden, seq_length, 0.1)
+        Objective(corpus, alpha=2, beta=1, backend="numba", kind="paper")(point)
+        F = Objective(corpus, alpha=100, beta=4, threads=1, backend="numba", kind="paper")
+        started = time.perf_counter()
+        F(point)
+        _IDEAL_TASKS[key] = IdealTasks(4, (time.perf_counter() - started) / 4)
+    ideal = _IDEAL_TASKS[key]
+    benchmark.group = f"ideal tasks beta=4 H={hidden} S={seq_length}"
+    benchmark.extra_info["contender"] = f"{threads} thread" + ("s" if threads > 1 else "")
+    benchmark.pedantic(ideal.seconds, args=(threads,), rounds=3 if hidden >= 410 else 6)

@@ -887,7 +887,7 @@ def backends_command():
 def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, executor_name, workers, roofline,
                   repeat, quiet):
     """Print Markdown tables: training steps/s per backend and config with the share of this machine's
-    roofline bound, and the 2-thread speed-up of an evaluation of F."""
+    roofline bound, and the 2-thread speed-up of an evaluation of F beside this machine's ideal one."""
     import os
 
     from fastrnn import bench
@@ -936,7 +936,9 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
         click.echo("\nTime per training step against its lower bound, and the resource that sets the bound:\n")
         click.echo(bench.roofline_markdown([run.roofline_rows for run in runs], compiled))
     if any(run.threads for run in runs):
-        click.echo(f"\nOne evaluation of F (beta runs of {alpha} steps at one corner, float64, fresh memo):\n")
+        click.echo(f"\nOne evaluation of F (beta runs of {alpha} steps at one corner, float64, fresh memo) on 1 and 2 "
+                   f"threads; ideal tasks: beta independent compute tasks of the same total length, in the same "
+                   f"rounds (what two threads give work of that grain here); share = speed-up / ideal:\n")
         click.echo(bench.threads_markdown(runs))
 
 

@@ -45,6 +45,8 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
 from .backends import Backend, BackendUnavailable, get_backend
 from .corpus import Corpus
 from .model import TrainState
@@ -118,25 +120,73 @@ def step_rates(corpus: Corpus, backends: Sequence[str], configs=CONFIGS, rounds:
 
 
 def thread_speedup(corpus: Corpus, backend: str, hidden: int, seq_length: int, beta: int, alpha: int,
-                   rounds: int = 5) -> tuple[float, float, float]:
-    """(seconds with 1 thread, seconds with 2 threads, median speed-up) of one evaluation of F.
+                   rounds: int = 5) -> tuple[float, float, float, float]:
+    """(seconds with 1 thread, seconds with 2 threads, median speed-up, the ideal speed-up) of one
+    evaluation of F.
 
     Each evaluation is on a new Objective so the memo serves nothing: ``beta`` trainings of
-    ``alpha`` steps at one integer corner.
+    ``alpha`` steps at one integer corner. The ideal speed-up is what this machine gives ``beta``
+    independent compute tasks of the same total length (:class:`IdealTasks`), measured in the
+    same rounds, so that both see the same neighbours on a shared machine.
     """
     point = (hidden, seq_length, 0.1)
-    times = {1: [], 2: []}
+
+    def evaluation(threads):
+        F = Objective(corpus, alpha=alpha, beta=beta, threads=threads, backend=backend, kind="paper")
+        started = time.perf_counter()
+        F(point)
+        return time.perf_counter() - started
+
     # compile, and start the thread pool (the first parallel launch), outside the timing
     for threads in (1, 2):
         Objective(corpus, alpha=2, beta=2, threads=threads, backend=backend, kind="paper")(point)
+    ideal = IdealTasks(beta, evaluation(1) / beta)
+    times: dict = {1: [], 2: [], "ideal 1": [], "ideal 2": []}
     for _ in range(rounds):
         for threads in (1, 2):
-            F = Objective(corpus, alpha=alpha, beta=beta, threads=threads, backend=backend, kind="paper")
-            started = time.perf_counter()
-            F(point)
-            times[threads].append(time.perf_counter() - started)
+            times[threads].append(evaluation(threads))
+            times[f"ideal {threads}"].append(ideal.seconds(threads))
     speedup = statistics.median(a / b for a, b in zip(times[1], times[2]))
-    return statistics.median(times[1]), statistics.median(times[2]), speedup
+    ideal_speedup = statistics.median(a / b for a, b in zip(times["ideal 1"], times["ideal 2"]))
+    return statistics.median(times[1]), statistics.median(times[2]), speedup, ideal_speedup
+
+
+class IdealTasks:
+    """``tasks`` independent compute tasks of ``task_seconds`` each, in one parallel call: the
+    speed-up that threads can give work of that grain on this machine (the ceiling for an
+    evaluation's runs).
+
+    Each task updates its own row, s = s * b + a, over 512 float64 elements (L1-resident, so it
+    measures the cores, not shared memory bandwidth); rows are padded so no two tasks write to
+    one cache line. The tasks are handed out one at a time, as the backends hand out runs.
+    """
+
+    N = 512
+    PAD = 64
+
+    def __init__(self, tasks: int, task_seconds: float):
+        self._run = _ideal_tasks_kernel()
+        rng = np.random.default_rng(0)
+        shape = (tasks, self.N + self.PAD)
+        self.s, self.a, self.b = np.zeros(shape), rng.random(shape), 0.5 * rng.random(shape)
+        self.reps = 16
+        self.seconds(1)  # compile
+        target = tasks * max(task_seconds, 1e-4)
+        while (elapsed := self.seconds(1)) < target / 4:  # long enough that the launch is a small part
+            self.reps *= 4
+        for _ in range(2):
+            self.reps = max(1, round(self.reps * target / elapsed))
+            elapsed = self.seconds(1)
+
+    def seconds(self, threads: int) -> float:
+        import numba
+
+        threads = min(threads, numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(threads)
+        with numba.parallel_chunksize(1):
+            started = time.perf_counter()
+            self._run(self.s, self.a, self.b, self.N, self.reps)
+            return time.perf_counter() - started
 
 
 # -- executors: the dask executor against the threads executor -------------------------------------
@@ -479,6 +529,23 @@ def _adagrad_kernel():
     return adagrad
 
 
+def _ideal_tasks_kernel():
+    from numba import njit, prange
+
+    @njit(cache=True, nogil=True)
+    def task(s, a, b, n, reps):
+        for _ in range(reps):
+            for i in range(n):
+                s[i] = s[i] * b[i] + a[i]
+
+    @njit(cache=True, nogil=True, parallel=True)
+    def tasks(s, a, b, n, reps):
+        for k in prange(s.shape[0]):
+            task(s[k], a[k], b[k], n, reps)
+
+    return tasks
+
+
 def _best_seconds(fn, min_seconds: float, rounds: int) -> float:
     """Median over ``rounds`` of one call's seconds, each round calling ``fn`` for min_seconds."""
     fn()
@@ -699,6 +766,9 @@ class ThreadRow:
     one_thread: float
     two_threads: float
     speedup: float
+    #: The speed-up of ``beta`` independent compute tasks of the same total length
+    #: (:class:`IdealTasks`): what two threads can give on this machine.
+    ideal: float | None = None
 
 
 @dataclass
@@ -732,8 +802,8 @@ def bench_run(corpus: Corpus, backends: Sequence[str], dtypes: Sequence[str] = (
     thread_rows = []
     for name in _threaded_backends(backends):
         for hidden, seq_length in configs:
-            one, two, speedup = thread_speedup(corpus, name, hidden, seq_length, beta, alpha, rounds)
-            thread_rows.append(ThreadRow(name, hidden, seq_length, beta, one, two, speedup))
+            thread_rows.append(ThreadRow(name, hidden, seq_length, beta,
+                                         *thread_speedup(corpus, name, hidden, seq_length, beta, alpha, rounds)))
             tick(f"threads {name} {hidden},{seq_length}")
     return BenchRun(ceilings, rates, bounds, thread_rows)
 
@@ -807,11 +877,14 @@ def threads_markdown(runs: Sequence[BenchRun]) -> str:
     for run in runs:
         for r in run.threads:
             rows.setdefault((r.backend, r.hidden, r.seq_length, r.beta), []).append(r)
-    lines = ["| backend | H | S | beta | 1 thread (s) | 2 threads (s) | speed-up |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| backend | H | S | beta | 1 thread (s) | 2 threads (s) | speed-up | ideal tasks' speed-up | share of ideal |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (backend, hidden, seq_length, beta), rs in rows.items():
+        ideal = [r for r in rs if r.ideal]
         lines.append(f"| {backend} | {hidden} | {seq_length} | {beta} | "
                      f"{span([r.one_thread for r in rs], '{:.4f}'.format)} | "
                      f"{span([r.two_threads for r in rs], '{:.4f}'.format)} | "
-                     f"{span([r.speedup for r in rs], '{:.2f}x'.format)} |")
+                     f"{span([r.speedup for r in rs], '{:.2f}x'.format)} | "
+                     + (f"{span([r.ideal for r in ideal], '{:.2f}x'.format)} | "
+                        f"{span([100 * r.speedup / r.ideal for r in ideal], '{:.0f}%'.format)} |" if ideal else "- | - |"))
     return "\n".join(lines)

@@ -169,24 +169,39 @@ def test_span_prints_the_range_over_repeats(values, fmt, expected):
     assert bench.span(values, fmt.format) == expected
 
 
-def _fake_run(rate, percent_bound, speedup):
+def _fake_run(rate, percent_bound, speedup, ideal=1.9):
     rates = [bench.RateRow("numpy", "float64", 20, 5, rate / 40, 1.0, None),
              bench.RateRow("numba", "float64", 20, 5, rate, 40.0 * rate / 1000, None)]
     measured = {r.backend: 1.0 / r.steps_per_second for r in rates}  # as bench.roofline_rows takes them
     row = bench.RooflineRow(20, 5, "float64", percent_bound / 100 / rate, "adagrad", {"adagrad": 1.0}, measured)
-    threads = [bench.ThreadRow("numba", 20, 5, 4, 0.004, 0.004 / speedup, speedup)]
+    threads = [bench.ThreadRow("numba", 20, 5, 4, 0.004, 0.004 / speedup, speedup, ideal)]
     return bench.BenchRun(_ceilings(), rates, [row], threads)
 
 
 def test_tables_of_several_runs_give_ranges_and_the_share_of_the_bound():
-    runs = [_fake_run(1000.0, 20.0, 1.5), _fake_run(1200.0, 25.0, 1.7)]
+    runs = [_fake_run(1000.0, 20.0, 1.5, ideal=1.875), _fake_run(1200.0, 25.0, 1.7, ideal=1.7)]
     assert runs[0].percent(runs[0].rates[1]) == pytest.approx(20.0)
     table = bench.rates_markdown(runs).splitlines()
     assert table[0] == "| backend | dtype | H | S | steps/s | x numpy float64 | x own float64 | % of roofline |"
     assert table[3] == "| numba | float64 | 20 | 5 | 1,000–1,200 | 40.0–48.0x | - | 20–25% |"
     assert table[2].startswith("| numpy | float64 | 20 | 5 | 25–30 | 1.0x | - | ")
     threads = bench.threads_markdown(runs).splitlines()
-    assert threads[2] == "| numba | 20 | 5 | 4 | 0.0040 | 0.0024–0.0027 | 1.50–1.70x |"
+    assert threads[0].endswith("| speed-up | ideal tasks' speed-up | share of ideal |")
+    assert threads[2] == "| numba | 20 | 5 | 4 | 0.0040 | 0.0024–0.0027 | 1.50–1.70x | 1.70–1.88x | 80–100% |"
+
+
+def test_ideal_tasks_take_the_asked_time_and_two_threads_shorten_them():
+    """The ceiling's tasks are calibrated to the evaluation's grain, and with two threads four
+    of them take less than on one (the machine's speed-up varies; only its sign is certain)."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two cores")
+    ideal = bench.IdealTasks(4, 0.002)
+    one = min(ideal.seconds(1) for _ in range(5))
+    assert 0.002 < one < 0.05  # about 4 x 2 ms; a shared machine may be slower, not 6x faster
+    two = min(ideal.seconds(2) for _ in range(5))
+    assert two < one
 
 
 def _small_bench(monkeypatch):

@@ -457,8 +457,11 @@ class PackedRuns:
 
         # numpy's legacy generator releases the GIL while drawing, but a hand-off to another
         # thread costs more than a small draw
-        weights = int(packed.param_offsets[-1])
-        run_shared(draw, range(len(specs)), threads if weights >= PARALLEL_DRAW_MIN_WEIGHTS else 1, cancel)
+        if threads > 1 and packed.param_offsets[-1] >= PARALLEL_DRAW_MIN_WEIGHTS:
+            run_shared(draw, range(len(specs)), threads, cancel)
+        else:
+            for k in range(len(specs)):
+                draw(k)
         return packed
 
     def arrays(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
