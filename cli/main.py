@@ -938,7 +938,7 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
     if any(run.threads for run in runs):
         click.echo(f"\nOne evaluation of F (beta runs of {alpha} steps at one corner, float64, fresh memo) on 1 and 2 "
                    f"threads; ideal tasks: beta independent compute tasks of the same total length, in the same "
-                   f"rounds (what two threads give work of that grain here); share = speed-up / ideal:\n")
+                   f"rounds (what two threads give work of that grain here); share: median over rounds of speed-up / ideal:\n")
         click.echo(bench.threads_markdown(runs))
 
 

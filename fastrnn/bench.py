@@ -120,14 +120,15 @@ def step_rates(corpus: Corpus, backends: Sequence[str], configs=CONFIGS, rounds:
 
 
 def thread_speedup(corpus: Corpus, backend: str, hidden: int, seq_length: int, beta: int, alpha: int,
-                   rounds: int = 5) -> tuple[float, float, float, float]:
-    """(seconds with 1 thread, seconds with 2 threads, median speed-up, the ideal speed-up) of one
-    evaluation of F.
+                   rounds: int = 5) -> tuple[float, float, float, float, float]:
+    """(seconds with 1 thread, seconds with 2 threads, median speed-up, the ideal speed-up, the
+    median share of it) of one evaluation of F.
 
     Each evaluation is on a new Objective so the memo serves nothing: ``beta`` trainings of
     ``alpha`` steps at one integer corner. The ideal speed-up is what this machine gives ``beta``
     independent compute tasks of the same total length (:class:`IdealTasks`), measured in the
-    same rounds, so that both see the same neighbours on a shared machine.
+    same rounds, so that both see the same neighbours on a shared machine; the share is the
+    median over rounds of (speed-up / ideal speed-up) in that round.
     """
     point = (hidden, seq_length, 0.1)
 
@@ -146,9 +147,10 @@ def thread_speedup(corpus: Corpus, backend: str, hidden: int, seq_length: int, b
         for threads in (1, 2):
             times[threads].append(evaluation(threads))
             times[f"ideal {threads}"].append(ideal.seconds(threads))
-    speedup = statistics.median(a / b for a, b in zip(times[1], times[2]))
-    ideal_speedup = statistics.median(a / b for a, b in zip(times["ideal 1"], times["ideal 2"]))
-    return statistics.median(times[1]), statistics.median(times[2]), speedup, ideal_speedup
+    speedups = [a / b for a, b in zip(times[1], times[2])]
+    ideal_speedups = [a / b for a, b in zip(times["ideal 1"], times["ideal 2"])]
+    return (statistics.median(times[1]), statistics.median(times[2]), statistics.median(speedups),
+            statistics.median(ideal_speedups), statistics.median(a / b for a, b in zip(speedups, ideal_speedups)))
 
 
 class IdealTasks:
@@ -769,6 +771,8 @@ class ThreadRow:
     #: The speed-up of ``beta`` independent compute tasks of the same total length
     #: (:class:`IdealTasks`): what two threads can give on this machine.
     ideal: float | None = None
+    #: Median over rounds of speed-up / ideal speed-up.
+    share: float | None = None
 
 
 @dataclass
@@ -880,11 +884,11 @@ def threads_markdown(runs: Sequence[BenchRun]) -> str:
     lines = ["| backend | H | S | beta | 1 thread (s) | 2 threads (s) | speed-up | ideal tasks' speed-up | share of ideal |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (backend, hidden, seq_length, beta), rs in rows.items():
-        ideal = [r for r in rs if r.ideal]
+        ideal = [r for r in rs if r.ideal and r.share]
         lines.append(f"| {backend} | {hidden} | {seq_length} | {beta} | "
                      f"{span([r.one_thread for r in rs], '{:.4f}'.format)} | "
                      f"{span([r.two_threads for r in rs], '{:.4f}'.format)} | "
                      f"{span([r.speedup for r in rs], '{:.2f}x'.format)} | "
                      + (f"{span([r.ideal for r in ideal], '{:.2f}x'.format)} | "
-                        f"{span([100 * r.speedup / r.ideal for r in ideal], '{:.0f}%'.format)} |" if ideal else "- | - |"))
+                        f"{span([100 * r.share for r in ideal], '{:.0f}%'.format)} |" if ideal else "- | - |"))
     return "\n".join(lines)

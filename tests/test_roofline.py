@@ -174,7 +174,7 @@ def _fake_run(rate, percent_bound, speedup, ideal=1.9):
              bench.RateRow("numba", "float64", 20, 5, rate, 40.0 * rate / 1000, None)]
     measured = {r.backend: 1.0 / r.steps_per_second for r in rates}  # as bench.roofline_rows takes them
     row = bench.RooflineRow(20, 5, "float64", percent_bound / 100 / rate, "adagrad", {"adagrad": 1.0}, measured)
-    threads = [bench.ThreadRow("numba", 20, 5, 4, 0.004, 0.004 / speedup, speedup, ideal)]
+    threads = [bench.ThreadRow("numba", 20, 5, 4, 0.004, 0.004 / speedup, speedup, ideal, speedup / ideal)]
     return bench.BenchRun(_ceilings(), rates, [row], threads)
 
 
