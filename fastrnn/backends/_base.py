@@ -511,7 +511,7 @@ class PackedRuns:
         states = []
         for k, spec in enumerate(specs):
             params, memory, hprev = self.arrays(k)
-            state = TrainState(spec.hidden, spec.seq_length, spec.learning_rate, spec.vocab_size, params.copy(),
+            state = TrainState(spec.hidden, spec.seq_length, float(spec.learning_rate), spec.vocab_size, params.copy(),
                                memory.copy(), hprev.copy(), seed=spec.seed)
             Backend.write_back(state, self._result(k))
             states.append(state)
