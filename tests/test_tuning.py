@@ -92,13 +92,6 @@ def test_not_a_run_file(tmp_path):
         read_run(tmp_path / "missing.jsonl")
 
 
-@pytest.fixture
-def corpus_file(tmp_path, small_corpus):
-    path = tmp_path / "text.txt"
-    path.write_text(small_corpus.text, encoding="utf-8")
-    return str(path)
-
-
 def test_cli_tune_prints_the_papers_form_and_resumes(tmp_path, corpus_file):
     runner = CliRunner()
     out = tmp_path / "run.jsonl"

@@ -189,14 +189,22 @@ class Backend:
         This is the unit of work an executor hands out: what comes back is small
         (:class:`~fastrnn.executors.RunOutcome`), whatever the size of the networks.
         """
-        states = self.train_fresh(data, specs, threads, cancel)
-        scores = [None] * len(states)
         if heldout is not None:
-            healthy = [k for k, s in enumerate(states) if s.status == STATUS_OK]
-            totals = self.heldout_totals([states[k] for k in healthy], heldout, threads, cancel)
+            check_data(heldout, 0)
+        states = self.train_fresh(data, specs, threads, cancel)
+        scores = self._heldout_scores(states, [s.status for s in states], heldout, threads, cancel)
+        return [RunOutcome.of(state, score) for state, score in zip(states, scores)]
+
+    def _heldout_scores(self, networks: Sequence, statuses: Sequence[int], heldout, threads, cancel) -> list:
+        """Mean held-out loss per character of each healthy network (None for the others, and
+        for all when ``heldout`` is None)."""
+        scores: list = [None] * len(networks)
+        if heldout is not None:
+            healthy = [k for k, status in enumerate(statuses) if status == STATUS_OK]
+            totals = self.heldout_totals([networks[k] for k in healthy], heldout, threads, cancel)
             for k, total in zip(healthy, totals):
                 scores[k] = float(total) / (len(heldout) - 1)
-        return [RunOutcome.of(state, score) for state, score in zip(states, scores)]
+        return scores
 
     def train_fresh(self, data: np.ndarray, specs: Sequence[RunSpec], threads: int | None = None,
                     cancel: threading.Event | None = None) -> list[TrainState]:
@@ -324,14 +332,7 @@ class PackedBackend(Backend):
         if heldout is not None:
             check_data(heldout, 0)
         for group, packed in self._train_specs(data, specs, threads, cancel):
-            scores = [None] * len(group)
-            if heldout is not None:
-                healthy = [i for i in range(len(group)) if packed.status[i] == STATUS_OK]
-                totals = np.full(len(healthy), np.nan)
-                if healthy:
-                    self._kernel_heldout_totals(packed.networks(healthy), heldout, totals, threads, cancel)
-                for i, total in zip(healthy, totals):
-                    scores[i] = float(total) / (len(heldout) - 1)
+            scores = self._heldout_scores(packed.networks(range(len(group))), packed.status, heldout, threads, cancel)
             for k, outcome in zip(group, packed.outcomes(scores)):
                 outcomes[k] = outcome
         return outcomes
@@ -408,7 +409,6 @@ class PackedRuns:
         self.lr = np.array(learning_rate, dtype=np.float64)
         self.remaining = np.array(steps, dtype=np.int64)
         self.chunk = np.array([chunk_steps(h, s, v) for h, s, v in zip(hidden, seq_length, vocab_size)], dtype=np.int64)
-        self.dtype = np.dtype(dtype)
         sizes = [parameter_count(h, v) for h, v in zip(hidden, vocab_size)]
         self.param_offsets = _aligned_offsets(sizes, dtype, align)
         self.hprev_offsets = _aligned_offsets(hidden, dtype, align)
