@@ -482,20 +482,30 @@ def _views(params, H, V):
 @njit(**_JIT)
 def _forward(Wxh, Whh, Why, bh, by, data, start, S, hprev, hs, probs, ex):
     """Loss of ``data[start:start+S+1]``; fills ``hs`` (hs[0] = hprev) and ``probs``."""
+    _hidden_states(Wxh, Whh, bh, data, start, S, hprev, hs)
+    return _softmax_loss(Why, by, data, start, S, hs, probs, ex)
+
+
+@njit(inline="always", **_JIT)
+def _hidden_states(Wxh, Whh, bh, data, start, S, hprev, hs):
+    """The recurrence (only Whh h feeds the next step): hs[0] = hprev, hs[t + 1] = h_t."""
     H = Whh.shape[0]
-    V = Why.shape[0]
-    zero = _typed(hs, 0.0)
-    one = _typed(hs, 1.0)
-    exp_min = _exp_min(hs)
     for i in range(H):
         hs[0, i] = hprev[i]
-    # the recurrence: only Whh h feeds the next step
     for t in range(S):
         x = data[start + t]
         _recurrence(Wxh, Whh, bh, hs, t, x)
         for i in range(H):
             hs[t + 1, i] = _tanh(hs[t + 1, i])
-    # outputs y_t = Why h_t + by for all t at once
+
+
+@njit(inline="always", **_JIT)
+def _softmax_loss(Why, by, data, start, S, hs, probs, ex):
+    """Outputs y_t = Why h_t + by for all t at once, their softmax into ``probs``, and the loss."""
+    V = Why.shape[0]
+    zero = _typed(hs, 0.0)
+    one = _typed(hs, 1.0)
+    exp_min = _exp_min(hs)
     _outputs(Why, by, hs, S, probs)
     loss = 0.0  # float64 in either precision: S terms a step, and the smooth loss is float64
     for t in range(S):
@@ -736,6 +746,47 @@ def _wxh_column(dhs, data, start, S, t_last, c, out):
                 out[i] += dhs[t, i]
 
 
+@njit(inline="always", **_JIT)
+def _weight_gradients(dhs, hs, probs, S, gWhh, gWhy, gbh, gby):
+    """Gradients of Whh, Why, bh and by from the sweep's dhraw (``dhs``) and dy (``probs``)."""
+    _outer(dhs, hs, 0, S, gWhh)
+    _outer(probs, hs, 1, S, gWhy)
+    _column_sum(dhs, S, gbh)
+    _column_sum(probs, S, gby)
+
+
+@njit(inline="always", **_JIT)
+def _wxh_update(Wxh, mWxh, dhs, data, start, S, rate, sparse, seen, gc, pc, mc, gV):
+    """Adagrad on Wxh: only the columns of the sequence's characters when ``sparse`` (see
+    :func:`train_steps`), else every column. ``seen`` is all False on entry and on return;
+    ``gc``, ``pc``, ``mc`` (H) and ``gV`` (V) are scratch."""
+    H, V = Wxh.shape
+    if sparse:
+        for t in range(S - 1, -1, -1):
+            c = data[start + t]
+            if seen[c]:
+                continue
+            seen[c] = True
+            _wxh_column(dhs, data, start, S, t, c, gc)
+            for i in range(H):
+                pc[i] = Wxh[i, c]
+                mc[i] = mWxh[i, c]
+            _adagrad(pc, mc, gc, rate)
+            for i in range(H):
+                Wxh[i, c] = pc[i]
+                mWxh[i, c] = mc[i]
+        for t in range(S):
+            seen[data[start + t]] = False
+    else:
+        zero = _typed(Wxh, 0.0)
+        for i in range(H):
+            for c in range(V):
+                gV[c] = zero
+            for t in range(S - 1, -1, -1):
+                gV[data[start + t]] += dhs[t, i]
+            _adagrad(Wxh[i], mWxh[i], gV, rate)
+
+
 @njit(**_JIT)
 def loss_and_gradients(params, H, V, data, start, S, hprev):
     """One step's loss, raw gradients (flat, like ``params``) and last hidden state."""
@@ -810,34 +861,9 @@ def train_steps(data, H, V, S, lr, n_steps, params, memory, hprev, position, smo
         smooth_loss = smooth_loss * (1.0 - SMOOTHING) + loss * SMOOTHING
         _backward(Whh, Why, data, position, S, hs, probs, dhs, dhnext)
         # the sweep is done: gradients of Whh, Why, bh, by (contiguous) then one Adagrad pass
-        _outer(dhs, hs, 0, S, gWhh)
-        _outer(probs, hs, 1, S, gWhy)
-        _column_sum(dhs, S, gbh)
-        _column_sum(probs, S, gby)
+        _weight_gradients(dhs, hs, probs, S, gWhh, gWhy, gbh, gby)
         _adagrad(params[nWxh:], memory[nWxh:], G, rate)
-        if sparse:
-            for t in range(S - 1, -1, -1):
-                c = data[position + t]
-                if seen[c]:
-                    continue
-                seen[c] = True
-                _wxh_column(dhs, data, position, S, t, c, gc)
-                for i in range(H):
-                    pc[i] = Wxh[i, c]
-                    mc[i] = mWxh[i, c]
-                _adagrad(pc, mc, gc, rate)
-                for i in range(H):
-                    Wxh[i, c] = pc[i]
-                    mWxh[i, c] = mc[i]
-            for t in range(S):
-                seen[data[position + t]] = False
-        else:
-            for i in range(H):
-                for c in range(V):
-                    gV[c] = zero
-                for t in range(S - 1, -1, -1):
-                    gV[data[position + t]] += dhs[t, i]
-                _adagrad(Wxh[i], mWxh[i], gV, rate)
+        _wxh_update(Wxh, mWxh, dhs, data, position, S, rate, sparse, seen, gc, pc, mc, gV)
         for i in range(H):
             hprev[i] = hs[S, i]
         position += S
