@@ -880,12 +880,15 @@ def backends_command():
 @click.option("--roofline", is_flag=True,
               help="Also print this machine's ceilings (BLAS GEMM, cache read bandwidths, Adagrad throughput) and, "
                    "per config, the lower bound per step, what sets it, and each compiled backend's time against it.")
+@click.option("--phases", is_flag=True,
+              help="Also time each phase of the numba kernel's training step (recurrence, outputs and softmax, "
+                   "backward sweep, weight gradients, Adagrad, Wxh columns) against its own bound.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repeat the whole measurement and print each figure as its range over the repeats "
                    "(README's tables: --repeat 3).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, executor_name, workers, roofline,
-                  repeat, quiet):
+                  phases, repeat, quiet):
     """Print Markdown tables: training steps/s per backend and config with the share of this machine's
     roofline bound, and the 2-thread speed-up of an evaluation of F beside this machine's ideal one."""
     import os
@@ -905,6 +908,8 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
     if roofline and not compiled:
         raise click.BadParameter("--roofline measures the compiled backends: name numba or cython",
                                  param_hint="--backends")
+    if phases and "numba" not in names:
+        raise click.BadParameter("--phases times the numba kernel's phases: include numba", param_hint="--backends")
     dtypes = [name.strip() for name in dtype_names.split(",") if name.strip()]
     if not dtypes or any(d not in DTYPES for d in dtypes):
         raise click.BadParameter(f"valid: {', '.join(DTYPES)}", param_hint="--dtypes")
@@ -912,15 +917,26 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
         corpus = load_corpus(corpus_path)
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--corpus") from None
+    if phases:
+        try:
+            get_backend("numba")
+        except BackendUnavailable as exc:
+            raise click.BadParameter(str(exc), param_hint="--phases") from None
+        too_long = [s for _, s in bench.CONFIGS if len(corpus.data) < s + 2]
+        if too_long:
+            raise click.BadParameter(f"the phase profile needs at least {max(too_long) + 2} characters of text, "
+                                     f"the corpus has {len(corpus.data)}", param_hint="--corpus")
     before = os.getloadavg()
     runs = []
-    with progress_bar(total=bench.bench_stages(names) * repeat, quiet=quiet, desc="bench", unit="part") as bar:
+    stages = bench.bench_stages(names, phases=phases)
+    with progress_bar(total=stages * repeat, quiet=quiet, desc="bench", unit="part") as bar:
         for k in range(repeat):
             def tick(label, k=k):
                 bar.set_postfix_str(f"repeat {k + 1}/{repeat}: {label}")
                 bar.update(1)
 
-            runs.append(bench.bench_run(corpus, names, dtypes, rounds=rounds, beta=beta, alpha=alpha, progress=tick))
+            runs.append(bench.bench_run(corpus, names, dtypes, rounds=rounds, beta=beta, alpha=alpha, progress=tick,
+                                        phases=phases))
     after = os.getloadavg()
     ranges = f"; each cell the range over {repeat} repeats" if repeat > 1 else ""
     click.echo(f"corpus: {corpus.name} ({len(corpus):,} characters, V={corpus.vocab_size}); medians of {rounds} "
@@ -940,6 +956,11 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
                    f"threads; ideal tasks: beta independent compute tasks of the same total length, in the same "
                    f"rounds (what two threads give work of that grain here); share: median over rounds of speed-up / ideal:\n")
         click.echo(bench.threads_markdown(runs))
+    if phases:
+        click.echo("\nWhere a training step of the numba kernel goes, single thread: each phase repeated alone (its "
+                   "data warm in cache), against its own bound; the sum of the phases' bounds is a kernel that runs "
+                   "each at its ceiling, one after the other (model in fastrnn/bench.py, phase_models):\n")
+        click.echo(bench.phases_markdown([run.phases for run in runs]))
 
 
 def _is_default(param: str) -> bool:

@@ -36,13 +36,21 @@ or beyond, since it passes through it, at its read bandwidth); the step needs at
 largest of these, and that resource is the one named as setting the bound. The model is
 optimistic on purpose (perfect overlap, a cache holds its full size, mat-vecs at GEMM speed),
 so a kernel cannot reach 100%.
+
+Where the time goes (``fastrnn bench --phases``, :func:`step_phases`)
+--------------------------------------------------------------------
+The numba kernel's step split into its phases (:data:`PHASES`: recurrence, outputs and softmax,
+backward sweep, weight gradients, Adagrad, Wxh columns), each timed alone and set against its
+own share of the step's work (:func:`phase_models`; the shares add up to the step's model).
+The sum of the phases' own bounds is a second, less optimistic bound: a kernel that runs every
+phase at its ceiling but one after the other, as the step's data dependencies mostly force.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -494,6 +502,187 @@ def step_bound(corpus: Corpus, ceilings: Ceilings, hidden: int, seq_length: int,
     return roofline_bound(model, ceilings, dtype)
 
 
+# -- where a step's time goes: the phases of the numba kernel, each against its own bound -----------
+#: The phases of one training step of the numba kernel, in the order it runs them.
+PHASES = ("recurrence", "outputs, softmax", "backward sweep", "weight gradients", "adagrad", "Wxh columns")
+
+
+def phase_models(model: StepModel, wxh_columns: float) -> dict:
+    """:func:`step_model`'s counts split by phase (they add up to ``model``), as StepModels.
+
+    - recurrence: the S forward mat-vecs, 2SH^2 flops, S H^2 w bytes from Whh's level;
+    - outputs, softmax: Why h for every t, 2SVH flops, Why read once (VH w);
+    - backward sweep: Why^T dy for every t and the S - 1 mat-vecs Whh^T dh, 2SVH + 2(S - 1)H^2
+      flops, Why read once and (S - 1) H^2 w bytes from Whh's level;
+    - weight gradients: dWhh and dWhy, 2SH^2 + 2SVH flops, (H^2 + VH) w written;
+    - adagrad: Whh, Why, bh and by, H^2 + VH + H + V elements, 5w bytes each;
+    - Wxh columns: the c distinct characters' columns, Hc elements, 5w bytes each.
+    (tanh, exp and the bias sums are O(S(H + V)) and left out, as in the step's model.)
+    """
+    H, S, V, w = model.hidden, model.seq_length, model.vocab_size, model.itemsize
+    none = replace(model, flops=0.0, adagrad_elements=0.0, recurrence_bytes=0.0, update_bytes=0.0)
+    dense = float(H * H + V * H + H + V)
+    columns = H * float(wxh_columns)
+    return {
+        "recurrence": replace(none, flops=2.0 * S * H * H, recurrence_bytes=float(S * H * H * w)),
+        "outputs, softmax": replace(none, flops=2.0 * S * V * H, update_bytes=float(V * H * w)),
+        "backward sweep": replace(none, flops=2.0 * S * V * H + 2.0 * (S - 1) * H * H,
+                                  recurrence_bytes=float((S - 1) * H * H * w), update_bytes=float(V * H * w)),
+        "weight gradients": replace(none, flops=2.0 * S * H * H + 2.0 * S * V * H, update_bytes=float((H * H + V * H) * w)),
+        "adagrad": replace(none, adagrad_elements=dense, update_bytes=5.0 * w * dense),
+        "Wxh columns": replace(none, adagrad_elements=columns, update_bytes=5.0 * w * columns),
+    }
+
+
+@dataclass
+class PhaseRow:
+    """One phase (or the whole step) at one (config, dtype): measured seconds per step and its bound."""
+    hidden: int
+    seq_length: int
+    dtype: str
+    phase: str
+    seconds: float
+    bound_seconds: float | None
+    bound_by: str | None
+
+    def percent(self) -> float | None:
+        return None if not self.bound_seconds else 100.0 * self.bound_seconds / self.seconds
+
+
+def _phase_kernel():
+    from numba import njit
+
+    from .backends import _numba_kernel as K
+
+    @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+    def phase_loop(params, memory, H, V, S, data, phase, reps, hprev, hs, probs, ex, dhs, dhnext, G,
+                   seen, gc, pc, mc, gV):
+        # One phase of train_steps, ``reps`` times on the same window (the work does not depend on
+        # the values); phase -1 runs the step's phases once, to give every buffer real contents.
+        Wxh, Whh, Why, bh, by = K._views(params, H, V)
+        nWxh = H * V
+        mWxh = memory[0:nWxh].reshape((H, V))
+        gWhh = G[0:H * H].reshape((H, H))
+        gWhy = G[H * H:H * H + V * H].reshape((V, H))
+        gbh = G[H * H + V * H:H * H + V * H + H]
+        gby = G[H * H + V * H + H:]
+        rate = K._typed(params, 1e-6)  # small: the weights hardly move over the repeats
+        loss = 0.0
+        if phase == -1:
+            loss = K._forward(Wxh, Whh, Why, bh, by, data, 0, S, hprev, hs, probs, ex)
+            K._backward(Whh, Why, data, 0, S, hs, probs, dhs, dhnext)
+            K._weight_gradients(dhs, hs, probs, S, gWhh, gWhy, gbh, gby)
+            return loss
+        for _ in range(reps):
+            if phase == 0:
+                K._hidden_states(Wxh, Whh, bh, data, 0, S, hprev, hs)
+            elif phase == 1:
+                loss += K._softmax_loss(Why, by, data, 0, S, hs, probs, ex)
+            elif phase == 2:
+                K._backward(Whh, Why, data, 0, S, hs, probs, dhs, dhnext)
+            elif phase == 3:
+                K._weight_gradients(dhs, hs, probs, S, gWhh, gWhy, gbh, gby)
+            elif phase == 4:
+                K._adagrad(params[nWxh:], memory[nWxh:], G, rate)
+            else:
+                K._wxh_update(Wxh, mWxh, dhs, data, 0, S, rate, True, seen, gc, pc, mc, gV)
+        return loss
+
+    return phase_loop
+
+
+def step_phases(corpus: Corpus, ceilings: Ceilings, hidden: int, seq_length: int, dtype: str,
+                rounds: int = 5, min_seconds: float = MIN_SECONDS) -> list[PhaseRow]:
+    """Seconds per step of each of :data:`PHASES` of the numba kernel, and of its whole step
+    (``train_steps``), each against its own bound (:func:`phase_models`, :func:`roofline_bound`).
+
+    Each phase is repeated on the first window, its data warm in cache from the repeat before;
+    in a step the phases evict each other's data, and the step also pays the loop's bookkeeping,
+    so the whole step usually takes longer than the sum of its phases (the *step - sum* row;
+    it can come out negative on a noisy machine). Medians of ``rounds`` rounds that time the
+    phases and the step in turn. The sum of the phases' own bounds is what a kernel that ran
+    every phase at its ceiling, one after the other, would take.
+    """
+    backend = get_backend("numba")
+    H, S, V = hidden, seq_length, corpus.vocab_size
+    data = corpus.data
+    if len(data) < S + 2:
+        raise ValueError(f"the phase profile reads one window of seq_length + 1 = {S + 1} characters and "
+                         f"training needs one more: the corpus has {len(data)}; use a longer text or a smaller S")
+    state = TrainState.fresh(H, S, 0.1, V, seed=0, dtype=dtype)
+    params, memory = state.params.copy(), state.memory.copy()
+    ft = params.dtype
+    buffers = (np.zeros(H, ft), np.zeros((S + 1, H), ft), np.zeros((S, V), ft), np.zeros(V, ft), np.zeros((S, H), ft),
+               np.zeros(H, ft), np.zeros(len(params) - H * V, ft), np.zeros(V, np.bool_), np.zeros(H, ft),
+               np.zeros(H, ft), np.zeros(H, ft), np.zeros(V, ft))
+    loop = _phase_kernel()
+
+    def run_phase(phase, reps):
+        return lambda: loop(params, memory, H, V, S, data, phase, reps, *buffers)
+
+    run_phase(-1, 1)()
+    reps = {}
+    for phase in range(len(PHASES)):
+        reps[phase] = _calibrated_reps(run_phase, phase, min_seconds)
+    steps = _calibrate(backend, corpus, H, S, dtype)
+    times: dict = {phase: [] for phase in range(len(PHASES))}
+    times["step"] = []
+    for _ in range(rounds):
+        for phase in range(len(PHASES)):
+            fn = run_phase(phase, reps[phase])
+            started = time.perf_counter()
+            fn()
+            times[phase].append((time.perf_counter() - started) / reps[phase])
+        times["step"].append(_time_training(backend, corpus, H, S, steps, dtype) / steps)
+    model = step_model(H, S, V, _ITEMSIZE[dtype], wxh_columns=mean_distinct(data, S))
+    models = phase_models(model, mean_distinct(data, S))
+    rows = []
+    for phase, name in enumerate(PHASES):
+        seconds, by, _ = roofline_bound(models[name], ceilings, dtype)
+        rows.append(PhaseRow(H, S, dtype, name, statistics.median(times[phase]), seconds, by))
+    total = sum(r.seconds for r in rows)
+    serial = sum(r.bound_seconds for r in rows)
+    step_seconds = statistics.median(times["step"])
+    bound, by, _ = roofline_bound(model, ceilings, dtype)
+    rows.append(PhaseRow(H, S, dtype, "sum of the phases", total, serial, "each phase's own"))
+    rows.append(PhaseRow(H, S, dtype, "step - sum", step_seconds - total, None, None))
+    rows.append(PhaseRow(H, S, dtype, "whole step", step_seconds, bound, by))
+    return rows
+
+
+def _calibrated_reps(run_phase, phase: int, min_seconds: float) -> int:
+    """Repeats of ``phase`` that take about ``min_seconds`` (after a warm-up that also compiles)."""
+    run_phase(phase, 1)()
+    reps = 1
+    while True:
+        started = time.perf_counter()
+        run_phase(phase, reps)()
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds / 4 or reps >= 1 << 20:
+            return max(1, int(reps * min_seconds / max(elapsed, 1e-9)))
+        reps *= 4
+
+
+def phases_markdown(runs) -> str:
+    """The :class:`PhaseRow` lists of one or several runs (ranges over them), a table per config."""
+    runs = [runs] if runs and isinstance(runs[0], PhaseRow) else list(runs)
+    lines = ["| H | S | dtype | phase | µs per step | bound (µs) | bound by | % of bound |",
+             "|---:|---:|---|---|---:|---:|---|---:|"]
+    for i, row in enumerate(runs[0]):
+        same = [run[i] for run in runs]
+        bounded = [r for r in same if r.bound_seconds]
+        bound = span([r.bound_seconds * 1e6 for r in bounded], "{:,.2f}".format) if bounded else "-"
+        by = " / ".join(dict.fromkeys(r.bound_by for r in bounded)) if bounded else "-"
+        percent = span([r.percent() for r in bounded], "{:.0f}%".format) if bounded else "-"
+        label = f"**{row.phase}**" if row.phase == "whole step" else row.phase
+        micro = [r.seconds * 1e6 for r in same]
+        # the step - sum row can be negative: "a to b" reads better there than "a–b"
+        seconds = span(micro, "{:,.2f}".format) if min(micro) >= 0 else (
+            f"{min(micro):,.2f} to {max(micro):,.2f}" if len(set(micro)) > 1 else f"{micro[0]:,.2f}")
+        lines.append(f"| {row.hidden} | {row.seq_length} | {row.dtype} | {label} | {seconds} | {bound} | {by} | {percent} |")
+    return "\n".join(lines)
+
+
 # The measurements. Small compiled loops so that they measure the hardware, not call overhead.
 def _read_kernel():
     from numba import njit
@@ -783,6 +972,8 @@ class BenchRun:
     rates: list
     roofline_rows: list
     threads: list
+    #: :func:`step_phases` rows of every (config, dtype), when asked for.
+    phases: list = field(default_factory=list)
 
     def percent(self, rate: RateRow) -> float | None:
         """Share of the roofline bound that ``rate`` reaches (bound / measured time per step)."""
@@ -793,9 +984,10 @@ class BenchRun:
 
 
 def bench_run(corpus: Corpus, backends: Sequence[str], dtypes: Sequence[str] = ("float64",), rounds: int = 5,
-              beta: int = 4, alpha: int = 100, configs=None, progress=None) -> BenchRun:
-    """Measure everything ``fastrnn bench`` reports, once. ``progress(label)`` is called as each
-    part finishes (:func:`bench_stages` of them)."""
+              beta: int = 4, alpha: int = 100, configs=None, progress=None, phases: bool = False) -> BenchRun:
+    """Measure everything ``fastrnn bench`` reports, once (with ``phases``, also :func:`step_phases`
+    of every config and dtype). ``progress(label)`` is called as each part finishes
+    (:func:`bench_stages` of them)."""
     configs = CONFIGS if configs is None else configs
     tick = progress or (lambda label: None)
     ceilings = measure_ceilings(rounds=rounds)
@@ -809,13 +1001,19 @@ def bench_run(corpus: Corpus, backends: Sequence[str], dtypes: Sequence[str] = (
             thread_rows.append(ThreadRow(name, hidden, seq_length, beta,
                                          *thread_speedup(corpus, name, hidden, seq_length, beta, alpha, rounds)))
             tick(f"threads {name} {hidden},{seq_length}")
-    return BenchRun(ceilings, rates, bounds, thread_rows)
+    phase_rows = []
+    if phases:
+        for hidden, seq_length in configs:
+            for dtype in dtypes:
+                phase_rows += step_phases(corpus, ceilings, hidden, seq_length, dtype, rounds)
+            tick(f"phases {hidden},{seq_length}")
+    return BenchRun(ceilings, rates, bounds, thread_rows, phase_rows)
 
 
-def bench_stages(backends: Sequence[str], configs=None) -> int:
+def bench_stages(backends: Sequence[str], configs=None, phases: bool = False) -> int:
     """How many times :func:`bench_run` calls ``progress``."""
     configs = CONFIGS if configs is None else configs
-    return 2 + len(_threaded_backends(backends)) * len(configs)
+    return 2 + len(_threaded_backends(backends)) * len(configs) + (len(configs) if phases else 0)
 
 
 def _threaded_backends(backends: Sequence[str]) -> list[str]:

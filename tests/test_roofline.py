@@ -229,3 +229,90 @@ def test_cli_repeat_prints_ranges_of_every_table(monkeypatch, small_corpus, tmp_
 def test_cli_repeat_must_be_positive():
     result = CliRunner().invoke(cli, ["bench", "--repeat", "0"], prog_name="fastrnn")
     assert result.exit_code == 2 and "--repeat" in result.stderr
+
+
+# -- the phase profile (fastrnn bench --phases) ----------------------------------------------------
+@pytest.mark.parametrize("hidden, seq_length, vocab, itemsize, columns", [(20, 5, 65, 8, 4.2), (410, 25, 65, 4, 14.0),
+                                                                          (7, 1, 3, 8, 1.0)])
+def test_phase_models_add_up_to_the_step_model(hidden, seq_length, vocab, itemsize, columns):
+    model = bench.step_model(hidden, seq_length, vocab, itemsize, wxh_columns=columns)
+    phases = bench.phase_models(model, columns)
+    assert list(phases) == list(bench.PHASES)
+    for field in ("flops", "adagrad_elements", "recurrence_bytes", "update_bytes"):
+        assert sum(getattr(p, field) for p in phases.values()) == pytest.approx(getattr(model, field)), field
+    for p in phases.values():  # where the bytes live is the step's
+        assert (p.whh_bytes, p.state_bytes) == (model.whh_bytes, model.state_bytes)
+    H, S, V = hidden, seq_length, vocab
+    assert phases["recurrence"].recurrence_bytes == S * H * H * itemsize
+    assert phases["backward sweep"].recurrence_bytes == (S - 1) * H * H * itemsize
+    assert phases["adagrad"].adagrad_elements == H * H + V * H + H + V
+
+
+def test_phase_harness_runs_the_kernels_arithmetic(small_corpus):
+    """The profile times the kernel's own phases: its set-up pass gives the loss and the
+    gradients of Whh, Why, bh and by that loss_and_gradients gives."""
+    from fastrnn.backends import _numba_kernel as K
+    from fastrnn.model import TrainState
+
+    H, S, V = 6, 4, small_corpus.vocab_size
+    state = TrainState.fresh(H, S, 0.1, V, seed=3, dtype="float64")
+    loss, grads, _ = K.loss_and_gradients(state.params, H, V, small_corpus.data, 0, S, state.hprev)
+    ft = np.float64
+    G = np.zeros(len(state.params) - H * V, ft)
+    buffers = (np.zeros(H, ft), np.zeros((S + 1, H), ft), np.zeros((S, V), ft), np.zeros(V, ft), np.zeros((S, H), ft),
+               np.zeros(H, ft), G, np.zeros(V, np.bool_), np.zeros(H, ft), np.zeros(H, ft), np.zeros(H, ft),
+               np.zeros(V, ft))
+    params, memory = state.params.copy(), state.memory.copy()
+    got = bench._phase_kernel()(params, memory, H, V, S, small_corpus.data, -1, 1, *buffers)
+    assert got == loss
+    np.testing.assert_array_equal(G, grads[H * V:])
+    for phase in range(len(bench.PHASES)):  # every phase runs, and only the update phases move weights
+        bench._phase_kernel()(params, memory, H, V, S, small_corpus.data, phase, 2, *buffers)
+    assert np.isfinite(params).all() and not np.array_equal(params, state.params)
+
+
+def test_step_phases_report(small_corpus):
+    ceilings = bench.measure_ceilings(caches=[(1, 4096)], gemm_n=16, min_seconds=0.001, rounds=1, memory_bytes=1 << 15)
+    rows = bench.step_phases(small_corpus, ceilings, 5, 3, "float32", rounds=2, min_seconds=0.001)
+    names = [r.phase for r in rows]
+    assert names == [*bench.PHASES, "sum of the phases", "step - sum", "whole step"]
+    phases, total, rest, step = rows[:len(bench.PHASES)], rows[-3], rows[-2], rows[-1]
+    assert all(r.seconds > 0 and r.bound_seconds > 0 and r.bound_by for r in phases)
+    assert total.seconds == pytest.approx(sum(r.seconds for r in phases))
+    assert total.bound_seconds == pytest.approx(sum(r.bound_seconds for r in phases))
+    assert rest.seconds == pytest.approx(step.seconds - total.seconds) and rest.percent() is None
+    bound, by, _ = bench.step_bound(small_corpus, ceilings, 5, 3, "float32")
+    assert (step.bound_seconds, step.bound_by) == (pytest.approx(bound), by)
+    assert step.percent() == pytest.approx(100 * bound / step.seconds)
+    table = bench.phases_markdown([rows, rows]).splitlines()
+    assert table[0] == "| H | S | dtype | phase | µs per step | bound (µs) | bound by | % of bound |"
+    assert len(table) == 2 + len(rows) and table[-1].startswith("| 5 | 3 | float32 | **whole step** |")
+
+
+def test_step_phases_needs_a_window_of_text():
+    from fastrnn.corpus import Corpus
+
+    ceilings = bench.measure_ceilings(caches=[(1, 4096)], gemm_n=16, min_seconds=0.001, rounds=1, memory_bytes=1 << 15)
+    with pytest.raises(ValueError, match="seq_length"):
+        bench.step_phases(Corpus.from_text("abcab"), ceilings, 4, 25, "float64", rounds=1, min_seconds=0.001)
+
+
+def test_cli_phases_prints_the_phase_table(monkeypatch, small_corpus, tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(small_corpus.text, encoding="utf-8")
+    _small_bench(monkeypatch)
+    real = bench.step_phases
+    monkeypatch.setattr(bench, "step_phases", lambda *args: real(*args, min_seconds=0.001))
+    result = CliRunner().invoke(cli, ["bench", "--phases", "--rounds", "1", "--alpha", "2", "--corpus", str(path),
+                                      "--backends", "numba", "--dtypes", "float64", "--quiet"], prog_name="fastrnn")
+    assert result.exit_code == 0, result.output
+    assert "Where a training step of the numba kernel goes" in result.output
+    for phase in (*bench.PHASES, "sum of the phases", "**whole step**"):
+        assert f"| 4 | 3 | float64 | {phase} |" in result.output
+
+
+def test_cli_phases_needs_numba():
+    result = CliRunner().invoke(cli, ["bench", "--phases", "--backends", "cython"], prog_name="fastrnn")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "include numba" in lines[0]
