@@ -421,7 +421,8 @@ def train_steps(data, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S, double lr, Py_ss
                 double smooth_loss):
     """Advance one run by up to ``n_steps`` Adagrad updates in place.
 
-    Returns ``(position, smooth_loss, last_loss, steps_done, status)``; ``params``, ``memory``
+    Returns ``(position, smooth_loss, last_loss, steps_done, status)`` (status STATUS_BAD_ID,
+    -1, when a window holds an id outside [0, V): the run stopped before reading it); ``params``, ``memory``
     and ``hprev`` (all float64 or all float32) are updated in place (the contract of
     ``fastrnn._numba_kernel.train_steps``).
     """
@@ -449,7 +450,8 @@ def train_steps(data, Py_ssize_t H, Py_ssize_t V, Py_ssize_t S, double lr, Py_ss
             status = _train_run(&text[0], kind, N, H, V, S, lr, n_steps, &params[0], &memory[0],
                                 &hprev[0], &position, &smooth_loss, &last_loss, &done, &w)
             _work_free(&w)
-    _raise_status(status)
+    if status != ERR_BAD_ID:  # a bad id is returned, with what was trained before it, as numba does
+        _raise_status(status)
     return position, smooth_loss, last_loss, done, status
 
 
@@ -514,7 +516,8 @@ def train_batch(data, const int64_t[::1] H, const int64_t[::1] V, const int64_t[
                                    hprev_ptr + hprev_offsets[r], &position[r], &smooth_loss[r],
                                    &last_loss[r], &steps_done[r])
     for r in range(R):
-        _raise_status(<int> status[r])
+        if status[r] != ERR_BAD_ID:  # returned in status[r], as numba does
+            _raise_status(<int> status[r])
 
 
 # ---------------------------------------------------------------------------------------

@@ -32,6 +32,10 @@ _KNOWN_DTYPES = {key: np.dtype(name) for name in DTYPES for key in (name, np.dty
 #: Training-run statuses.
 STATUS_OK = 0
 STATUS_DIVERGED = 1
+#: A kernel's answer, never a state's: it met a character id outside [0, vocab_size) and stopped
+#: before reading that window (the backend raises :data:`BAD_ID_MESSAGE` as a ValueError).
+STATUS_BAD_ID = -1
+BAD_ID_MESSAGE = "data holds a character id outside [0, vocab_size)"
 
 
 class Weights(NamedTuple):

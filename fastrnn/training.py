@@ -41,7 +41,8 @@ def train(
 ) -> TrainState:
     """Train for exactly ``steps`` Adagrad updates (or until the run diverges).
 
-    ``state`` continues an earlier run; ``progress`` is called after every chunk of
+    ``state`` continues an earlier run (on a corpus with its vocabulary size; ``hidden``,
+    ``seq_length``, ``learning_rate``, ``seed`` and ``dtype`` are then the state's); ``progress`` is called after every chunk of
     :data:`PROGRESS_CHUNK` updates. The paper's "loss after alpha steps" is
     ``result.smooth_loss`` with ``steps=alpha``. ``dtype="float32"`` trains in single
     precision (compiled backends only).
@@ -50,6 +51,11 @@ def train(
     runner = get_backend(backend)
     if state is None:
         state = new_state(corpus, hidden, seq_length, learning_rate, seed, dtype)
+    elif state.vocab_size != corpus.vocab_size:
+        raise ValueError(f"the state's network reads {state.vocab_size} distinct characters and this corpus has "
+                         f"{corpus.vocab_size}: continue a run on the corpus it was started on")
+    else:
+        corpus.require_length(state.seq_length)
     check_backend_dtype(runner, state.dtype)
     data = corpus.data
     if progress is None:

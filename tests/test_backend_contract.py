@@ -191,3 +191,53 @@ def test_cython_batch_refuses_offsets_that_overlap_runs(word_corpus):
             packed.done, packed.status)
     with pytest.raises(ValueError, match="param_offsets leave fewer than"):
         cython.train_batch(*args)
+
+
+def _ids_beyond(word_corpus, at: int) -> np.ndarray:
+    """The corpus's ids with one id equal to V (outside the vocabulary) at position ``at``."""
+    data = word_corpus.data.astype(np.int64)
+    data[at] = word_corpus.vocab_size
+    return data
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba", "cython"])
+def test_every_backend_refuses_ids_outside_the_vocabulary(word_corpus, name):
+    """An id >= V would read past Wxh and Why: every kernel refuses it before that window, and
+    the state keeps what it trained before (steps, position and weights agree)."""
+    from fastrnn.backends import BackendUnavailable, get_backend
+
+    try:
+        runner = get_backend(name)
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))
+    S = 4
+    data = _ids_beyond(word_corpus, 3 * S + 2)  # inside the fourth window
+    state = fresh_state(word_corpus, 8, S, 0.1, seed=1)
+    with pytest.raises(ValueError, match=r"outside \[0, vocab_size\)"):
+        runner.train_steps(data, state, 10)
+    assert state.status == 0 and state.steps == 3 and state.position == 3 * S
+    alone = fresh_state(word_corpus, 8, S, 0.1, seed=1)
+    runner.train_steps(word_corpus.data, alone, 3)
+    np.testing.assert_array_equal(state.params, alone.params)
+    with pytest.raises(ValueError, match="outside"):
+        runner.heldout_loss(state.params, 8, word_corpus.vocab_size, data[:40])
+    with pytest.raises(ValueError, match="outside"):
+        runner.loss_and_gradients(state.params, 8, word_corpus.vocab_size, data, 3 * S, S, state.hprev)
+    batch = [fresh_state(word_corpus, 8, S, 0.1, seed=k) for k in range(3)]
+    with pytest.raises(ValueError, match="outside"):
+        runner.train_many(data, batch, 10, threads=2)
+    negative = word_corpus.data.astype(np.int64)
+    negative[1] = -1
+    with pytest.raises(ValueError, match="outside"):
+        runner.train_steps(negative, fresh_state(word_corpus, 8, S, 0.1, seed=1), 2)
+
+
+def test_train_refuses_to_continue_a_state_on_another_vocabulary(word_corpus):
+    from fastrnn.corpus import Corpus
+    from fastrnn.training import train
+
+    small = Corpus.from_text("abcab" * 40)
+    state = train(small, 6, 4, 0.1, steps=2, backend="numba")
+    with pytest.raises(ValueError, match=f"reads 3 distinct characters and this corpus has {word_corpus.vocab_size}"):
+        train(word_corpus, steps=2, state=state, backend="numba")
+    assert state.steps == 2

@@ -52,8 +52,9 @@ def test_bad_inputs_raise(word_corpus):
     args = (H, V, S, 0.1, 3, state.params, state.memory, state.hprev, 0, state.smooth_loss)
     bad = word_corpus.data.astype(np.int64)
     bad[2] = V  # an id outside the vocabulary
-    with pytest.raises(ValueError, match="outside"):
-        _rnn_cython.train_steps(bad, *args)
+    # the kernel stops before the window with the bad id and says so in its status (the backend
+    # raises; test_backend_contract.py), keeping what it trained before
+    assert _rnn_cython.train_steps(bad, *args)[3:] == (0, -1)
     with pytest.raises(ValueError, match="at least"):
         _rnn_cython.train_steps(word_corpus.data[:S + 1], *args)
     with pytest.raises(TypeError):

@@ -15,7 +15,8 @@ import numpy as np
 
 from .. import model
 from ..executors import RunOutcome, check_threads, default_threads, run_shared  # noqa: F401 (re-exported)
-from ..model import STATUS_OK, TrainState, check_dtype, initial_smooth_loss, parameter_count, unpack
+from ..model import (BAD_ID_MESSAGE, STATUS_BAD_ID, STATUS_OK, TrainState, check_dtype, initial_smooth_loss,
+                     parameter_count, unpack)
 
 
 class BackendUnavailable(RuntimeError):
@@ -137,7 +138,11 @@ class Backend:
             return
         self.check_state(state)
         check_data(data, state.seq_length)
-        self.write_back(state, self._kernel_train_steps(data, state, int(n_steps)))
+        result = self._kernel_train_steps(data, state, int(n_steps))
+        if result.status == STATUS_BAD_ID:
+            self.write_back(state, result._replace(status=STATUS_OK))  # what was trained stays consistent
+            raise ValueError(BAD_ID_MESSAGE)
+        self.write_back(state, result)
 
     def loss_and_gradients(self, params, hidden, vocab_size, data, start, seq_length, hprev):
         """Loss, flat raw gradients and last hidden state of one sequence starting at ``start``.
@@ -488,12 +493,16 @@ class PackedRuns:
         args = (data, self.H, self.V, self.S, self.lr, steps, self.params, self.memory, self.param_offsets,
                 self.hprev, self.hprev_offsets, self.position, self.smooth, last, done, status)
         backend._kernel_train_batch(args, min(threads, int((steps > 0).sum())))
+        bad = status == STATUS_BAD_ID
+        status[bad] = STATUS_OK  # trained up to the bad window: keep that, then refuse the data
         ran = steps > 0
         self.last[ran] = last[ran]
         self.done += done
         self.status[ran] = status[ran]
         # A run that diverged is finished; one that did not run had nothing left.
         self.remaining = np.where(ran & (status == STATUS_OK), self.remaining - steps, 0)
+        if bad.any():
+            raise ValueError(BAD_ID_MESSAGE)
 
     def write_back(self) -> None:
         for k, s in enumerate(self.runs):

@@ -51,7 +51,7 @@ from llvmlite import ir as llvm_ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-from ..model import ADAGRAD_EPS, GRADIENT_CLIP, SMOOTHING, STATUS_DIVERGED, STATUS_OK
+from ..model import ADAGRAD_EPS, GRADIENT_CLIP, SMOOTHING, STATUS_BAD_ID, STATUS_DIVERGED, STATUS_OK
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
@@ -787,9 +787,21 @@ def _wxh_update(Wxh, mWxh, dhs, data, start, S, rate, sparse, seen, gc, pc, mc, 
             _adagrad(Wxh[i], mWxh[i], gV, rate)
 
 
+@njit(inline="always", **_JIT)
+def _ids_in_range(data, start, n, V):
+    """Whether data[start:start+n] are all character ids in [0, V)."""
+    ok = True
+    for k in range(start, start + n):
+        c = data[k]
+        ok &= (c >= 0) & (c < V)
+    return ok
+
+
 @njit(**_JIT)
 def loss_and_gradients(params, H, V, data, start, S, hprev):
     """One step's loss, raw gradients (flat, like ``params``) and last hidden state."""
+    if not _ids_in_range(data, start, S + 1, V):
+        raise ValueError("data holds a character id outside [0, vocab_size)")
     Wxh, Whh, Why, bh, by = _views(params, H, V)
     hs = np.empty((S + 1, H), params.dtype)
     probs = np.empty((S, V), params.dtype)
@@ -814,7 +826,8 @@ def loss_and_gradients(params, H, V, data, start, S, hprev):
 def train_steps(data, H, V, S, lr, n_steps, params, memory, hprev, position, smooth_loss):
     """Advance one run by up to ``n_steps`` Adagrad updates in place.
 
-    Returns ``(position, smooth_loss, last_loss, steps_done, status)``; ``hprev``, ``params``
+    Returns ``(position, smooth_loss, last_loss, steps_done, status)`` (status STATUS_BAD_ID,
+    -1, when a window holds an id outside [0, V): the run stopped before reading it); ``hprev``, ``params``
     and ``memory`` are updated in place.
     """
     Wxh, Whh, Why, bh, by = _views(params, H, V)
@@ -854,6 +867,8 @@ def train_steps(data, H, V, S, lr, n_steps, params, memory, hprev, position, smo
         if position + S + 1 >= N:
             position = 0
             hprev[:] = zero
+        if not _ids_in_range(data, position, S + 1, V):  # before the window is read: memory safety
+            return position, smooth_loss, last_loss, step, STATUS_BAD_ID
         loss = _forward(Wxh, Whh, Why, bh, by, data, position, S, hprev, hs, probs, ex)
         last_loss = loss
         if not math.isfinite(loss):
@@ -886,8 +901,10 @@ def heldout_loss(params, H, V, data, n):
     ``params``) over blocks of up to :data:`SCORE_BLOCK` steps, each block starting from the
     last hidden state of the one before: memory does not grow with ``n``. The sum is float64;
     it stops at the first block whose loss is not finite and returns that loss (NaN or inf).
-    The caller checks ``2 <= n <= len(data)`` and that every id lies in [0, V).
+    The caller checks ``2 <= n <= len(data)``; an id outside [0, V) raises ValueError.
     """
+    if not _ids_in_range(data, 0, n, V):
+        raise ValueError("data holds a character id outside [0, vocab_size)")
     Wxh, Whh, Why, bh, by = _views(params, H, V)
     B = SCORE_BLOCK
     hs = np.empty((B + 1, H), params.dtype)

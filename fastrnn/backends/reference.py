@@ -11,6 +11,7 @@ import numpy as np
 
 from ..model import (
     ADAGRAD_EPS,
+    BAD_ID_MESSAGE,
     GRADIENT_CLIP,
     SMOOTHING,
     STATUS_DIVERGED,
@@ -68,6 +69,7 @@ def train_steps(data: np.ndarray, state: TrainState, n_steps: int) -> None:
         if state.position + S + 1 >= len(data):
             state.position = 0
             state.hprev = np.zeros_like(state.hprev)
+        _check_ids(data[state.position : state.position + S + 1], state.vocab_size)
         inputs = data[state.position : state.position + S]
         targets = data[state.position + 1 : state.position + S + 1]
         loss, grads, state.hprev = loss_and_gradients(weights, inputs, targets, state.hprev)
@@ -87,6 +89,12 @@ def train_steps(data: np.ndarray, state: TrainState, n_steps: int) -> None:
         state.status = STATUS_DIVERGED
 
 
+def _check_ids(ids: np.ndarray, vocab_size: int) -> None:
+    """Refuse ids outside [0, V) (numpy would index from the end for a negative one)."""
+    if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(BAD_ID_MESSAGE)
+
+
 def heldout_loss(weights: Weights, data) -> float:
     """Summed cross-entropy of reading ``data`` continuously from a zero hidden state.
 
@@ -95,6 +103,7 @@ def heldout_loss(weights: Weights, data) -> float:
     the weights are not finite). No weights change: this is the forward pass alone.
     """
     Wxh, Whh, Why, bh, by = (np.asarray(w, dtype=np.float64) for w in weights)
+    _check_ids(np.asarray(data), Why.shape[0])
     h = np.zeros(Whh.shape[0])
     loss = 0.0
     for t in range(len(data) - 1):
@@ -123,6 +132,7 @@ class NumpyBackend(Backend):
         return KernelResult(state.position, state.smooth_loss, state.last_loss, steps_done, state.status)
 
     def _kernel_loss_and_gradients(self, params, hidden, vocab_size, data, start, seq_length, hprev):
+        _check_ids(data[start : start + seq_length + 1], vocab_size)
         weights = unpack(params, hidden, vocab_size)
         loss, grads, h_last = loss_and_gradients(
             weights, data[start : start + seq_length], data[start + 1 : start + seq_length + 1], hprev
