@@ -29,6 +29,7 @@ from fastrnn.backends import (
     default_threads,
     get_backend,
 )
+from fastrnn._validation import MAX_SEED
 from fastrnn.calculus import GRADIENT_METHODS, gradient, step_lost_in_rounding, value_and_gradient
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, SHIPPED_TEXTS, CorpusError, default_corpus, load_corpus, shipped_text
@@ -92,7 +93,7 @@ def _common_options(func):
                   help=f"UTF-8 training text. Default: {DEFAULT_CORPUS_DESCRIPTION}")
     @click.option("--backend", type=click.Choice(BACKEND_NAMES), default=DEFAULT_BACKEND, show_default=True,
                   help="Training kernel.")
-    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")
+    @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Random seed.")
     @click.option("--dtype", type=click.Choice(DTYPES), default="float64", show_default=True,
                   help="Training precision (float32: compiled backends only).")
     @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")

@@ -15,6 +15,19 @@ def check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+#: Largest seed of numpy's RandomState, which draws min-char-rnn's initial weights.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value, runs: int = 1) -> int:
+    """A seed for ``runs`` runs seeded ``value``, ``value + 1``, ...: each must fit RandomState."""
+    value = check_int("seed", value, 0)
+    if value + runs - 1 > MAX_SEED:
+        limit = "2**32 - 1" if runs == 1 else f"2**32 - {runs} (the {runs} replicas take seed, seed + 1, ...)"
+        raise ValueError(f"seed must be at most {limit}, got {value}")
+    return value
+
+
 def check_learning_rate(value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"learning rate must be a finite number > 0, got {value!r}")

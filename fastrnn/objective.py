@@ -55,7 +55,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ._validation import check_int
+from ._validation import check_int, check_seed
 from .backends import DEFAULT_BACKEND, Backend, RunSpec, check_backend_dtype, get_backend
 from .corpus import Corpus, load_corpus
 from .executors import RunOutcome, make_executor
@@ -215,7 +215,7 @@ class Objective:
         if loss not in LOSS_KINDS:
             raise ValueError(f"unknown loss kind {loss!r}; valid: {', '.join(LOSS_KINDS)}")
         self.noise = noise
-        self.seed = check_int("seed", seed, 0)
+        self.seed = check_seed(seed, self.beta)
         self.executor = make_executor(executor, threads=None if threads is None else check_int("threads", threads, 1),
                                       scheduler=scheduler)
         self.backend = get_backend(backend)

@@ -656,16 +656,6 @@ def _initial_point(f, x0, seed, state) -> np.ndarray | None:
 
 
 def _steps_lost(x: np.ndarray, options: dict) -> bool:
-    """Whether a finite-difference step of ``options`` vanishes in rounding at x (status 4)."""
-    steps = [options["grad_step"]]
-    if options.get("hessian_method") == "recursive":
-        steps.append(options["hessian_step"] or DEFAULT_RECURSIVE_HESSIAN_STEP)
-    elif options.get("hessian_step") is not None:  # the stencil's default steps are relative: never lost
-        steps.append(options["hessian_step"])
-    return any(step_lost_in_rounding(x, step) for step in steps)
-
-
-def _steps_lost(x: np.ndarray, options: dict) -> bool:
     """Whether a finite-difference step of ``options`` vanishes in rounding at x (status 4).
 
     The noise-aware ``"auto"`` step is relative to x, so it is never lost."""
@@ -675,6 +665,20 @@ def _steps_lost(x: np.ndarray, options: dict) -> bool:
     elif options.get("hessian_step") is not None:  # the stencil's default steps are relative: never lost
         steps.append(options["hessian_step"])
     return any(step_lost_in_rounding(x, step) for step in steps)
+
+
+def check_run_arguments(method: str, options: dict, max_steps, record_every, gtol):
+    """(stepper class, resolved options): everything :func:`minimize` checks before it evaluates
+    anything, so that a caller (:func:`fastrnn.tuning.tune`) can check before it writes anything."""
+    stepper_class = check_method(method).stepper
+    resolved = resolve_options(method, options)
+    for name, value, least in (("max_steps", max_steps, 0), ("record_every", record_every, 1)):
+        if isinstance(value, bool) or not (isinstance(value, (int, np.integer)) and value >= least):
+            raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    if isinstance(gtol, bool) or not isinstance(gtol, (int, float, np.integer, np.floating)) or not gtol >= 0:
+        raise ValueError(f"gtol must be a number >= 0, got {gtol!r}")
+    stepper_class.check_available()
+    return stepper_class, resolved
 
 
 def default_options(method: str) -> dict:
@@ -706,17 +710,8 @@ def minimize(
     state.  ``state`` (from a record or a result) resumes a run; pass the same
     method and options.  ``options`` are method-specific: see :data:`METHOD_TABLE`.
     """
-    stepper_class = check_method(method).stepper
-    resolved = resolve_options(method, options)
-    if not (isinstance(max_steps, (int, np.integer)) and max_steps >= 0):
-        raise ValueError(f"max_steps must be a non-negative int, got {max_steps!r}")
-    if not (isinstance(record_every, (int, np.integer)) and record_every >= 1):
-        raise ValueError(f"record_every must be a positive int, got {record_every!r}")
-    if not gtol >= 0:
-        raise ValueError(f"gtol must be non-negative, got {gtol!r}")
-
+    stepper_class, resolved = check_run_arguments(method, options, max_steps, record_every, gtol)
     start = _initial_point(f, x0, seed, state)
-    stepper_class.check_available()
     stepper = stepper_class(CountedFunction(f), method, resolved, seed)
     if state is None:
         stepper.start(start)

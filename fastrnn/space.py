@@ -51,8 +51,8 @@ class Space(NamedTuple):
         if self.name == "linear":
             return x.copy()
         if not np.all(x > 0):
-            raise ValueError(f"log space needs positive h, s and l, got {x.tolist()}; give --x0 with positive values "
-                             "or use --space linear")
+            raise ValueError(f"log space needs positive h, s and l, got {x.tolist()}; start from positive values "
+                             "or search the linear space (space='linear', --space linear)")
         return np.array([math.log2(x[0]), math.log2(x[1]), math.log10(x[2])])
 
     def coordinate(self, index: int, value: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ._validation import check_int, check_learning_rate
+from ._validation import check_int, check_learning_rate, check_seed
 from .backends import DEFAULT_BACKEND, Backend, check_backend_dtype, get_backend
 from .corpus import Corpus
 from .memory import batch_bytes, check_memory
@@ -20,7 +20,7 @@ def new_state(corpus: Corpus, hidden: int, seq_length: int, learning_rate: float
     hidden = check_int("hidden size", hidden, 1)
     seq_length = check_int("sequence length", seq_length, 1)
     learning_rate = check_learning_rate(learning_rate)
-    seed = check_int("seed", seed, 0)
+    seed = check_seed(seed)
     corpus.require_length(seq_length)
     check_memory(batch_bytes([(hidden, seq_length, corpus.vocab_size, check_dtype(dtype))]),
                  f"a run with hidden size {hidden}", "use a smaller hidden size")

@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from .objective import Counters, Objective
-from .optimize import METHODS, STATUS_MESSAGES, OptimizeResult, Status, minimize
+from .optimize import METHODS, STATUS_MESSAGES, OptimizeResult, Status, check_run_arguments, minimize
 from .space import SpaceView
 
 try:
@@ -252,14 +252,17 @@ def run_is_finished(run: RunFile, max_steps: int | None = None, budget_chars: in
     if status == Status.MAX_STEPS:
         return max_steps is None or run.result["nit"] >= max_steps
     if status == Status.BUDGET:
-        spent = run.result["counters"]
-        more_chars = budget_chars is not None and spent["training_chars"] < budget_chars
-        more_trainings = budget_trainings is not None and spent["trainings_run"] < budget_trainings
+        counters, before = run.result["counters"], _counters_at_start(run.settings)
+        more_chars = budget_chars is not None and counters["training_chars"] - before["training_chars"] < budget_chars
+        more_trainings = (budget_trainings is not None
+                          and counters["trainings_run"] - before["trainings_run"] < budget_trainings)
         return not (more_chars or more_trainings)
     return True
 
 
-def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol, x0, budget) -> dict:
+def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol, x0, budget,
+              started_at: dict) -> dict:
+    at_start = {"counters_at_start": started_at} if any(started_at.values()) else {}
     return dict(
         type="settings",
         format_version=FORMAT_VERSION,
@@ -272,6 +275,7 @@ def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol
         x0=None if x0 is None else [float(v) for v in x0],
         objective=F.settings(),
         **{name: value for name, value in budget.items() if value is not None},
+        **at_start,
     )
 
 
@@ -319,7 +323,11 @@ def tune(
 
     Budgets: the run stops (status BUDGET) once the networks it trained have read
     ``budget_chars`` characters of training text, or ``budget_trainings`` networks were trained
-    (trainings the memo serves are free), checked after every step.
+    (trainings the memo serves are free), checked after every step. What ``F`` trained before
+    the run does not count (the run file keeps its counters at the start, if any). ``F``'s own
+    limits are as before when ``tune`` returns.
+
+    Every argument is checked before the run file is touched: a refused call changes no file.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
@@ -327,13 +335,19 @@ def tune(
         raise ValueError("resuming needs the run file")
     budget = dict(budget_chars=_check_budget("budget_chars", budget_chars),
                   budget_trainings=_check_budget("budget_trainings", budget_trainings))
-    settings = _settings(F, method, options, seed, max_steps, record_every, gtol, x0, budget)
+    check_run_arguments(method, options, max_steps, record_every, gtol)
+    if x0 is not None:
+        x0 = _check_x0(F, x0)
+    started_at = _spend(F.counters)
+    settings = _settings(F, method, options, seed, max_steps, record_every, gtol, x0, budget, started_at)
     sink = None if out is None else _open_run_file(out, resume, overwrite)
+    limits = F.limits
     try:
         state = None
         if resume:
             saved = read_run(out)
             _check_same_run(saved.settings, settings, out)
+            started_at = _counters_at_start(saved.settings)
             if run_is_finished(saved, max_steps, budget["budget_chars"], budget["budget_trainings"]):
                 return _stored_result(saved)
             sink.truncate(saved.end)  # a torn last line goes; the next record starts a line
@@ -350,10 +364,33 @@ def tune(
         elif sink is not None:
             sink.truncate(0)
             _write(sink, settings)
-        return _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_step, options, budget)
+        return _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_step, options, budget,
+                    started_at)
     finally:
+        F.stop_at(*limits)
         if sink is not None:
             sink.close()  # also releases the lock
+
+
+def _spend(counters) -> dict:
+    """The counters a budget is measured in."""
+    return {"training_chars": int(counters.training_chars), "trainings_run": int(counters.trainings_run)}
+
+
+def _counters_at_start(settings: dict) -> dict:
+    """The objective's spend when the run began (zero in files written before it was recorded)."""
+    return {"training_chars": 0, "trainings_run": 0, **settings.get("counters_at_start", {})}
+
+
+def _check_x0(F: Objective, x0) -> list[float]:
+    try:
+        point = np.array(x0, dtype=float)
+    except (TypeError, ValueError):
+        point = None
+    if point is None or point.shape != (3,) or not np.isfinite(point).all():
+        raise ValueError(f"x0 must be three finite numbers (h, s, l), got {x0!r}")
+    F.space.from_point(point)  # ValueError for a point the search space cannot hold
+    return [float(v) for v in point]
 
 
 def _check_budget(name: str, value) -> int | None:
@@ -371,7 +408,8 @@ def search_problem(F: Objective):
     return SpaceView(F)
 
 
-def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_step, options, budget) -> OptimizeResult:
+def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_step, options, budget,
+         started_at: dict) -> OptimizeResult:
     resumed_step = None if state is None else state["nit"]
     started = time.perf_counter()
     problem = search_problem(F)
@@ -382,11 +420,14 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_ste
             return record
         return {**record, "x": space.to_point(record["x"]).tolist(), "z": record["x"]}
 
+    chars_before, trainings_before = started_at["training_chars"], started_at["trainings_run"]
+
     def spent() -> Status | None:
         counters = F.counters
-        if budget["budget_chars"] is not None and counters.training_chars >= budget["budget_chars"]:
+        if budget["budget_chars"] is not None and counters.training_chars - chars_before >= budget["budget_chars"]:
             return Status.BUDGET
-        if budget["budget_trainings"] is not None and counters.trainings_run >= budget["budget_trainings"]:
+        if (budget["budget_trainings"] is not None
+                and counters.trainings_run - trainings_before >= budget["budget_trainings"]):
             return Status.BUDGET
         return None
 
@@ -401,7 +442,8 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_ste
 
     if x0 is not None and space is not None:
         x0 = space.from_point(x0)
-    F.stop_at(budget["budget_chars"], budget["budget_trainings"])
+    F.stop_at(None if budget["budget_chars"] is None else chars_before + budget["budget_chars"],
+              None if budget["budget_trainings"] is None else trainings_before + budget["budget_trainings"])
     result = minimize(problem, x0=x0, method=method, seed=seed, max_steps=max_steps, gtol=gtol,
                       record_every=1, callback=callback, state=state, **options)
     if space is not None:
@@ -450,11 +492,18 @@ def _ends_with_newline(sink, end: int) -> bool:
     return last == b"\n"
 
 
+#: Keys a run file's records add to the optimizer's records.
+_FILE_ONLY_KEYS = ("type", "counters", "noise_state")
+
+
 def _stored_result(run: RunFile) -> OptimizeResult:
+    """A finished run's result as :func:`minimize` returns one (a :class:`Status`, records without
+    the file's own keys)."""
     result = run.result
     return OptimizeResult(
         x=np.array(result["x"], dtype=float), fun=float(result["fun"]), nit=result["nit"], nfev=result["nfev"],
-        status=result["status"], message=result["message"], trajectory=run.records,
+        status=Status(result["status"]), message=result["message"],
+        trajectory=[{k: v for k, v in r.items() if k not in _FILE_ONLY_KEYS} for r in run.records],
         state=run.records[-1]["state"] if run.records else {},
     )
 

@@ -191,3 +191,15 @@ def test_corpus_too_short_for_the_sequence_length():
     assert math.isfinite(F((25, 10, 0.1)))
     with pytest.raises(ValueError, match="seq"):
         F((25, 39, 0.1))
+
+
+def test_seeds_must_fit_numpys_generator(small_corpus):
+    """RandomState takes seeds below 2**32, and replica r of a common-noise objective is seeded
+    seed + r: refused when the objective is made, naming the rule, not at its first evaluation."""
+    from fastrnn.training import train
+
+    Objective(small_corpus, alpha=2, beta=2, seed=2**32 - 2, kind="paper")
+    with pytest.raises(ValueError, match=r"seed must be at most 2\*\*32 - 2 \(the 2 replicas"):
+        Objective(small_corpus, alpha=2, beta=2, seed=2**32 - 1, kind="paper")
+    with pytest.raises(ValueError, match=r"seed must be at most 2\*\*32 - 1"):
+        train(small_corpus, 5, 3, 0.1, steps=1, seed=2**32)

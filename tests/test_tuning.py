@@ -207,3 +207,70 @@ def test_cli_ctrl_c_keeps_the_run_and_resume_finishes_it(tmp_path, corpus_file, 
     resumed = runner.invoke(cli, args + ["--resume", str(out)])
     assert resumed.exit_code == 0, resumed.output
     assert resumed.stdout == whole.stdout
+
+
+# -- what a library caller of tune() can rely on ----------------------------------------------------
+def _budget_F(corpus):
+    return Objective(corpus, alpha=ALPHA, beta=1, seed=3, threads=1, kind="paper")
+
+
+def test_budget_counts_only_the_runs_training_and_leaves_the_objective_usable(small_corpus, tmp_path):
+    F = _budget_F(small_corpus)
+    F((30, 9, 0.1))
+    F((41, 12, 0.1))  # spend before the run: 2 trainings
+    before = F.counters.trainings_run
+    first = tune(F, "random", seed=0, max_steps=50, budget_trainings=3, out=tmp_path / "a.jsonl")
+    assert first.status == 5 and first.nit >= 1  # BUDGET, after steps of its own
+    assert F.counters.trainings_run - before >= 3
+    assert F.limits == (None, None)
+    F((22, 7, 0.1))  # the objective is not left behind a spent budget
+    second = tune(F, "random", seed=1, max_steps=50, budget_trainings=3)  # the same budget, again
+    assert second.status == 5 and second.nit >= 1
+    settings = read_run(tmp_path / "a.jsonl").settings
+    assert settings["counters_at_start"]["trainings_run"] == before
+    # the finished run is finished for the budget it had, and a larger one continues it
+    resumed = tune(_budget_F(small_corpus), "random", seed=0, max_steps=50, budget_trainings=3,
+                   out=tmp_path / "a.jsonl", resume=True)
+    assert resumed.nit == first.nit
+    more = tune(_budget_F(small_corpus), "random", seed=0, max_steps=50, budget_trainings=6,
+                out=tmp_path / "a.jsonl", resume=True)
+    assert more.nit > first.nit
+    run = read_run(tmp_path / "a.jsonl")
+    assert run.result["counters"]["trainings_run"] - before >= 6
+
+
+def test_tune_restores_the_objectives_own_limits(small_corpus):
+    F = _budget_F(small_corpus)
+    F.stop_at(10**9, None)
+    tune(F, "random", seed=0, max_steps=2, budget_trainings=1)
+    assert F.limits == (10**9, None)
+
+
+@pytest.mark.parametrize("bad", [dict(stepp=0.1), dict(max_steps=-1), dict(record_every=0), dict(record_every=True),
+                                 dict(gtol=float("nan")), dict(x0=[30, 10]), dict(x0=[[30, 10, 0.1]]),
+                                 dict(x0=[float("nan"), 10, 0.1]), dict(x0=[-30, 10, 0.1])])
+def test_a_refused_call_changes_no_file(small_corpus, tmp_path, bad):
+    F = Objective(small_corpus, alpha=ALPHA, beta=1, threads=1)  # log space: x0 must be positive
+    good = tmp_path / "good.jsonl"
+    tune(F, "random", seed=0, max_steps=2, record_every=1, out=good)
+    kept = good.read_bytes()
+    arguments = {"seed": 0, "max_steps": 2, **bad}
+    with pytest.raises(ValueError):
+        tune(F, "random", out=good, overwrite=True, **arguments)
+    assert good.read_bytes() == kept
+    with pytest.raises(ValueError):
+        tune(F, "random", out=tmp_path / "new.jsonl", **arguments)
+    assert not (tmp_path / "new.jsonl").exists()
+
+
+def test_a_finished_run_resumes_to_the_result_a_run_returns(small_corpus, tmp_path):
+    from fastrnn.optimize import Status
+
+    fresh = tune(_budget_F(small_corpus), "gd", x0=[30.2, 9.1, 0.3], max_steps=2, record_every=1,
+                 out=tmp_path / "d.jsonl", step=0.5)
+    stored = tune(_budget_F(small_corpus), "gd", x0=[30.2, 9.1, 0.3], max_steps=2, record_every=1,
+                  out=tmp_path / "d.jsonl", resume=True, step=0.5)
+    assert isinstance(stored.status, Status) and stored.status == fresh.status
+    assert stored.message == fresh.status.message
+    assert [set(r) for r in stored.trajectory] == [set(r) for r in fresh.trajectory]
+    assert stored.x.tolist() == fresh.x.tolist() and stored.fun == fresh.fun
