@@ -19,6 +19,7 @@ import click
 import numpy as np
 from click.core import ParameterSource
 
+from fastrnn._validation import MAX_SEED
 from fastrnn.backends import (
     BACKEND_NAMES,
     COMPILED_BACKENDS,
@@ -29,7 +30,6 @@ from fastrnn.backends import (
     default_threads,
     get_backend,
 )
-from fastrnn._validation import MAX_SEED
 from fastrnn.calculus import GRADIENT_METHODS, gradient, step_lost_in_rounding, value_and_gradient
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, SHIPPED_TEXTS, CorpusError, default_corpus, load_corpus, shipped_text

@@ -15,8 +15,16 @@ import numpy as np
 
 from .. import model
 from ..executors import RunOutcome, check_threads, default_threads, run_shared  # noqa: F401 (re-exported)
-from ..model import (BAD_ID_MESSAGE, STATUS_BAD_ID, STATUS_OK, TrainState, check_dtype, initial_smooth_loss,
-                     parameter_count, unpack)
+from ..model import (
+    BAD_ID_MESSAGE,
+    STATUS_BAD_ID,
+    STATUS_OK,
+    TrainState,
+    check_dtype,
+    initial_smooth_loss,
+    parameter_count,
+    unpack,
+)
 
 
 class BackendUnavailable(RuntimeError):
