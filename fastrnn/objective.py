@@ -49,6 +49,7 @@ Example::
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass
 from typing import Iterable
@@ -230,6 +231,10 @@ class Objective:
             self.train_chars = None
             if train_chars is not None:
                 raise ValueError("train_chars belongs to the held-out objective; the paper's trains alpha updates")
+            if (heldout is not None or heldout_fraction != DEFAULT_HELDOUT_FRACTION
+                    or heldout_chars != DEFAULT_HELDOUT_CHARS):
+                raise ValueError("heldout, heldout_fraction and heldout_chars belong to the held-out objective; "
+                                 "the paper's scores the training loss (kind='heldout', --objective heldout)")
         else:
             if heldout is not None and not isinstance(heldout, Corpus):
                 heldout = load_corpus(heldout)
@@ -237,6 +242,9 @@ class Objective:
             split = split_heldout(corpus, heldout_fraction, heldout, heldout_chars)
             self.corpus, self.heldout = split.train, split.heldout
             self.heldout_fraction, self.heldout_chars = split.fraction, heldout_chars
+            if loss != "smooth":
+                raise ValueError(f"loss={loss!r} chooses the paper's training loss; the held-out objective scores "
+                                 "held-out text (kind='paper', --objective paper)")
             if alpha is not None and train_chars is not None:
                 raise ValueError("give the training length as train_chars or as alpha (updates), not both")
             self.alpha = None if alpha is None else check_int("alpha", alpha, 1)
@@ -248,6 +256,10 @@ class Objective:
                                  f"length), got {self.train_chars}")
         if diverged_value is None:
             diverged_value = DEFAULT_DIVERGED_VALUE if kind == "paper" else 2.0 * math.log(self.corpus.vocab_size)
+        if isinstance(diverged_value, bool) or not isinstance(diverged_value, numbers.Real) \
+                or not math.isfinite(diverged_value):
+            raise ValueError(f"diverged_value must be a finite number (F's value for a diverged run), "
+                             f"got {diverged_value!r}")
         self.diverged_value = float(diverged_value)
         self.counters = Counters()
         #: (training characters, trainings) after which no new batch is trained (see stop_at).

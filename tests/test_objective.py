@@ -203,3 +203,16 @@ def test_seeds_must_fit_numpys_generator(small_corpus):
         Objective(small_corpus, alpha=2, beta=2, seed=2**32 - 1, kind="paper")
     with pytest.raises(ValueError, match=r"seed must be at most 2\*\*32 - 1"):
         train(small_corpus, 5, 3, 0.1, steps=1, seed=2**32)
+
+
+@pytest.mark.parametrize("kind, settings, fragment", [
+    ("paper", dict(heldout_fraction=0.2), "belong to the held-out objective"),
+    ("paper", dict(heldout_chars=500), "belong to the held-out objective"),
+    ("paper", dict(heldout="no/such/file.txt"), "belong to the held-out objective"),
+    ("heldout", dict(loss="last"), "chooses the paper's training loss"),
+    ("paper", dict(diverged_value=float("nan")), "diverged_value must be a finite number"),
+    ("heldout", dict(diverged_value=float("inf")), "diverged_value must be a finite number"),
+])
+def test_settings_the_objective_would_ignore_are_refused(small_corpus, kind, settings, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        Objective(small_corpus, alpha=2, kind=kind, **settings)
