@@ -628,10 +628,8 @@ def resolve_options(method: str, options: dict) -> dict:
     valid = check_method(method).options
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for method {method!r}; "
-            f"valid options: {', '.join(sorted(valid))}"
-        )
+        takes = f"valid options: {', '.join(sorted(valid))}" if valid else "it takes none"
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for method {method!r}; {takes}")
     resolved = {name: option.default for name, option in valid.items()}
     resolved.update(options)
     for name, option in valid.items():
