@@ -8,6 +8,8 @@ the vocabulary as a unicode array, and the hyperparameters and final losses as s
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +76,7 @@ def load_model(path: str | os.PathLike) -> Model:
             arrays = {key: f[key] for key in f.files}
     except FileNotFoundError:
         raise CheckpointError(f"model file {path!r} does not exist; train one with `fastrnn train --save {path}`") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         # numpy's own reasons (pickled data, bad zip headers) talk about its internals, not the fix.
         raise CheckpointError(f"{path!r} is not a readable .npz model file; pass a file written by "
                               "`fastrnn train --save`") from exc

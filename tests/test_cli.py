@@ -140,3 +140,24 @@ def test_progress_is_silent_when_not_a_terminal(runner, corpus_file):
     result = _invoke(runner, ["train", "--corpus", corpus_file, "--hidden", "8", "--seq", "5", "--steps", "250"])
     assert result.exit_code == 0
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "flipped"])
+def test_cli_sample_refuses_a_damaged_model_file(tmp_path, corpus_file, damage):
+    model = tmp_path / "m.npz"
+    result = CliRunner().invoke(cli, ["train", "--hidden", "5", "--seq", "3", "--steps", "2", "--corpus", corpus_file,
+                                      "--save", str(model), "--quiet"], prog_name="fastrnn")
+    assert result.exit_code == 0, result.output
+    data = bytearray(model.read_bytes())
+    if damage == "truncated":
+        data = data[:len(data) // 3]
+    elif damage == "empty":
+        data = bytearray()
+    else:
+        for i in range(200, 260):
+            data[i] ^= 0xFF
+    model.write_bytes(bytes(data))
+    result = CliRunner().invoke(cli, ["sample", str(model), "--chars", "5"], prog_name="fastrnn")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a readable .npz model file" in lines[0]
