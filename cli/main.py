@@ -311,8 +311,11 @@ def _build_objective(args: dict, **fixed) -> Objective:
     """F from ``_objective_flags``' values; bad combinations exit 2 naming the flag."""
     args = dict(args)
     heldout = args.pop("heldout")
+    if heldout is not None and args["kind"] == "paper":
+        raise click.BadParameter("held-out text belongs to the held-out objective; the paper's scores the training "
+                                 "loss (drop --heldout or use --objective heldout)", param_hint="--heldout")
     try:
-        heldout_corpus = None if heldout is None or args["kind"] == "paper" else load_corpus(heldout)
+        heldout_corpus = None if heldout is None else load_corpus(heldout)
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--heldout") from None
     try:

@@ -161,3 +161,13 @@ def test_cli_sample_refuses_a_damaged_model_file(tmp_path, corpus_file, damage):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "not a readable .npz model file" in lines[0]
+
+
+def test_cli_heldout_text_with_the_papers_objective_is_refused(tmp_path, corpus_file):
+    heldout = tmp_path / "ho.txt"
+    heldout.write_text("some held-out text\n" * 20, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["objective", "--corpus", corpus_file, "--alpha", "2", "--objective", "paper",
+                                      "--heldout", str(heldout), "20", "5", "0.1"], prog_name="fastrnn")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--heldout" in lines[0] and "belongs to the held-out objective" in lines[0]
