@@ -921,15 +921,12 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
         corpus = load_corpus(corpus_path)
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--corpus") from None
+    _check_bench_corpus(corpus, [s for _, s in bench.CONFIGS])
     if phases:
         try:
             get_backend("numba")
         except BackendUnavailable as exc:
             raise click.BadParameter(str(exc), param_hint="--phases") from None
-        too_long = [s for _, s in bench.CONFIGS if len(corpus.data) < s + 2]
-        if too_long:
-            raise click.BadParameter(f"the phase profile needs at least {max(too_long) + 2} characters of text, "
-                                     f"the corpus has {len(corpus.data)}", param_hint="--corpus")
     before = os.getloadavg()
     runs = []
     stages = bench.bench_stages(names, phases=phases)
@@ -967,6 +964,15 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
         click.echo(bench.phases_markdown([run.phases for run in runs]))
 
 
+def _check_bench_corpus(corpus, seq_lengths) -> None:
+    """The benchmarks train at every sequence length in ``seq_lengths``: refuse a text too short."""
+    needed = max(seq_lengths) + 2
+    if len(corpus.data) < needed:
+        raise click.BadParameter(f"the benchmarks train with sequences of up to {needed - 2} characters and need at "
+                                 f"least {needed} characters of text; the corpus has {len(corpus.data)}",
+                                 param_hint="--corpus")
+
+
 def _is_default(param: str) -> bool:
     return click.get_current_context().get_parameter_source(param) == click.core.ParameterSource.DEFAULT
 
@@ -978,7 +984,9 @@ def _bench_dask(corpus_path, rounds, beta, alpha, workers):
 
     try:
         corpus = load_corpus(corpus_path)
-    except CorpusError as exc:
+        _check_bench_corpus(corpus, [s for _, s in bench.EXECUTOR_CONFIGS])
+        Objective(corpus, alpha=alpha, beta=1)  # the comparison's objective: held-out text split off
+    except (CorpusError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--corpus") from None
     try:
         DaskExecutor = dask_executor_class()
