@@ -667,6 +667,10 @@ def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, 
     if grad_step != "auto" and step_lost_in_rounding(point, grad_step):
         raise click.BadParameter(f"{grad_step:g} is lost in rounding at {_paper_form(point)} (x + h == x), so every "
                                  "difference along that axis would be 0; use a larger --step", param_hint="--step")
+    if F.kind == "heldout" and F.steps_lost(point):
+        raise click.BadParameter(f"at {_paper_form(point)} the corners a whole number apart are one float (h or s >= "
+                                 "2**52), so every difference along h and s would be 0; give a smaller HIDDEN and SEQ",
+                                 param_hint="HIDDEN")
     diagnostics = {}
     try:
         if F.kind == "paper" and F.space.name == "linear":

@@ -298,6 +298,13 @@ class Objective:
         """Whether :meth:`cell_partials` gives F's partials along h and s (common noise only)."""
         return self.noise == "common"
 
+    def steps_lost(self, x) -> bool:
+        """Whether derivatives of F at x are lost in rounding: h or s so large (>= 2**52) that the
+        corners of its cell, a whole number apart, are one float, so every difference along it is
+        0. :func:`~fastrnn.optimize.minimize` then stops with STEP_LOST instead of "converged"."""
+        x = np.asarray(x, dtype=float)
+        return not bool(np.all(np.abs(x[:2]) < 2.0**52))
+
     def cell_partials(self, x) -> tuple[float, float, float]:
         """(F, dF/dh, dF/ds) at x, exactly: differences of the corners of x's integer cell.
 

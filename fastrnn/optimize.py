@@ -710,6 +710,8 @@ def minimize(
     """
     stepper_class, resolved = check_run_arguments(method, options, max_steps, record_every, gtol)
     start = _initial_point(f, x0, seed, state)
+    # a function can say where its own differences vanish (the objective's whole-number corners)
+    lost_at = getattr(f, "steps_lost", None)
     stepper = stepper_class(CountedFunction(f), method, resolved, seed)
     if state is None:
         stepper.start(start)
@@ -731,7 +733,8 @@ def minimize(
         gradient_norm = np.linalg.norm(stepper.gradient)
         if not stepper.finite:
             status = Status.NON_FINITE
-        elif stepper.uses_gradient and _steps_lost(stepper.x, resolved):
+        elif stepper.uses_gradient and (_steps_lost(stepper.x, resolved)
+                                        or (lost_at is not None and lost_at(stepper.x))):
             status = Status.STEP_LOST
         elif stepper.uses_gradient and (gradient_norm < gtol or gradient_norm == 0):
             status = Status.CONVERGED

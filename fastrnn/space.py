@@ -105,6 +105,11 @@ class SpaceView:
             return np.full(3, np.nan)  # F refuses it: the optimizer sees a non-finite value
         return point
 
+    def steps_lost(self, z) -> bool:
+        """:meth:`Objective.steps_lost` at z's point (False where the point overflows: F is NaN there)."""
+        point = self._point(z)
+        return bool(np.all(np.isfinite(point))) and self.F.steps_lost(point)
+
     @property
     def bounds(self) -> np.ndarray:
         """The sane box in z."""

@@ -142,10 +142,15 @@ def read_run(path: str | os.PathLike) -> RunFile:
     if entries[0][1]["type"] != "settings":
         raise RunFileError(f"{name!r} is not a fastrnn run file (no settings line first)")
     settings = entries[0][1]
+    last_step = None
     for number, entry in entries:
         problem = _CHECKS[entry["type"]](entry, settings)
         if number != entries[0][0] and entry["type"] == "settings":
             problem = "a second settings line"
+        elif not problem and entry["type"] == "record":
+            if last_step is not None and entry["step"] <= last_step:
+                problem = f"its record of step {entry['step']} comes after step {last_step}"
+            last_step = entry["step"]
         if problem:
             raise RunFileError(f"{name!r} line {number}: {problem}; the file is damaged")
     records = [e for _, e in entries if e["type"] == "record"]
@@ -165,6 +170,11 @@ def _is_number(value) -> bool:
 
 def _is_numbers(value, length=None) -> bool:
     return isinstance(value, list) and all(map(_is_number, value)) and (length is None or len(value) == length)
+
+
+def _is_point(value) -> bool:
+    """(h, s, l): three numbers (not finite where a run ended on a non-finite point)."""
+    return _is_numbers(value, 3)
 
 
 def _is_matrix(value, n) -> bool:
@@ -197,7 +207,7 @@ def _check_counters(counters) -> str | None:
 def _check_settings(entry: dict, settings: dict) -> str | None:
     return _wrong_fields(entry, dict(
         method=lambda v: v in METHODS, options=lambda v: isinstance(v, dict), seed=_is_int, max_steps=_is_int,
-        record_every=lambda v: _is_int(v) and v >= 1, gtol=_is_number, x0=lambda v: v is None or _is_numbers(v),
+        record_every=lambda v: _is_int(v) and v >= 1, gtol=_is_number, x0=lambda v: v is None or _is_point(v),
         objective=lambda v: isinstance(v, dict),
     ))
 
@@ -210,7 +220,8 @@ def _check_state(state, settings: dict) -> str | None:
         return f"its optimizer state is for method {state.get('method')!r}, not the run's {method!r}"
     x = state.get("x")
     n = len(x) if isinstance(x, list) else 0
-    expected = dict(nit=_is_int, nfev=_is_int, x=_is_numbers, fun=_is_number, gradient=lambda v: _is_numbers(v, n),
+    expected = dict(nit=_is_int, nfev=_is_int, x=lambda v: _is_numbers(v, 3), fun=_is_number,
+                    gradient=lambda v: _is_numbers(v, n),
                     rule=lambda v: isinstance(v, str), note=lambda v: v is None or isinstance(v, str))
     if method == "newton":
         expected["hessian"] = lambda v: _is_matrix(v, n)
@@ -222,7 +233,7 @@ def _check_state(state, settings: dict) -> str | None:
 
 def _check_record(entry: dict, settings: dict) -> str | None:
     return (
-        _wrong_fields(entry, dict(step=_is_int, x=_is_numbers, fun=_is_number, state=lambda v: True,
+        _wrong_fields(entry, dict(step=lambda v: _is_int(v) and v >= 0, x=_is_point, fun=_is_number, state=lambda v: True,
                                   counters=lambda v: True))
         or _check_state(entry["state"], settings)
         or _check_counters(entry["counters"])
@@ -233,7 +244,7 @@ def _check_record(entry: dict, settings: dict) -> str | None:
 
 def _check_result(entry: dict, settings: dict) -> str | None:
     return _wrong_fields(entry, dict(
-        x=_is_numbers, fun=_is_number, nit=_is_int, nfev=_is_int, status=lambda v: v in STATUS_MESSAGES,
+        x=_is_point, fun=_is_number, nit=_is_int, nfev=_is_int, status=lambda v: v in STATUS_MESSAGES,
         message=lambda v: isinstance(v, str), counters=lambda v: True, seconds=_is_number,
     )) or _check_counters(entry["counters"])
 

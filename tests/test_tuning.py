@@ -274,3 +274,21 @@ def test_a_finished_run_resumes_to_the_result_a_run_returns(small_corpus, tmp_pa
     assert stored.message == fresh.status.message
     assert [set(r) for r in stored.trajectory] == [set(r) for r in fresh.trajectory]
     assert stored.x.tolist() == fresh.x.tolist() and stored.fun == fresh.fun
+
+
+def test_a_start_where_corner_differences_vanish_is_step_lost_not_converged(small_corpus):
+    """At h = 1e300, h + 1 == h: every corner difference is 0, which is not a minimum."""
+    from fastrnn.optimize import Status
+
+    F = Objective(small_corpus, alpha=ALPHA, beta=1, threads=1)
+    assert F.steps_lost([1e300, 5, 0.1]) and F.steps_lost([20, 2.0**53, 0.1]) and not F.steps_lost([2.0**40, 5, 0.1])
+    result = tune(F, "gd", x0=[1e300, 5, 0.1], max_steps=5)
+    assert result.status == Status.STEP_LOST and result.nit == 0
+
+
+def test_cli_gradient_refuses_a_point_where_corner_differences_vanish(corpus_file):
+    result = CliRunner().invoke(cli, ["gradient", "--corpus", corpus_file, "--alpha", "2", "--heldout-chars", "1000",
+                                      "--heldout-fraction", "0.5", "1e300", "5", "0.1"], prog_name="fastrnn")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "2**52" in lines[0]
