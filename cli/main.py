@@ -629,11 +629,18 @@ def _resume_settings(run, path: str, values: dict, objective_args: dict) -> dict
 def _resume_text(given, name, fingerprint, flag, path, conflict):
     """The text a resumed run was started on: ``given`` if it is that text, else read from its stored name."""
     if given is None:
-        try:
-            given = load_corpus(None if name == "default" else name)
-        except (CorpusError, TypeError) as exc:
-            raise click.BadParameter(f"the run's text {name!r} cannot be read ({exc}); pass it with {flag}",
-                                     param_hint=flag) from None
+        # a relative name is relative to where the run started: try there, then beside the run file
+        candidates = [name]
+        if isinstance(name, str) and name != "default" and not os.path.isabs(name):
+            candidates.append(os.path.join(os.path.dirname(os.path.abspath(path)), name))
+        for k, candidate in enumerate(candidates):
+            try:
+                given = load_corpus(None if candidate == "default" else candidate)
+                break
+            except (CorpusError, TypeError) as exc:
+                if k == len(candidates) - 1 or not os.path.exists(candidates[-1]):
+                    raise click.BadParameter(f"the run's text {name!r} cannot be read ({exc}); pass it with {flag}",
+                                             param_hint=flag) from None
         if given.fingerprint != fingerprint:
             raise click.BadParameter(f"{name!r} is not the text the run in {path} was started on (its SHA-256 differs); "
                                      f"pass that text with {flag}", param_hint=flag)

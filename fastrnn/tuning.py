@@ -294,13 +294,32 @@ def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol
 _RESUMABLE_CHANGES = ("max_steps", "record_every", "budget_chars", "budget_trainings")
 
 
+#: Names of texts in an objective's settings: where a fingerprint of the same text agrees, the
+#: spelling of its path (relative to another directory, say) does not make it another run.
+_TEXT_NAMES = {"corpus": "corpus_fingerprint", "heldout": "heldout_fingerprint"}
+
+
+def _same_objective(saved: dict, wanted: dict) -> list[str]:
+    """The keys in which two objectives' settings differ (text names only where the texts differ)."""
+    keys = sorted(set(saved) | set(wanted))
+    return [key for key in keys if saved.get(key) != wanted.get(key)
+            and not (key in _TEXT_NAMES and saved.get(_TEXT_NAMES[key]) is not None
+                     and saved.get(_TEXT_NAMES[key]) == wanted.get(_TEXT_NAMES[key]))]
+
+
 def _check_same_run(saved: dict, wanted: dict, path) -> None:
-    for key in ("format_version", "method", "options", "seed", "gtol", "x0", "objective"):
+    for key in ("format_version", "method", "options", "seed", "gtol", "x0"):
         if saved.get(key) != wanted.get(key):
             raise RunFileError(
                 f"cannot resume {os.fspath(path)!r}: its {key} is {saved.get(key)!r}, this run's is "
                 f"{wanted.get(key)!r}; resume with the same settings or start a new --out file"
             )
+    ours, theirs = saved.get("objective") or {}, wanted.get("objective") or {}
+    differ = _same_objective(ours, theirs)
+    if differ:
+        shown = "; ".join(f"{key} {ours.get(key)!r} there, {theirs.get(key)!r} here" for key in differ[:3])
+        raise RunFileError(f"cannot resume {os.fspath(path)!r}: its objective differs ({shown}); resume with the "
+                           "same settings or start a new --out file"[:1000])
 
 
 def tune(

@@ -292,3 +292,23 @@ def test_cli_gradient_refuses_a_point_where_corner_differences_vanish(corpus_fil
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "2**52" in lines[0]
+
+
+def test_cli_resumes_a_run_from_another_directory(tmp_path, small_corpus, monkeypatch):
+    """The run's text is found beside the run file, and the same text under another spelling of
+    its path is the same run (its SHA-256 decides, not its name)."""
+    run_dir = tmp_path / "mv"
+    run_dir.mkdir()
+    (run_dir / "c.txt").write_text(small_corpus.text, encoding="utf-8")
+    common = ["--method", "random", "--alpha", "2", "--heldout-fraction", "0.5", "--heldout-chars", "1000", "-q"]
+    monkeypatch.chdir(run_dir)
+    first = CliRunner().invoke(cli, ["tune", "--corpus", "c.txt", "--steps", "2", "--out", "r.jsonl", *common],
+                               prog_name="fastrnn")
+    assert first.exit_code == 0, first.output
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--corpus", "mv/c.txt"], ["--corpus", str(run_dir / "c.txt")]):
+        steps = str(3 + len(extra))
+        result = CliRunner().invoke(cli, ["tune", "--resume", "mv/r.jsonl", "--steps", steps, "-q", *extra],
+                                    prog_name="fastrnn")
+        assert result.exit_code == 0, result.output
+    assert read_run(run_dir / "r.jsonl").result["nit"] == 5
