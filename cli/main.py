@@ -824,6 +824,9 @@ def compare_command(methods, repeats, budget_chars, train_chars, heldout_chars, 
     """Tune with several methods from several seeds at equal budget; report the held-out losses."""
     from fastrnn import compare
 
+    if not _is_default("seed"):
+        raise click.BadParameter("compare tunes each method from seeds 0 to --repeats - 1, a run file each; "
+                                 "drop --seed", param_hint="--seed")
     names = [name.strip() for name in methods.split(",") if name.strip()]
     unknown = [name for name in names if name not in compare.METHOD_SETTINGS]
     if not names or unknown:

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .objective import Objective
-from .tuning import HELDOUT_SETTINGS, RunFileError, read_run, run_is_finished, tune
+from .tuning import HELDOUT_SETTINGS, RunFileError, read_run, tune
 
 #: Optimizer settings each method runs with in a comparison: those ``fastrnn tune`` uses on the
 #: held-out objective (:data:`fastrnn.tuning.HELDOUT_SETTINGS`).
@@ -97,16 +97,15 @@ def compare(
 
 
 def _tune(F, method, seed, path, budget_chars, on_step):
-    resume = os.path.exists(path)
-    if resume:
-        try:
-            stored = read_run(path)
-        except RunFileError:
-            resume = False
-        else:
-            if run_is_finished(stored, budget_chars=budget_chars):
-                return stored
-            resume = bool(stored.records)
+    """The run in ``path``: resumed (its settings checked by :func:`tune`), or started."""
+    resume = False
+    if os.path.exists(path):
+        stored = read_run(path)  # a damaged file is reported (RunFileError), never silently replaced
+        spent_to = stored.settings.get("budget_chars")
+        if stored.result is not None and spent_to is not None and spent_to > budget_chars:
+            raise RunFileError(f"{path!r} was tuned with a budget of {spent_to:,} characters, more than this "
+                               f"comparison's {budget_chars:,}; use --budget-chars {spent_to} or another --out folder")
+        resume = bool(stored.records)
     tune(F, method, seed=seed, max_steps=100_000, record_every=1, out=path, resume=resume, overwrite=not resume,
          budget_chars=budget_chars, on_step=on_step, **METHOD_SETTINGS[method])
     return read_run(path)

@@ -333,6 +333,20 @@ def test_compare_reports_every_method_and_resumes(corpus_file, tmp_path):
     again = invoke_cli(args)  # finished runs are reused: the same report
     assert again.exit_code == 0 and (out / "report.md").read_text(encoding="utf-8") == report
     assert_one_line_error(invoke_cli(args[:-3] + ["--methods", "sgd", "--out", str(out)]), "--methods", "sgd")
+    # the folder's runs are only reused for the settings they were made with
+    other = list(args)
+    other[other.index("--train-chars") + 1] = "700"
+    assert_one_line_error(invoke_cli(other), "--out", "train_chars 600 there, 700 here")
+    smaller = list(args)
+    smaller[smaller.index("--budget-chars") + 1] = "8000"
+    assert_one_line_error(invoke_cli(smaller), "--out", "budget of 9,000 characters")
+    assert_one_line_error(invoke_cli(args + ["--seed", "5"]), "--seed", "drop --seed")
+    damaged = out / "gd-seed1.jsonl"
+    lines = damaged.read_text(encoding="utf-8").splitlines()
+    damaged.write_text("\n".join(lines[:3] + ["X" + lines[3]] + lines[4:]) + "\n", encoding="utf-8")
+    kept = damaged.read_bytes()
+    assert_one_line_error(invoke_cli(args), "--out", "line 4")
+    assert damaged.read_bytes() == kept  # reported, not replaced
 
 
 def test_tune_defaults_to_the_comparisons_winner(corpus_file, tmp_path, monkeypatch):
