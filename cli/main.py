@@ -70,6 +70,10 @@ class OneLineErrors(click.Group):
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             sys.exit(130)
+        except OSError as exc:  # the system refused a read or write (a full disk, say): not a bug to trace
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+            sys.exit(1)
 
 
 def _is_number(text: str) -> bool:

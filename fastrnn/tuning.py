@@ -392,14 +392,20 @@ def tune(
                     F.set_noise_state(last["noise_state"])
                 x0 = None
         elif sink is not None:
-            sink.truncate(0)
+            try:
+                sink.truncate(0)
+            except OSError as exc:
+                raise RunFileError(f"cannot write run file {os.fspath(out)!r}: {exc.strerror or exc}") from None
             _write(sink, settings)
         return _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_step, options, budget,
                     started_at)
     finally:
         F.stop_at(*limits)
         if sink is not None:
-            sink.close()  # also releases the lock
+            try:
+                sink.close()  # also releases the lock
+            except OSError:
+                pass  # only the bytes of a write that failed, and was reported, are left to flush
 
 
 def _spend(counters) -> dict:
@@ -543,8 +549,12 @@ def _file_record(record: dict, F: Objective) -> dict:
 
 
 def _write(sink, entry: dict) -> None:
-    sink.write((json.dumps(entry, allow_nan=True) + "\n").encode("utf-8"))
-    sink.flush()
+    try:
+        sink.write((json.dumps(entry, allow_nan=True) + "\n").encode("utf-8"))
+        sink.flush()
+    except OSError as exc:
+        raise RunFileError(f"cannot write the run file: {exc.strerror or exc}; the records written so far are kept "
+                           "(resume the run once it can be written)") from None
 
 
 def trajectory_array(run: RunFile) -> tuple[np.ndarray, np.ndarray]:

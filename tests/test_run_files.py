@@ -4,6 +4,7 @@ locks, malformed lines, missing folders and reproduce folders made with other se
 from __future__ import annotations
 
 import fcntl
+import os
 import json
 import subprocess
 import sys
@@ -240,3 +241,34 @@ def test_reproduce_reports_a_damaged_run_file(tmp_path, corpus_file):
     run.write_text("123\n" + run.read_text())
     assert_one_line_error(invoke(args), "line 1")
 
+
+
+def test_a_failed_write_is_a_run_file_error_that_keeps_the_records():
+    from fastrnn.tuning import RunFileError, _write
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def flush(self):
+            pass
+
+    with pytest.raises(RunFileError, match="No space left on device; the records written so far are kept"):
+        _write(FullDisk(), {"type": "record"})
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_cli_a_full_disk_is_one_line_not_a_traceback(corpus_file):
+    from click.testing import CliRunner
+    from fastrnn.cli.main import cli
+
+    with open("/dev/full", "w") as full:  # stdout on a full disk
+        done = subprocess.run([sys.executable, "-c", "from fastrnn.cli.main import main; main()", "corpus", "default"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "No space left on device" in lines[0], done.stderr
+    result = CliRunner().invoke(cli, ["tune", "--corpus", corpus_file, "--alpha", "2", "--heldout-fraction", "0.5",
+                                      "--heldout-chars", "1000", "--steps", "1", "--out", "/dev/full", "--force", "-q"],
+                                prog_name="fastrnn")
+    assert result.exit_code == 2 and "cannot write run file '/dev/full'" in result.stderr
