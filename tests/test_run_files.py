@@ -4,8 +4,8 @@ locks, malformed lines, missing folders and reproduce folders made with other se
 from __future__ import annotations
 
 import fcntl
-import os
 import json
+import os
 import subprocess
 import sys
 
