@@ -19,7 +19,7 @@ import click
 import numpy as np
 from click.core import ParameterSource
 
-from fastrnn._validation import MAX_SEED
+from fastrnn._validation import MAX_COUNT, MAX_SEED
 from fastrnn.backends import (
     BACKEND_NAMES,
     COMPILED_BACKENDS,
@@ -146,12 +146,12 @@ def _finite_float(ctx, param, value):
 
 
 @cli.command("train")
-@click.option("--hidden", type=click.IntRange(min=1), default=100, show_default=True, help="Hidden layer size h.")
-@click.option("--seq", "seq_length", type=click.IntRange(min=1), default=25, show_default=True,
+@click.option("--hidden", type=click.IntRange(1, MAX_COUNT), default=100, show_default=True, help="Hidden layer size h.")
+@click.option("--seq", "seq_length", type=click.IntRange(1, MAX_COUNT), default=25, show_default=True,
               help="Sequence length s (characters of BPTT).")
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
               callback=_finite_float, help="Adagrad learning rate l.")
-@click.option("--steps", type=click.IntRange(min=0), default=10000, show_default=True, help="Training updates.")
+@click.option("--steps", type=click.IntRange(0, MAX_COUNT), default=10000, show_default=True, help="Training updates.")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None, help="Write the model to this .npz file.")
 @_common_options
 def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, backend, seed, dtype, quiet):
@@ -227,7 +227,7 @@ def _executor_options(func):
 
     @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
                   help="Train on the Dask cluster of this scheduler (needs fastrnn[dask]).")
-    @click.option("--local-workers", type=click.IntRange(min=1), default=None, metavar="N",
+    @click.option("--local-workers", type=click.IntRange(1, MAX_COUNT), default=None, metavar="N",
                   help="Train on a local Dask cluster of N single-threaded worker processes (needs fastrnn[dask]).")
     @functools.wraps(func)
     def wrapper(*args, scheduler, local_workers, **kwargs):
@@ -282,24 +282,24 @@ def _objective_flags(func):
     @click.option("--objective", "kind", type=click.Choice(KINDS), default="heldout", show_default=True,
                   help="heldout: mean cross-entropy per character on held-out text after training; "
                        "paper: the paper's smoothed training loss after --alpha updates.")
-    @click.option("--alpha", type=click.IntRange(min=1), default=None,
+    @click.option("--alpha", type=click.IntRange(1, MAX_COUNT), default=None,
                   help="Training updates per run [paper: 100; heldout: from --train-chars].")
-    @click.option("--train-chars", type=click.IntRange(min=1), default=None,
+    @click.option("--train-chars", type=click.IntRange(1, MAX_COUNT), default=None,
                   help=f"heldout: characters of training text per network, ceil(N / s) updates [{DEFAULT_TRAIN_CHARS:,}].")
     @click.option("--heldout-fraction", type=click.FloatRange(0, 0.5, min_open=True), default=DEFAULT_HELDOUT_FRACTION,
                   show_default=True, callback=_finite_float, help="heldout: share of the corpus, at its end, held out.")
     @click.option("--heldout", "heldout_path", type=click.Path(dir_okay=False), default=None,
                   help="heldout: separate held-out text (then all of --corpus trains).")
-    @click.option("--heldout-chars", type=click.IntRange(min=MIN_HELDOUT_CHARS), default=DEFAULT_HELDOUT_CHARS,
+    @click.option("--heldout-chars", type=click.IntRange(MIN_HELDOUT_CHARS, MAX_COUNT), default=DEFAULT_HELDOUT_CHARS,
                   show_default=True, help="heldout: characters of held-out text each network reads.")
     @click.option("--space", type=click.Choice(SPACES), default=None,
                   help="Search coordinates: log (log2 h, log2 s, log10 l) or linear [heldout: log; paper: linear].")
-    @click.option("--beta", type=click.IntRange(min=1), default=1, show_default=True, help="Runs averaged per corner.")
+    @click.option("--beta", type=click.IntRange(1, MAX_COUNT), default=1, show_default=True, help="Runs averaged per corner.")
     @click.option("--noise", type=click.Choice(NOISE_KINDS), default="common", show_default=True,
                   help="common: replica r uses seed+r everywhere; fresh: new seeds every evaluation (the paper's).")
     @click.option("--loss", type=click.Choice(LOSS_KINDS), default="smooth", show_default=True,
                   help="paper: which training loss.")
-    @click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+    @click.option("--threads", type=click.IntRange(1, MAX_COUNT), default=None, help="Worker threads [default: all cores].")
     @_executor_options
     @functools.wraps(func)
     def wrapper(*args, threads, corpus, backend, dtype, heldout_path, executor, **kwargs):
@@ -368,14 +368,14 @@ def objective_command(hidden, seq_length, learning_rate, as_json, F, seed, quiet
 
 @cli.command("sample")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.option("--chars", "n_chars", type=click.IntRange(min=0), default=2000, show_default=True)
+@click.option("--chars", "n_chars", type=click.IntRange(0, MAX_COUNT), default=2000, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               callback=_finite_float)
 @click.option("--prime", default="", help="Text the network reads before sampling (not repeated in the output).")
 @click.option("--from-zero", is_flag=True,
               help="Start from a zero hidden state (reading a newline unless --prime is given) instead of the "
                    "state training ended in.")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: fresh].")
+@click.option("--seed", type=click.IntRange(0, MAX_COUNT), default=None, help="Random seed [default: fresh].")
 def sample_command(model_path, n_chars, temperature, prime, from_zero, seed):
     """Print characters sampled from a model saved by `fastrnn train --save`.
 
@@ -467,7 +467,7 @@ _OPTION_TYPES = {
     "positive": lambda option: click.FloatRange(min=0, min_open=True),
     "positive_or_none": lambda option: click.FloatRange(min=0, min_open=True),
     "open_unit": lambda option: click.FloatRange(0, 1, min_open=True, max_open=True),
-    "int_min1": lambda option: click.IntRange(min=1),
+    "int_min1": lambda option: click.IntRange(1, MAX_COUNT),
     "choice": lambda option: click.Choice(option.choices),
 }
 
@@ -476,18 +476,18 @@ _OPTION_TYPES = {
 @click.option("--method", type=click.Choice(METHODS), default=None,
               help="Optimizer [heldout: tpe, or random without the optuna extra (the best two in "
                    "docs/COMPARISON.md); paper: gd].")
-@click.option("--steps", "max_steps", type=click.IntRange(min=0), default=10000, show_default=True,
+@click.option("--steps", "max_steps", type=click.IntRange(0, MAX_COUNT), default=10000, show_default=True,
               help="Maximum optimizer steps.")
 @click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True, callback=_finite_float,
               help="Stop when the gradient norm is below this.")
-@click.option("--record-every", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--record-every", type=click.IntRange(1, MAX_COUNT), default=100, show_default=True,
               help="Write a record every N steps.")
 @click.option("--x0", callback=_point_option, default=None, metavar="H,S,L",
               help="Initial point [heldout: uniform in the sane box (in the search space) from --seed; "
                    "paper: uniform in [0, 10]^3, as the paper].")
-@click.option("--budget-chars", type=click.IntRange(min=1), default=None,
+@click.option("--budget-chars", type=click.IntRange(1, MAX_COUNT), default=None,
               help="Stop once the networks trained have read this many characters (memo hits are free).")
-@click.option("--budget-trainings", type=click.IntRange(min=1), default=None,
+@click.option("--budget-trainings", type=click.IntRange(1, MAX_COUNT), default=None,
               help="Stop once this many networks have been trained.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the run to this JSON Lines file (a new one, unless --force).")
@@ -738,7 +738,7 @@ def plot_command(run_files, out, title):
               help="Folder for run files, figures, summary.json and report.md.")
 @click.option("--noise", type=click.Choice(NOISE_KINDS), default="common", show_default=True,
               help="common random numbers (default) or the paper's fresh initialisations.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+@click.option("--threads", type=click.IntRange(1, MAX_COUNT), default=None, help="Worker threads [default: all cores].")
 @click.option("--scale", type=click.FloatRange(min=0, min_open=True, max=1), default=1.0, show_default=True,
               callback=_finite_float,
               help="Fraction of each trial's optimizer steps (1 = full scale; smaller for a quick look).")
@@ -809,17 +809,17 @@ def corpus_command(name, out):
 @cli.command("compare")
 @click.option("--methods", default="gd,bfgs,random,tpe", show_default=True,
               help="Comma-separated methods to compare (each with the settings in fastrnn.compare.METHOD_SETTINGS).")
-@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Seeds per method.")
-@click.option("--budget-chars", type=click.IntRange(min=1), required=True,
+@click.option("--repeats", type=click.IntRange(1, MAX_COUNT), default=5, show_default=True, help="Seeds per method.")
+@click.option("--budget-chars", type=click.IntRange(1, MAX_COUNT), required=True,
               help="Training characters each run may spend (memo hits are free).")
-@click.option("--train-chars", type=click.IntRange(min=1), default=None,
+@click.option("--train-chars", type=click.IntRange(1, MAX_COUNT), default=None,
               help=f"Characters of training text per network while tuning [{DEFAULT_TRAIN_CHARS:,}].")
-@click.option("--heldout-chars", type=click.IntRange(min=MIN_HELDOUT_CHARS), default=DEFAULT_HELDOUT_CHARS,
+@click.option("--heldout-chars", type=click.IntRange(MIN_HELDOUT_CHARS, MAX_COUNT), default=DEFAULT_HELDOUT_CHARS,
               show_default=True, help="Characters of held-out text each network reads.")
-@click.option("--beta", type=click.IntRange(min=1), default=1, show_default=True, help="Runs averaged per corner.")
-@click.option("--final-factor", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--beta", type=click.IntRange(1, MAX_COUNT), default=1, show_default=True, help="Runs averaged per corner.")
+@click.option("--final-factor", type=click.IntRange(1, MAX_COUNT), default=10, show_default=True,
               help="The final check trains each final point this many times longer.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+@click.option("--threads", type=click.IntRange(1, MAX_COUNT), default=None, help="Worker threads [default: all cores].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Folder for run files, best_so_far.png, summary.json and report.md (an existing one is resumed).")
 @_common_options
@@ -886,18 +886,18 @@ def backends_command():
               help="Training text [default: the built-in corpus].")
 @click.option("--backends", "backend_names", default=",".join(BACKEND_NAMES), show_default=True,
               help="Comma-separated backends to compare (unavailable ones are left out).")
-@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--rounds", type=click.IntRange(1, MAX_COUNT), default=5, show_default=True,
               help="Interleaved rounds per figure (medians are reported).")
 @click.option("--dtypes", "dtype_names", default=",".join(DTYPES), show_default=True,
               help="Comma-separated precisions to compare (numpy trains in float64 only).")
-@click.option("--beta", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--beta", type=click.IntRange(1, MAX_COUNT), default=4, show_default=True,
               help="Replicas in the threads comparison.")
-@click.option("--alpha", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--alpha", type=click.IntRange(1, MAX_COUNT), default=100, show_default=True,
               help="Training steps per replica in the threads comparison.")
 @click.option("--executor", "executor_name", type=click.Choice(["threads", "dask"]), default="threads", show_default=True,
               help="dask: compare a LocalCluster of --workers single-threaded processes with --workers threads "
                    "(beta 8 unless --beta is given) instead of the backends.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--workers", type=click.IntRange(1, MAX_COUNT), default=2, show_default=True,
               help="Dask workers and threads in the executor comparison.")
 @click.option("--roofline", is_flag=True,
               help="Also print this machine's ceilings (BLAS GEMM, cache read bandwidths, Adagrad throughput) and, "
@@ -905,7 +905,7 @@ def backends_command():
 @click.option("--phases", is_flag=True,
               help="Also time each phase of the numba kernel's training step (recurrence, outputs and softmax, "
                    "backward sweep, weight gradients, Adagrad, Wxh columns) against its own bound.")
-@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--repeat", type=click.IntRange(1, MAX_COUNT), default=1, show_default=True,
               help="Repeat the whole measurement and print each figure as its range over the repeats "
                    "(README's tables: --repeat 3).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")

@@ -6,12 +6,18 @@ import math
 import numbers
 
 
+#: Largest count a setting may hold: the kernels count in int64.
+MAX_COUNT = 2**62
+
+
 def check_int(name: str, value, minimum: int) -> int:
     """``value`` as an int, or ValueError naming the rule."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if value > MAX_COUNT:
+        raise ValueError(f"{name} must be at most 2**62, got {value}")
     return int(value)
 
 

@@ -171,3 +171,13 @@ def test_cli_heldout_text_with_the_papers_objective_is_refused(tmp_path, corpus_
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--heldout" in lines[0] and "belongs to the held-out objective" in lines[0]
+
+
+@pytest.mark.parametrize("args", [["train", "--steps", "99999999999999999999"],
+                                  ["objective", "--train-chars", "99999999999999999999", "20", "5", "0.1"],
+                                  ["tune", "--budget-chars", "99999999999999999999", "--steps", "1"]])
+def test_cli_counts_beyond_int64_are_refused(corpus_file, args):
+    result = CliRunner().invoke(cli, [args[0], "--corpus", corpus_file, "-q", *args[1:]], prog_name="fastrnn")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "99999999999999999999" in lines[0]
