@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import numbers
 
-
 #: Largest count a setting may hold: the kernels count in int64.
 MAX_COUNT = 2**62
 
