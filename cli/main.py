@@ -923,6 +923,9 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
 
     names = [name.strip() for name in backend_names.split(",") if name.strip()]
     unknown = [name for name in names if name not in BACKEND_NAMES]
+    if not names:
+        raise click.BadParameter(f"name at least one backend; valid: {', '.join(BACKEND_NAMES)}",
+                                 param_hint="--backends")
     if unknown:
         raise click.BadParameter(f"unknown backend {unknown[0]!r}; valid: {', '.join(BACKEND_NAMES)}",
                                  param_hint="--backends")

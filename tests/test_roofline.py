@@ -330,3 +330,11 @@ def test_cli_bench_refuses_a_text_shorter_than_its_sequences(tmp_path, extra):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--corpus" in lines[0] and "the corpus has 1" in lines[0]
+
+
+@pytest.mark.parametrize("names", ["", ",,"])
+def test_cli_bench_needs_a_backend(names):
+    result = CliRunner().invoke(cli, ["bench", "--backends", names], prog_name="fastrnn")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "name at least one backend" in lines[0]
