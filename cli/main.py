@@ -633,24 +633,32 @@ def _resume_settings(run, path: str, values: dict, objective_args: dict) -> dict
 def _resume_text(given, name, fingerprint, flag, path, conflict):
     """The text a resumed run was started on: ``given`` if it is that text, else read from its stored name."""
     if given is None:
-        # a relative name is relative to where the run started: try there, then beside the run file
-        candidates = [name]
-        if isinstance(name, str) and name != "default" and not os.path.isabs(name):
-            candidates.append(os.path.join(os.path.dirname(os.path.abspath(path)), name))
-        for k, candidate in enumerate(candidates):
-            try:
-                given = load_corpus(None if candidate == "default" else candidate)
-                break
-            except (CorpusError, TypeError) as exc:
-                if k == len(candidates) - 1 or not os.path.exists(candidates[-1]):
-                    raise click.BadParameter(f"the run's text {name!r} cannot be read ({exc}); pass it with {flag}",
-                                             param_hint=flag) from None
+        try:
+            given = _read_run_text(name, path)
+        except (CorpusError, TypeError) as exc:
+            raise click.BadParameter(f"the run's text {name!r} cannot be read ({exc}); pass it with {flag}",
+                                     param_hint=flag) from None
         if given.fingerprint != fingerprint:
             raise click.BadParameter(f"{name!r} is not the text the run in {path} was started on (its SHA-256 differs); "
                                      f"pass that text with {flag}", param_hint=flag)
     elif given.fingerprint != fingerprint:
         conflict(flag, f"{given.name} (SHA-256 {given.fingerprint[:12]})", f"{name} (SHA-256 {str(fingerprint)[:12]})")
     return given
+
+
+def _read_run_text(name, run_path):
+    """The text a run file names: where the run started (a relative name is relative to that
+    directory), or else beside the run file."""
+    if name == "default":
+        return load_corpus(None)
+    try:
+        return load_corpus(name)
+    except (CorpusError, TypeError):
+        beside = None if not isinstance(name, str) or os.path.isabs(name) else \
+            os.path.join(os.path.dirname(os.path.abspath(run_path)), name)
+        if beside is None or not os.path.exists(beside):
+            raise
+        return load_corpus(beside)
 
 
 def _paper_form(x) -> str:

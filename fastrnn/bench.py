@@ -87,12 +87,19 @@ def _time_training(backend: Backend, corpus: Corpus, hidden: int, seq_length: in
 def _calibrate(backend: Backend, corpus: Corpus, hidden: int, seq_length: int, dtype: str) -> int:
     """Steps that take about MIN_SECONDS (after a warm-up that also compiles)."""
     _time_training(backend, corpus, hidden, seq_length, 2, dtype)
-    steps = 1
+    return _calibrated_count(lambda steps: _time_training(backend, corpus, hidden, seq_length, steps, dtype),
+                             MIN_SECONDS, 1 << 16)
+
+
+def _calibrated_count(seconds_of, target: float, limit: int) -> int:
+    """How many repeats of some work take about ``target`` seconds; ``seconds_of(n)`` times n of
+    them (grown 4x at a time until a timing is long enough to scale from, or ``limit``)."""
+    count = 1
     while True:
-        elapsed = _time_training(backend, corpus, hidden, seq_length, steps, dtype)
-        if elapsed >= MIN_SECONDS / 4 or steps >= 1 << 16:
-            return max(1, int(steps * MIN_SECONDS / max(elapsed, 1e-9)))
-        steps *= 4
+        elapsed = seconds_of(count)
+        if elapsed >= target / 4 or count >= limit:
+            return max(1, int(count * target / max(elapsed, 1e-9)))
+        count *= 4
 
 
 def step_rates(corpus: Corpus, backends: Sequence[str], configs=CONFIGS, rounds: int = 5,
@@ -617,25 +624,26 @@ def step_phases(corpus: Corpus, ceilings: Ceilings, hidden: int, seq_length: int
                np.zeros(H, ft), np.zeros(H, ft), np.zeros(V, ft))
     loop = _phase_kernel()
 
-    def run_phase(phase, reps):
-        return lambda: loop(params, memory, H, V, S, data, phase, reps, *buffers)
+    def seconds_of(phase, reps):
+        started = time.perf_counter()
+        loop(params, memory, H, V, S, data, phase, reps, *buffers)
+        return time.perf_counter() - started
 
-    run_phase(-1, 1)()
+    seconds_of(-1, 1)  # real contents in every buffer, and the compile
     reps = {}
     for phase in range(len(PHASES)):
-        reps[phase] = _calibrated_reps(run_phase, phase, min_seconds)
+        seconds_of(phase, 1)
+        reps[phase] = _calibrated_count(lambda n, phase=phase: seconds_of(phase, n), min_seconds, 1 << 20)
     steps = _calibrate(backend, corpus, H, S, dtype)
     times: dict = {phase: [] for phase in range(len(PHASES))}
     times["step"] = []
     for _ in range(rounds):
         for phase in range(len(PHASES)):
-            fn = run_phase(phase, reps[phase])
-            started = time.perf_counter()
-            fn()
-            times[phase].append((time.perf_counter() - started) / reps[phase])
+            times[phase].append(seconds_of(phase, reps[phase]) / reps[phase])
         times["step"].append(_time_training(backend, corpus, H, S, steps, dtype) / steps)
-    model = step_model(H, S, V, _ITEMSIZE[dtype], wxh_columns=mean_distinct(data, S))
-    models = phase_models(model, mean_distinct(data, S))
+    columns = mean_distinct(data, S)
+    model = step_model(H, S, V, _ITEMSIZE[dtype], wxh_columns=columns)
+    models = phase_models(model, columns)
     rows = []
     for phase, name in enumerate(PHASES):
         seconds, by, _ = roofline_bound(models[name], ceilings, dtype)
@@ -648,19 +656,6 @@ def step_phases(corpus: Corpus, ceilings: Ceilings, hidden: int, seq_length: int
     rows.append(PhaseRow(H, S, dtype, "step - sum", step_seconds - total, None, None))
     rows.append(PhaseRow(H, S, dtype, "whole step", step_seconds, bound, by))
     return rows
-
-
-def _calibrated_reps(run_phase, phase: int, min_seconds: float) -> int:
-    """Repeats of ``phase`` that take about ``min_seconds`` (after a warm-up that also compiles)."""
-    run_phase(phase, 1)()
-    reps = 1
-    while True:
-        started = time.perf_counter()
-        run_phase(phase, reps)()
-        elapsed = time.perf_counter() - started
-        if elapsed >= min_seconds / 4 or reps >= 1 << 20:
-            return max(1, int(reps * min_seconds / max(elapsed, 1e-9)))
-        reps *= 4
 
 
 def phases_markdown(runs) -> str:

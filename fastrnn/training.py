@@ -42,8 +42,8 @@ def train(
     """Train for exactly ``steps`` Adagrad updates (or until the run diverges).
 
     ``state`` continues an earlier run (on a corpus with its vocabulary size; ``hidden``,
-    ``seq_length``, ``learning_rate``, ``seed`` and ``dtype`` are then the state's); ``progress`` is called after every chunk of
-    :data:`PROGRESS_CHUNK` updates. The paper's "loss after alpha steps" is
+    ``seq_length``, ``learning_rate``, ``seed`` and ``dtype`` are then the state's);
+    ``progress`` is called after every chunk of :data:`PROGRESS_CHUNK` updates. The paper's "loss after alpha steps" is
     ``result.smooth_loss`` with ``steps=alpha``. ``dtype="float32"`` trains in single
     precision (compiled backends only).
     """

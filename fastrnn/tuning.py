@@ -299,7 +299,7 @@ _RESUMABLE_CHANGES = ("max_steps", "record_every", "budget_chars", "budget_train
 _TEXT_NAMES = {"corpus": "corpus_fingerprint", "heldout": "heldout_fingerprint"}
 
 
-def _same_objective(saved: dict, wanted: dict) -> list[str]:
+def _objective_differences(saved: dict, wanted: dict) -> list[str]:
     """The keys in which two objectives' settings differ (text names only where the texts differ)."""
     keys = sorted(set(saved) | set(wanted))
     return [key for key in keys if saved.get(key) != wanted.get(key)
@@ -315,7 +315,7 @@ def _check_same_run(saved: dict, wanted: dict, path) -> None:
                 f"{wanted.get(key)!r}; resume with the same settings or start a new --out file"
             )
     ours, theirs = saved.get("objective") or {}, wanted.get("objective") or {}
-    differ = _same_objective(ours, theirs)
+    differ = _objective_differences(ours, theirs)
     if differ:
         shown = "; ".join(f"{key} {ours.get(key)!r} there, {theirs.get(key)!r} here" for key in differ[:3])
         raise RunFileError(f"cannot resume {os.fspath(path)!r}: its objective differs ({shown}); resume with the "

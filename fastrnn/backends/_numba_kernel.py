@@ -51,7 +51,7 @@ from llvmlite import ir as llvm_ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-from ..model import ADAGRAD_EPS, GRADIENT_CLIP, SMOOTHING, STATUS_BAD_ID, STATUS_DIVERGED, STATUS_OK
+from ..model import ADAGRAD_EPS, BAD_ID_MESSAGE, GRADIENT_CLIP, SMOOTHING, STATUS_BAD_ID, STATUS_DIVERGED, STATUS_OK
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
@@ -801,7 +801,7 @@ def _ids_in_range(data, start, n, V):
 def loss_and_gradients(params, H, V, data, start, S, hprev):
     """One step's loss, raw gradients (flat, like ``params``) and last hidden state."""
     if not _ids_in_range(data, start, S + 1, V):
-        raise ValueError("data holds a character id outside [0, vocab_size)")
+        raise ValueError(BAD_ID_MESSAGE)
     Wxh, Whh, Why, bh, by = _views(params, H, V)
     hs = np.empty((S + 1, H), params.dtype)
     probs = np.empty((S, V), params.dtype)
@@ -811,10 +811,7 @@ def loss_and_gradients(params, H, V, data, start, S, hprev):
     dWxh, dWhh, dWhy, dbh, dby = _views(grads, H, V)
     loss = _forward(Wxh, Whh, Why, bh, by, data, start, S, hprev, hs, probs, np.empty(V, params.dtype))
     _backward(Whh, Why, data, start, S, hs, probs, dhs, dhnext)
-    _outer(dhs, hs, 0, S, dWhh)
-    _outer(probs, hs, 1, S, dWhy)
-    _column_sum(dhs, S, dbh)
-    _column_sum(probs, S, dby)
+    _weight_gradients(dhs, hs, probs, S, dWhh, dWhy, dbh, dby)
     for t in range(S - 1, -1, -1):
         x = data[start + t]
         for i in range(H):
@@ -904,7 +901,7 @@ def heldout_loss(params, H, V, data, n):
     The caller checks ``2 <= n <= len(data)``; an id outside [0, V) raises ValueError.
     """
     if not _ids_in_range(data, 0, n, V):
-        raise ValueError("data holds a character id outside [0, vocab_size)")
+        raise ValueError(BAD_ID_MESSAGE)
     Wxh, Whh, Why, bh, by = _views(params, H, V)
     B = SCORE_BLOCK
     hs = np.empty((B + 1, H), params.dtype)
