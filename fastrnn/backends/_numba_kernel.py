@@ -5,18 +5,26 @@ benchmarks and ``fastrnn bench``, not here, where they would go stale):
 
 - ``error_model="numpy"``: the default Python error model checks every division for zero and
   blocks SIMD in the Adagrad loop.
-- ``fastmath={"reassoc", "contract"}``: lets LLVM vectorise the dot-product reductions and
-  fuse multiply-adds; full ``fastmath=True`` adds nothing and would allow assuming no NaNs,
-  which the divergence check relies on.
+- **The same bits on every CPU.** No fastmath flags: LLVM may neither reorder a sum
+  (``reassoc``, which let it split dot products into as many partial sums as the host's vectors
+  hold, so AVX2 and AVX-512 machines disagreed) nor fuse a multiply-add by itself
+  (``contract``, which depends on the target having FMA). Every order is written here instead:
+  dot products and sums in :func:`_dot`'s order (8 lane partial sums of a fixed-width vector
+  type, :mod:`._lanes`, then a fixed tree, then the tail); every other loop is elementwise or
+  accumulates each output in a fixed order, so vectorising it (at any width) changes nothing;
+  every multiply-add is an explicit fused one (``fma``; libm's correctly rounded ``fma`` on a
+  CPU without the instruction). ``tests/test_same_bits.py`` compiles the kernel for SSE4.2,
+  AVX2 and the host and checks the bits against ``tests/fingerprints.json``. Full
+  ``fastmath=True`` would also allow assuming no NaNs, which the divergence check relies on.
 - tanh and exp are computed inline (:func:`_tanh`, :func:`_exp_nonpos`: range reduction by
   ln 2 and a degree-14 Taylor polynomial, within 3 and 1 ulp of libm) so their loops
   vectorise: a call of glibc's tanh per element was a large share of a step at H = 100.
   Softmax falls back to libm's exp for a step where some logit is more than 708 below the max.
   2**k comes from float bit tricks, not an int64 conversion (:func:`_f64_pow2` says why).
 - Only the Whh recurrence is sequential. The outputs y_t = Why h_t + by are formed for all t
-  after it (four time steps per pass over a row of Why), and likewise Why^T dy_t before the
-  backward sweep. Matrix-vector loops process four rows per pass (one load of the vector
-  serves four rows).
+  after it (four time steps per pass over a row of Why; below H = 64 against a transposed copy
+  of Why, as in float32), and likewise Why^T dy_t before the backward sweep. Matrix-vector
+  loops process four rows per pass (one load of the vector serves four rows).
 - Weight gradients dWhh and dWhy are matrix products formed after the sweep, two output rows
   and four time steps per pass, written (not accumulated) so nothing is zeroed.
 - ``train_steps`` writes the gradients of the contiguous block [Whh | Why | bh | by] into one
@@ -36,9 +44,9 @@ benchmarks and ``fastrnn bench``, not here, where they would go stale):
   loss is summed in float64 from float32 terms (S additions a step) and the smooth loss is
   float64, as in :class:`fastrnn.model.TrainState`. At H = 100 the forward's row-dot products
   are dominated by horizontal reductions and j tails, which do not get cheaper in float32, so
-  the float32 specialisation (only; float64 is bit-unchanged) computes the Whh recurrence 8 rows
-  per pass (:func:`_recurrence_f32`) and the logits reduction-free against a per-call transposed
-  copy of Why (:func:`_outputs_f32`).
+  the float32 specialisation computes the Whh recurrence 8 rows per pass (a float32 lane
+  vector is one AVX2 register: :func:`_dots8`) and the logits reduction-free against a per-call
+  transposed copy of Why (:func:`_outputs_f32`).
 
 The state layout is the one in :mod:`fastrnn.model`.
 """
@@ -52,8 +60,11 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from ..model import ADAGRAD_EPS, BAD_ID_MESSAGE, GRADIENT_CLIP, SMOOTHING, STATUS_BAD_ID, STATUS_DIVERGED, STATUS_OK
+from ._lanes import fma, lane_count, lanes_add, lanes_fma, lanes_sum, load_lanes, zero_lanes
 
-_JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+# No fastmath flags: without ``reassoc`` LLVM keeps every sum in the order written, and without
+# ``contract`` it fuses no multiply-add by itself (the kernel's are explicit, :mod:`._lanes`).
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +89,7 @@ def _float_type(like):
     return None
 
 
-@overload(_typed, inline="always", jit_options=dict(fastmath={"reassoc", "contract"}))
+@overload(_typed, inline="always")
 def _typed_overload(like, value):
     nptype = _float_type(like)
     if nptype is None:
@@ -168,28 +179,28 @@ _C3_F, _C4_F, _C5_F, _C6_F, _C7_F = (_F(1.0 / math.factorial(n)) for n in range(
 def _expm1_reduced(r):
     """expm1(r) for |r| <= ln(2)/2 to within an ulp: Taylor series to r**14 (error < 1e-17)."""
     q = 1.0 / 87178291200.0
-    q = 1.0 / 6227020800.0 + r * q
-    q = 1.0 / 479001600.0 + r * q
-    q = 1.0 / 39916800.0 + r * q
-    q = 1.0 / 3628800.0 + r * q
-    q = 1.0 / 362880.0 + r * q
-    q = 1.0 / 40320.0 + r * q
-    q = 1.0 / 5040.0 + r * q
-    q = 1.0 / 720.0 + r * q
-    q = 1.0 / 120.0 + r * q
-    q = 1.0 / 24.0 + r * q
-    q = 1.0 / 6.0 + r * q
-    q = 0.5 + r * q
-    return r + (r * r) * q
+    q = fma(r, q, 1.0 / 6227020800.0)
+    q = fma(r, q, 1.0 / 479001600.0)
+    q = fma(r, q, 1.0 / 39916800.0)
+    q = fma(r, q, 1.0 / 3628800.0)
+    q = fma(r, q, 1.0 / 362880.0)
+    q = fma(r, q, 1.0 / 40320.0)
+    q = fma(r, q, 1.0 / 5040.0)
+    q = fma(r, q, 1.0 / 720.0)
+    q = fma(r, q, 1.0 / 120.0)
+    q = fma(r, q, 1.0 / 24.0)
+    q = fma(r, q, 1.0 / 6.0)
+    q = fma(r, q, 0.5)
+    return fma(r * r, q, r)
 
 
 @njit(inline="always", **_JIT)
 def _exp_nonpos_f64(x):
     """exp(x) for _EXP_MIN <= x <= 0 (within 1 ulp of libm), NaN for NaN; branch-free."""
-    kf = np.floor(x * _INV_LN2 + 0.5)  # a float: math.floor returns an int64 (see _f64_pow2)
-    r = (x - kf * _LN2_HI) - kf * _LN2_LO
+    kf = np.floor(fma(x, _INV_LN2, 0.5))  # a float: math.floor returns an int64 (see _f64_pow2)
+    r = fma(-kf, _LN2_LO, fma(-kf, _LN2_HI, x))
     s = _f64_pow2(kf)
-    return s + s * _expm1_reduced(r)
+    return fma(s, _expm1_reduced(r), s)
 
 
 @njit(inline="always", **_JIT)
@@ -201,10 +212,10 @@ def _tanh_f64(x):
     y = 2.0 * abs(x)
     if y > 40.0:  # tanh is 1.0 to double precision; a comparison so NaN stays NaN
         y = 40.0
-    kf = np.floor(y * _INV_LN2 + 0.5)
-    r = (y - kf * _LN2_HI) - kf * _LN2_LO
+    kf = np.floor(fma(y, _INV_LN2, 0.5))
+    r = fma(-kf, _LN2_LO, fma(-kf, _LN2_HI, y))
     s = _f64_pow2(kf)
-    e = s * _expm1_reduced(r) + (s - 1.0)
+    e = fma(s, _expm1_reduced(r), s - 1.0)
     return math.copysign(e / (e + 2.0), x)
 
 
@@ -212,21 +223,21 @@ def _tanh_f64(x):
 def _expm1_reduced_f32(r):
     """expm1(r) for |r| <= ln(2)/2, float32: Taylor series to r**7 (truncation < 2e-8 relative)."""
     q = _C7_F
-    q = _C6_F + r * q
-    q = _C5_F + r * q
-    q = _C4_F + r * q
-    q = _C3_F + r * q
-    q = _HALF_F + r * q
-    return r + (r * r) * q
+    q = fma(r, q, _C6_F)
+    q = fma(r, q, _C5_F)
+    q = fma(r, q, _C4_F)
+    q = fma(r, q, _C3_F)
+    q = fma(r, q, _HALF_F)
+    return fma(r * r, q, r)
 
 
 @njit(inline="always", **_JIT)
 def _exp_nonpos_f32(x):
     """exp(x) in float32 for _EXP_MIN_F <= x <= 0, NaN for NaN; branch-free."""
-    kf = np.floor(x * _INV_LN2_F + _HALF_F)
-    r = (x - kf * _LN2_HI_F) - kf * _LN2_LO_F
+    kf = np.floor(fma(x, _INV_LN2_F, _HALF_F))
+    r = fma(-kf, _LN2_LO_F, fma(-kf, _LN2_HI_F, x))
     s = _f32_pow2(kf)
-    return s + s * _expm1_reduced_f32(r)
+    return fma(s, _expm1_reduced_f32(r), s)
 
 
 @njit(inline="always", **_JIT)
@@ -235,10 +246,10 @@ def _tanh_f32(x):
     y = _TWO_F * abs(x)
     if y > _TANH_CLAMP_F:
         y = _TANH_CLAMP_F
-    kf = np.floor(y * _INV_LN2_F + _HALF_F)
-    r = (y - kf * _LN2_HI_F) - kf * _LN2_LO_F
+    kf = np.floor(fma(y, _INV_LN2_F, _HALF_F))
+    r = fma(-kf, _LN2_LO_F, fma(-kf, _LN2_HI_F, y))
     s = _f32_pow2(kf)
-    e = s * _expm1_reduced_f32(r) + (s - _ONE_F)
+    e = fma(s, _expm1_reduced_f32(r), s - _ONE_F)
     return math.copysign(e / (e + _TWO_F), x)
 
 
@@ -257,7 +268,7 @@ def _exp_min(like):
     raise NotImplementedError("jit-only helper")
 
 
-@overload(_tanh, inline="always", jit_options=dict(fastmath={"reassoc", "contract"}))
+@overload(_tanh, inline="always")
 def _tanh_overload(x):
     if x == types.float64:
         return lambda x: _tanh_f64(x)
@@ -266,7 +277,7 @@ def _tanh_overload(x):
     return None
 
 
-@overload(_exp_nonpos, inline="always", jit_options=dict(fastmath={"reassoc", "contract"}))
+@overload(_exp_nonpos, inline="always")
 def _exp_nonpos_overload(x):
     if x == types.float64:
         return lambda x: _exp_nonpos_f64(x)
@@ -285,32 +296,113 @@ def _exp_min_overload(like):
 
 
 @njit(inline="always", **_JIT)
+def _dot(x, y, n):
+    """sum over j < n of x[j] y[j] in an order fixed here, not by the CPU (see :mod:`._lanes`).
+
+    ``x`` and ``y`` are contiguous rows. Eight partial sums: element j of the first n - n % 8
+    goes to lane j % 8; the lanes are added by :func:`._lanes.lanes_sum`'s tree, and the last
+    n % 8 elements one by one after that.
+    """
+    L = lane_count(x)
+    nL = n - n % L
+    a = zero_lanes(x)
+    for j in range(0, nL, L):
+        a = lanes_fma(load_lanes(x, j), load_lanes(y, j), a)
+    total = lanes_sum(a)
+    for j in range(nL, n):
+        total = fma(x[j], y[j], total)
+    return total
+
+
+@njit(inline="always", **_JIT)
+def _dots4(x, y0, y1, y2, y3, n):
+    """:func:`_dot` of ``x`` with four rows at once (each load of ``x`` serves four), in the
+    same order as :func:`_dot`, so either gives the same bits."""
+    L = lane_count(x)
+    nL = n - n % L
+    a0 = zero_lanes(x)
+    a1 = zero_lanes(x)
+    a2 = zero_lanes(x)
+    a3 = zero_lanes(x)
+    for j in range(0, nL, L):
+        xv = load_lanes(x, j)
+        a0 = lanes_fma(xv, load_lanes(y0, j), a0)
+        a1 = lanes_fma(xv, load_lanes(y1, j), a1)
+        a2 = lanes_fma(xv, load_lanes(y2, j), a2)
+        a3 = lanes_fma(xv, load_lanes(y3, j), a3)
+    s0 = lanes_sum(a0)
+    s1 = lanes_sum(a1)
+    s2 = lanes_sum(a2)
+    s3 = lanes_sum(a3)
+    for j in range(nL, n):
+        xj = x[j]
+        s0 = fma(xj, y0[j], s0)
+        s1 = fma(xj, y1[j], s1)
+        s2 = fma(xj, y2[j], s2)
+        s3 = fma(xj, y3[j], s3)
+    return s0, s1, s2, s3
+
+
+@njit(inline="always", **_JIT)
+def _dots8(x, y0, y1, y2, y3, y4, y5, y6, y7, n):
+    """:func:`_dot` of ``x`` with eight rows at once, in :func:`_dot`'s order: in float32 a lane
+    vector is one AVX2 register, and four would leave the FMA units waiting on their latency."""
+    L = lane_count(x)
+    nL = n - n % L
+    a0 = zero_lanes(x)
+    a1 = zero_lanes(x)
+    a2 = zero_lanes(x)
+    a3 = zero_lanes(x)
+    a4 = zero_lanes(x)
+    a5 = zero_lanes(x)
+    a6 = zero_lanes(x)
+    a7 = zero_lanes(x)
+    for j in range(0, nL, L):
+        xv = load_lanes(x, j)
+        a0 = lanes_fma(xv, load_lanes(y0, j), a0)
+        a1 = lanes_fma(xv, load_lanes(y1, j), a1)
+        a2 = lanes_fma(xv, load_lanes(y2, j), a2)
+        a3 = lanes_fma(xv, load_lanes(y3, j), a3)
+        a4 = lanes_fma(xv, load_lanes(y4, j), a4)
+        a5 = lanes_fma(xv, load_lanes(y5, j), a5)
+        a6 = lanes_fma(xv, load_lanes(y6, j), a6)
+        a7 = lanes_fma(xv, load_lanes(y7, j), a7)
+    s0 = lanes_sum(a0)
+    s1 = lanes_sum(a1)
+    s2 = lanes_sum(a2)
+    s3 = lanes_sum(a3)
+    s4 = lanes_sum(a4)
+    s5 = lanes_sum(a5)
+    s6 = lanes_sum(a6)
+    s7 = lanes_sum(a7)
+    for j in range(nL, n):
+        xj = x[j]
+        s0 = fma(xj, y0[j], s0)
+        s1 = fma(xj, y1[j], s1)
+        s2 = fma(xj, y2[j], s2)
+        s3 = fma(xj, y3[j], s3)
+        s4 = fma(xj, y4[j], s4)
+        s5 = fma(xj, y5[j], s5)
+        s6 = fma(xj, y6[j], s6)
+        s7 = fma(xj, y7[j], s7)
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(inline="always", **_JIT)
 def _recurrence_rows4(Wxh, Whh, bh, hs, t, x, first):
     """Rows ``first:`` of hs[t + 1] = Wxh[:, x] + Whh hs[t] + bh (before tanh): 4 rows of Whh
-    share each load of h, then the remaining rows one by one."""
+    share each load of hs[t], then the remaining rows one by one."""
     H = Whh.shape[0]
     H4 = H - (H - first) % 4
-    zero = _typed(hs, 0.0)
+    h = hs[t]
     for i in range(first, H4, 4):
-        a0 = zero
-        a1 = zero
-        a2 = zero
-        a3 = zero
-        for j in range(H):
-            hj = hs[t, j]
-            a0 += Whh[i, j] * hj
-            a1 += Whh[i + 1, j] * hj
-            a2 += Whh[i + 2, j] * hj
-            a3 += Whh[i + 3, j] * hj
-        hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
-        hs[t + 1, i + 1] = Wxh[i + 1, x] + a1 + bh[i + 1]
-        hs[t + 1, i + 2] = Wxh[i + 2, x] + a2 + bh[i + 2]
-        hs[t + 1, i + 3] = Wxh[i + 3, x] + a3 + bh[i + 3]
+        a0, a1, a2, a3 = _dots4(h, Whh[i], Whh[i + 1], Whh[i + 2], Whh[i + 3], H)
+        hs[t + 1, i] = (Wxh[i, x] + a0) + bh[i]
+        hs[t + 1, i + 1] = (Wxh[i + 1, x] + a1) + bh[i + 1]
+        hs[t + 1, i + 2] = (Wxh[i + 2, x] + a2) + bh[i + 2]
+        hs[t + 1, i + 3] = (Wxh[i + 3, x] + a3) + bh[i + 3]
     for i in range(H4, H):
-        a0 = zero
-        for j in range(H):
-            a0 += Whh[i, j] * hs[t, j]
-        hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
+        hs[t + 1, i] = (Wxh[i, x] + _dot(h, Whh[i], H)) + bh[i]
 
 
 @njit(inline="always", **_JIT)
@@ -321,38 +413,22 @@ def _recurrence_f64(Wxh, Whh, bh, hs, t, x):
 
 @njit(inline="always", **_JIT)
 def _recurrence_f32(Wxh, Whh, bh, hs, t, x):
-    """hs[t + 1] before tanh, 8 rows per pass (16-lane registers make the per-row horizontal
-    reduction count), then 4."""
+    """hs[t + 1] before tanh, 8 rows per pass (see :func:`_dots8`), then 4. Every element has
+    :func:`_dot`'s order, so the grouping of rows does not change a bit."""
     H = Whh.shape[0]
     H8 = H - H % 8
-    zero = _typed(hs, 0.0)
+    h = hs[t]
     for i in range(0, H8, 8):
-        a0 = zero
-        a1 = zero
-        a2 = zero
-        a3 = zero
-        a4 = zero
-        a5 = zero
-        a6 = zero
-        a7 = zero
-        for j in range(H):
-            hj = hs[t, j]
-            a0 += Whh[i, j] * hj
-            a1 += Whh[i + 1, j] * hj
-            a2 += Whh[i + 2, j] * hj
-            a3 += Whh[i + 3, j] * hj
-            a4 += Whh[i + 4, j] * hj
-            a5 += Whh[i + 5, j] * hj
-            a6 += Whh[i + 6, j] * hj
-            a7 += Whh[i + 7, j] * hj
-        hs[t + 1, i] = Wxh[i, x] + a0 + bh[i]
-        hs[t + 1, i + 1] = Wxh[i + 1, x] + a1 + bh[i + 1]
-        hs[t + 1, i + 2] = Wxh[i + 2, x] + a2 + bh[i + 2]
-        hs[t + 1, i + 3] = Wxh[i + 3, x] + a3 + bh[i + 3]
-        hs[t + 1, i + 4] = Wxh[i + 4, x] + a4 + bh[i + 4]
-        hs[t + 1, i + 5] = Wxh[i + 5, x] + a5 + bh[i + 5]
-        hs[t + 1, i + 6] = Wxh[i + 6, x] + a6 + bh[i + 6]
-        hs[t + 1, i + 7] = Wxh[i + 7, x] + a7 + bh[i + 7]
+        a0, a1, a2, a3, a4, a5, a6, a7 = _dots8(h, Whh[i], Whh[i + 1], Whh[i + 2], Whh[i + 3],
+                                                Whh[i + 4], Whh[i + 5], Whh[i + 6], Whh[i + 7], H)
+        hs[t + 1, i] = (Wxh[i, x] + a0) + bh[i]
+        hs[t + 1, i + 1] = (Wxh[i + 1, x] + a1) + bh[i + 1]
+        hs[t + 1, i + 2] = (Wxh[i + 2, x] + a2) + bh[i + 2]
+        hs[t + 1, i + 3] = (Wxh[i + 3, x] + a3) + bh[i + 3]
+        hs[t + 1, i + 4] = (Wxh[i + 4, x] + a4) + bh[i + 4]
+        hs[t + 1, i + 5] = (Wxh[i + 5, x] + a5) + bh[i + 5]
+        hs[t + 1, i + 6] = (Wxh[i + 6, x] + a6) + bh[i + 6]
+        hs[t + 1, i + 7] = (Wxh[i + 7, x] + a7) + bh[i + 7]
     _recurrence_rows4(Wxh, Whh, bh, hs, t, x, H8)
 
 
@@ -361,7 +437,7 @@ def _recurrence(Wxh, Whh, bh, hs, t, x):
     raise NotImplementedError("jit-only helper")
 
 
-@overload(_recurrence, inline="always", jit_options=dict(fastmath={"reassoc", "contract"}))
+@overload(_recurrence, inline="always")
 def _recurrence_overload(Wxh, Whh, bh, hs, t, x):
     if hs.dtype == types.float64:
         return lambda Wxh, Whh, bh, hs, t, x: _recurrence_f64(Wxh, Whh, bh, hs, t, x)
@@ -371,39 +447,9 @@ def _recurrence_overload(Wxh, Whh, bh, hs, t, x):
 
 
 @njit(inline="always", **_JIT)
-def _outputs_f64(Why, by, hs, S, probs):
-    """probs[t] = Why hs[t + 1] + by (logits) for all t: 4 time steps per pass over a Why row."""
-    H = Why.shape[1]
-    V = Why.shape[0]
-    S4 = S - S % 4
-    zero = _typed(hs, 0.0)
-    for v in range(V):
-        b = by[v]
-        for t in range(0, S4, 4):
-            a0 = zero
-            a1 = zero
-            a2 = zero
-            a3 = zero
-            for j in range(H):
-                w = Why[v, j]
-                a0 += w * hs[t + 1, j]
-                a1 += w * hs[t + 2, j]
-                a2 += w * hs[t + 3, j]
-                a3 += w * hs[t + 4, j]
-            probs[t, v] = a0 + b
-            probs[t + 1, v] = a1 + b
-            probs[t + 2, v] = a2 + b
-            probs[t + 3, v] = a3 + b
-        for t in range(S4, S):
-            a0 = zero
-            for j in range(H):
-                a0 += Why[v, j] * hs[t + 1, j]
-            probs[t, v] = a0 + b
-
-
-@njit(inline="always", **_JIT)
 def _outputs_f32(Why, by, hs, S, probs):
-    """As :func:`_outputs_f64`, reduction-free: probs[t, :] += hs[t + 1, j] * Why^T[j, :].
+    """The logits of all S steps, reduction-free: probs[t, :] += hs[t + 1, j] * Why^T[j, :], in
+    order of j (each element's sum has one order, whatever the vector width).
 
     Why is transposed into a scratch (H, V) buffer first (V*H copies against S*V*H FMAs): in
     float32 the per-(t, v) horizontal reductions and j tails of the row-dot form cost as much
@@ -436,20 +482,48 @@ def _outputs_f32(Why, by, hs, S, probs):
                 w1 = WT[j + 1, v]
                 w2 = WT[j + 2, v]
                 w3 = WT[j + 3, v]
-                probs[t, v] += h0 * w0 + h1 * w1 + h2 * w2 + h3 * w3
-                probs[u, v] += g0 * w0 + g1 * w1 + g2 * w2 + g3 * w3
+                probs[t, v] = fma(h3, w3, fma(h2, w2, fma(h1, w1, fma(h0, w0, probs[t, v]))))
+                probs[u, v] = fma(g3, w3, fma(g2, w2, fma(g1, w1, fma(g0, w0, probs[u, v]))))
         for j in range(H4, H):
             h0 = hs[u, j]
             g0 = hs[u + 1, j]
             for v in range(V):
-                probs[t, v] += h0 * WT[j, v]
-                probs[u, v] += g0 * WT[j, v]
+                probs[t, v] = fma(h0, WT[j, v], probs[t, v])
+                probs[u, v] = fma(g0, WT[j, v], probs[u, v])
     for t in range(S2, S):
         u = t + 1
         for j in range(H):
             h0 = hs[u, j]
             for v in range(V):
-                probs[t, v] += h0 * WT[j, v]
+                probs[t, v] = fma(h0, WT[j, v], probs[t, v])
+
+
+#: Below this hidden size the float64 logits are formed like the float32 ones
+#: (:func:`_outputs_f32`): dot products of so few elements are mostly tails and lane sums.
+_OUTPUTS_DOT_MIN_HIDDEN = 64
+
+
+@njit(inline="always", **_JIT)
+def _outputs_f64(Why, by, hs, S, probs):
+    """probs[t] = Why hs[t + 1] + by (logits) for all t: 4 time steps per pass over a Why row
+    (from :data:`_OUTPUTS_DOT_MIN_HIDDEN` on; a rule on H alone, so every CPU takes the same)."""
+    H = Why.shape[1]
+    V = Why.shape[0]
+    if H < _OUTPUTS_DOT_MIN_HIDDEN:
+        _outputs_f32(Why, by, hs, S, probs)
+        return
+    S4 = S - S % 4
+    for v in range(V):
+        w = Why[v]
+        b = by[v]
+        for t in range(0, S4, 4):
+            a0, a1, a2, a3 = _dots4(w, hs[t + 1], hs[t + 2], hs[t + 3], hs[t + 4], H)
+            probs[t, v] = a0 + b
+            probs[t + 1, v] = a1 + b
+            probs[t + 2, v] = a2 + b
+            probs[t + 3, v] = a3 + b
+        for t in range(S4, S):
+            probs[t, v] = _dot(w, hs[t + 1], H) + b
 
 
 def _outputs(Why, by, hs, S, probs):
@@ -457,7 +531,7 @@ def _outputs(Why, by, hs, S, probs):
     raise NotImplementedError("jit-only helper")
 
 
-@overload(_outputs, inline="always", jit_options=dict(fastmath={"reassoc", "contract"}))
+@overload(_outputs, inline="always")
 def _outputs_overload(Why, by, hs, S, probs):
     if hs.dtype == types.float64:
         return lambda Why, by, hs, S, probs: _outputs_f64(Why, by, hs, S, probs)
@@ -500,10 +574,23 @@ def _hidden_states(Wxh, Whh, bh, data, start, S, hprev, hs):
 
 
 @njit(inline="always", **_JIT)
+def _sum(x, n):
+    """x[0] + ... + x[n - 1] with :func:`_dot`'s lanes, tree and tail."""
+    L = lane_count(x)
+    nL = n - n % L
+    a = zero_lanes(x)
+    for j in range(0, nL, L):
+        a = lanes_add(a, load_lanes(x, j))
+    total = lanes_sum(a)
+    for j in range(nL, n):
+        total += x[j]
+    return total
+
+
+@njit(inline="always", **_JIT)
 def _softmax_loss(Why, by, data, start, S, hs, probs, ex):
     """Outputs y_t = Why h_t + by for all t at once, their softmax into ``probs``, and the loss."""
     V = Why.shape[0]
-    zero = _typed(hs, 0.0)
     one = _typed(hs, 1.0)
     exp_min = _exp_min(hs)
     _outputs(Why, by, hs, S, probs)
@@ -515,20 +602,15 @@ def _softmax_loss(Why, by, data, start, S, hs, probs, ex):
             if probs[t, v] > y_max:
                 y_max = probs[t, v]
         y_target = probs[t, target]
-        total = zero
         tiny = False
         for v in range(V):
             d = probs[t, v] - y_max
             tiny |= d < exp_min
-            e = _exp_nonpos(d)
-            ex[v] = e
-            total += e
+            ex[v] = _exp_nonpos(d)
         if tiny:  # some probability below 1e-307 (1e-38 in float32), or -inf logits: libm's exp
-            total = zero
             for v in range(V):
-                e = math.exp(probs[t, v] - y_max)
-                ex[v] = e
-                total += e
+                ex[v] = math.exp(probs[t, v] - y_max)
+        total = _sum(ex, V)
         # log-softmax form: finite even where the target's probability underflows to 0
         loss -= np.float64((y_target - y_max) - math.log(total))
         inv_total = one / total
@@ -570,14 +652,14 @@ def _backward(Whh, Why, data, start, S, hs, probs, dhs, dhnext):
                 w1 = Why[v + 1, j]
                 w2 = Why[v + 2, j]
                 w3 = Why[v + 3, j]
-                dhs[t, j] += d0 * w0 + d1 * w1 + d2 * w2 + d3 * w3
-                dhs[u, j] += e0 * w0 + e1 * w1 + e2 * w2 + e3 * w3
+                dhs[t, j] = fma(d3, w3, fma(d2, w2, fma(d1, w1, fma(d0, w0, dhs[t, j]))))
+                dhs[u, j] = fma(e3, w3, fma(e2, w2, fma(e1, w1, fma(e0, w0, dhs[u, j]))))
         for v in range(V4, V):
             d0 = probs[t, v]
             e0 = probs[u, v]
             for j in range(H):
-                dhs[t, j] += d0 * Why[v, j]
-                dhs[u, j] += e0 * Why[v, j]
+                dhs[t, j] = fma(d0, Why[v, j], dhs[t, j])
+                dhs[u, j] = fma(e0, Why[v, j], dhs[u, j])
     for t in range(S2, S):
         for j in range(H):
             dhs[t, j] = zero
@@ -587,17 +669,17 @@ def _backward(Whh, Why, data, start, S, hs, probs, dhs, dhnext):
             d2 = probs[t, v + 2]
             d3 = probs[t, v + 3]
             for j in range(H):
-                dhs[t, j] += d0 * Why[v, j] + d1 * Why[v + 1, j] + d2 * Why[v + 2, j] + d3 * Why[v + 3, j]
+                dhs[t, j] = fma(d3, Why[v + 3, j], fma(d2, Why[v + 2, j], fma(d1, Why[v + 1, j], fma(d0, Why[v, j], dhs[t, j]))))
         for v in range(V4, V):
             d0 = probs[t, v]
             for j in range(H):
-                dhs[t, j] += d0 * Why[v, j]
+                dhs[t, j] = fma(d0, Why[v, j], dhs[t, j])
     for j in range(H):
         dhnext[j] = zero
     for t in range(S - 1, -1, -1):
         for j in range(H):
             h = hs[t + 1, j]
-            dhs[t, j] = (one - h * h) * (dhs[t, j] + dhnext[j])
+            dhs[t, j] = fma(-h, h, one) * (dhs[t, j] + dhnext[j])
         if t == 0:
             break
         for j in range(H):
@@ -608,11 +690,11 @@ def _backward(Whh, Why, data, start, S, hs, probs, dhs, dhnext):
             g2 = dhs[t, i + 2]
             g3 = dhs[t, i + 3]
             for j in range(H):
-                dhnext[j] += g0 * Whh[i, j] + g1 * Whh[i + 1, j] + g2 * Whh[i + 2, j] + g3 * Whh[i + 3, j]
+                dhnext[j] = fma(g3, Whh[i + 3, j], fma(g2, Whh[i + 2, j], fma(g1, Whh[i + 1, j], fma(g0, Whh[i, j], dhnext[j]))))
         for i in range(H4, H):
             g0 = dhs[t, i]
             for j in range(H):
-                dhnext[j] += g0 * Whh[i, j]
+                dhnext[j] = fma(g0, Whh[i, j], dhnext[j])
 
 
 @njit(**_JIT)
@@ -643,8 +725,8 @@ def _outer(A, B, boff, S, out):
                 b1 = B[boff + 1, j]
                 b2 = B[boff + 2, j]
                 b3 = B[boff + 3, j]
-                out[c, j] = g0 * b0 + g1 * b1 + g2 * b2 + g3 * b3
-                out[d, j] = f0 * b0 + f1 * b1 + f2 * b2 + f3 * b3
+                out[c, j] = fma(g3, b3, fma(g2, b2, fma(g1, b1, g0 * b0)))
+                out[d, j] = fma(f3, b3, fma(f2, b2, fma(f1, b1, f0 * b0)))
             for t in range(4, S4, 4):
                 g0 = A[t, c]
                 g1 = A[t + 1, c]
@@ -660,8 +742,8 @@ def _outer(A, B, boff, S, out):
                     b1 = B[b + 1, j]
                     b2 = B[b + 2, j]
                     b3 = B[b + 3, j]
-                    out[c, j] += g0 * b0 + g1 * b1 + g2 * b2 + g3 * b3
-                    out[d, j] += f0 * b0 + f1 * b1 + f2 * b2 + f3 * b3
+                    out[c, j] = fma(g3, b3, fma(g2, b2, fma(g1, b1, fma(g0, b0, out[c, j]))))
+                    out[d, j] = fma(f3, b3, fma(f2, b2, fma(f1, b1, fma(f0, b0, out[d, j]))))
             t0 = S4
         else:
             g0 = A[0, c]
@@ -675,8 +757,8 @@ def _outer(A, B, boff, S, out):
             f0 = A[t, d]
             b = boff + t
             for j in range(n):
-                out[c, j] += g0 * B[b, j]
-                out[d, j] += f0 * B[b, j]
+                out[c, j] = fma(g0, B[b, j], out[c, j])
+                out[d, j] = fma(f0, B[b, j], out[d, j])
     for c in range(R2, R):
         if S4 == 0:
             g0 = A[0, c]
@@ -689,7 +771,7 @@ def _outer(A, B, boff, S, out):
             g2 = A[2, c]
             g3 = A[3, c]
             for j in range(n):
-                out[c, j] = g0 * B[boff, j] + g1 * B[boff + 1, j] + g2 * B[boff + 2, j] + g3 * B[boff + 3, j]
+                out[c, j] = fma(g3, B[boff + 3, j], fma(g2, B[boff + 2, j], fma(g1, B[boff + 1, j], g0 * B[boff, j])))
             for t in range(4, S4, 4):
                 g0 = A[t, c]
                 g1 = A[t + 1, c]
@@ -697,13 +779,13 @@ def _outer(A, B, boff, S, out):
                 g3 = A[t + 3, c]
                 b = boff + t
                 for j in range(n):
-                    out[c, j] += g0 * B[b, j] + g1 * B[b + 1, j] + g2 * B[b + 2, j] + g3 * B[b + 3, j]
+                    out[c, j] = fma(g3, B[b + 3, j], fma(g2, B[b + 2, j], fma(g1, B[b + 1, j], fma(g0, B[b, j], out[c, j]))))
             t0 = S4
         for t in range(t0, S):
             g0 = A[t, c]
             b = boff + t
             for j in range(n):
-                out[c, j] += g0 * B[b, j]
+                out[c, j] = fma(g0, B[b, j], out[c, j])
 
 
 @njit(**_JIT)
@@ -718,7 +800,7 @@ def _adagrad(params, memory, g, lr):
             d = clip
         elif d < -clip:
             d = -clip
-        m = memory[j] + d * d
+        m = fma(d, d, memory[j])
         memory[j] = m
         params[j] -= lr * d / math.sqrt(m + eps)
 
