@@ -939,7 +939,7 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
                                  param_hint="--backends")
     compiled = [name for name in names if name in COMPILED_BACKENDS]
     if roofline and not compiled:
-        raise click.BadParameter(f"--roofline measures the compiled backends: name {' or '.join(COMPILED_BACKENDS)}",
+        raise click.BadParameter("--roofline measures the compiled backends: name numba or cython",
                                  param_hint="--backends")
     if phases and "numba" not in names:
         raise click.BadParameter("--phases times the numba kernel's phases: include numba", param_hint="--backends")
@@ -976,7 +976,7 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
         click.echo(bench.ceilings_markdown([run.ceilings for run in runs]))
         click.echo("")
     click.echo("Training steps, single thread; % of roofline = lower bound per step / measured time "
-               "(model in fastrnn/bench/roofline.py):\n")
+               "(model in fastrnn/bench.py):\n")
     click.echo(bench.rates_markdown(runs))
     if roofline:
         click.echo("\nTime per training step against its lower bound, and the resource that sets the bound:\n")
@@ -989,7 +989,7 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
     if phases:
         click.echo("\nWhere a training step of the numba kernel goes, single thread: each phase repeated alone (its "
                    "data warm in cache), against its own bound; the sum of the phases' bounds is a kernel that runs "
-                   "each at its ceiling, one after the other (model in fastrnn/bench/phases.py, phase_models):\n")
+                   "each at its ceiling, one after the other (model in fastrnn/bench.py, phase_models):\n")
         click.echo(bench.phases_markdown([run.phases for run in runs]))
 
 
