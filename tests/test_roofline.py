@@ -347,3 +347,14 @@ def test_cli_bench_needs_a_backend(names):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "name at least one backend" in lines[0]
+
+
+def test_tuning_step_profile_times_the_objectives_batches(small_corpus):
+    """``fastrnn bench --executor dask``'s last table: the profile wraps the executor's run, which
+    the held-out objective calls with ``heldout=`` (the wrapper once refused it)."""
+    from fastrnn.bench.dask_comparison import tuning_step_profile
+    from fastrnn.executors import ThreadExecutor
+
+    profile = tuning_step_profile(small_corpus, ThreadExecutor(1), beta=1, alpha=2, steps=1)
+    assert profile["runs_per_step"] > 0 and 0 < profile["batch"] <= profile["step"]
+    assert profile["serial_share"] == pytest.approx(1 - profile["batch"] / profile["step"])

@@ -104,10 +104,10 @@ def tuning_step_profile(corpus: Corpus, executor, beta: int = 8, alpha: int = 10
     in_batches = [0.0]
     original = inner.run
 
-    def timed_run(backend, data, specs):
+    def timed_run(backend, data, specs, **options):  # options: heldout=, as the objective passes it
         started = time.perf_counter()
         try:
-            return original(backend, data, specs)
+            return original(backend, data, specs, **options)
         finally:
             in_batches[0] += time.perf_counter() - started
 
