@@ -355,6 +355,6 @@ def test_tuning_step_profile_times_the_objectives_batches(small_corpus):
     from fastrnn.bench.dask_comparison import tuning_step_profile
     from fastrnn.executors import ThreadExecutor
 
-    profile = tuning_step_profile(small_corpus, ThreadExecutor(1), beta=1, alpha=2, steps=1)
+    profile = tuning_step_profile(small_corpus, ThreadExecutor(1), beta=1, alpha=2, steps=3)
     assert profile["runs_per_step"] > 0 and 0 < profile["batch"] <= profile["step"]
     assert profile["serial_share"] == pytest.approx(1 - profile["batch"] / profile["step"])
