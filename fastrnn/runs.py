@@ -3,7 +3,8 @@ back as (:class:`RunOutcome`), the thread plumbing that computes a batch of runs
 (:func:`run_shared`, :func:`check_threads`), and the error an executor raises when it cannot.
 
 :mod:`fastrnn.backends` and :mod:`fastrnn.executors` (and the dask executor) import this module;
-it imports no other module of the package, so none of them imports another that imports it back.
+it imports no other module of the package (only fastrnn.model, for type checking), so none of them
+imports another that imports it back.
 """
 
 from __future__ import annotations
