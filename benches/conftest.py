@@ -23,14 +23,14 @@ def corpus():
 @pytest.fixture(scope="session")
 def roofline_ceilings():
     """This machine's ceilings, measured once per session (``fastrnn bench --roofline`` takes more rounds)."""
-    from fastrnn.bench import measure_ceilings
+    from fastrnn.bench.ceilings import measure_ceilings
 
     return measure_ceilings(min_seconds=0.02, rounds=3)
 
 
 def record_roofline(benchmark, corpus, ceilings, hidden, seq_length, dtype, steps):
     """Attach the roofline bound of ``steps`` training steps, for the closing summary's percentages."""
-    from fastrnn.bench import step_bound
+    from fastrnn.bench.roofline import step_bound
 
     seconds, by, _ = step_bound(corpus, ceilings, hidden, seq_length, dtype)
     benchmark.extra_info["roofline_s"] = steps * seconds
@@ -60,7 +60,7 @@ def pytest_terminal_summary(terminalreporter, config):
         if not bench.has_error and "scoring_share" in info:
             rows.append(f"  {bench.group:40} {info['contender']:16} scoring {1e3 * info['scoring_s']:8.1f} ms = "
                         f"{100 * info['scoring_share']:4.1f}% of training ({info['training_s']:.3f} s)")
-    for bench in session.benchmarks:  # share of the roofline bound (fastrnn.bench's model) reached
+    for bench in session.benchmarks:  # share of the roofline bound (fastrnn.bench.roofline's model) reached
         info = bench.extra_info
         if not bench.has_error and bench.stats and "roofline_s" in info:
             rows.append(f"  {bench.group:40} {info['contender']:10} {100 * info['roofline_s'] / bench.stats.median:5.0f}% "

@@ -13,20 +13,20 @@ import time
 
 import pytest
 
-from fastrnn.bench import CONFIGS, IdealTasks
+from fastrnn.backends import BACKEND_NAMES, COMPILED_BACKENDS
+from fastrnn.bench.rates import CONFIGS
+from fastrnn.bench.threads import IdealTasks
 from fastrnn.model import TrainState
 from fastrnn.objective import Objective
 
 from .conftest import backend_or_skip, record_roofline
-
-BACKENDS = ("numpy", "numba", "cython")
 
 
 def _fresh(corpus, hidden, seq_length, dtype="float64"):
     return TrainState.fresh(hidden, seq_length, 0.1, corpus.vocab_size, seed=0, dtype=dtype)
 
 
-@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("backend_name", BACKEND_NAMES)
 @pytest.mark.parametrize("hidden,seq_length", CONFIGS)
 def test_one_step(benchmark, corpus, roofline_ceilings, backend_name, hidden, seq_length):
     backend = backend_or_skip(backend_name)
@@ -38,7 +38,7 @@ def test_one_step(benchmark, corpus, roofline_ceilings, backend_name, hidden, se
     benchmark(backend.train_steps, corpus.data, state, 1)
 
 
-@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("backend_name", BACKEND_NAMES)
 @pytest.mark.parametrize("hidden,seq_length", CONFIGS)
 def test_run_100_steps(benchmark, corpus, backend_name, hidden, seq_length):
     backend = backend_or_skip(backend_name)
@@ -54,7 +54,7 @@ def test_run_100_steps(benchmark, corpus, backend_name, hidden, seq_length):
 
 
 @pytest.mark.parametrize("dtype", ("float64", "float32"))
-@pytest.mark.parametrize("backend_name", ("numba", "cython"))
+@pytest.mark.parametrize("backend_name", COMPILED_BACKENDS)
 @pytest.mark.parametrize("hidden,seq_length", CONFIGS)
 def test_precision_100_steps(benchmark, corpus, roofline_ceilings, backend_name, hidden, seq_length, dtype):
     """float32 against float64 on the same backend: 100 training steps (and their share of the roofline)."""
@@ -72,7 +72,7 @@ def test_precision_100_steps(benchmark, corpus, roofline_ceilings, backend_name,
 
 @pytest.mark.parametrize("threads", (1, 2))
 @pytest.mark.parametrize("beta", (2, 4))
-@pytest.mark.parametrize("backend_name", ("numba", "cython"))
+@pytest.mark.parametrize("backend_name", COMPILED_BACKENDS)
 @pytest.mark.parametrize("hidden,seq_length", CONFIGS)
 def test_objective_threads(benchmark, corpus, backend_name, hidden, seq_length, beta, threads):
     """A full evaluation of F: beta runs of 100 steps at one corner, on a fresh memo each round."""
@@ -100,7 +100,7 @@ _IDEAL_TASKS: dict = {}
 @pytest.mark.parametrize("hidden,seq_length", CONFIGS)
 def test_ideal_tasks_threads(benchmark, corpus, hidden, seq_length, threads):
     """The ceiling for test_objective_threads at beta = 4: four independent compute tasks as long
-    as one numba evaluation's runs together (fastrnn.bench.IdealTasks), on 1 and 2 threads."""
+    as one numba evaluation's runs together (fastrnn.bench.threads.IdealTasks), on 1 and 2 threads."""
     key = (hidden, seq_length)
     if key not in _IDEAL_TASKS:  # one calibration for both thread counts, so their ratio compares like work
         backend_or_skip("numba")

@@ -15,7 +15,7 @@ import itertools
 import pytest
 
 from fastrnn.backends import RunSpec, get_backend
-from fastrnn.bench import EXECUTOR_CONFIGS
+from fastrnn.bench.dask_comparison import EXECUTOR_CONFIGS
 from fastrnn.executors import ThreadExecutor
 from fastrnn.objective import Objective
 

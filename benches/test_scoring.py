@@ -21,7 +21,8 @@ import time
 
 import pytest
 
-from fastrnn.bench import CONFIGS
+from fastrnn.backends import COMPILED_BACKENDS
+from fastrnn.bench.rates import CONFIGS
 from fastrnn.model import TrainState
 
 from .conftest import backend_or_skip
@@ -31,7 +32,7 @@ HELDOUT_CHARS = 20_000
 
 
 @pytest.mark.parametrize("dtype", ("float64", "float32"))
-@pytest.mark.parametrize("backend_name", ("numba", "cython"))
+@pytest.mark.parametrize("backend_name", COMPILED_BACKENDS)
 @pytest.mark.parametrize("hidden,seq_length", CONFIGS)
 def test_scoring_cost(benchmark, corpus, backend_name, hidden, seq_length, dtype):
     backend = backend_or_skip(backend_name)

@@ -47,8 +47,8 @@ from dask.base import tokenize
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, wait
 
 from .backends import RunSpec, get_backend
-from .executors import ExecutorError, RunOutcome, default_threads
 from .model import parameter_count
+from .runs import ExecutorError, RunOutcome, default_threads
 
 #: Training time a task aims for when there is more work than workers: tasks of this size keep
 #: the cost of scheduling them (below) under a tenth of the work.

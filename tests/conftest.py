@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from fastrnn.backends import COMPILED_BACKENDS, BackendUnavailable, get_backend
+from fastrnn.backends import BACKEND_NAMES, COMPILED_BACKENDS, get_backend
 from fastrnn.corpus import Corpus
 
-from helpers import synthetic_text, word_text
+from helpers import backend_params, synthetic_text, word_text
 
 
 @pytest.fixture(scope="session")
@@ -51,18 +51,15 @@ def poison_new_runs(monkeypatch):
     return poison
 
 
-def _compiled(name):
-    """A compiled backend's name, skipped only where it is not built (CI requires that it is)."""
-    try:
-        get_backend(name)
-    except BackendUnavailable as exc:
-        return pytest.param(name, marks=pytest.mark.skip(reason=str(exc)))
-    return name
-
-
-@pytest.fixture(params=[_compiled(name) for name in COMPILED_BACKENDS])
+@pytest.fixture(params=backend_params(COMPILED_BACKENDS))
 def backend(request):
-    """Each compiled backend in turn."""
+    """Each compiled backend of the registry in turn (skipped, with the reason, where not built)."""
+    return get_backend(request.param)
+
+
+@pytest.fixture(params=backend_params(BACKEND_NAMES))
+def any_backend(request):
+    """Each backend of the registry in turn, the numpy reference included (skipped where not built)."""
     return get_backend(request.param)
 
 

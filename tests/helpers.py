@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
+from fastrnn.backends import BackendUnavailable, get_backend
 from fastrnn.model import TrainState
 
 #: (hidden size, sequence length) of the kernel comparisons: the benchmarks' configurations.
@@ -127,3 +129,28 @@ def methods_available():
     from fastrnn.optimize import METHODS
 
     return [m for m in METHODS if m != "tpe" or importlib.util.find_spec("optuna") is not None]
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why the registered backend ``name`` is not built here, or None when it is."""
+    try:
+        get_backend(name)
+    except BackendUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def backend_params(names) -> list:
+    """``names`` (from the registry: ``BACKEND_NAMES``, ``COMPILED_BACKENDS``) as pytest parameters,
+    each one that is not built here skipped with the reason (CI requires them built:
+    ``FASTRNN_REQUIRE_BACKENDS``, tests/test_backends.py)."""
+    params = []
+    for name in names:
+        reason = unavailable_reason(name)
+        params.append(name if reason is None else pytest.param(name, marks=pytest.mark.skip(reason=reason)))
+    return params
+
+
+def available_backends(names) -> list[str]:
+    """Those of ``names`` that are built here."""
+    return [name for name in names if unavailable_reason(name) is None]

@@ -11,8 +11,9 @@ import pytest
 
 from fastrnn.backends import RunSpec
 from fastrnn.corpus import Corpus
-from fastrnn.executors import RunOutcome, ThreadExecutor, make_executor, run_shared
+from fastrnn.executors import ThreadExecutor, make_executor
 from fastrnn.objective import Objective
+from fastrnn.runs import RunOutcome, run_shared
 
 
 def test_outcomes_come_back_in_spec_order_and_equal_single_runs(backend, small_corpus):

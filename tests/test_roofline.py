@@ -12,6 +12,12 @@ from click.testing import CliRunner
 from fastrnn.cli.main import cli
 
 from fastrnn import bench
+from fastrnn.backends import COMPILED_BACKENDS
+from fastrnn.bench import ceilings as ceilings_module
+from fastrnn.bench import phases as phases_module
+from fastrnn.bench import report
+
+from helpers import available_backends
 
 
 def test_step_model_counts_at_20_5_float64():
@@ -105,12 +111,12 @@ def test_cache_sizes_fall_back_to_sysconf(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text,size", [("32K", 32768), ("512K\n", 524288), ("2M", 2 << 20), ("1G", 1 << 30),
                                        ("4096", 4096)])
 def test_parse_size(text, size):
-    assert bench._parse_size(text) == size
+    assert ceilings_module._parse_size(text) == size
 
 
 def test_parse_size_refuses_garbage():
     with pytest.raises(ValueError, match="cache size"):
-        bench._parse_size("lots")
+        ceilings_module._parse_size("lots")
 
 
 def test_mean_distinct_counts_the_sequences_training_reads():
@@ -130,7 +136,7 @@ def test_report_structure_with_tiny_settings(small_corpus):
     assert [(r.hidden, r.seq_length, r.dtype) for r in rows] == [
         (h, s, d) for h, s in ((4, 3), (8, 2)) for d in ("float64", "float32")]
     for row in rows:
-        assert set(row.measured) == {"numba", "cython"}
+        assert set(row.measured) == set(available_backends(COMPILED_BACKENDS))
         assert row.bound_by in row.resources and row.bound_seconds == max(row.resources.values())
         assert row.percent("numba") == pytest.approx(100 * row.bound_seconds / row.measured["numba"])
     table = bench.roofline_markdown(rows).splitlines()
@@ -208,11 +214,14 @@ def test_ideal_tasks_compute_every_row_on_any_thread_count():
 
 
 def _small_bench(monkeypatch):
+    """One tiny config and quick ceilings, for the command line (which checks the corpus against
+    ``bench.CONFIGS``) and for :func:`fastrnn.bench.report.bench_run`."""
     real = bench.measure_ceilings
-    monkeypatch.setattr(bench, "CONFIGS", ((4, 3),))
-    monkeypatch.setattr(bench, "measure_ceilings", lambda rounds: real(caches=[(1, 4096)], gemm_n=16,
-                                                                       min_seconds=0.001, rounds=rounds,
-                                                                       memory_bytes=1 << 15))
+    for module in (bench, report):
+        monkeypatch.setattr(module, "CONFIGS", ((4, 3),))
+    monkeypatch.setattr(report, "measure_ceilings", lambda rounds: real(caches=[(1, 4096)], gemm_n=16,
+                                                                        min_seconds=0.001, rounds=rounds,
+                                                                        memory_bytes=1 << 15))
 
 
 def test_cli_repeat_prints_ranges_of_every_table(monkeypatch, small_corpus, tmp_path):
@@ -266,11 +275,11 @@ def test_phase_harness_runs_the_kernels_arithmetic(small_corpus):
                np.zeros(H, ft), G, np.zeros(V, np.bool_), np.zeros(H, ft), np.zeros(H, ft), np.zeros(H, ft),
                np.zeros(V, ft))
     params, memory = state.params.copy(), state.memory.copy()
-    got = bench._phase_kernel()(params, memory, H, V, S, small_corpus.data, -1, 1, *buffers)
+    got = phases_module.phase_kernel()(params, memory, H, V, S, small_corpus.data, -1, 1, *buffers)
     assert got == loss
     np.testing.assert_array_equal(G, grads[H * V:])
     for phase in range(len(bench.PHASES)):  # every phase runs, and only the update phases move weights
-        bench._phase_kernel()(params, memory, H, V, S, small_corpus.data, phase, 2, *buffers)
+        phases_module.phase_kernel()(params, memory, H, V, S, small_corpus.data, phase, 2, *buffers)
     assert np.isfinite(params).all() and not np.array_equal(params, state.params)
 
 
@@ -305,7 +314,7 @@ def test_cli_phases_prints_the_phase_table(monkeypatch, small_corpus, tmp_path):
     path.write_text(small_corpus.text, encoding="utf-8")
     _small_bench(monkeypatch)
     real = bench.step_phases
-    monkeypatch.setattr(bench, "step_phases", lambda *args: real(*args, min_seconds=0.001))
+    monkeypatch.setattr(report, "step_phases", lambda *args: real(*args, min_seconds=0.001))
     result = CliRunner().invoke(cli, ["bench", "--phases", "--rounds", "1", "--alpha", "2", "--corpus", str(path),
                                       "--backends", "numba", "--dtypes", "float64", "--quiet"], prog_name="fastrnn")
     assert result.exit_code == 0, result.output
@@ -338,3 +347,14 @@ def test_cli_bench_needs_a_backend(names):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "name at least one backend" in lines[0]
+
+
+def test_tuning_step_profile_times_the_objectives_batches(small_corpus):
+    """``fastrnn bench --executor dask``'s last table: the profile wraps the executor's run, which
+    the held-out objective calls with ``heldout=`` (the wrapper once refused it)."""
+    from fastrnn.bench.dask_comparison import tuning_step_profile
+    from fastrnn.executors import ThreadExecutor
+
+    profile = tuning_step_profile(small_corpus, ThreadExecutor(1), beta=1, alpha=2, steps=3)
+    assert profile["runs_per_step"] > 0 and 0 < profile["batch"] <= profile["step"]
+    assert profile["serial_share"] == pytest.approx(1 - profile["batch"] / profile["step"])

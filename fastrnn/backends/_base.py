@@ -1,9 +1,11 @@
 """What every training backend shares: run specs, input validation, write-back, batches of runs.
 
 A backend only calls its kernel (:meth:`Backend._kernel_train_steps`,
-:meth:`Backend._kernel_loss_and_gradients`); this base class checks what goes in and writes
+:meth:`Backend._kernel_loss_and_gradients`, :meth:`Backend._kernel_heldout_loss`); this base class checks what goes in and writes
 what comes out back into the :class:`~fastrnn.model.TrainState`, so every backend validates
-the same way and none repeats the bookkeeping.
+the same way and none repeats the bookkeeping. It imports no concrete backend (the registry in
+:mod:`fastrnn.backends` loads them) and nothing above the backends: what it shares with the
+executors (:class:`~fastrnn.runs.RunOutcome`, :func:`~fastrnn.runs.run_shared`) is in :mod:`fastrnn.runs`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from .. import model
-from ..executors import RunOutcome, check_threads, default_threads, run_shared  # noqa: F401 (re-exported)
 from ..model import (
     BAD_ID_MESSAGE,
     STATUS_BAD_ID,
@@ -23,8 +24,8 @@ from ..model import (
     check_dtype,
     initial_smooth_loss,
     parameter_count,
-    unpack,
 )
+from ..runs import RunOutcome, check_threads, default_threads, run_shared  # noqa: F401 (re-exported)
 
 
 class BackendUnavailable(RuntimeError):
@@ -98,7 +99,8 @@ def longest_first(costs: Sequence[int]) -> list[int]:
 class Backend:
     """One way to run min-char-rnn training steps.
 
-    Subclasses set ``name``, ``dtypes`` and ``releases_gil`` and implement the two kernel hooks.
+    Subclasses set ``name``, ``dtypes`` and ``releases_gil`` and implement the three kernel hooks
+    (training steps, loss and gradients of a window, held-out loss).
     A backend whose kernel releases the GIL trains a batch on a thread pool, one whole run per
     task, so results never depend on the number of threads.
     """
@@ -125,10 +127,8 @@ class Backend:
 
     def _kernel_heldout_loss(self, params, hidden, vocab_size, data) -> float:
         """Summed cross-entropy of reading all of ``data`` from a zero hidden state (forward only;
-        NaN or inf when not finite). The reference's unless a backend has its own kernel."""
-        from .reference import heldout_loss
-
-        return heldout_loss(unpack(params, hidden, vocab_size), data)
+        NaN or inf when not finite)."""
+        raise NotImplementedError
 
     def _kernel_heldout_totals(self, networks: Sequence, data, totals: np.ndarray, threads: int,
                                cancel) -> None:
@@ -200,7 +200,7 @@ class Backend:
         """Train every spec (:meth:`train_fresh`) and, given ``heldout`` text, score each healthy run on it.
 
         This is the unit of work an executor hands out: what comes back is small
-        (:class:`~fastrnn.executors.RunOutcome`), whatever the size of the networks.
+        (:class:`~fastrnn.runs.RunOutcome`), whatever the size of the networks.
         """
         if heldout is not None:
             check_data(heldout, 0)

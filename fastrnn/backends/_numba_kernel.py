@@ -1044,3 +1044,30 @@ def train_batch_parallel(data, H, V, S, lr, steps, params, memory, param_offsets
             result = train_steps(data, H[k], V[k], S[k], lr[k], steps[k], params[a:b], memory[a:b],
                                  hprev[hprev_offsets[k]:hprev_offsets[k] + H[k]], position[k], smooth_loss[k])
             position[k], smooth_loss[k], last_loss[k], steps_done[k], status[k] = result
+
+
+# -- public seam: the phases of a training step, for profiling ---------------------------------------
+# ``fastrnn bench --phases`` (:mod:`fastrnn.bench.phases`) times each phase of :func:`train_steps`
+# alone by calling the kernel's own functions through these names, never the private ones above,
+# so the kernel may rename or restructure its internals as long as these keep their meaning. All
+# are Numba functions, called from compiled code, with the signatures (and array layouts) that
+# :func:`train_steps` uses; their docstrings are the private functions'.
+#: ``(params, H, V) -> (Wxh, Whh, Why, bh, by)``: views of a flat parameter vector.
+views = _views
+#: ``(like, value)``: the Python number ``value`` in the precision of the array ``like``.
+typed = _typed
+#: The forward pass of one window (:data:`hidden_states` then :data:`softmax_loss`): its loss.
+forward = _forward
+# The phases, in the order train_steps runs them in every step:
+#: recurrence: the hidden states of the window (only Whh h feeds the next step).
+hidden_states = _hidden_states
+#: outputs and softmax: Why h_t + by for every t, their softmax and the window's loss.
+softmax_loss = _softmax_loss
+#: backward sweep: dy, Why^T dy and the BPTT recurrence through Whh^T.
+backward = _backward
+#: weight gradients: dWhh, dWhy, dbh and dby into the contiguous gradient buffer.
+weight_gradients = _weight_gradients
+#: Adagrad over [Whh | Why | bh | by] (one vectorised loop; also the update of each Wxh column).
+adagrad = _adagrad
+#: Adagrad on the Wxh columns of the window's characters (or all of Wxh when not ``sparse``).
+wxh_update = _wxh_update

@@ -138,3 +138,6 @@ class NumpyBackend(Backend):
             weights, data[start : start + seq_length], data[start + 1 : start + seq_length + 1], hprev
         )
         return loss, np.concatenate([g.ravel() for g in grads]), h_last
+
+    def _kernel_heldout_loss(self, params, hidden, vocab_size, data):
+        return heldout_loss(unpack(params, hidden, vocab_size), data)
