@@ -1052,6 +1052,9 @@ def train_batch_parallel(data, H, V, S, lr, steps, params, memory, param_offsets
 # so the kernel may rename or restructure its internals as long as these keep their meaning. All
 # are Numba functions, called from compiled code, with the signatures (and array layouts) that
 # :func:`train_steps` uses; their docstrings are the private functions'.
+#: The options every kernel function is compiled with (a harness that inlines the phases uses them
+#: too, so that it computes what the kernel computes).
+JIT_OPTIONS = dict(_JIT)
 #: ``(params, H, V) -> (Wxh, Whh, Why, bh, by)``: views of a flat parameter vector.
 views = _views
 #: ``(like, value)``: the Python number ``value`` in the precision of the array ``like``.

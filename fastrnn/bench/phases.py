@@ -80,7 +80,7 @@ def phase_kernel():
 
     from ..backends import _numba_kernel as K
 
-    @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+    @njit(**K.JIT_OPTIONS)
     def phase_loop(params, memory, H, V, S, data, phase, reps, hprev, hs, probs, ex, dhs, dhnext, G,
                    seen, gc, pc, mc, gV):
         # One phase of train_steps, ``reps`` times on the same window (the work does not depend on
