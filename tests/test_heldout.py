@@ -227,7 +227,10 @@ def test_every_method_resumes_to_the_same_result_and_stops_at_the_budget(corpus,
     assert all(record["counters"]["training_chars"] < budget for record in run.records[:-1])
     for record in run.records:  # the file speaks (h, s, l); z is the search space's point
         assert np.allclose(get_space("log").to_point(record["z"]), record["x"])
-        assert 20 <= record["x"][0] <= 800 and 5 <= record["x"][1] <= 40
+        if method in ("random", "tpe"):  # samplers propose inside the sane box; a gradient step
+            assert 20 <= record["x"][0] <= 800 and 5 <= record["x"][1] <= 40  # may leave it (the penalty)
+        else:
+            assert np.all(np.isfinite(record["x"])) and np.isfinite(record["fun"])
 
 
 def test_samplers_try_whole_sizes(corpus):

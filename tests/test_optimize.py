@@ -125,7 +125,9 @@ def test_gradient_descent_converges_when_it_lands_inside_gtol():
 def test_newton_on_rosenbrock():
     result = minimize(rosen, ROSENBROCK_START, "newton")
     assert result.status == 0
-    assert (result.nit, result.nfev) == (9, 80)
+    # About 9 steps; the exact count follows the last bits of the BLAS in use (its kernels
+    # depend on the CPU), so the test asks for quadratic convergence's few steps, not a number.
+    assert 6 <= result.nit <= 12 and result.nfev <= 10 * result.nit
     # gtol 1e-4 on a valley whose flat direction has curvature about 0.4 stops within ~2e-5.
     np.testing.assert_allclose(result.x, [1.0, 1.0], atol=2e-5)
 
@@ -134,19 +136,20 @@ def test_bfgs_on_rosenbrock_matches_scipy():
     reference = scipy.optimize.minimize(rosen, ROSENBROCK_START, method="BFGS")
     result = minimize(rosen, ROSENBROCK_START, "bfgs", **STANDARD_LINE_SEARCH, **ACCURATE_GRADIENT)
     assert result.status == 0
-    assert (result.nit, result.nfev) == (33, 189)
+    assert result.nit <= 40 and result.nfev <= 8 * result.nit  # scipy: 33 iterations (CPU-dependent digits)
     # scipy stops at its gtol = 1e-5 about 1e-5 short of (1, 1).
     np.testing.assert_allclose(result.x, reference.x, atol=3e-5)
     np.testing.assert_allclose(result.x, [1.0, 1.0], atol=1e-5)
 
 
-@pytest.mark.parametrize("method, nit, nfev", [("bfgs", 938, 8390), ("dfp", 939, 8396)])
-def test_quasi_newton_with_the_papers_settings_on_rosenbrock(method, nit, nfev):
+@pytest.mark.parametrize("method", ["bfgs", "dfp"])
+def test_quasi_newton_with_the_papers_settings_on_rosenbrock(method):
     # c = 0.99 only accepts alpha <= 2(1 - c) = 0.02 of a Newton step on a
-    # quadratic model, so progress is slow but steady.
+    # quadratic model, so progress is slow but steady: about 940 steps of about 9 evaluations
+    # (the exact counts follow the BLAS's last bits, which depend on the CPU).
     result = minimize(rosen, ROSENBROCK_START, method)
     assert result.status == 0
-    assert (result.nit, result.nfev) == (nit, nfev)
+    assert 800 <= result.nit <= 1100 and 8 * result.nit <= result.nfev <= 10 * result.nit
     np.testing.assert_allclose(result.x, [1.0, 1.0], atol=2e-4)
     reference = scipy.optimize.minimize(rosen, ROSENBROCK_START, method="BFGS")
     np.testing.assert_allclose(result.x, reference.x, atol=2e-4)
