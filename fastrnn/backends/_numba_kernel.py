@@ -40,7 +40,8 @@ benchmarks and ``fastrnn bench``, not here, where they would go stale):
 - Precision follows ``params``: float64 (the paper's numerics; results unchanged by the float32
   work) or float32, a separate Numba specialisation in which all array arithmetic is float32
   (constants via :func:`_typed`, float32 tanh/exp with a degree-7 polynomial and an int32 bit
-  trick, libm fallback below -87, ``lr`` rounded once). Only scalars stay float64: the per-step
+  trick, a probability below the normal range flushed to 0 (:func:`_flushes_tiny_probabilities`),
+  ``lr`` rounded once). Only scalars stay float64: the per-step
   loss is summed in float64 from float32 terms (S additions a step) and the smooth loss is
   float64, as in :class:`fastrnn.model.TrainState`. At H = 100 the forward's row-dot products
   are dominated by horizontal reductions and j tails, which do not get cheaper in float32, so
@@ -284,6 +285,26 @@ def _exp_nonpos_overload(x):
     if x == types.float32:
         return lambda x: _exp_nonpos_f32(x)
     return None
+
+
+def _flushes_tiny_probabilities(like):
+    """Whether a probability below the normal range is 0 (float32) or libm's exp (float64); jit-only.
+
+    In float32 a saturated network puts logits about 87 below the max, where exp is subnormal, at
+    every step: each product with a subnormal then costs a microcode assist, and training ran 2-3x
+    slower. Flushing those probabilities (absolute error < 1.2e-38) keeps them out, as the Cython
+    kernel does. Float64, the paper's numerics, keeps libm's value (708 below the max, rarely met).
+    """
+    raise NotImplementedError("jit-only helper")
+
+
+@overload(_flushes_tiny_probabilities, inline="always")
+def _flushes_tiny_probabilities_overload(like):
+    nptype = _float_type(like)
+    if nptype is None:
+        return None
+    flush = nptype is np.float32
+    return lambda like: flush
 
 
 @overload(_exp_min, inline="always")
@@ -591,6 +612,7 @@ def _sum(x, n):
 def _softmax_loss(Why, by, data, start, S, hs, probs, ex):
     """Outputs y_t = Why h_t + by for all t at once, their softmax into ``probs``, and the loss."""
     V = Why.shape[0]
+    zero = _typed(hs, 0.0)
     one = _typed(hs, 1.0)
     exp_min = _exp_min(hs)
     _outputs(Why, by, hs, S, probs)
@@ -607,9 +629,14 @@ def _softmax_loss(Why, by, data, start, S, hs, probs, ex):
             d = probs[t, v] - y_max
             tiny |= d < exp_min
             ex[v] = _exp_nonpos(d)
-        if tiny:  # some probability below 1e-307 (1e-38 in float32), or -inf logits: libm's exp
-            for v in range(V):
-                ex[v] = math.exp(probs[t, v] - y_max)
+        if tiny:  # some probability below 1e-307 (1e-38 in float32), or -inf logits
+            if _flushes_tiny_probabilities(hs):
+                for v in range(V):
+                    if probs[t, v] - y_max < exp_min:
+                        ex[v] = zero
+            else:
+                for v in range(V):
+                    ex[v] = math.exp(probs[t, v] - y_max)
         total = _sum(ex, V)
         # log-softmax form: finite even where the target's probability underflows to 0
         loss -= np.float64((y_target - y_max) - math.log(total))
