@@ -7,6 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,3 +60,12 @@ def test_readme_gives_exactly_the_two_commands_and_ci_runs_the_test_one():
         "make test"]
     assert "export FASTRNN_REQUIRE_BACKENDS=numba,cython" in ci
     assert "runs/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_the_license_is_an_spdx_expression_with_its_file():
+    # setuptools deprecates `license = { text = ... }` and stops building it on 2027-02-18.
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python >= 3.11's")
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert isinstance(project["license"], str) and project["license"] == "MIT"
+    assert project["license-files"] and all((ROOT / name).is_file() for name in project["license-files"])
