@@ -44,6 +44,15 @@ def backend_or_skip(name):
         pytest.skip(str(exc))
 
 
+def ratio_phrase(baseline_median: float, median: float, baseline_name: str) -> str:
+    """``'1.50x faster than numpy'``, or ``'2.00x slower than threads'`` when it is slower."""
+    speedup = baseline_median / median
+    if speedup >= 1.0:
+        return f"{speedup:7.2f}x faster than {baseline_name}"
+    return f"{1.0 / speedup:7.2f}x slower than {baseline_name}"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables, so the summary ends the run
 def pytest_terminal_summary(terminalreporter, config):
     """Ratios of medians between benchmarks of one group, all measured in this run."""
     session = getattr(config, "_benchmarksession", None)
@@ -72,7 +81,7 @@ def pytest_terminal_summary(terminalreporter, config):
         baseline = medians[baseline_name]
         for name, median in sorted(medians.items()):
             if name != baseline_name:
-                rows.append(f"  {group:40} {name:10} {baseline / median:7.2f}x faster than {baseline_name}")
+                rows.append(f"  {group:40} {name:10} {ratio_phrase(baseline, median, baseline_name)}")
     if rows:
         terminalreporter.write_sep("-", "speed ratios (median vs median, this run)")
         for row in rows:

@@ -48,6 +48,9 @@ class Corpus:
             raise CorpusError(f"corpus {name} is empty; training needs a non-empty text")
         if vocab is None:
             vocab = tuple(sorted(set(text)))
+            if len(vocab) < 2:  # every prediction would be right: F = 0 and nothing to tune
+                raise CorpusError(f"corpus {name} has only one distinct character ({vocab[0]!r}); a network has "
+                                  "nothing to learn from it: give a text with at least two")
         elif list(vocab) != sorted(set(vocab)) or not set(text) <= set(vocab):
             raise CorpusError(f"the vocabulary given for corpus {name} must be sorted, without repeats, "
                               "and hold every character of the text")

@@ -37,7 +37,7 @@ def sample(
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     index = {c: i for i, c in enumerate(vocab)}
-    unknown = sorted({c for c in prime if c not in index})
+    unknown = dict.fromkeys(c for c in prime if c not in index)  # as typed, each once
     if unknown:
         raise ValueError(f"the prime text has characters the model never saw: {''.join(unknown)!r}")
     Wxh, Whh, Why, bh, by = weights
@@ -73,7 +73,7 @@ def text_loss(weights: Weights, vocab: tuple[str, ...], text: str, hprev: np.nda
     reading the one before it; to measure how well sampled text fits the model that drew it.
     """
     index = {c: i for i, c in enumerate(vocab)}
-    unknown = sorted({c for c in text if c not in index})
+    unknown = dict.fromkeys(c for c in text if c not in index)  # as they come, each once
     if unknown:
         raise ValueError(f"the text has characters the model never saw: {''.join(unknown)!r}")
     if not text:

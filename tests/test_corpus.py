@@ -92,7 +92,7 @@ def test_decode_rejects_out_of_range_ids():
 
 
 def test_require_length():
-    corpus = Corpus.from_text("x" * 10)
+    corpus = Corpus.from_text("xy" * 5)
     corpus.require_length(8)
     with pytest.raises(CorpusError) as error:
         corpus.require_length(9)
@@ -337,3 +337,15 @@ def test_damaged_shipped_text_is_refused(monkeypatch):
         corpus_module.shipped_text("tinyshakespeare")
     with pytest.raises(CorpusError, match="valid: tinyshakespeare"):
         corpus_module.shipped_text("hamlet")
+
+
+def test_a_text_of_one_distinct_character_is_refused(tmp_path):
+    # Every prediction of such a text is right: F would be 0.0 at every point, with nothing to tune.
+    with pytest.raises(CorpusError, match=r"only one distinct character \('a'\)"):
+        Corpus.from_text("a" * 500)
+    path = tmp_path / "one.txt"
+    path.write_text("a" * 5000, encoding="utf-8")
+    from helpers import assert_one_line_error, invoke
+
+    assert_one_line_error(invoke(["objective", "--corpus", str(path), "--alpha", "2", "30", "10", "0.1"]),
+                          "only one distinct character", "at least two")

@@ -102,3 +102,8 @@ def test_cli_refuses_a_diverged_model(tmp_path, small_corpus, poison_new_runs):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "MODEL" in lines[0] and "non-finite weights" in lines[0]
+
+
+def test_unknown_prime_characters_are_named_as_typed():
+    with pytest.raises(ValueError, match=r"never saw: 'zyx'"):
+        sample(_switch_network(), ("a", "b"), 1, prime="azbyzx")
