@@ -52,7 +52,7 @@ import math
 import numbers
 import time
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -63,8 +63,8 @@ from .executors import RunOutcome, make_executor
 from .heldout import DEFAULT_HELDOUT_CHARS, DEFAULT_HELDOUT_FRACTION, split_heldout
 from .memory import batch_bytes, check_memory
 from .model import STATUS_DIVERGED
-from .optimize import Status, StopOptimization
 from .paper import INSANITY_PENALTY, PAPER_BOUNDS, SANE_RANGES, random_start, sanity_penalty
+from .problem import Problem
 from .space import Space, get_space
 
 #: What a corner's value measures (see the module docstring).
@@ -134,8 +134,9 @@ def _as_point(x) -> tuple[float, float, float]:
     return float(values[0]), float(values[1]), float(values[2])
 
 
-class Objective:
-    """F(h, s, l), callable on a point and on a batch of points.
+class Objective(Problem):
+    """F(h, s, l), callable on a point and on a batch of points: a :class:`~fastrnn.problem.Problem`
+    in (h, s, l) with the paper's start, box and finite differences.
 
     Parameters
     ----------
@@ -262,8 +263,9 @@ class Objective:
                              f"got {diverged_value!r}")
         self.diverged_value = float(diverged_value)
         self.counters = Counters()
-        #: (training characters, trainings) after which no new batch is trained (see stop_at).
-        self.limits: tuple[int | None, int | None] = (None, None)
+        #: Called before every batch of new trainings (memo hits do not call it); it may raise to
+        #: stop a run (:func:`fastrnn.tuning.tune` sets its training budget's guard here).
+        self.before_training: Callable[[], None] | None = None
         self._memo: dict[tuple, float] = {}
         # Part of every memo key, so a value is never served for other settings.
         self._memo_scope = (self.corpus.fingerprint, self.alpha, self.loss, self.backend.name, self.dtype)
@@ -327,18 +329,6 @@ class Objective:
         self.counters.evaluations += 1
         self.counters.seconds += time.perf_counter() - started
         return value, s_low * (f10 - f00) + s_high * (f11 - f01), h_low * (f01 - f00) + h_high * (f11 - f10)
-
-    def stop_at(self, chars: int | None = None, trainings: int | None = None) -> None:
-        """Refuse to train any new batch once the counters reach these totals: an evaluation that
-        needs new trainings then raises :class:`~fastrnn.optimize.StopOptimization` (status
-        BUDGET), so a tuning run stops within one batch of its budget. None: no limit."""
-        self.limits = (chars, trainings)
-
-    def _check_limits(self) -> None:
-        chars, trainings = self.limits
-        if (chars is not None and self.counters.training_chars >= chars) or \
-                (trainings is not None and self.counters.trainings_run >= trainings):
-            raise StopOptimization(Status.BUDGET)
 
     def noise_state(self) -> dict | None:
         """The fresh-noise seed generator's state (None for common noise), to resume a run."""
@@ -460,7 +450,8 @@ class Objective:
                 missing[key] = None
         if not missing:
             return
-        self._check_limits()
+        if self.before_training is not None:
+            self.before_training()
         specs = [
             RunSpec(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.updates(seq_length), self.dtype)
             for *_scope, hidden, seq_length, learning_rate, seed in missing

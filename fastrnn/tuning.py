@@ -38,7 +38,17 @@ from typing import Callable
 import numpy as np
 
 from .objective import Counters, Objective
-from .optimize import METHODS, STATUS_MESSAGES, OptimizeResult, Status, check_run_arguments, minimize
+from .optimize import (
+    METHOD_TABLE,
+    METHODS,
+    STATUS_MESSAGES,
+    OptimizeResult,
+    Status,
+    StopOptimization,
+    check_run_arguments,
+    minimize,
+)
+from .samplers import history_from_records
 from .space import SpaceView
 
 try:
@@ -221,8 +231,9 @@ def _check_state(state, settings: dict) -> str | None:
     x = state.get("x")
     n = len(x) if isinstance(x, list) else 0
     expected = dict(nit=_is_int, nfev=_is_int, x=lambda v: _is_numbers(v, 3), fun=_is_number,
-                    gradient=lambda v: _is_numbers(v, n),
                     rule=lambda v: isinstance(v, str), note=lambda v: v is None or isinstance(v, str))
+    if not METHOD_TABLE[method].is_sampler:
+        expected["gradient"] = lambda v: _is_numbers(v, n)
     if method == "newton":
         expected["hessian"] = lambda v: _is_matrix(v, n)
     elif method in ("bfgs", "dfp"):
@@ -231,11 +242,20 @@ def _check_state(state, settings: dict) -> str | None:
     return problem
 
 
+def _check_trial(entry: dict, settings: dict) -> str | None:
+    """A sampler's record carries its trial (format 2), or every trial in its state (format 1)."""
+    if not METHOD_TABLE[settings["method"]].is_sampler or "trials" in entry["state"]:
+        return None
+    return _wrong_fields(entry, dict(trial=lambda v: isinstance(v, dict) and _is_point(v.get("x")) and
+                                     _is_number(v.get("fun"))))
+
+
 def _check_record(entry: dict, settings: dict) -> str | None:
     return (
         _wrong_fields(entry, dict(step=lambda v: _is_int(v) and v >= 0, x=_is_point, fun=_is_number, state=lambda v: True,
                                   counters=lambda v: True))
         or _check_state(entry["state"], settings)
+        or _check_trial(entry, settings)
         or _check_counters(entry["counters"])
         or (None if entry.get("noise_state") is None or isinstance(entry["noise_state"], dict)
             else "its noise_state is not an object")
@@ -332,7 +352,7 @@ def tune(
     record_every: int = 100,
     gtol: float = 1e-4,
     out: str | os.PathLike | None = None,
-    resume: bool = False,
+    resume: bool | RunFile = False,
     overwrite: bool = False,
     on_step: Callable[[dict], None] | None = None,
     budget_chars: int | None = None,
@@ -343,6 +363,8 @@ def tune(
 
     ``resume=True`` continues the run in ``out`` from its last record (the settings must
     match; ``max_steps`` may grow); a finished run is returned as stored, nothing appended.
+    ``resume`` may also be the :class:`RunFile` of ``out`` already read (the command line reads
+    it once, to take its settings).
     A new run refuses an existing ``out`` unless ``overwrite=True``. ``on_step(record)`` sees
     every step with the objective's counters so far, e.g. for a progress bar. RunFileError for a file that cannot be used.
 
@@ -353,9 +375,9 @@ def tune(
 
     Budgets: the run stops (status BUDGET) once the networks it trained have read
     ``budget_chars`` characters of training text, or ``budget_trainings`` networks were trained
-    (trainings the memo serves are free), checked after every step. What ``F`` trained before
-    the run does not count (the run file keeps its counters at the start, if any). ``F``'s own
-    limits are as before when ``tune`` returns.
+    (trainings the memo serves are free), checked after every step and before every batch of new
+    trainings (``F.before_training``, as it was when ``tune`` returns). What ``F`` trained before
+    the run does not count (the run file keeps its counters at the start, if any).
 
     Every argument is checked before the run file is touched: a refused call changes no file.
     """
@@ -370,12 +392,12 @@ def tune(
         x0 = _check_x0(F, x0)
     started_at = _spend(F.counters)
     settings = _settings(F, method, options, seed, max_steps, record_every, gtol, x0, budget, started_at)
-    sink = None if out is None else _open_run_file(out, resume, overwrite)
-    limits = F.limits
+    sink = None if out is None else _open_run_file(out, bool(resume), overwrite)
+    hook = F.before_training
     try:
-        state = None
+        state = history = None
         if resume:
-            saved = read_run(out)
+            saved = resume if isinstance(resume, RunFile) else read_run(out)
             _check_same_run(saved.settings, settings, out)
             started_at = _counters_at_start(saved.settings)
             if run_is_finished(saved, max_steps, budget["budget_chars"], budget["budget_trainings"]):
@@ -387,6 +409,8 @@ def tune(
             if saved.records:
                 last = saved.records[-1]
                 state = last["state"]
+                if METHOD_TABLE[method].is_sampler:
+                    history = history_from_records(saved.records)
                 F.counters = Counters(**{k: v for k, v in last["counters"].items() if k != "memo_share"})
                 if last.get("noise_state") is not None:
                     F.set_noise_state(last["noise_state"])
@@ -397,10 +421,10 @@ def tune(
             except OSError as exc:
                 raise RunFileError(f"cannot write run file {os.fspath(out)!r}: {exc.strerror or exc}") from None
             _write(sink, settings)
-        return _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_step, options, budget,
-                    started_at)
+        return _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, history, on_step, options,
+                    budget, started_at)
     finally:
-        F.stop_at(*limits)
+        F.before_training = hook
         if sink is not None:
             try:
                 sink.close()  # also releases the lock
@@ -444,17 +468,23 @@ def search_problem(F: Objective):
     return SpaceView(F)
 
 
-def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_step, options, budget,
+def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, history, on_step, options, budget,
          started_at: dict) -> OptimizeResult:
     resumed_step = None if state is None else state["nit"]
     started = time.perf_counter()
     problem = search_problem(F)
-    space = getattr(problem, "space", None)
+    space = problem.space if isinstance(problem, SpaceView) else None
+    # a sampler's records hold its history: every one is written
+    every = 1 if METHOD_TABLE[method].is_sampler else record_every
 
     def in_hsl(record: dict) -> dict:
         if space is None:
             return record
-        return {**record, "x": space.to_point(record["x"]).tolist(), "z": record["x"]}
+        record = {**record, "x": space.to_point(record["x"]).tolist(), "z": record["x"]}
+        if "trial" in record:
+            z = record["trial"]["x"]
+            record["trial"] = {**record["trial"], "x": space.to_point(z).tolist(), "z": z}
+        return record
 
     chars_before, trainings_before = started_at["training_chars"], started_at["trainings_run"]
 
@@ -467,26 +497,30 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_ste
             return Status.BUDGET
         return None
 
+    def guard() -> None:
+        """Before a batch of new trainings: stop once the budget is spent (the step is dropped)."""
+        if spent() is not None:
+            raise StopOptimization(Status.BUDGET)
+
     def callback(record: dict):
         record = in_hsl(record)
         if on_step is not None:
             on_step({**record, "counters": F.counters.as_dict()})
         step = record["step"]
-        if sink is not None and step != resumed_step and (step % record_every == 0 or step == 0):
+        if sink is not None and step != resumed_step and (step % every == 0 or step == 0):
             _write(sink, _file_record(record, F))
         return spent()
 
     if x0 is not None and space is not None:
         x0 = space.from_point(x0)
-    F.stop_at(None if budget["budget_chars"] is None else chars_before + budget["budget_chars"],
-              None if budget["budget_trainings"] is None else trainings_before + budget["budget_trainings"])
+    F.before_training = guard
     result = minimize(problem, x0=x0, method=method, seed=seed, max_steps=max_steps, gtol=gtol,
-                      record_every=1, callback=callback, state=state, **options)
+                      record_every=1, callback=callback, state=state, history=history, **options)
     if space is not None:
         result = replace(result, x=space.to_point(result.x), trajectory=[in_hsl(r) for r in result.trajectory])
     if sink is not None:
         last = result.trajectory[-1]
-        if last["step"] % record_every != 0 and last["step"] != resumed_step:
+        if last["step"] % every != 0 and last["step"] != resumed_step:
             _write(sink, _file_record(last, F))
         _write(sink, dict(
             type="result", x=result.x.tolist(), fun=result.fun, nit=result.nit, nfev=result.nfev,

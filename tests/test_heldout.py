@@ -16,6 +16,7 @@ from fastrnn.heldout import split_heldout
 from fastrnn.model import TrainState
 from fastrnn.objective import Objective
 from fastrnn.optimize import Status
+from fastrnn.samplers import history_from_records
 from fastrnn.space import SpaceView, get_space
 from fastrnn.tuning import read_run, tune
 
@@ -233,7 +234,7 @@ def test_every_method_resumes_to_the_same_result_and_stops_at_the_budget(corpus,
 def test_samplers_try_whole_sizes(corpus):
     F = Objective(corpus, train_chars=TRAIN_CHARS, heldout_chars=1000, threads=2)
     result = tune(F, "random", seed=1, max_steps=6)
-    for z, _ in result.trajectory[-1]["state"]["trials"][1:]:
+    for z, _ in history_from_records(result.trajectory)[1:]:
         point = get_space("log").to_point(z)
         assert point[0] == round(point[0]) and point[1] == round(point[1])
     assert F.counters.trainings_run == 4 + 6  # the start's four corners, then one network a trial
