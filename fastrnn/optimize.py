@@ -2,9 +2,10 @@
 
 One entry point, :func:`minimize`, in the spirit of ``scipy.optimize.minimize``: every method
 takes the same arguments and returns one :class:`OptimizeResult`. The methods live in one
-table, :data:`METHOD_TABLE`: a name, the stepper class that makes the step (its docstring
-gives the step rule), and its options with their defaults (the paper's) and rules. Adding a
-method is a stepper class and a table entry; the command line builds its flags from the table.
+table, :data:`METHOD_TABLE`: a name, the algorithm (a stepper class that makes the step, its
+docstring giving the step rule, or a :class:`fastrnn.samplers.Sampler`), and its options with
+their defaults (the paper's) and rules. Adding a method is a stepper or sampler class and a table
+entry; the command line builds its flags from the table.
 
 ==========  =============================================================================
 method      step rule
@@ -17,20 +18,22 @@ bfgs, dfp   x <- x + alpha p, p = -V g, alpha from a backtracking Armijo line se
             :class:`DFPUpdate`; a normalised gradient step of length fallback_step when
             the current point is outside ``bounds`` or |alpha p| < min_step
 random      one point uniform in the problem's box per step; x is the best seen
-tpe         one point per step from Optuna's TPE sampler fitted to all points so far
-            (``pip install 'fastrnn[optuna]'``); x is the best seen
+tpe         one point per step from Optuna's TPE sampler, one study fitted to all points
+            so far (``pip install 'fastrnn[optuna]'``); x is the best seen
 ==========  =============================================================================
 
-The samplers (random, tpe) compute no gradient: only max_steps, a non-finite value, or the
-callback (e.g. a training budget) ends their runs.
+The samplers (random, tpe; :mod:`fastrnn.samplers`) compute no gradient: only max_steps, a
+non-finite value, or the callback (e.g. a training budget) ends their runs. Their records carry
+the trial of their step (``record["trial"]``: the point tried and its value) instead of a
+gradient norm, and their states no history: the run keeps it once (resume with ``history=``).
 
-The problem. ``f(x) -> float``; if f also has ``evaluate_many(points)`` every batch of points
-one step needs goes to it in one call (newton evaluates f, g and H at a new point in one
-batch). A problem may also say where to start and where it is sane: ``f.initial_point(seed)``
-is used when no ``x0`` is given, and ``f.bounds`` (n (low, high) pairs) is the box of the
-quasi-Newton fallback when ``bounds="auto"`` (the default). The RNN objective provides both
-(:class:`fastrnn.objective.Objective`: the paper's start in [0, 10]^3 and its sane box).
-``nfev`` counts every point evaluated.
+The problem: what the function is asked is written in one place, :mod:`fastrnn.problem` (value,
+batch of values, gradient, bounds, initial point, grid snap, lost steps). A plain callable is
+adapted once; the RNN objective is a problem itself (:class:`fastrnn.objective.Objective`: the
+paper's start in [0, 10]^3 and its sane box), and :class:`fastrnn.space.SpaceView` is it in the
+search space's coordinates. Every batch of points one step needs goes to ``evaluate_many`` in one
+call (newton evaluates f, g and H at a new point in one batch). ``nfev`` counts every point
+evaluated.
 
 ``grad_step="auto"`` takes the noise-aware step of :mod:`fastrnn.calculus` per component, and
 every record then carries its diagnostics as ``record["gradient_noise"]`` (noise, step,
@@ -101,7 +104,8 @@ SKIPPED_UPDATE_NOTE = "skipped update: s.y <= 0"
 
 
 class StopOptimization(Exception):
-    """Raised by the function being minimised to end the run with ``status`` (e.g. BUDGET).
+    """Raised while the function is evaluated to end the run with ``status`` (e.g. BUDGET: the
+    guard :func:`fastrnn.tuning.tune` hands the objective as its ``before_training`` hook).
 
     A step it interrupts is dropped: the run ends at the last whole step.
     """

@@ -35,7 +35,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .calculus import BatchFunction, value_and_gradient as finite_difference_value_and_gradient
+from .calculus import BatchFunction
+from .calculus import value_and_gradient as finite_difference_value_and_gradient
 
 
 class Problem:

@@ -49,6 +49,7 @@ from .optimize import (
     minimize,
 )
 from .samplers import history_from_records
+from .settings import differences, settings_from_record
 from .space import SpaceView
 
 try:
@@ -56,7 +57,11 @@ try:
 except ImportError:  # Windows: no advisory locks; two writers there are not detected
     fcntl = None
 
-FORMAT_VERSION = 1
+#: 2: a sampler's record carries its own trial (format 1 copied every trial into every record's
+#: state); the objective's settings always name their kind and space, and the backend is under
+#: ``evaluation``. Files of format 1 are read, resumed (continued with format-2 records) and plotted.
+FORMAT_VERSION = 2
+FORMAT_VERSIONS = (1, 2)
 
 #: Optimizer settings for tuning in the log space of the held-out objective, used where the user
 #: gives none (the method table's defaults are the paper's, for its linear space). A step of 0.5
@@ -72,15 +77,15 @@ HELDOUT_SETTINGS = {
 }
 
 
-def default_method(kind: str) -> str:
+def default_method(F: Objective) -> str:
     """The method ``fastrnn tune`` uses when none is given.
 
-    The paper's objective: gd, the paper's first method. The held-out objective: the method that
+    The kind's own (the paper's objective: gd, the paper's first method), else the method that
     found the best networks at equal budget in docs/COMPARISON.md: TPE where Optuna (the
     ``fastrnn[optuna]`` extra) is installed, else random search, the runner-up.
     """
-    if kind == "paper":
-        return "gd"
+    if F.definition.default_method is not None:
+        return F.definition.default_method
     try:
         import optuna  # noqa: F401
     except ImportError:
@@ -216,6 +221,7 @@ def _check_counters(counters) -> str | None:
 
 def _check_settings(entry: dict, settings: dict) -> str | None:
     return _wrong_fields(entry, dict(
+        format_version=lambda v: v in FORMAT_VERSIONS,
         method=lambda v: v in METHODS, options=lambda v: isinstance(v, dict), seed=_is_int, max_steps=_is_int,
         record_every=lambda v: _is_int(v) and v >= 1, gtol=_is_number, x0=lambda v: v is None or _is_point(v),
         objective=lambda v: isinstance(v, dict),
@@ -305,6 +311,7 @@ def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol
         gtol=gtol,
         x0=None if x0 is None else [float(v) for v in x0],
         objective=F.settings(),
+        evaluation={"backend": F.backend.name},
         **{name: value for name, value in budget.items() if value is not None},
         **at_start,
     )
@@ -314,32 +321,23 @@ def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol
 _RESUMABLE_CHANGES = ("max_steps", "record_every", "budget_chars", "budget_trainings")
 
 
-#: Names of texts in an objective's settings: where a fingerprint of the same text agrees, the
-#: spelling of its path (relative to another directory, say) does not make it another run.
-_TEXT_NAMES = {"corpus": "corpus_fingerprint", "heldout": "heldout_fingerprint"}
+#: What a resumed run keeps besides its objective: a different value is another run.
+_RUN_KEYS = ("method", "options", "seed", "gtol", "x0")
 
 
-def _objective_differences(saved: dict, wanted: dict) -> list[str]:
-    """The keys in which two objectives' settings differ (text names only where the texts differ)."""
-    keys = sorted(set(saved) | set(wanted))
-    return [key for key in keys if saved.get(key) != wanted.get(key)
-            and not (key in _TEXT_NAMES and saved.get(_TEXT_NAMES[key]) is not None
-                     and saved.get(_TEXT_NAMES[key]) == wanted.get(_TEXT_NAMES[key]))]
-
-
-def _check_same_run(saved: dict, wanted: dict, path) -> None:
-    for key in ("format_version", "method", "options", "seed", "gtol", "x0"):
+def _check_same_run(saved: dict, wanted: dict, F: Objective, path) -> None:
+    """RunFileError naming what differs between a run file's settings and this run's: a run key,
+    or each field of the objective's settings (:func:`fastrnn.settings.differences`)."""
+    where = f"cannot resume {os.fspath(path)!r}"
+    for key in _RUN_KEYS:
         if saved.get(key) != wanted.get(key):
-            raise RunFileError(
-                f"cannot resume {os.fspath(path)!r}: its {key} is {saved.get(key)!r}, this run's is "
-                f"{wanted.get(key)!r}; resume with the same settings or start a new --out file"
-            )
-    ours, theirs = saved.get("objective") or {}, wanted.get("objective") or {}
-    differ = _objective_differences(ours, theirs)
+            raise RunFileError(f"{where}: its {key} is {saved.get(key)!r}, this run's is {wanted.get(key)!r}; resume "
+                               "with the same settings or start a new --out file")
+    differ = differences(settings_from_record(saved["objective"]), F.definition)
     if differ:
-        shown = "; ".join(f"{key} {ours.get(key)!r} there, {theirs.get(key)!r} here" for key in differ[:3])
-        raise RunFileError(f"cannot resume {os.fspath(path)!r}: its objective differs ({shown}); resume with the "
-                           "same settings or start a new --out file"[:1000])
+        shown = "; ".join(f"{name} {ours!r} there, {theirs!r} here" for name, ours, theirs in differ[:3])
+        raise RunFileError(f"{where}: its objective differs ({shown}); resume with the same settings or start a "
+                           "new --out file"[:1000])
 
 
 def tune(
@@ -398,7 +396,7 @@ def tune(
         state = history = None
         if resume:
             saved = resume if isinstance(resume, RunFile) else read_run(out)
-            _check_same_run(saved.settings, settings, out)
+            _check_same_run(saved.settings, settings, F, out)
             started_at = _counters_at_start(saved.settings)
             if run_is_finished(saved, max_steps, budget["budget_chars"], budget["budget_trainings"]):
                 return _stored_result(saved)
@@ -462,10 +460,9 @@ def _check_budget(name: str, value) -> int | None:
 
 
 def search_problem(F: Objective):
-    """What the optimizer minimises: F itself in the paper's linear space, else F seen in z."""
-    if F.space.name == "linear" and F.kind == "paper":
-        return F
-    return SpaceView(F)
+    """What the optimizer minimises: F itself where its settings say so (the paper's objective in
+    its linear space, by finite differences, as the paper did), else F seen in its search space."""
+    return F if F.definition.searched_as_is else SpaceView(F)
 
 
 def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, history, on_step, options, budget,
@@ -497,8 +494,12 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
             return Status.BUDGET
         return None
 
+    own_hook = F.before_training
+
     def guard() -> None:
         """Before a batch of new trainings: stop once the budget is spent (the step is dropped)."""
+        if own_hook is not None:
+            own_hook()
         if spent() is not None:
             raise StopOptimization(Status.BUDGET)
 

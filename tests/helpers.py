@@ -127,3 +127,24 @@ def methods_available():
     from fastrnn.optimize import METHODS
 
     return [m for m in METHODS if m != "tpe" or importlib.util.find_spec("optuna") is not None]
+
+
+class BatchRecorder:
+    """A function with evaluate_many that records every batch it receives."""
+
+    def __init__(self, f):
+        self.f = f
+        self.batches = []
+        self.single_calls = 0
+
+    def __call__(self, x):
+        self.single_calls += 1
+        return self.f(x)
+
+    def evaluate_many(self, points):
+        self.batches.append([np.array(p) for p in points])
+        return np.array([self.f(p) for p in points])
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [len(batch) for batch in self.batches]

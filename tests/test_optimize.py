@@ -18,7 +18,7 @@ from fastrnn.optimize import (
 from fastrnn.paper import PAPER_BOUNDS, random_start
 from fastrnn.samplers import history_from_records
 
-from helpers import methods_available
+from helpers import BatchRecorder, methods_available
 
 A = np.array([[3.0, 1.0], [1.0, 2.0]])
 QUADRATIC_MINIMUM = np.array([1.0, -2.0])
@@ -389,21 +389,6 @@ def test_state_from_another_method_is_rejected():
 
 
 # --- batching -------------------------------------------------------------------------
-
-
-class BatchRecorder:
-    def __init__(self, f):
-        self.f = f
-        self.batch_sizes = []
-        self.single_calls = 0
-
-    def __call__(self, x):
-        self.single_calls += 1
-        return self.f(x)
-
-    def evaluate_many(self, points):
-        self.batch_sizes.append(len(points))
-        return np.array([self.f(p) for p in points])
 
 
 @pytest.mark.parametrize(
