@@ -7,6 +7,7 @@ Progress goes to stderr, only on a terminal and without ``--quiet``; results go 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -30,20 +31,22 @@ from fastrnn.backends import (
     default_threads,
     get_backend,
 )
-from fastrnn.calculus import GRADIENT_METHODS, gradient, step_lost_in_rounding, value_and_gradient
+from fastrnn.calculus import GRADIENT_METHODS, gradient, step_lost_in_rounding
 from fastrnn.checkpoint import CheckpointError, load_model, save_model
 from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, SHIPPED_TEXTS, CorpusError, default_corpus, load_corpus, shipped_text
 from fastrnn.executors import ExecutorError
-from fastrnn.heldout import DEFAULT_HELDOUT_CHARS, DEFAULT_HELDOUT_FRACTION, MIN_HELDOUT_CHARS
+from fastrnn.heldout import DEFAULT_HELDOUT_CHARS, MIN_HELDOUT_CHARS
 from fastrnn.memory import MemoryLimitError
 from fastrnn.model import DTYPES, STATUS_DIVERGED
-from fastrnn.objective import DEFAULT_TRAIN_CHARS, KINDS, LOSS_KINDS, NOISE_KINDS, Objective
+from fastrnn.objective import DEFAULT_TRAIN_CHARS, NOISE_KINDS, Objective
 from fastrnn.optimize import METHOD_TABLE, METHODS, default_options
 from fastrnn.sampling import sample
-from fastrnn.space import SPACES, SpaceView
+from fastrnn.settings import Evaluation, ObjectiveSettings
+from fastrnn.space import SpaceView
 from fastrnn.training import PROGRESS_CHUNK, new_state, train
 from fastrnn.tuning import HELDOUT_SETTINGS, RunFileError, default_method, read_run, run_is_finished, tune
 
+from .objective_options import build_settings, finite_float, resumed_settings, setting_flags
 from .progress import RunBars, progress_bar
 
 
@@ -138,11 +141,7 @@ def _emit_json(record: dict) -> None:
     click.echo(json.dumps(_json_safe(record), allow_nan=False))
 
 
-def _finite_float(ctx, param, value):
-    # click's FloatRange lets nan (every comparison is false) and inf (min bounds) through.
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"must be a finite number, got {value}")
-    return value
+_finite_float = finite_float
 
 
 @cli.command("train")
@@ -261,72 +260,33 @@ def _silence_distributed() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-#: (parameter, flag, key in an objective's settings, default) of every flag that defines F.
-_OBJECTIVE_FLAGS = (
-    ("kind", "--objective", "kind", "heldout"),
-    ("alpha", "--alpha", "alpha", None),
-    ("train_chars", "--train-chars", "train_chars", None),
-    ("heldout_fraction", "--heldout-fraction", "heldout_fraction", DEFAULT_HELDOUT_FRACTION),
-    ("heldout_chars", "--heldout-chars", "heldout_chars", DEFAULT_HELDOUT_CHARS),
-    ("space", "--space", "space", None),
-    ("beta", "--beta", "beta", 1),
-    ("noise", "--noise", "noise", "common"),
-    ("loss", "--loss", "loss", "smooth"),
-)
-
-
 def _objective_flags(func):
-    """The flags that define F, collected into ``objective_args`` (with --corpus, --heldout,
-    --backend, --dtype and --seed): goes below ``_common_options``. ``_build_objective`` makes F."""
+    """The flags that define F (made from :mod:`fastrnn.settings`' fields), --threads and the
+    executor's, collected into ``objective_args`` (with --corpus, --backend, --dtype and --seed):
+    goes below ``_common_options``. ``_build_objective`` makes F."""
 
-    @click.option("--objective", "kind", type=click.Choice(KINDS), default="heldout", show_default=True,
-                  help="heldout: mean cross-entropy per character on held-out text after training; "
-                       "paper: the paper's smoothed training loss after --alpha updates.")
-    @click.option("--alpha", type=click.IntRange(1, MAX_COUNT), default=None,
-                  help="Training updates per run [paper: 100; heldout: from --train-chars].")
-    @click.option("--train-chars", type=click.IntRange(1, MAX_COUNT), default=None,
-                  help=f"heldout: characters of training text per network, ceil(N / s) updates [{DEFAULT_TRAIN_CHARS:,}].")
-    @click.option("--heldout-fraction", type=click.FloatRange(0, 0.5, min_open=True), default=DEFAULT_HELDOUT_FRACTION,
-                  show_default=True, callback=_finite_float, help="heldout: share of the corpus, at its end, held out.")
-    @click.option("--heldout", "heldout_path", type=click.Path(dir_okay=False), default=None,
-                  help="heldout: separate held-out text (then all of --corpus trains).")
-    @click.option("--heldout-chars", type=click.IntRange(MIN_HELDOUT_CHARS, MAX_COUNT), default=DEFAULT_HELDOUT_CHARS,
-                  show_default=True, help="heldout: characters of held-out text each network reads.")
-    @click.option("--space", type=click.Choice(SPACES), default=None,
-                  help="Search coordinates: log (log2 h, log2 s, log10 l) or linear [heldout: log; paper: linear].")
-    @click.option("--beta", type=click.IntRange(1, MAX_COUNT), default=1, show_default=True, help="Runs averaged per corner.")
-    @click.option("--noise", type=click.Choice(NOISE_KINDS), default="common", show_default=True,
-                  help="common: replica r uses seed+r everywhere; fresh: new seeds every evaluation (the paper's).")
-    @click.option("--loss", type=click.Choice(LOSS_KINDS), default="smooth", show_default=True,
-                  help="paper: which training loss.")
+    @setting_flags
     @click.option("--threads", type=click.IntRange(1, MAX_COUNT), default=None, help="Worker threads [default: all cores].")
     @_executor_options
     @functools.wraps(func)
-    def wrapper(*args, threads, corpus, backend, dtype, heldout_path, executor, **kwargs):
-        objective_args = {name: kwargs.pop(name) for name, *_ in _OBJECTIVE_FLAGS}
-        objective_args.update(corpus=corpus, backend=backend, dtype=dtype, seed=kwargs["seed"], threads=threads,
-                              heldout=heldout_path, executor=executor)
+    def wrapper(*args, kind, settings_given, threads, corpus, backend, dtype, executor, **kwargs):
+        objective_args = dict(kind=kind, given=settings_given, corpus=corpus, seed=kwargs["seed"], dtype=dtype,
+                              evaluation=Evaluation(backend=backend, threads=threads, executor=executor))
         return func(*args, objective_args=objective_args, **kwargs)
 
     return wrapper
 
 
-def _build_objective(args: dict, **fixed) -> Objective:
-    """F from ``_objective_flags``' values; bad combinations exit 2 naming the flag."""
-    args = dict(args)
-    heldout = args.pop("heldout")
-    if heldout is not None and args["kind"] == "paper":
-        raise click.BadParameter("held-out text belongs to the held-out objective; the paper's scores the training "
-                                 "loss (drop --heldout or use --objective heldout)", param_hint="--heldout")
+def _build_objective(args: dict, settings: ObjectiveSettings | None = None) -> Objective:
+    """F from ``_objective_flags``' values (or from ``settings``, a resumed run's); bad
+    combinations exit 2 naming the flag."""
+    if settings is None:
+        settings = build_settings(args["kind"], args["given"], args["corpus"], args["seed"], args["dtype"])
     try:
-        heldout_corpus = None if heldout is None else load_corpus(heldout)
+        return Objective(settings, evaluation=args["evaluation"])
     except CorpusError as exc:
-        raise click.BadParameter(str(exc), param_hint="--heldout") from None
-    try:
-        return Objective(args.pop("corpus"), args.pop("alpha"), args.pop("beta"), heldout=heldout_corpus, **args,
-                         **fixed)
-    except CorpusError as exc:
-        raise click.BadParameter(str(exc), param_hint="--heldout-fraction" if heldout is None else "--heldout") from None
+        flag = "--heldout-fraction" if args["given"].get("heldout") is None else "--heldout"
+        raise click.BadParameter(str(exc), param_hint=flag) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -359,9 +319,9 @@ def objective_command(hidden, seq_length, learning_rate, as_json, F, seed, quiet
         raise click.UsageError(str(exc)) from None
     if as_json:
         # held-out values are nats per character; bits per character beside them
-        bits = dict(bits_per_char=value / math.log(2.0)) if F.kind == "heldout" else {}
+        bits = dict(bits_per_char=value / math.log(2.0)) if F.definition.values_in_nats else {}
         _emit_json(dict(point=[hidden, seq_length, learning_rate], value=value, **bits, **F.settings(),
-                        counters=F.counters.as_dict(), executor=F.executor.describe()))
+                        backend=F.backend.name, counters=F.counters.as_dict(), executor=F.executor.describe()))
     else:
         click.echo(repr(value))
 
@@ -505,17 +465,19 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
     if resume is not None and force:
         raise click.BadParameter("--resume continues a run and never overwrites it; drop --force", param_hint="--force")
-    fixed = {}
+    run = definition = None
     if resume is not None:
-        run = _read_run_option(resume)
+        run = _read_run_option(resume)  # read once: its settings here, its records in tune
         settings = _resume_settings(run, resume, dict(
             method=method, options=options, max_steps=max_steps, gtol=gtol, record_every=record_every, x0=x0, seed=seed,
-            budget_chars=budget_chars, budget_trainings=budget_trainings), objective_args)
+            budget_chars=budget_chars, budget_trainings=budget_trainings))
         method, options, max_steps, gtol, record_every, x0, seed, budget_chars, budget_trainings = (
             settings[k] for k in ("method", "options", "max_steps", "gtol", "record_every", "x0", "seed", "budget_chars",
                                   "budget_trainings"))
-        objective_args = settings["objective_args"]
-        fixed = dict(diverged_value=run.settings["objective"].get("diverged_value"))
+        definition = resumed_settings(run, resume, objective_args["kind"], objective_args["given"],
+                                      objective_args["corpus"], objective_args["seed"], objective_args["dtype"],
+                                      _conflict(resume))
+        objective_args["evaluation"] = _resumed_evaluation(run, resume, objective_args["evaluation"])
         if run_is_finished(run, max_steps, budget_chars, budget_trainings):
             result = run.result
             click.echo(_paper_form(result["x"]))
@@ -523,9 +485,9 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
                        f"(continue a run that reached its step limit or budget with a larger --steps or --budget-*)",
                        err=True)
             return
-    F = _build_objective(objective_args, **fixed)
+    F = _build_objective(objective_args, definition)
     if method is None:
-        method = default_method(F.kind)
+        method = default_method(F)
     if resume is None and F.space.name == "log":
         options = {**HELDOUT_SETTINGS.get(method, {}), **options}  # the paper's defaults are for its linear space
     best = [math.inf]
@@ -537,7 +499,7 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
 
         try:
             result = tune(F, method, x0=x0, seed=seed, max_steps=max_steps, record_every=record_every, gtol=gtol,
-                          out=resume or out, resume=resume is not None, overwrite=force, on_step=on_step,
+                          out=resume or out, resume=run or False, overwrite=force, on_step=on_step,
                           budget_chars=budget_chars, budget_trainings=budget_trainings, **options)
         except RunFileError as exc:
             raise click.BadParameter(str(exc), param_hint="--resume" if resume else "--out") from None
@@ -571,22 +533,28 @@ _RESUMABLE = (("max_steps", "--steps"), ("record_every", "--record-every"), ("bu
               ("budget_trainings", "--budget-trainings"))
 
 
-def _resume_settings(run, path: str, values: dict, objective_args: dict) -> dict:
-    """The settings stored in ``run``; each option given on the command line must agree with them
-    (--steps, --record-every and the budgets may change), else a one-line error naming both values."""
-    ctx = click.get_current_context()
+def _explicit(name: str) -> bool:
+    return click.get_current_context().get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                                      ParameterSource.ENVIRONMENT)
 
-    def explicit(name):
-        return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
+def _conflict(path: str):
     def conflict(flag, given, stored):
         raise click.BadParameter(f"{given} conflicts with {stored} stored in {path}; drop {flag} to continue the run "
                                  "with its own settings, or start a new run with --out", param_hint=flag)
 
-    saved, objective = run.settings, run.settings["objective"]
+    return conflict
+
+
+def _resume_settings(run, path: str, values: dict) -> dict:
+    """The run's settings stored in ``run`` (its objective's: cli.objective_options); each option
+    given on the command line must agree with them (--steps, --record-every and the budgets may
+    change), else a one-line error naming both values."""
+    conflict = _conflict(path)
+    saved = run.settings
     resolved = dict(values)
     for name, flag, key in _RUN_SETTINGS:
-        if explicit(name) and values[name] != saved[key]:
+        if _explicit(name) and values[name] != saved[key]:
             conflict(flag, values[name], saved[key])
         resolved[name] = saved[key]
     method = saved["method"]
@@ -600,65 +568,21 @@ def _resume_settings(run, path: str, values: dict, objective_args: dict) -> dict
             conflict(flag, value, stored)
     resolved["options"] = saved["options"]
     for name, _flag in _RESUMABLE:
-        resolved[name] = values[name] if explicit(name) else saved.get(name)
-    args = dict(objective_args, seed=objective.get("seed", resolved["seed"]))
-    stored_kind = objective.get("kind", "paper")  # files written before the held-out objective
-    for name, flag, key, default in _OBJECTIVE_FLAGS:
-        stored = stored_kind if key == "kind" else objective.get(key, default)
-        if key == "space" and stored is None:
-            stored = "linear" if stored_kind == "paper" else "log"
-        if explicit(name) and args[name] != stored:
-            conflict(flag, args[name], stored)
-        args[name] = stored
-    for name, flag, key in (("dtype", "--dtype", "dtype"), ("backend", "--backend", "backend")):
-        given = args[name].name if name == "backend" else args[name]
-        if explicit(name) and given != objective.get(key):
-            conflict(flag, given, objective.get(key))
-        args[name] = objective.get(key)
-    try:
-        args["backend"] = get_backend(args["backend"])
-        check_backend_dtype(args["backend"], args["dtype"])
-    except (ValueError, BackendUnavailable) as exc:
-        raise click.BadParameter(f"the run in {path} trains with it: {exc}", param_hint="--backend") from None
-    args["corpus"] = _resume_text(args["corpus"], objective.get("corpus"), objective.get("corpus_fingerprint"),
-                                  "--corpus", path, conflict)
-    if stored_kind == "heldout" and objective.get("heldout_fraction") is None:
-        args["heldout"] = _resume_text(None if args["heldout"] is None else load_corpus(args["heldout"]),
-                                       objective.get("heldout"), objective.get("heldout_source_fingerprint"),
-                                       "--heldout", path, conflict)
-    resolved["objective_args"] = args
+        resolved[name] = values[name] if _explicit(name) else saved.get(name)
     return resolved
 
 
-def _resume_text(given, name, fingerprint, flag, path, conflict):
-    """The text a resumed run was started on: ``given`` if it is that text, else read from its stored name."""
-    if given is None:
-        try:
-            given = _read_run_text(name, path)
-        except (CorpusError, TypeError) as exc:
-            raise click.BadParameter(f"the run's text {name!r} cannot be read ({exc}); pass it with {flag}",
-                                     param_hint=flag) from None
-        if given.fingerprint != fingerprint:
-            raise click.BadParameter(f"{name!r} is not the text the run in {path} was started on (its SHA-256 differs); "
-                                     f"pass that text with {flag}", param_hint=flag)
-    elif given.fingerprint != fingerprint:
-        conflict(flag, f"{given.name} (SHA-256 {given.fingerprint[:12]})", f"{name} (SHA-256 {str(fingerprint)[:12]})")
-    return given
-
-
-def _read_run_text(name, run_path):
-    """The text a run file names: where the run started (a relative name is relative to that
-    directory), or else beside the run file."""
-    if name == "default":
-        return load_corpus(None)
+def _resumed_evaluation(run, path: str, given: Evaluation) -> Evaluation:
+    """How the resumed run computes F: --threads and the executor as given; the backend the run
+    file names (format 1: in its objective), unless --backend is given (not part of F)."""
+    stored = run.settings.get("evaluation", run.settings["objective"]).get("backend")
+    if _explicit("backend") or stored is None:
+        return given
     try:
-        return load_corpus(name)
-    except (CorpusError, TypeError):
-        beside = None if not isinstance(name, str) or os.path.isabs(name) else \
-            os.path.join(os.path.dirname(os.path.abspath(run_path)), name)
-        if beside is None or not os.path.exists(beside):
-            raise
-        return load_corpus(beside)
+        backend = get_backend(stored)
+    except (ValueError, BackendUnavailable) as exc:
+        raise click.BadParameter(f"the run in {path} trains with it: {exc}", param_hint="--backend") from None
+    return dataclasses.replace(given, backend=backend)
 
 
 def _paper_form(x) -> str:
@@ -681,24 +605,25 @@ def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, 
     units), or for the held-out objective exact corner differences along h and s and a noise-aware
     difference along l, with the noise estimate and signal-to-noise ratio of each component."""
     point = (hidden, seq_length, learning_rate)
+    searched_as_is = F.definition.searched_as_is  # the paper's way: differences of F in (h, s, l)
     if grad_step is None:
-        grad_step = 1e-8 if F.kind == "paper" else "auto"
+        grad_step = 1e-8 if searched_as_is else "auto"
     if grad_step != "auto" and step_lost_in_rounding(point, grad_step):
         raise click.BadParameter(f"{grad_step:g} is lost in rounding at {_paper_form(point)} (x + h == x), so every "
                                  "difference along that axis would be 0; use a larger --step", param_hint="--step")
-    if F.kind == "heldout" and F.steps_lost(point):
+    if not searched_as_is and F.steps_lost(point):
         raise click.BadParameter(f"at {_paper_form(point)} the corners a whole number apart are one float (h or s >= "
                                  "2**52), so every difference along h and s would be 0; give a smaller HIDDEN and SEQ",
                                  param_hint="HIDDEN")
     diagnostics = {}
     try:
-        if F.kind == "paper" and F.space.name == "linear":
+        if searched_as_is:
             g = gradient(F, point, h=grad_step, method=grad_method, diagnostics=diagnostics)
             extra = {}
         else:
             view = SpaceView(F)
             z = view.space.from_point(point)
-            _, g_z = value_and_gradient(view, z, grad_step, grad_method, diagnostics=diagnostics)
+            _, g_z = view.value_and_gradient(z, grad_step, grad_method, diagnostics=diagnostics)
             g = g_z / view.space.chain_factors(point)
             extra = dict(gradient_in_space=g_z.tolist())
     except CorpusError as exc:
@@ -711,7 +636,7 @@ def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, 
     _emit_json(dict(point=list(point), gradient=g.tolist(), magnitude=magnitude,
                     gradient_paper_units=(g * 1e-8).tolist(), magnitude_paper_units=magnitude * 1e-8,
                     step=grad_step, method=grad_method, **extra, diagnostics=diagnostics, **F.settings(),
-                    counters=F.counters.as_dict(), executor=F.executor.describe()))
+                    backend=F.backend.name, counters=F.counters.as_dict(), executor=F.executor.describe()))
 
 
 @cli.command("plot")
@@ -740,6 +665,13 @@ def plot_command(run_files, out, title):
     click.echo(out)
 
 
+def _make_out_dir(out_dir: str) -> None:
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot create {out_dir!r}: {exc.strerror or exc}", param_hint="--out") from None
+
+
 @cli.command("reproduce")
 @click.option("--trial", "trial_spec", default="all", show_default=True, help="Trial number 1-9, a list (1,4,6) or all.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reproduction", show_default=True,
@@ -763,10 +695,7 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
         numbers = reproduce.trial_numbers(trial_spec)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--trial") from None
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot create {out_dir!r}: {exc.strerror or exc}", param_hint="--out") from None
+    _make_out_dir(out_dir)
     command = ("fastrnn reproduce " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["reproduce"]
                else f"fastrnn reproduce --trial {trial_spec}")
     bars = RunBars(quiet, unit="step")
@@ -850,13 +779,10 @@ def compare_command(methods, repeats, budget_chars, train_chars, heldout_chars, 
                                  param_hint="--budget-chars")
     if "tpe" in names:
         try:
-            METHOD_TABLE["tpe"].stepper.check_available()
+            METHOD_TABLE["tpe"].algorithm.check_available()
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--methods") from None
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot create {out_dir!r}: {exc.strerror or exc}", param_hint="--out") from None
+    _make_out_dir(out_dir)
     bars = RunBars(quiet, total=budget_chars, unit="char", unit_scale=True)
 
     def progress(label, record):

@@ -89,7 +89,7 @@ inform: 1 detected, 2 h too small, 3 h too large) and ``curvature_status``
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -134,12 +134,28 @@ class CountedFunction:
         return values
 
 
+@runtime_checkable
+class Batched(Protocol):
+    """A function evaluated a batch at a time: ``f.evaluate_many(points) -> array``."""
+
+    def evaluate_many(self, points: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+class BatchFunction:
+    """A batch function ``evaluate_many(points)`` as a :class:`Batched` callable."""
+
+    def __init__(self, evaluate_many: Callable[[Sequence[np.ndarray]], np.ndarray]):
+        self.evaluate_many = evaluate_many
+
+    def __call__(self, x) -> float:
+        return float(self.evaluate_many([x])[0])
+
+
 def _evaluate(f, points: Sequence[np.ndarray]) -> np.ndarray:
-    """f at every point: one ``f.evaluate_many`` call if f has it, else a loop."""
-    evaluate_many = getattr(f, "evaluate_many", None)
-    if evaluate_many is None:
+    """f at every point: one ``f.evaluate_many`` call if f is :class:`Batched`, else a loop."""
+    if not isinstance(f, Batched):
         return np.array([float(f(point)) for point in points], dtype=float)
-    values = np.asarray(evaluate_many(list(points)), dtype=float).reshape(-1)
+    values = np.asarray(f.evaluate_many(list(points)), dtype=float).reshape(-1)
     if values.shape != (len(points),):
         raise ValueError(
             f"f.evaluate_many returned {values.size} values for {len(points)} points"
@@ -470,18 +486,6 @@ def _hessian_stencil(x: np.ndarray, h, method: str) -> _Stencil:
     return _central_hessian_stencil(x, steps)
 
 
-def _own_value_and_gradient(f):
-    """``f.value_and_gradient`` where f knows some partials better than a difference can
-    (:class:`fastrnn.space.SpaceView`: exact corner differences), bound to the counting wrapper's
-    batches when f is wrapped in :class:`CountedFunction`; else None."""
-    inner = f.function if isinstance(f, CountedFunction) else f
-    own = getattr(inner, "value_and_gradient", None)
-    if own is None:
-        return None
-    evaluate_many = f.evaluate_many if isinstance(f, CountedFunction) else None
-    return lambda x, h, method, f0, diagnostics: own(x, h, method, f0, diagnostics, evaluate_many=evaluate_many)
-
-
 def value_and_gradient(
     f,
     x,
@@ -494,16 +498,13 @@ def value_and_gradient(
 
     ``h="auto"``: the noise-aware step (module docstring), in several batches;
     a ``diagnostics`` dict, if given, is filled with its per-component
-    diagnostics (with a fixed step: ``step`` only). A function with its own
-    ``value_and_gradient(x, h, method, f0, diagnostics, evaluate_many=)``
-    (some partials known exactly) computes the pair itself.
+    diagnostics (with a fixed step: ``step`` only). Always finite differences:
+    a problem that knows some partials exactly says so in its own
+    ``value_and_gradient`` (:class:`fastrnn.problem.Problem`).
     """
     _check_method(method, GRADIENT_METHODS, "gradient")
     x = _as_point(x)
     h = _check_gradient_step(h)
-    own = _own_value_and_gradient(f)
-    if own is not None:
-        return own(x, h, method, f0, diagnostics)
     if _is_auto(h):
         value, grad, found = _auto_gradient(f, x, method, f0)
         _fill(diagnostics, found)
@@ -562,11 +563,15 @@ def value_gradient_and_hessian(
     hessian_step: float | None = None,
     hessian_method: str = "recursive",
     diagnostics: dict | None = None,
+    own_gradient: Callable | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """``(f(x), gradient, Hessian)`` from ONE batch of distinct points.
 
     With ``gradient_step="auto"``: f(x) and the Hessian in one batch, then the
-    noise-aware gradient (``diagnostics`` as in :func:`value_and_gradient`).
+    noise-aware gradient (``diagnostics`` as in :func:`value_and_gradient`)
+    from ``own_gradient(x, h, method, f0, diagnostics)``: the problem's
+    own (:meth:`fastrnn.problem.Problem.value_and_gradient`), or by default
+    :func:`value_and_gradient` on f.
     """
     _check_method(gradient_method, GRADIENT_METHODS, "gradient")
     _check_method(hessian_method, HESSIAN_METHODS, "hessian")
@@ -574,7 +579,10 @@ def value_gradient_and_hessian(
     gradient_step = _check_gradient_step(gradient_step)
     if _is_auto(gradient_step):
         value, hess = _evaluate_stencils(f, [_value_stencil(x), _hessian_stencil(x, hessian_step, hessian_method)])
-        _, grad = value_and_gradient(f, x, AUTO_STEP, gradient_method, value, diagnostics)
+        if own_gradient is None:
+            _, grad = value_and_gradient(f, x, AUTO_STEP, gradient_method, value, diagnostics)
+        else:
+            _, grad = own_gradient(x, AUTO_STEP, gradient_method, value, diagnostics)
         return value, grad, hess
     value, grad, hess = _evaluate_stencils(
         f,

@@ -84,7 +84,7 @@ def compare(
             on_step = None if progress is None else (lambda record, label=label: progress(label, record))
             runs[method, seed] = _tune(F, method, seed, path, budget_chars, on_step)
     template = Objective(corpus, **settings)
-    final = _final_checks(corpus, settings, template.train_chars * final_factor, runs, repeats, beta)
+    final = _final_checks(corpus, settings, template.definition.train_chars * final_factor, runs, repeats, beta)
     summary = _summary(runs, final, methods, repeats, budget_chars, template, final_factor, command,
                        time.perf_counter() - started)
     with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
@@ -105,7 +105,7 @@ def _tune(F, method, seed, path, budget_chars, on_step):
         if stored.result is not None and spent_to is not None and spent_to > budget_chars:
             raise RunFileError(f"{path!r} was tuned with a budget of {spent_to:,} characters, more than this "
                                f"comparison's {budget_chars:,}; use --budget-chars {spent_to} or another --out folder")
-        resume = bool(stored.records)
+        resume = stored if stored.records else False  # read once, here
     tune(F, method, seed=seed, max_steps=100_000, record_every=1, out=path, resume=resume, overwrite=not resume,
          budget_chars=budget_chars, on_step=on_step, **METHOD_SETTINGS[method])
     return read_run(path)
@@ -164,7 +164,7 @@ def _summary(runs, final, methods, repeats, budget_chars, template, final_factor
         )
     return dict(command=command, corpus=template.source_corpus.name, corpus_chars=len(template.source_corpus),
                 vocab_size=template.corpus.vocab_size, heldout=template.heldout.name, heldout_chars=len(template.heldout),
-                train_chars=template.train_chars, beta=template.beta, dtype=template.dtype, repeats=repeats,
+                train_chars=template.definition.train_chars, beta=template.beta, dtype=template.dtype, repeats=repeats,
                 budget_chars=budget_chars, final_factor=final_factor, final_train_chars=final["train_chars"],
                 defaults=final["defaults"], methods=per_method, method_settings={m: METHOD_SETTINGS[m] for m in methods},
                 seconds=seconds)

@@ -48,35 +48,32 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
-import numbers
 import time
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
-from ._validation import check_int, check_seed
-from .backends import DEFAULT_BACKEND, Backend, RunSpec, check_backend_dtype, get_backend
-from .corpus import Corpus, load_corpus
+from ._validation import check_int
+from .backends import DEFAULT_BACKEND, RunSpec, check_backend_dtype, get_backend
+from .corpus import Corpus
 from .executors import RunOutcome, make_executor
-from .heldout import DEFAULT_HELDOUT_CHARS, DEFAULT_HELDOUT_FRACTION, split_heldout
 from .memory import batch_bytes, check_memory
 from .model import STATUS_DIVERGED
-from .optimize import Status, StopOptimization
-from .paper import INSANITY_PENALTY, PAPER_BOUNDS, SANE_RANGES, random_start, sanity_penalty
+from .paper import INSANITY_PENALTY, PAPER_BOUNDS, SANE_RANGES, sanity_penalty
+from .problem import Problem
+from .settings import (
+    DEFAULT_TRAIN_CHARS,
+    KINDS,
+    LOSS_KINDS,
+    NOISE_KINDS,
+    Evaluation,
+    ObjectiveSettings,
+    make_settings,
+)
 from .space import Space, get_space
-
-#: What a corner's value measures (see the module docstring).
-KINDS = ("heldout", "paper")
-NOISE_KINDS = ("common", "fresh")
-#: ``smooth``: min-char-rnn's smoothed loss after the last update (the paper's);
-#: ``last``: the loss of the last training sequence alone.
-LOSS_KINDS = ("smooth", "last")
-#: Value of a run of the paper's objective whose loss or weights stopped being finite.
-DEFAULT_DIVERGED_VALUE = 1e6
-#: Training text per network of the held-out objective, in characters.
-DEFAULT_TRAIN_CHARS = 100_000
 
 
 @dataclass
@@ -134,142 +131,63 @@ def _as_point(x) -> tuple[float, float, float]:
     return float(values[0]), float(values[1]), float(values[2])
 
 
-class Objective:
-    """F(h, s, l), callable on a point and on a batch of points.
+class Objective(Problem):
+    """F(h, s, l), callable on a point and on a batch of points: a :class:`~fastrnn.problem.Problem`
+    in (h, s, l) with the paper's start, box and finite differences.
 
-    Parameters
-    ----------
-    corpus : Corpus or path, optional
-        The text; the built-in Shakespeare corpus when omitted. The held-out objective trains on
-        its first part and scores on the rest (unless ``heldout`` is given).
-    alpha : int, optional
-        Training updates per run: the paper's (default 100 there); for the held-out objective,
-        given instead of ``train_chars``.
-    beta : int
-        Independently initialised runs averaged per integer corner.
-    kind : "heldout" or "paper"
-        What a corner's value measures (see the module docstring).
-    train_chars : int, optional
-        Held-out objective: characters of training text per network (ceil(train_chars / s)
-        updates); :data:`DEFAULT_TRAIN_CHARS` unless ``alpha`` is given.
-    heldout_fraction : float
-        Held-out objective: the share of the corpus, at its end, kept for scoring, in (0, 0.5].
-    heldout : Corpus, path or None
-        Held-out objective: separate held-out text (then all of ``corpus`` trains).
-    heldout_chars : int
-        Held-out objective: characters of held-out text each network reads (its first ones).
-    space : "log" or "linear", optional
-        Coordinates of the sanity penalty and of tuning (:mod:`fastrnn.space`); ``log`` for the
-        held-out objective, ``linear`` (the paper's) for the paper's.
-    noise : "common" or "fresh"
-        Seeds per replica (see the module docstring).
-    seed : int
-        Base seed (common) or generator seed (fresh).
-    threads : int, optional
-        Worker threads for the trainings of one batch; all cores by default. Results are
-        bit-identical whatever the value.
-    executor : "threads", "dask", a distributed.Client, or an executor object
-        What computes each batch of training runs (:mod:`fastrnn.executors`); results do not
-        depend on it.
-    scheduler : str, optional
-        With ``executor="dask"``: the address of the Dask scheduler, ``tcp://HOST:PORT``.
-    backend : str
-        Training backend name (``fastrnn.backends.BACKEND_NAMES``).
-    loss : "smooth" or "last"
-        The paper's objective: which training loss a run reports (see :data:`LOSS_KINDS`).
-    diverged_value : float, optional
-        Value a run contributes when it diverges (see the module docstring for the defaults).
-    dtype : "float64" or "float32"
-        Training precision; float32 (compiled backends only) is faster where the paper's exact
-        numerics do not matter.
+    ``Objective(settings, evaluation)``: F as :mod:`fastrnn.settings` defines it
+    (:class:`~fastrnn.settings.PaperSettings` or :class:`~fastrnn.settings.HeldoutSettings`),
+    computed as ``evaluation`` says (:class:`~fastrnn.settings.Evaluation`: backend, threads,
+    executor; results do not depend on them).
+
+    ``Objective(corpus, alpha, beta, kind=..., **settings)`` builds the settings from keywords
+    (:func:`fastrnn.settings.make_settings`; every field of the kind's class: ``train_chars``,
+    ``heldout_fraction``, ``heldout``, ``heldout_chars``, ``space``, ``noise``, ``seed``,
+    ``loss``, ``diverged_value``, ``dtype``, ...), and the evaluation from ``backend``,
+    ``threads``, ``executor`` and ``scheduler``. ``corpus`` and ``heldout`` may be paths; the
+    built-in corpus when ``corpus`` is omitted.
     """
 
-    def __init__(
-        self,
-        corpus: Corpus | str | None = None,
-        alpha: int | None = None,
-        beta: int = 1,
-        *,
-        kind: str = "heldout",
-        train_chars: int | None = None,
-        heldout_fraction: float = DEFAULT_HELDOUT_FRACTION,
-        heldout: Corpus | str | None = None,
-        heldout_chars: int = DEFAULT_HELDOUT_CHARS,
-        space: str | None = None,
-        noise: str = "common",
-        seed: int = 0,
-        threads: int | None = None,
-        backend: str | Backend = DEFAULT_BACKEND,
-        loss: str = "smooth",
-        diverged_value: float | None = None,
-        dtype: str = "float64",
-        executor="threads",
-        scheduler: str | None = None,
-    ):
-        if kind not in KINDS:
-            raise ValueError(f"unknown objective kind {kind!r}; valid: {', '.join(KINDS)}")
-        self.kind = kind
-        corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
-        self.beta = check_int("beta", beta, 1)
-        if noise not in NOISE_KINDS:
-            raise ValueError(f"unknown noise {noise!r}; valid: {', '.join(NOISE_KINDS)}")
-        if loss not in LOSS_KINDS:
-            raise ValueError(f"unknown loss kind {loss!r}; valid: {', '.join(LOSS_KINDS)}")
-        self.noise = noise
-        self.seed = check_seed(seed, self.beta)
-        self.executor = make_executor(executor, threads=None if threads is None else check_int("threads", threads, 1),
-                                      scheduler=scheduler)
-        self.backend = get_backend(backend)
-        self.dtype = check_backend_dtype(self.backend, dtype)
-        self.loss = loss
-        self.space: Space = get_space(space or ("log" if kind == "heldout" else "linear"))
-        self.source_corpus = corpus  # the whole text, as given
-        self.source_heldout = None  # separate held-out text, as given
-        if kind == "paper":
-            self.corpus, self.heldout = corpus, None
-            self.alpha = check_int("alpha", 100 if alpha is None else alpha, 1)
-            self.train_chars = None
-            if train_chars is not None:
-                raise ValueError("train_chars belongs to the held-out objective; the paper's trains alpha updates")
-            if (heldout is not None or heldout_fraction != DEFAULT_HELDOUT_FRACTION
-                    or heldout_chars != DEFAULT_HELDOUT_CHARS):
-                raise ValueError("heldout, heldout_fraction and heldout_chars belong to the held-out objective; "
-                                 "the paper's scores the training loss (kind='heldout', --objective heldout)")
+    def __init__(self, corpus: Corpus | str | ObjectiveSettings | None = None, alpha: int | None = None,
+                 beta: int = 1, *, kind: str = "heldout", evaluation: Evaluation | None = None,
+                 backend=DEFAULT_BACKEND, threads: int | None = None, executor="threads",
+                 scheduler: str | None = None, **settings):
+        if isinstance(corpus, ObjectiveSettings):
+            if alpha is not None or beta != 1 or settings:
+                raise TypeError("give the objective's settings as one value or as keywords, not both")
+            definition = corpus
         else:
-            if heldout is not None and not isinstance(heldout, Corpus):
-                heldout = load_corpus(heldout)
-            self.source_heldout = heldout
-            split = split_heldout(corpus, heldout_fraction, heldout, heldout_chars)
-            self.corpus, self.heldout = split.train, split.heldout
-            self.heldout_fraction, self.heldout_chars = split.fraction, heldout_chars
-            if loss != "smooth":
-                raise ValueError(f"loss={loss!r} chooses the paper's training loss; the held-out objective scores "
-                                 "held-out text (kind='paper', --objective paper)")
-            if alpha is not None and train_chars is not None:
-                raise ValueError("give the training length as train_chars or as alpha (updates), not both")
-            self.alpha = None if alpha is None else check_int("alpha", alpha, 1)
-            self.train_chars = None if alpha is not None else (
-                DEFAULT_TRAIN_CHARS if train_chars is None else check_int("train_chars", train_chars, 1))
-            longest = SANE_RANGES[1][1]
-            if self.train_chars is not None and self.train_chars < longest:
-                raise ValueError(f"train_chars must be at least {longest} (one update at the longest sane sequence "
-                                 f"length), got {self.train_chars}")
-        if diverged_value is None:
-            diverged_value = DEFAULT_DIVERGED_VALUE if kind == "paper" else 2.0 * math.log(self.corpus.vocab_size)
-        if isinstance(diverged_value, bool) or not isinstance(diverged_value, numbers.Real) \
-                or not math.isfinite(diverged_value):
-            raise ValueError(f"diverged_value must be a finite number (F's value for a diverged run), "
-                             f"got {diverged_value!r}")
-        self.diverged_value = float(diverged_value)
+            definition = make_settings(kind, corpus=corpus, alpha=alpha, beta=beta, **settings)
+        evaluation = evaluation or Evaluation(backend=backend, threads=threads, executor=executor,
+                                              scheduler=scheduler)
+        definition = definition.loaded()
+        self.executor = make_executor(evaluation.executor, scheduler=evaluation.scheduler,
+                                      threads=None if evaluation.threads is None
+                                      else check_int("threads", evaluation.threads, 1))
+        self.backend = get_backend(evaluation.backend)
+        check_backend_dtype(self.backend, definition.dtype)
+        self.source_corpus = definition.corpus  # the whole text, as given
+        self.corpus, self.heldout = definition.split()
+        #: F's settings, every default resolved: what F is (:mod:`fastrnn.settings`).
+        self.definition: ObjectiveSettings = definition.resolved(self.corpus.vocab_size)
+        self.space: Space = get_space(self.definition.space)
         self.counters = Counters()
-        #: (training characters, trainings) after which no new batch is trained (see stop_at).
-        self.limits: tuple[int | None, int | None] = (None, None)
+        #: Called before every batch of new trainings (memo hits do not call it); it may raise to
+        #: stop a run (:func:`fastrnn.tuning.tune` sets its training budget's guard here).
+        self.before_training: Callable[[], None] | None = None
         self._memo: dict[tuple, float] = {}
         # Part of every memo key, so a value is never served for other settings.
-        self._memo_scope = (self.corpus.fingerprint, self.alpha, self.loss, self.backend.name, self.dtype)
-        if kind == "heldout":
-            self._memo_scope += (self.train_chars, self.heldout_fingerprint)
+        self._memo_scope = (json.dumps(self.settings()), self.backend.name)
         self._fresh_seeds = np.random.default_rng(self.seed)
+
+    # -- the settings, by name -------------------------------------------------------------
+    kind = property(lambda self: self.definition.kind)
+    alpha = property(lambda self: self.definition.alpha)
+    beta = property(lambda self: self.definition.beta)
+    noise = property(lambda self: self.definition.noise)
+    seed = property(lambda self: self.definition.seed)
+    dtype = property(lambda self: self.definition.dtype)
+    diverged_value = property(lambda self: self.definition.diverged_value)
 
     # -- public API -------------------------------------------------------------------------
     def __call__(self, x) -> float:
@@ -328,18 +246,6 @@ class Objective:
         self.counters.seconds += time.perf_counter() - started
         return value, s_low * (f10 - f00) + s_high * (f11 - f01), h_low * (f01 - f00) + h_high * (f11 - f10)
 
-    def stop_at(self, chars: int | None = None, trainings: int | None = None) -> None:
-        """Refuse to train any new batch once the counters reach these totals: an evaluation that
-        needs new trainings then raises :class:`~fastrnn.optimize.StopOptimization` (status
-        BUDGET), so a tuning run stops within one batch of its budget. None: no limit."""
-        self.limits = (chars, trainings)
-
-    def _check_limits(self) -> None:
-        chars, trainings = self.limits
-        if (chars is not None and self.counters.training_chars >= chars) or \
-                (trainings is not None and self.counters.trainings_run >= trainings):
-            raise StopOptimization(Status.BUDGET)
-
     def noise_state(self) -> dict | None:
         """The fresh-noise seed generator's state (None for common noise), to resume a run."""
         return self._fresh_seeds.bit_generator.state if self.noise == "fresh" else None
@@ -363,13 +269,7 @@ class Objective:
         held-out objective: uniform inside the sane box in the coordinates of ``space`` (its
         own by default), so tuning trains networks from its first step.
         """
-        if self.kind == "paper":
-            return random_start(seed)
-        space = space or self.space
-        rng = np.random.default_rng(seed)
-        z = [rng.uniform(space.coordinate(i, low), space.coordinate(i, high))
-             for i, (low, high, _) in enumerate(SANE_RANGES)]
-        return space.to_point(z)
+        return self.definition.initial_point(seed, space or self.space)
 
     @property
     def bounds(self) -> tuple:
@@ -386,36 +286,11 @@ class Objective:
 
     def updates(self, seq_length: int) -> int:
         """Training updates of one run at sequence length ``seq_length``."""
-        if self.alpha is not None:
-            return self.alpha
-        return -(-self.train_chars // seq_length)
+        return self.definition.updates(seq_length)
 
     def settings(self) -> dict:
-        """The settings that define F, for run records (the paper's keys unchanged for its kind)."""
-        settings = dict(
-            corpus=self.corpus.name,
-            corpus_fingerprint=self.corpus.fingerprint,
-            alpha=self.alpha,
-            beta=self.beta,
-            noise=self.noise,
-            seed=self.seed,
-            backend=self.backend.name,
-            dtype=self.dtype,
-            loss=self.loss,
-            diverged_value=self.diverged_value,
-        )
-        if self.kind == "paper":
-            if self.space.name != "linear":
-                settings["space"] = self.space.name
-            return settings
-        settings.pop("loss")
-        settings.update(corpus=self.source_corpus.name, corpus_fingerprint=self.source_corpus.fingerprint)
-        settings = dict(kind=self.kind, **settings, train_chars=self.train_chars, space=self.space.name,
-                        heldout_fraction=self.heldout_fraction, heldout_chars=self.heldout_chars,
-                        heldout=self.heldout.name, heldout_fingerprint=self.heldout.fingerprint)
-        if self.source_heldout is not None:
-            settings.update(heldout=self.source_heldout.name, heldout_source_fingerprint=self.source_heldout.fingerprint)
-        return settings
+        """The settings that define F, as run files record them (:meth:`ObjectiveSettings.record`)."""
+        return self.definition.record()
 
     # -- internals --------------------------------------------------------------------------
     def _replica_seeds(self) -> list[int]:
@@ -460,7 +335,8 @@ class Objective:
                 missing[key] = None
         if not missing:
             return
-        self._check_limits()
+        if self.before_training is not None:
+            self.before_training()
         specs = [
             RunSpec(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.updates(seq_length), self.dtype)
             for *_scope, hidden, seq_length, learning_rate, seed in missing
@@ -484,10 +360,7 @@ class Objective:
     def _run_value(self, outcome: RunOutcome) -> float:
         if outcome.status == STATUS_DIVERGED:
             return self.diverged_value
-        if self.kind == "heldout":
-            value = outcome.heldout_loss
-        else:
-            value = outcome.smooth_loss if self.loss == "smooth" else outcome.last_loss
+        value = self.definition.run_value(outcome)
         return value if value is not None and math.isfinite(value) else self.diverged_value
 
     def _corner_value(self, spec) -> float:

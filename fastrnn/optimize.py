@@ -2,9 +2,10 @@
 
 One entry point, :func:`minimize`, in the spirit of ``scipy.optimize.minimize``: every method
 takes the same arguments and returns one :class:`OptimizeResult`. The methods live in one
-table, :data:`METHOD_TABLE`: a name, the stepper class that makes the step (its docstring
-gives the step rule), and its options with their defaults (the paper's) and rules. Adding a
-method is a stepper class and a table entry; the command line builds its flags from the table.
+table, :data:`METHOD_TABLE`: a name, the algorithm (a stepper class that makes the step, its
+docstring giving the step rule, or a :class:`fastrnn.samplers.Sampler`), and its options with
+their defaults (the paper's) and rules. Adding a method is a stepper or sampler class and a table
+entry; the command line builds its flags from the table.
 
 ==========  =============================================================================
 method      step rule
@@ -17,20 +18,22 @@ bfgs, dfp   x <- x + alpha p, p = -V g, alpha from a backtracking Armijo line se
             :class:`DFPUpdate`; a normalised gradient step of length fallback_step when
             the current point is outside ``bounds`` or |alpha p| < min_step
 random      one point uniform in the problem's box per step; x is the best seen
-tpe         one point per step from Optuna's TPE sampler fitted to all points so far
-            (``pip install 'fastrnn[optuna]'``); x is the best seen
+tpe         one point per step from Optuna's TPE sampler, one study fitted to all points
+            so far (``pip install 'fastrnn[optuna]'``); x is the best seen
 ==========  =============================================================================
 
-The samplers (random, tpe) compute no gradient: only max_steps, a non-finite value, or the
-callback (e.g. a training budget) ends their runs.
+The samplers (random, tpe; :mod:`fastrnn.samplers`) compute no gradient: only max_steps, a
+non-finite value, or the callback (e.g. a training budget) ends their runs. Their records carry
+the trial of their step (``record["trial"]``: the point tried and its value) instead of a
+gradient norm, and their states no history: the run keeps it once (resume with ``history=``).
 
-The problem. ``f(x) -> float``; if f also has ``evaluate_many(points)`` every batch of points
-one step needs goes to it in one call (newton evaluates f, g and H at a new point in one
-batch). A problem may also say where to start and where it is sane: ``f.initial_point(seed)``
-is used when no ``x0`` is given, and ``f.bounds`` (n (low, high) pairs) is the box of the
-quasi-Newton fallback when ``bounds="auto"`` (the default). The RNN objective provides both
-(:class:`fastrnn.objective.Objective`: the paper's start in [0, 10]^3 and its sane box).
-``nfev`` counts every point evaluated.
+The problem: what the function is asked is written in one place, :mod:`fastrnn.problem` (value,
+batch of values, gradient, bounds, initial point, grid snap, lost steps). A plain callable is
+adapted once; the RNN objective is a problem itself (:class:`fastrnn.objective.Objective`: the
+paper's start in [0, 10]^3 and its sane box), and :class:`fastrnn.space.SpaceView` is it in the
+search space's coordinates. Every batch of points one step needs goes to ``evaluate_many`` in one
+call (newton evaluates f, g and H at a new point in one batch). ``nfev`` counts every point
+evaluated.
 
 ``grad_step="auto"`` takes the noise-aware step of :mod:`fastrnn.calculus` per component, and
 every record then carries its diagnostics as ``record["gradient_noise"]`` (noise, step,
@@ -66,11 +69,11 @@ from fastrnn.calculus import (
     DEFAULT_RECURSIVE_HESSIAN_STEP,
     GRADIENT_METHODS,
     HESSIAN_METHODS,
-    CountedFunction,
     step_lost_in_rounding,
-    value_and_gradient,
     value_gradient_and_hessian,
 )
+from fastrnn.problem import Counted, as_problem
+from fastrnn.samplers import RandomSampler, Sampler, TPESampler, check_box, trial_rng
 
 
 class Status(IntEnum):
@@ -101,7 +104,8 @@ SKIPPED_UPDATE_NOTE = "skipped update: s.y <= 0"
 
 
 class StopOptimization(Exception):
-    """Raised by the function being minimised to end the run with ``status`` (e.g. BUDGET).
+    """Raised while the function is evaluated to end the run with ``status`` (e.g. BUDGET: the
+    guard :func:`fastrnn.tuning.tune` hands the objective as its ``before_training`` hook).
 
     A step it interrupts is dropped: the run ends at the last whole step.
     """
@@ -190,11 +194,10 @@ class _Stepper:
     ``state()`` / ``_restore_extra`` so a run can be resumed exactly.
     """
 
-    #: False for the samplers (random, tpe): they never compute a gradient, so neither the
-    #: gradient's norm nor its rounding ends their runs.
+    #: True: the gradient's norm and its rounding end the run (False for the samplers' runs).
     uses_gradient = True
 
-    def __init__(self, f: CountedFunction, method: str, options: dict, seed=None):
+    def __init__(self, f: Counted, method: str, options: dict, seed=None):
         self.f = f
         self.method = method
         self.options = options
@@ -222,9 +225,8 @@ class _Stepper:
 
     def _evaluate(self, fun: float | None) -> None:
         self.gradient_noise = self._new_diagnostics()
-        self.fun, self.gradient = value_and_gradient(
-            self.f, self.x, self.options["grad_step"], self.options["grad_method"], fun,
-            self.gradient_noise,
+        self.fun, self.gradient = self.f.value_and_gradient(
+            self.x, self.options["grad_step"], self.options["grad_method"], fun, self.gradient_noise,
         )
 
     def _new_diagnostics(self) -> dict | None:
@@ -236,7 +238,7 @@ class _Stepper:
 
     @property
     def finite(self) -> bool:
-        return bool(np.isfinite(self.fun) and (not self.uses_gradient or np.all(np.isfinite(self.gradient))))
+        return bool(np.isfinite(self.fun) and np.all(np.isfinite(self.gradient)))
 
     def state(self) -> dict:
         return {
@@ -316,6 +318,7 @@ class _Newton(_Stepper):
             options["hessian_step"],
             options["hessian_method"],
             self.gradient_noise,
+            own_gradient=self.f.value_and_gradient,
         )
 
     def _mark_non_finite(self):
@@ -364,7 +367,7 @@ class _QuasiNewton(_Stepper):
     def _resolve_bounds(self, n: int) -> np.ndarray | None:
         bounds = self.options["bounds"]
         if isinstance(bounds, str) and bounds == "auto":
-            bounds = getattr(self.f.function, "bounds", None)
+            bounds = self.f.bounds
         if bounds is None:
             return None
         bounds = np.array(bounds, dtype=float)
@@ -435,107 +438,71 @@ class _DFP(_QuasiNewton):
     update_rule = DFPUpdate()
 
 
-class _Sampler(_Stepper):
-    """A method that samples points instead of following a gradient; x is the best point so far.
-
-    Each step evaluates one new point inside the problem's box (``f.bounds``, in the
-    optimizer's coordinates: log-uniform in (h, s, l) in the log space; moved onto the problem's
-    grid by ``f.snap`` where it has one: whole h and s for the RNN objective), drawn by
-    :meth:`_propose` from the run's seed and the step number, so a resumed run draws the same
-    points. The trials are kept in the state: every point and its value.
-    """
+class _SampleRun:
+    """A sampler's run (:mod:`fastrnn.samplers`): x is the best point so far, and every step asks
+    the sampler for one point, moves it onto the problem's grid (``snap``: whole h and s for the
+    RNN objective) and evaluates it. The history of trials lives here, once; each record carries
+    its own trial, and a state carries none (resuming takes the history from the records)."""
 
     uses_gradient = False
 
-    def start(self, x0):
-        self.box = self._box(x0.size)
-        self.trials = []
-        super().start(x0)
-        self.trials.append([self.x.tolist(), float(self.fun)])
-
-    def _box(self, n: int) -> np.ndarray:
-        bounds = getattr(self.f.function, "bounds", None)
-        if bounds is None:
-            raise ValueError(f"method {self.method!r} samples a box: give a function with .bounds (n (low, high) pairs)")
-        bounds = np.array(bounds, dtype=float)
-        if bounds.shape != (n, 2) or not np.all(np.isfinite(bounds)) or not np.all(bounds[:, 0] < bounds[:, 1]):
-            raise ValueError(f"the box of method {self.method!r} must be {n} finite (low, high) pairs, got {bounds.tolist()}")
-        return bounds
-
-    def _evaluate(self, fun):
-        self.fun = float(self.f(self.x)) if fun is None else float(fun)
-        self.gradient = np.zeros(self.x.size)  # never computed; recorded as 0
-
-    def state(self):
-        # a copy: records keep the state of their own step
-        return {**super().state(), "seed": self.seed, "trials": [list(trial) for trial in self.trials]}
-
-    def _restore_extra(self, state):
-        self.box = self._box(self.x.size)
-        self.seed = state.get("seed", self.seed)
-        self.trials = [[list(z), float(v)] for z, v in state["trials"]]
-
-    def _rng(self) -> np.random.Generator:
-        return np.random.default_rng([0 if self.seed is None else int(self.seed), self.nit + 1])
-
-    def _next_point(self):
-        candidate = np.asarray(self._propose(), dtype=float)
-        snap = getattr(self.f.function, "snap", None)  # a problem on a grid: try points on it
-        if snap is not None:
-            candidate = np.asarray(snap(candidate), dtype=float)
-        value = float(self.f(candidate))
-        self.trials.append([candidate.tolist(), value])
-        note = f"tried {np.array2string(candidate, precision=4)}: {value:.6g}"
-        if value < self.fun:
-            return self.method, note, candidate, value
-        return self.method, note, self.x, self.fun
-
-    def _propose(self) -> np.ndarray:
-        raise NotImplementedError
-
-
-class _RandomSearch(_Sampler):
-    """Uniform in the box, independently at every step."""
-
-    def _propose(self):
-        return self._rng().uniform(self.box[:, 0], self.box[:, 1])
-
-
-class _TPE(_Sampler):
-    """Optuna's TPE sampler (``fastrnn[optuna]``), refitted at every step to all the trials so far.
-
-    A new in-memory study gets every earlier trial and asks for one point, with the sampler
-    seeded from the run's seed and the step, so the proposal is a function of the history and a
-    resumed run continues exactly.
-    """
+    def __init__(self, f: Counted, method: str, options: dict, seed=None):
+        self.f, self.method, self.options, self.seed = f, method, options, seed
+        self.sampler_class = METHOD_TABLE[method].algorithm
+        self.nit, self.rule, self.note = 0, "start", None
+        self.history: list = []
 
     @classmethod
-    def check_available(cls):
-        try:
-            import optuna  # noqa: F401
-        except ImportError:
-            raise ValueError("method 'tpe' needs Optuna: pip install 'fastrnn[optuna]'") from None
+    def check_available(cls) -> None:
+        pass
 
-    def _propose(self):
-        import warnings
+    def _make_sampler(self, n: int) -> None:
+        self.sampler = self.sampler_class(check_box(self.f.bounds, n, self.method), self.options)
 
-        import optuna
+    def start(self, x0: np.ndarray) -> None:
+        self._make_sampler(x0.size)
+        self.x = x0
+        self.fun = float(self.f(x0)) if np.all(np.isfinite(x0)) else np.nan
+        self.history.append((x0.tolist(), self.fun))
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        names = [f"z{i}" for i in range(self.x.size)]
-        distributions = {name: optuna.distributions.FloatDistribution(low, high)
-                         for name, (low, high) in zip(names, self.box)}
-        seed = int(self._rng().integers(2**31 - 1))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.options["startup_trials"],
-                                                 multivariate=True)
-        study = optuna.create_study(sampler=sampler)
-        inside = [(z, v) for z, v in self.trials if np.all((self.box[:, 0] <= z) & (z <= self.box[:, 1]))]
-        study.add_trials([optuna.trial.create_trial(params=dict(zip(names, z)), distributions=distributions, value=v)
-                          for z, v in inside])
-        trial = study.ask(distributions)
-        return np.array([trial.params[name] for name in names])
+    @property
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.fun))
+
+    def state(self) -> dict:
+        return {"method": self.method, "nit": self.nit, "nfev": self.f.nfev, "x": self.x.tolist(),
+                "fun": float(self.fun), "rule": self.rule, "note": self.note, "seed": self.seed}
+
+    def restore(self, state: dict, history=None) -> None:
+        if state.get("method") != self.method:
+            raise ValueError(f"state was saved by method {state.get('method')!r}, not {self.method!r}")
+        if "trials" in state:  # format 1: the state carried the history
+            history = state["trials"]
+        if history is None:
+            raise ValueError(f"resuming method {self.method!r} needs the run's history of trials "
+                             "(history=, e.g. fastrnn.samplers.history_from_records(records))")
+        self.nit, self.f.nfev = int(state["nit"]), int(state["nfev"])
+        self.x, self.fun = np.array(state["x"], dtype=float), float(state["fun"])
+        self.rule, self.note = state["rule"], state["note"]
+        self.seed = state.get("seed", self.seed)
+        self.history = [(list(z), float(v)) for z, v in history][:self.nit + 1]
+        self._make_sampler(self.x.size)
+
+    def record(self) -> dict:
+        z, value = self.history[-1]
+        return {"step": self.nit, "x": self.x.tolist(), "fun": float(self.fun), "rule": self.rule,
+                "note": self.note, "nfev": self.f.nfev, "trial": {"x": list(z), "fun": value}, "state": self.state()}
+
+    def step(self) -> None:
+        index = len(self.history)
+        (candidate,) = self.sampler.ask(self.history, [trial_rng(self.seed, index)])
+        candidate = np.asarray(self.f.snap(np.asarray(candidate, dtype=float)), dtype=float)
+        value = float(self.f(candidate))
+        self.history.append((candidate.tolist(), value))
+        self.nit += 1
+        self.rule = self.method
+        if value < self.fun:
+            self.x, self.fun = candidate, value
 
 
 class Option(NamedTuple):
@@ -550,8 +517,15 @@ class Option(NamedTuple):
 
 
 class Method(NamedTuple):
-    stepper: type
+    """A method: its algorithm (a stepper class that follows a gradient, or a
+    :class:`fastrnn.samplers.Sampler`) and its options."""
+
+    algorithm: type
     options: dict
+
+    @property
+    def is_sampler(self) -> bool:
+        return issubclass(self.algorithm, Sampler)
 
 
 _GRADIENT_OPTIONS = {
@@ -584,8 +558,8 @@ METHOD_TABLE: dict[str, Method] = {
     }),
     "bfgs": Method(_BFGS, _QUASI_NEWTON_OPTIONS),
     "dfp": Method(_DFP, _QUASI_NEWTON_OPTIONS),
-    "random": Method(_RandomSearch, {}),
-    "tpe": Method(_TPE, {
+    "random": Method(RandomSampler, {}),
+    "tpe": Method(TPESampler, {
         "startup_trials": Option(10, "int_min1", "random trials before TPE's model takes over"),
     }),
 }
@@ -637,16 +611,13 @@ def resolve_options(method: str, options: dict) -> dict:
     return resolved
 
 
-def _initial_point(f, x0, seed, state) -> np.ndarray | None:
+def _initial_point(problem, x0, seed, state) -> np.ndarray | None:
     if state is not None:
         if x0 is not None:
             raise ValueError("give x0 or state, not both")
         return None
     if x0 is None:
-        initial_point = getattr(f, "initial_point", None)
-        if initial_point is None:
-            raise ValueError("give x0: this function has no initial_point(seed) to start from")
-        x0 = initial_point(seed)
+        x0 = problem.initial_point(seed)
     x0 = np.array(x0, dtype=float)
     if x0.ndim != 1 or x0.size == 0 or not np.all(np.isfinite(x0)):
         raise ValueError(f"x0 must be a finite non-empty 1-D array, got {x0!r}")
@@ -668,14 +639,15 @@ def _steps_lost(x: np.ndarray, options: dict) -> bool:
 def check_run_arguments(method: str, options: dict, max_steps, record_every, gtol):
     """(stepper class, resolved options): everything :func:`minimize` checks before it evaluates
     anything, so that a caller (:func:`fastrnn.tuning.tune`) can check before it writes anything."""
-    stepper_class = check_method(method).stepper
+    entry = check_method(method)
+    stepper_class = _SampleRun if entry.is_sampler else entry.algorithm
     resolved = resolve_options(method, options)
     for name, value, least in (("max_steps", max_steps, 0), ("record_every", record_every, 1)):
         if isinstance(value, bool) or not (isinstance(value, (int, np.integer)) and value >= least):
             raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
     if isinstance(gtol, bool) or not isinstance(gtol, (int, float, np.integer, np.floating)) or not gtol >= 0:
         raise ValueError(f"gtol must be a number >= 0, got {gtol!r}")
-    stepper_class.check_available()
+    entry.algorithm.check_available()
     return stepper_class, resolved
 
 
@@ -685,7 +657,7 @@ def default_options(method: str) -> dict:
 
 
 def minimize(
-    f: Callable[[np.ndarray], float],
+    f,
     x0=None,
     method: str = "gd",
     *,
@@ -695,28 +667,33 @@ def minimize(
     record_every: int = 1,
     callback: Callable[[dict], object] | None = None,
     state: dict | None = None,
+    history: list | None = None,
     **options,
 ) -> OptimizeResult:
     """Minimise f from x0 (default: ``f.initial_point(seed)``, e.g. the paper's random start).
 
-    Stops when |g| < gtol (or g == 0), after ``max_steps`` steps in total
-    (counting steps before a resume), on a non-finite f or gradient, or when
-    ``callback(record)`` returns true (status CALLBACK) or a :class:`Status`
-    (that status: :func:`fastrnn.tuning.tune` stops at a budget this way).  The trajectory holds a record every
-    ``record_every`` steps plus the first and last: step, x, fun,
-    gradient_norm, rule (what made the step), note, nfev and the resumable
-    state.  ``state`` (from a record or a result) resumes a run; pass the same
-    method and options.  ``options`` are method-specific: see :data:`METHOD_TABLE`.
+    ``f`` is a :class:`fastrnn.problem.Problem`, or a callable adapted into one once
+    (:func:`fastrnn.problem.as_problem`). Stops when |g| < gtol (or g == 0), after ``max_steps``
+    steps in total (counting steps before a resume), on a non-finite f or gradient, when
+    ``callback(record)`` returns true (status CALLBACK) or a :class:`Status` (that status), or
+    when evaluating f raises :class:`StopOptimization` (:func:`fastrnn.tuning.tune`'s budget).
+    The trajectory holds a record every ``record_every`` steps plus the first and last: step, x,
+    fun, gradient_norm (gradient methods) or trial (samplers: the point tried and its value),
+    rule (what made the step), note, nfev and the resumable state. ``state`` (from a record or a
+    result) resumes a run; pass the same method and options, and for a sampler its ``history``
+    (the trials of its records, :func:`fastrnn.samplers.history_from_records`). ``options`` are
+    method-specific: see :data:`METHOD_TABLE`.
     """
     stepper_class, resolved = check_run_arguments(method, options, max_steps, record_every, gtol)
-    start = _initial_point(f, x0, seed, state)
-    # a function can say where its own differences vanish (the objective's whole-number corners)
-    lost_at = getattr(f, "steps_lost", None)
-    stepper = stepper_class(CountedFunction(f), method, resolved, seed)
+    problem = as_problem(f)
+    start = _initial_point(problem, x0, seed, state)
+    stepper = stepper_class(Counted(problem), method, resolved, seed)
     if state is None:
         stepper.start(start)
-    else:
+    elif stepper.uses_gradient:
         stepper.restore(state)
+    else:
+        stepper.restore(state, history)
 
     trajectory = []
 
@@ -730,24 +707,25 @@ def minimize(
 
     status = record_and_ask_to_stop()
     while status is None:
-        gradient_norm = np.linalg.norm(stepper.gradient)
         if not stepper.finite:
             status = Status.NON_FINITE
-        elif stepper.uses_gradient and (_steps_lost(stepper.x, resolved)
-                                        or (lost_at is not None and lost_at(stepper.x))):
+        elif stepper.uses_gradient and (_steps_lost(stepper.x, resolved) or problem.steps_lost(stepper.x)):
             status = Status.STEP_LOST
-        elif stepper.uses_gradient and (gradient_norm < gtol or gradient_norm == 0):
+        elif stepper.uses_gradient and (np.linalg.norm(stepper.gradient) < gtol
+                                        or np.linalg.norm(stepper.gradient) == 0):
             status = Status.CONVERGED
         elif stepper.nit >= max_steps:
             status = Status.MAX_STEPS
         else:
-            before = stepper.state()
+            # a sampler's step changes nothing before its evaluation returns; a stepper's is undone
+            before = stepper.state() if stepper.uses_gradient else None
             try:
                 stepper.step()
             except StopOptimization as stop:
                 # f ended the run mid-step (e.g. a training budget): the run ends where the last
                 # whole step left it, so its state is consistent and resumable
-                stepper.restore(before)
+                if before is not None:
+                    stepper.restore(before)
                 status = stop.status
                 break
             if stepper.nit % record_every == 0:
@@ -765,4 +743,3 @@ def minimize(
         trajectory=trajectory,
         state=stepper.state(),
     )
-

@@ -23,6 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .calculus import BatchFunction, value_and_gradient
+from .problem import Problem
+
 SPACES = ("log", "linear")
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
@@ -76,18 +79,13 @@ def get_space(name: str) -> Space:
     return Space(name)
 
 
-class SpaceView:
-    """The objective ``F`` as a function of the space's coordinates z (see the module docstring).
-
-    ``seed`` draws the start point; ``lr_step`` is the finite-difference step along l in z.
-    """
+class SpaceView(Problem):
+    """The objective ``F`` as a :class:`~fastrnn.problem.Problem` in the space's coordinates z
+    (see the module docstring)."""
 
     def __init__(self, F, space: Space | str | None = None):
         self.F = F
         self.space = get_space(space) if isinstance(space, str) else (space or F.space)
-
-    def __call__(self, z) -> float:
-        return float(self.evaluate_many([z])[0])
 
     def evaluate_many(self, zs) -> np.ndarray:
         """F at every z; NaN (a non-finite value, which stops an optimizer) where z is so far out
@@ -131,22 +129,18 @@ class SpaceView:
         """The objective's own start, in z (for the held-out objective: uniform in the sane box in z)."""
         return self.space.from_point(self.F.initial_point(seed, self.space))
 
-    def value_and_gradient(self, z, h, method, f0=None, diagnostics=None, evaluate_many=None):
+    def value_and_gradient(self, z, h, method, f0=None, diagnostics=None, evaluate=None):
         """(F, gradient in z): exact corner differences along h and s (common noise), a finite
-        difference in z along l. ``evaluate_many`` counts the points (``CountedFunction``)."""
-        from .calculus import value_and_gradient
-
+        difference in z along l; finite differences in z along all three otherwise. ``evaluate``
+        is the batch function the differences go through (the optimizer's counting one)."""
+        evaluate = evaluate or self.evaluate_many
         z = np.asarray(z, dtype=float)
         point = self._point(z)
-        if not np.all(np.isfinite(point)) or not getattr(self.F, "exact_cell_partials", False):
-            return value_and_gradient(_Counted(self, evaluate_many), z, h, method, f0, diagnostics)
+        if not np.all(np.isfinite(point)) or not self.F.exact_cell_partials:
+            return super().value_and_gradient(z, h, method, f0, diagnostics, evaluate)
         value, dF_dh, dF_ds = self.F.cell_partials(point)
         factors = self.space.chain_factors(point)
-
-        def along_l(zl):
-            return self.evaluate_many([[z[0], z[1], float(zl[0])]])[0]
-
-        along_l.evaluate_many = lambda zls: (evaluate_many or self.evaluate_many)([[z[0], z[1], float(zl[0])] for zl in zls])
+        along_l = BatchFunction(lambda zls: evaluate([[z[0], z[1], float(zl[0])] for zl in zls]))
         lr_diagnostics = {} if diagnostics is not None else None
         _, (dz_l,) = value_and_gradient(along_l, z[2:], h, method, value, lr_diagnostics)
         gradient = np.array([dF_dh * factors[0], dF_ds * factors[1], dz_l])
@@ -154,16 +148,3 @@ class SpaceView:
             diagnostics.update(exact=[True, True, False], **{
                 key: [None, None, values[0]] for key, values in lr_diagnostics.items()})
         return value, gradient
-
-
-class _Counted:
-    """``view`` whose batches go through ``evaluate_many`` (the optimizer's counting wrapper)."""
-
-    def __init__(self, view: SpaceView, evaluate_many):
-        self.view, self._evaluate_many = view, evaluate_many or view.evaluate_many
-
-    def __call__(self, z):
-        return float(self._evaluate_many([z])[0])
-
-    def evaluate_many(self, zs):
-        return self._evaluate_many(zs)

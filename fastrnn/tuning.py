@@ -38,7 +38,18 @@ from typing import Callable
 import numpy as np
 
 from .objective import Counters, Objective
-from .optimize import METHODS, STATUS_MESSAGES, OptimizeResult, Status, check_run_arguments, minimize
+from .optimize import (
+    METHOD_TABLE,
+    METHODS,
+    STATUS_MESSAGES,
+    OptimizeResult,
+    Status,
+    StopOptimization,
+    check_run_arguments,
+    minimize,
+)
+from .samplers import history_from_records
+from .settings import differences, settings_from_record
 from .space import SpaceView
 
 try:
@@ -46,7 +57,11 @@ try:
 except ImportError:  # Windows: no advisory locks; two writers there are not detected
     fcntl = None
 
-FORMAT_VERSION = 1
+#: 2: a sampler's record carries its own trial (format 1 copied every trial into every record's
+#: state); the objective's settings always name their kind and space, and the backend is under
+#: ``evaluation``. Files of format 1 are read, resumed (continued with format-2 records) and plotted.
+FORMAT_VERSION = 2
+FORMAT_VERSIONS = (1, 2)
 
 #: Optimizer settings for tuning in the log space of the held-out objective, used where the user
 #: gives none (the method table's defaults are the paper's, for its linear space). A step of 0.5
@@ -62,15 +77,15 @@ HELDOUT_SETTINGS = {
 }
 
 
-def default_method(kind: str) -> str:
+def default_method(F: Objective) -> str:
     """The method ``fastrnn tune`` uses when none is given.
 
-    The paper's objective: gd, the paper's first method. The held-out objective: the method that
+    The kind's own (the paper's objective: gd, the paper's first method), else the method that
     found the best networks at equal budget in docs/COMPARISON.md: TPE where Optuna (the
     ``fastrnn[optuna]`` extra) is installed, else random search, the runner-up.
     """
-    if kind == "paper":
-        return "gd"
+    if F.definition.default_method is not None:
+        return F.definition.default_method
     try:
         import optuna  # noqa: F401
     except ImportError:
@@ -206,6 +221,7 @@ def _check_counters(counters) -> str | None:
 
 def _check_settings(entry: dict, settings: dict) -> str | None:
     return _wrong_fields(entry, dict(
+        format_version=lambda v: v in FORMAT_VERSIONS,
         method=lambda v: v in METHODS, options=lambda v: isinstance(v, dict), seed=_is_int, max_steps=_is_int,
         record_every=lambda v: _is_int(v) and v >= 1, gtol=_is_number, x0=lambda v: v is None or _is_point(v),
         objective=lambda v: isinstance(v, dict),
@@ -221,8 +237,9 @@ def _check_state(state, settings: dict) -> str | None:
     x = state.get("x")
     n = len(x) if isinstance(x, list) else 0
     expected = dict(nit=_is_int, nfev=_is_int, x=lambda v: _is_numbers(v, 3), fun=_is_number,
-                    gradient=lambda v: _is_numbers(v, n),
                     rule=lambda v: isinstance(v, str), note=lambda v: v is None or isinstance(v, str))
+    if not METHOD_TABLE[method].is_sampler:
+        expected["gradient"] = lambda v: _is_numbers(v, n)
     if method == "newton":
         expected["hessian"] = lambda v: _is_matrix(v, n)
     elif method in ("bfgs", "dfp"):
@@ -231,11 +248,20 @@ def _check_state(state, settings: dict) -> str | None:
     return problem
 
 
+def _check_trial(entry: dict, settings: dict) -> str | None:
+    """A sampler's record carries its trial (format 2), or every trial in its state (format 1)."""
+    if not METHOD_TABLE[settings["method"]].is_sampler or "trials" in entry["state"]:
+        return None
+    return _wrong_fields(entry, dict(trial=lambda v: isinstance(v, dict) and _is_point(v.get("x")) and
+                                     _is_number(v.get("fun"))))
+
+
 def _check_record(entry: dict, settings: dict) -> str | None:
     return (
         _wrong_fields(entry, dict(step=lambda v: _is_int(v) and v >= 0, x=_is_point, fun=_is_number, state=lambda v: True,
                                   counters=lambda v: True))
         or _check_state(entry["state"], settings)
+        or _check_trial(entry, settings)
         or _check_counters(entry["counters"])
         or (None if entry.get("noise_state") is None or isinstance(entry["noise_state"], dict)
             else "its noise_state is not an object")
@@ -285,6 +311,7 @@ def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol
         gtol=gtol,
         x0=None if x0 is None else [float(v) for v in x0],
         objective=F.settings(),
+        evaluation={"backend": F.backend.name},
         **{name: value for name, value in budget.items() if value is not None},
         **at_start,
     )
@@ -294,32 +321,23 @@ def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol
 _RESUMABLE_CHANGES = ("max_steps", "record_every", "budget_chars", "budget_trainings")
 
 
-#: Names of texts in an objective's settings: where a fingerprint of the same text agrees, the
-#: spelling of its path (relative to another directory, say) does not make it another run.
-_TEXT_NAMES = {"corpus": "corpus_fingerprint", "heldout": "heldout_fingerprint"}
+#: What a resumed run keeps besides its objective: a different value is another run.
+_RUN_KEYS = ("method", "options", "seed", "gtol", "x0")
 
 
-def _objective_differences(saved: dict, wanted: dict) -> list[str]:
-    """The keys in which two objectives' settings differ (text names only where the texts differ)."""
-    keys = sorted(set(saved) | set(wanted))
-    return [key for key in keys if saved.get(key) != wanted.get(key)
-            and not (key in _TEXT_NAMES and saved.get(_TEXT_NAMES[key]) is not None
-                     and saved.get(_TEXT_NAMES[key]) == wanted.get(_TEXT_NAMES[key]))]
-
-
-def _check_same_run(saved: dict, wanted: dict, path) -> None:
-    for key in ("format_version", "method", "options", "seed", "gtol", "x0"):
+def _check_same_run(saved: dict, wanted: dict, F: Objective, path) -> None:
+    """RunFileError naming what differs between a run file's settings and this run's: a run key,
+    or each field of the objective's settings (:func:`fastrnn.settings.differences`)."""
+    where = f"cannot resume {os.fspath(path)!r}"
+    for key in _RUN_KEYS:
         if saved.get(key) != wanted.get(key):
-            raise RunFileError(
-                f"cannot resume {os.fspath(path)!r}: its {key} is {saved.get(key)!r}, this run's is "
-                f"{wanted.get(key)!r}; resume with the same settings or start a new --out file"
-            )
-    ours, theirs = saved.get("objective") or {}, wanted.get("objective") or {}
-    differ = _objective_differences(ours, theirs)
+            raise RunFileError(f"{where}: its {key} is {saved.get(key)!r}, this run's is {wanted.get(key)!r}; resume "
+                               "with the same settings or start a new --out file")
+    differ = differences(settings_from_record(saved["objective"]), F.definition)
     if differ:
-        shown = "; ".join(f"{key} {ours.get(key)!r} there, {theirs.get(key)!r} here" for key in differ[:3])
-        raise RunFileError(f"cannot resume {os.fspath(path)!r}: its objective differs ({shown}); resume with the "
-                           "same settings or start a new --out file"[:1000])
+        shown = "; ".join(f"{name} {ours!r} there, {theirs!r} here" for name, ours, theirs in differ[:3])
+        raise RunFileError(f"{where}: its objective differs ({shown}); resume with the same settings or start a "
+                           "new --out file"[:1000])
 
 
 def tune(
@@ -332,7 +350,7 @@ def tune(
     record_every: int = 100,
     gtol: float = 1e-4,
     out: str | os.PathLike | None = None,
-    resume: bool = False,
+    resume: bool | RunFile = False,
     overwrite: bool = False,
     on_step: Callable[[dict], None] | None = None,
     budget_chars: int | None = None,
@@ -343,6 +361,8 @@ def tune(
 
     ``resume=True`` continues the run in ``out`` from its last record (the settings must
     match; ``max_steps`` may grow); a finished run is returned as stored, nothing appended.
+    ``resume`` may also be the :class:`RunFile` of ``out`` already read (the command line reads
+    it once, to take its settings).
     A new run refuses an existing ``out`` unless ``overwrite=True``. ``on_step(record)`` sees
     every step with the objective's counters so far, e.g. for a progress bar. RunFileError for a file that cannot be used.
 
@@ -353,9 +373,9 @@ def tune(
 
     Budgets: the run stops (status BUDGET) once the networks it trained have read
     ``budget_chars`` characters of training text, or ``budget_trainings`` networks were trained
-    (trainings the memo serves are free), checked after every step. What ``F`` trained before
-    the run does not count (the run file keeps its counters at the start, if any). ``F``'s own
-    limits are as before when ``tune`` returns.
+    (trainings the memo serves are free), checked after every step and before every batch of new
+    trainings (``F.before_training``, as it was when ``tune`` returns). What ``F`` trained before
+    the run does not count (the run file keeps its counters at the start, if any).
 
     Every argument is checked before the run file is touched: a refused call changes no file.
     """
@@ -370,13 +390,13 @@ def tune(
         x0 = _check_x0(F, x0)
     started_at = _spend(F.counters)
     settings = _settings(F, method, options, seed, max_steps, record_every, gtol, x0, budget, started_at)
-    sink = None if out is None else _open_run_file(out, resume, overwrite)
-    limits = F.limits
+    sink = None if out is None else _open_run_file(out, bool(resume), overwrite)
+    hook = F.before_training
     try:
-        state = None
+        state = history = None
         if resume:
-            saved = read_run(out)
-            _check_same_run(saved.settings, settings, out)
+            saved = resume if isinstance(resume, RunFile) else read_run(out)
+            _check_same_run(saved.settings, settings, F, out)
             started_at = _counters_at_start(saved.settings)
             if run_is_finished(saved, max_steps, budget["budget_chars"], budget["budget_trainings"]):
                 return _stored_result(saved)
@@ -387,6 +407,8 @@ def tune(
             if saved.records:
                 last = saved.records[-1]
                 state = last["state"]
+                if METHOD_TABLE[method].is_sampler:
+                    history = history_from_records(saved.records)
                 F.counters = Counters(**{k: v for k, v in last["counters"].items() if k != "memo_share"})
                 if last.get("noise_state") is not None:
                     F.set_noise_state(last["noise_state"])
@@ -397,10 +419,10 @@ def tune(
             except OSError as exc:
                 raise RunFileError(f"cannot write run file {os.fspath(out)!r}: {exc.strerror or exc}") from None
             _write(sink, settings)
-        return _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_step, options, budget,
-                    started_at)
+        return _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, history, on_step, options,
+                    budget, started_at)
     finally:
-        F.stop_at(*limits)
+        F.before_training = hook
         if sink is not None:
             try:
                 sink.close()  # also releases the lock
@@ -438,23 +460,28 @@ def _check_budget(name: str, value) -> int | None:
 
 
 def search_problem(F: Objective):
-    """What the optimizer minimises: F itself in the paper's linear space, else F seen in z."""
-    if F.space.name == "linear" and F.kind == "paper":
-        return F
-    return SpaceView(F)
+    """What the optimizer minimises: F itself where its settings say so (the paper's objective in
+    its linear space, by finite differences, as the paper did), else F seen in its search space."""
+    return F if F.definition.searched_as_is else SpaceView(F)
 
 
-def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_step, options, budget,
+def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, history, on_step, options, budget,
          started_at: dict) -> OptimizeResult:
     resumed_step = None if state is None else state["nit"]
     started = time.perf_counter()
     problem = search_problem(F)
-    space = getattr(problem, "space", None)
+    space = problem.space if isinstance(problem, SpaceView) else None
+    # a sampler's records hold its history: every one is written
+    every = 1 if METHOD_TABLE[method].is_sampler else record_every
 
     def in_hsl(record: dict) -> dict:
         if space is None:
             return record
-        return {**record, "x": space.to_point(record["x"]).tolist(), "z": record["x"]}
+        record = {**record, "x": space.to_point(record["x"]).tolist(), "z": record["x"]}
+        if "trial" in record:
+            z = record["trial"]["x"]
+            record["trial"] = {**record["trial"], "x": space.to_point(z).tolist(), "z": z}
+        return record
 
     chars_before, trainings_before = started_at["training_chars"], started_at["trainings_run"]
 
@@ -467,26 +494,34 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, on_ste
             return Status.BUDGET
         return None
 
+    own_hook = F.before_training
+
+    def guard() -> None:
+        """Before a batch of new trainings: stop once the budget is spent (the step is dropped)."""
+        if own_hook is not None:
+            own_hook()
+        if spent() is not None:
+            raise StopOptimization(Status.BUDGET)
+
     def callback(record: dict):
         record = in_hsl(record)
         if on_step is not None:
             on_step({**record, "counters": F.counters.as_dict()})
         step = record["step"]
-        if sink is not None and step != resumed_step and (step % record_every == 0 or step == 0):
+        if sink is not None and step != resumed_step and (step % every == 0 or step == 0):
             _write(sink, _file_record(record, F))
         return spent()
 
     if x0 is not None and space is not None:
         x0 = space.from_point(x0)
-    F.stop_at(None if budget["budget_chars"] is None else chars_before + budget["budget_chars"],
-              None if budget["budget_trainings"] is None else trainings_before + budget["budget_trainings"])
+    F.before_training = guard
     result = minimize(problem, x0=x0, method=method, seed=seed, max_steps=max_steps, gtol=gtol,
-                      record_every=1, callback=callback, state=state, **options)
+                      record_every=1, callback=callback, state=state, history=history, **options)
     if space is not None:
         result = replace(result, x=space.to_point(result.x), trajectory=[in_hsl(r) for r in result.trajectory])
     if sink is not None:
         last = result.trajectory[-1]
-        if last["step"] % record_every != 0 and last["step"] != resumed_step:
+        if last["step"] % every != 0 and last["step"] != resumed_step:
             _write(sink, _file_record(last, F))
         _write(sink, dict(
             type="result", x=result.x.tolist(), fun=result.fun, nit=result.nit, nfev=result.nfev,

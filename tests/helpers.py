@@ -154,3 +154,24 @@ def backend_params(names) -> list:
 def available_backends(names) -> list[str]:
     """Those of ``names`` that are built here."""
     return [name for name in names if unavailable_reason(name) is None]
+
+
+class BatchRecorder:
+    """A function with evaluate_many that records every batch it receives."""
+
+    def __init__(self, f):
+        self.f = f
+        self.batches = []
+        self.single_calls = 0
+
+    def __call__(self, x):
+        self.single_calls += 1
+        return self.f(x)
+
+    def evaluate_many(self, points):
+        self.batches.append([np.array(p) for p in points])
+        return np.array([self.f(p) for p in points])
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [len(batch) for batch in self.batches]

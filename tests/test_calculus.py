@@ -21,6 +21,8 @@ from fastrnn.calculus import (
     value_gradient_and_hessian,
 )
 
+from helpers import BatchRecorder
+
 EPS = np.finfo(float).eps
 
 A = np.array([[3.0, 1.0, -0.5], [1.0, 2.0, 0.25], [-0.5, 0.25, 4.0]])
@@ -47,23 +49,6 @@ def exp_sin_hessian(x):
 
 X3 = np.array([0.5, -1.0, 2.0])
 X2 = np.array([0.3, 0.7])
-
-
-class BatchRecorder:
-    """A function with evaluate_many that records every batch it receives."""
-
-    def __init__(self, f):
-        self.f = f
-        self.batches = []
-        self.single_calls = 0
-
-    def __call__(self, x):
-        self.single_calls += 1
-        return self.f(x)
-
-    def evaluate_many(self, points):
-        self.batches.append([np.array(p) for p in points])
-        return np.array([self.f(p) for p in points])
 
 
 # --- the paper's code, transcribed from its Code section -------------------

@@ -16,6 +16,7 @@ from fastrnn.heldout import split_heldout
 from fastrnn.model import TrainState
 from fastrnn.objective import Objective
 from fastrnn.optimize import Status
+from fastrnn.samplers import history_from_records
 from fastrnn.space import SpaceView, get_space
 from fastrnn.tuning import read_run, tune
 
@@ -61,8 +62,8 @@ def test_separate_held_out_text_trains_on_all_the_corpus(corpus):
     other = Corpus.from_text(synthetic_text(3000, seed=9) + "\u00e9", name="other")
     F = Objective(corpus, train_chars=TRAIN_CHARS, heldout=other, heldout_chars=1000)
     assert F.corpus.text == corpus.text and F.heldout.text == other.text[:1000]
-    assert "\u00e9" in F.corpus.vocab and F.heldout_fraction is None
-    assert F.settings()["heldout_source_fingerprint"] == other.fingerprint
+    assert "\u00e9" in F.corpus.vocab and F.definition.heldout_fraction is None
+    assert F.settings()["heldout_fingerprint"] == other.fingerprint and F.settings()["heldout"] == "other"
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -118,8 +119,8 @@ def test_memo_serves_repeated_corners_free(F):
 def test_the_papers_objective_is_unchanged(corpus):
     paper = Objective(corpus, alpha=7, beta=2, kind="paper")
     assert paper.settings() == dict(
-        corpus="synthetic", corpus_fingerprint=corpus.fingerprint, alpha=7, beta=2, noise="common", seed=0,
-        backend="numba", dtype="float64", loss="smooth", diverged_value=1e6)
+        kind="paper", corpus="synthetic", corpus_fingerprint=corpus.fingerprint, alpha=7, beta=2, noise="common",
+        seed=0, dtype="float64", space="linear", diverged_value=1e6, loss="smooth")
     assert paper((20, 5, 0.1)) == (_smooth(corpus, 0) + _smooth(corpus, 1)) / 2
 
 
@@ -173,13 +174,11 @@ def test_fresh_noise_has_no_exact_partials(corpus):
 
 
 def test_the_gradient_in_log_space_is_the_chain_rule_of_the_exact_partials(F):
-    from fastrnn.calculus import value_and_gradient
-
     view = SpaceView(F)
     point = np.array([30.25, 9.6, 0.1])
     z = view.space.from_point(point)
     diagnostics = {}
-    value, g = value_and_gradient(view, z, 0.01, "central", diagnostics=diagnostics)
+    value, g = view.value_and_gradient(z, 0.01, "central", diagnostics=diagnostics)
     _, d_h, d_s = F.cell_partials(point)
     assert value == pytest.approx(F(point), rel=1e-12)  # (h, s, l) from z to rounding
     assert g[0] == pytest.approx(d_h * point[0] * math.log(2))
@@ -236,7 +235,7 @@ def test_every_method_resumes_to_the_same_result_and_stops_at_the_budget(corpus,
 def test_samplers_try_whole_sizes(corpus):
     F = Objective(corpus, train_chars=TRAIN_CHARS, heldout_chars=1000, threads=2)
     result = tune(F, "random", seed=1, max_steps=6)
-    for z, _ in result.trajectory[-1]["state"]["trials"][1:]:
+    for z, _ in history_from_records(result.trajectory)[1:]:
         point = get_space("log").to_point(z)
         assert point[0] == round(point[0]) and point[1] == round(point[1])
     assert F.counters.trainings_run == 4 + 6  # the start's four corners, then one network a trial

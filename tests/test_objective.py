@@ -206,10 +206,10 @@ def test_seeds_must_fit_numpys_generator(small_corpus):
 
 
 @pytest.mark.parametrize("kind, settings, fragment", [
-    ("paper", dict(heldout_fraction=0.2), "belong to the held-out objective"),
-    ("paper", dict(heldout_chars=500), "belong to the held-out objective"),
-    ("paper", dict(heldout="no/such/file.txt"), "belong to the held-out objective"),
-    ("heldout", dict(loss="last"), "chooses the paper's training loss"),
+    ("paper", dict(heldout_fraction=0.2), "belongs to the held-out objective"),
+    ("paper", dict(heldout_chars=500), "belongs to the held-out objective"),
+    ("paper", dict(heldout="no/such/file.txt"), "belongs to the held-out objective"),
+    ("heldout", dict(loss="last"), "belongs to the paper's objective"),
     ("paper", dict(diverged_value=float("nan")), "diverged_value must be a finite number"),
     ("heldout", dict(diverged_value=float("inf")), "diverged_value must be a finite number"),
 ])

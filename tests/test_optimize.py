@@ -16,8 +16,9 @@ from fastrnn.optimize import (
     minimize,
 )
 from fastrnn.paper import PAPER_BOUNDS, random_start
+from fastrnn.samplers import history_from_records
 
-from helpers import methods_available
+from helpers import BatchRecorder, methods_available
 
 A = np.array([[3.0, 1.0], [1.0, 2.0]])
 QUADRATIC_MINIMUM = np.array([1.0, -2.0])
@@ -335,7 +336,9 @@ def test_records_are_plain_json():
         result = minimize(paper_like, method=method, seed=0, max_steps=3)
         for record in result.trajectory:
             assert json.loads(json.dumps(record)) == record
-            assert set(record) == {"step", "x", "fun", "gradient_norm", "rule", "note", "nfev", "state"}
+            # a gradient method records its gradient's norm; a sampler the trial it made instead
+            own = "trial" if METHOD_TABLE[method].is_sampler else "gradient_norm"
+            assert set(record) == {"step", "x", "fun", own, "rule", "note", "nfev", "state"}
         assert json.loads(json.dumps(result.state)) == result.state
         assert result.trajectory[-1]["state"] == result.state
         assert result.trajectory[-1]["nfev"] == result.nfev
@@ -354,13 +357,15 @@ def test_result_is_frozen():
 @pytest.mark.parametrize("method, function, x0", [
     (method, function, x0) for method in methods_available() for function, x0 in [(paper_like, None), (rosen, ROSENBROCK_START)]
     # the samplers need a box, which rosen has not (test_samplers_need_a_box)
-    if METHOD_TABLE[method].stepper.uses_gradient or hasattr(function, "bounds")
+    if not METHOD_TABLE[method].is_sampler or hasattr(function, "bounds")
 ])
 def test_resumed_run_matches_an_uninterrupted_one(method, function, x0):
     full = minimize(function, x0, method, seed=0, max_steps=10)
     first = minimize(function, x0, method, seed=0, max_steps=4)
     saved = json.loads(json.dumps(first.state))  # as it would be written to disk
-    resumed = minimize(function, method=method, max_steps=10, state=saved)
+    # a sampler's history lives in its records, one trial each; a state carries none
+    history = history_from_records(json.loads(json.dumps(first.trajectory)))
+    resumed = minimize(function, method=method, max_steps=10, state=saved, history=history)
 
     np.testing.assert_array_equal(resumed.x, full.x)
     assert (resumed.nit, resumed.nfev, resumed.fun, resumed.status) == (
@@ -368,7 +373,8 @@ def test_resumed_run_matches_an_uninterrupted_one(method, function, x0):
     )
     assert first.trajectory + resumed.trajectory[1:] == full.trajectory
     # A record's state resumes just as well as a result's.
-    from_record = minimize(function, method=method, max_steps=10, state=full.trajectory[4]["state"])
+    from_record = minimize(function, method=method, max_steps=10, state=full.trajectory[4]["state"],
+                           history=history_from_records(full.trajectory))
     assert from_record.trajectory == resumed.trajectory
 
 
@@ -386,21 +392,6 @@ def test_state_from_another_method_is_rejected():
 
 
 # --- batching -------------------------------------------------------------------------
-
-
-class BatchRecorder:
-    def __init__(self, f):
-        self.f = f
-        self.batch_sizes = []
-        self.single_calls = 0
-
-    def __call__(self, x):
-        self.single_calls += 1
-        return self.f(x)
-
-    def evaluate_many(self, points):
-        self.batch_sizes.append(len(points))
-        return np.array([self.f(p) for p in points])
 
 
 @pytest.mark.parametrize(
@@ -496,18 +487,21 @@ def test_samplers_need_a_box(method):
 def test_samplers_keep_the_best_point_and_never_converge_by_gradient(method):
     result = minimize(paper_like, method=method, seed=3, max_steps=30)
     assert result.status == Status.MAX_STEPS and result.nit == 30 and result.nfev == 31
-    values = [value for _, value in result.state["trials"]]
+    trials = history_from_records(result.trajectory)
+    values = [value for _, value in trials]
     assert result.fun == min(values) and len(values) == 31
     best = [record["fun"] for record in result.trajectory]
     assert best == sorted(best, reverse=True)  # best so far never gets worse
-    for z, _ in result.state["trials"][1:]:  # every sample inside the box
+    assert all("gradient_norm" not in record and "gradient" not in record["state"] for record in result.trajectory)
+    for z, _ in trials[1:]:  # every sample inside the box
         assert all(low <= v <= high for v, (low, high) in zip(z, PAPER_BOUNDS))
 
 
 def test_random_search_is_uniform_in_the_box_from_the_seed():
-    first = minimize(paper_like, method="random", seed=5, max_steps=3).state["trials"]
-    again = minimize(paper_like, method="random", seed=5, max_steps=3).state["trials"]
-    other = minimize(paper_like, method="random", seed=6, max_steps=3).state["trials"]
+    def trials(seed):
+        return history_from_records(minimize(paper_like, method="random", seed=seed, max_steps=3).trajectory)
+
+    first, again, other = trials(5), trials(5), trials(6)
     assert first == again and first[1:] != other[1:]
     expected = np.random.default_rng([5, 1]).uniform(*np.array(PAPER_BOUNDS).T)
     np.testing.assert_array_equal(first[1][0], expected)

@@ -222,7 +222,7 @@ def test_budget_counts_only_the_runs_training_and_leaves_the_objective_usable(sm
     first = tune(F, "random", seed=0, max_steps=50, budget_trainings=3, out=tmp_path / "a.jsonl")
     assert first.status == 5 and first.nit >= 1  # BUDGET, after steps of its own
     assert F.counters.trainings_run - before >= 3
-    assert F.limits == (None, None)
+    assert F.before_training is None
     F((22, 7, 0.1))  # the objective is not left behind a spent budget
     second = tune(F, "random", seed=1, max_steps=50, budget_trainings=3)  # the same budget, again
     assert second.status == 5 and second.nit >= 1
@@ -239,11 +239,15 @@ def test_budget_counts_only_the_runs_training_and_leaves_the_objective_usable(sm
     assert run.result["counters"]["trainings_run"] - before >= 6
 
 
-def test_tune_restores_the_objectives_own_limits(small_corpus):
+def test_tune_restores_the_objectives_own_hook(small_corpus):
     F = _budget_F(small_corpus)
-    F.stop_at(10**9, None)
+
+    def own():
+        pass
+
+    F.before_training = own
     tune(F, "random", seed=0, max_steps=2, budget_trainings=1)
-    assert F.limits == (10**9, None)
+    assert F.before_training is own
 
 
 @pytest.mark.parametrize("bad", [dict(stepp=0.1), dict(max_steps=-1), dict(record_every=0), dict(record_every=True),

@@ -1,0 +1,152 @@
+"""The command line's flags that define F, made from :mod:`fastrnn.settings`' fields, and the
+objective of a resumed run.
+
+Each field of the settings classes with a :class:`~fastrnn.settings.Flag` in its metadata becomes
+one click option (``--objective`` chooses the class). A flag's value is None unless it is given,
+so the settings class's own defaults apply and a resumed run knows which flags were given: each
+one given must agree with the field stored in the run file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+
+import click
+from click.core import ParameterSource
+
+from fastrnn._validation import MAX_COUNT
+from fastrnn.corpus import Corpus, CorpusError, load_corpus
+from fastrnn.settings import KINDS, ObjectiveSettings, flags, settings_class, settings_from_record
+
+#: Every flag that defines F: {field: (Flag, kinds it belongs to, default)}.
+FLAGS = flags()
+
+
+def finite_float(ctx, param, value):
+    # click's FloatRange lets nan (every comparison is false) and inf (min bounds) through.
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+_TYPES = {
+    "count": lambda flag: click.IntRange(flag.minimum, MAX_COUNT),
+    "choice": lambda flag: click.Choice(flag.choices),
+    "fraction": lambda flag: click.FloatRange(0, 0.5, min_open=True),
+    "text": lambda flag: click.Path(dir_okay=False),
+}
+
+
+def setting_flags(func):
+    """``--objective`` and one option per flagged settings field; the command receives ``kind``
+    and ``settings_given``: {field: value} of the flags given (None where not given)."""
+    for name, (flag, kinds, default) in reversed(FLAGS.items()):
+        shown = "" if default is None or flag.help.endswith("].") else f" [{default}]"
+        func = click.option(flag.name, name, type=_TYPES[flag.rule](flag), default=None,
+                            callback=finite_float if flag.rule == "fraction" else None,
+                            help=flag.help + shown)(func)
+    func = click.option("--objective", "kind", type=click.Choice(KINDS), default=None,
+                        help="heldout: mean cross-entropy per character on held-out text after training; "
+                             "paper: the paper's smoothed training loss after --alpha updates [heldout].")(func)
+
+    @functools.wraps(func)
+    def wrapper(*args, kind, **kwargs):
+        given = {name: kwargs.pop(name) for name in FLAGS}
+        return func(*args, kind=kind, settings_given=given, **kwargs)
+
+    return wrapper
+
+
+def _flag(name: str) -> str:
+    return "--objective" if name == "kind" else FLAGS[name][0].name if name in FLAGS else f"--{name}"
+
+
+def build_settings(kind: str | None, given: dict, corpus, seed: int, dtype: str) -> ObjectiveSettings:
+    """The settings of the flags given; a flag of the other kind, or a value the settings refuse,
+    exits 2 naming the flag."""
+    kind = kind or "heldout"
+    cls = settings_class(kind)
+    own = {item.name for item in dataclasses.fields(cls)}
+    values = {name: value for name, value in given.items() if value is not None}
+    for name in values:
+        if name not in own:
+            other = next(k for k in FLAGS[name][1] if k != kind)
+            raise click.BadParameter(f"belongs to the {settings_class(other).title} objective; drop it or use "
+                                     f"--objective {other}",
+                                     param_hint=_flag(name))
+    for name, value in values.items():
+        if FLAGS[name][0].rule == "text":
+            values[name] = _load(value, _flag(name))
+    try:
+        return cls(corpus=corpus, seed=seed, dtype=dtype, **values)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _load(path, flag) -> Corpus:
+    try:
+        return load_corpus(path)
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint=flag) from None
+
+
+def resumed_settings(run, path: str, kind, given: dict, corpus, seed: int, dtype: str, conflict) -> ObjectiveSettings:
+    """The settings stored in ``run`` (a RunFile), with its texts read. Each flag given must agree
+    with them (``conflict(flag, given, stored)`` raises otherwise); --corpus and --heldout, if
+    given, must be the run's texts, else they are read from the names the file stores."""
+    stored = settings_from_record(run.settings["objective"])
+    explicit = {name for name in ("seed", "dtype")
+                if click.get_current_context().get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                                            ParameterSource.ENVIRONMENT)}
+    wanted = {"kind": kind, **{name: value for name, value in given.items() if value is not None}}
+    wanted.update({name: value for name, value in (("seed", seed), ("dtype", dtype)) if name in explicit})
+    for name, value in wanted.items():
+        if value is None or (name in FLAGS and FLAGS[name][0].rule == "text"):
+            continue
+        stored_value = stored.kind if name == "kind" else getattr(stored, name, None)
+        if value != stored_value:
+            conflict(_flag(name), value, stored_value)
+    texts = {}
+    for item in dataclasses.fields(stored):
+        if not item.metadata["text"] or (item.name != "corpus" and getattr(stored, item.name) is None):
+            continue
+        given_text = corpus if item.name == "corpus" else given.get(item.name)
+        if given_text is not None and not isinstance(given_text, Corpus):
+            given_text = _load(given_text, _flag(item.name))
+        texts[item.name] = resume_text(given_text, getattr(stored, item.name), _flag(item.name), path, conflict)
+    return dataclasses.replace(stored, **texts)
+
+
+def resume_text(given, stored, flag, path, conflict):
+    """The text a resumed run was started on: ``given`` if it is that text, else read from its stored name."""
+    name, fingerprint = stored
+    if given is None:
+        try:
+            given = _read_run_text(name, path)
+        except (CorpusError, TypeError) as exc:
+            raise click.BadParameter(f"the run's text {name!r} cannot be read ({exc}); pass it with {flag}",
+                                     param_hint=flag) from None
+        if given.fingerprint != fingerprint:
+            raise click.BadParameter(f"{name!r} is not the text the run in {path} was started on (its SHA-256 differs); "
+                                     f"pass that text with {flag}", param_hint=flag)
+    elif given.fingerprint != fingerprint:
+        conflict(flag, f"{given.name} (SHA-256 {given.fingerprint[:12]})", f"{name} (SHA-256 {str(fingerprint)[:12]})")
+    return given
+
+
+def _read_run_text(name, run_path):
+    """The text a run file names: where the run started (a relative name is relative to that
+    directory), or else beside the run file."""
+    if name == "default":
+        return load_corpus(None)
+    try:
+        return load_corpus(name)
+    except (CorpusError, TypeError):
+        beside = None if not isinstance(name, str) or os.path.isabs(name) else \
+            os.path.join(os.path.dirname(os.path.abspath(run_path)), name)
+        if beside is None or not os.path.exists(beside):
+            raise
+        return load_corpus(beside)
