@@ -4,11 +4,12 @@
  * Why these live in C rather than in the .pyx:
  *
  * - Runtime CPU dispatch. The build uses portable flags (no -march), which on x86-64 means
- *   SSE2 only: 2 doubles per instruction and no fused multiply-add. Where the compiler supports
+ *   SSE2 only: 2 doubles per instruction and no FMA instruction. Where the compiler supports
  *   it (probed by setup.py, which then defines FASTRNN_TARGET_CLONES), each entry point
  *   (RNN_KERNEL) is also compiled for x86-64-v3 (AVX2 + FMA) and the loader picks the clone for
  *   the CPU it runs on (GCC/clang `target_clones`). A Cython function cannot carry that
- *   attribute. The helpers are always_inline, so they are compiled into each clone.
+ *   attribute. The helpers are always_inline, so they are compiled into each clone. The two
+ *   clones compute the same bits (see Numerics below).
  * - Register blocking. The matrix loops are written with GCC/clang vector extensions, several
  *   accumulators at once sharing loads; the compiler's own vectorisation of them is poor
  *   (single accumulator chains, or shuffles). Other compilers get the plain scalar loops.
@@ -36,11 +37,24 @@
  *   is bit-exact when lr is finite and >= 0 and every mem + eps > 0 (the caller checks).
  *
  * Numerics: no -ffast-math (it lets the compiler assume no NaNs, which the divergence check
- * relies on); the gradient clip uses comparisons so NaN stays NaN. Summation orders are fixed
- * at compile time for each clone: results never depend on the thread count, and the CPU picks
- * the same clone every call, so chunked and unchunked training agree bit for bit. In the
- * float32 kernels every constant is float32 (no promotion to double) except the loss, a
- * scalar per character, which is accumulated in double.
+ * relies on); the gradient clip uses comparisons so NaN stays NaN. Every summation order is
+ * written in the source: the lanes of the vector type (RNN_VBYTES bytes, the same in both
+ * clones), each lane's accumulator, the fixed tree of HSUM, then the tail. And so is every
+ * fused multiply-add: the build passes -ffp-contract=off, so the compiler fuses nothing by
+ * itself, and the source writes FMA / VFMA wherever a product is added (the accumulations,
+ * the Horner steps and range reductions of tanh and exp, 1 - h*h, mem + g*g: the places
+ * fastrnn._numba_kernel fuses; only the half-vector tails of rnn_dot4 / rnn_dot1 add rounded
+ * products); the AVX2 clone computes each with one vfmadd, the baseline clone with libm's
+ * correctly rounded fma (slower: a call per lane). So the AVX2 clone and
+ * the baseline clone give the same bits, on any x86-64 CPU (tests/test_cython_clones.py builds
+ * the baseline code alone, FASTRNN_BASELINE_ONLY, and compares), given the same C library
+ * (log; exp in a float64 softmax step with a logit 708 below the max). Nothing is left to the
+ * compiler's choice, so another GCC or clang should give the same bits too; that is not
+ * tested. Not the same: builds without clones (16-byte vectors: other lane sums), MSVC's (no
+ * vectors, plain multiply and add: its path is unchanged) and the numba backend (other sums
+ * and blockings). Results never depend on the thread count, so chunked and unchunked training
+ * agree bit for bit. In the float32 kernels every constant is float32 (no promotion to
+ * double) except the loss, a scalar per character, which is accumulated in double.
  *
  * Templating: this header includes itself twice with RNN_T (the element type) and RNN_SUF
  * (the name suffix) set, once per precision.
@@ -366,7 +380,7 @@ RNN_INLINE void RNN_FN(rnn_dot4)(const T *RNN_RESTRICT a, const T *RNN_RESTRICT 
     T s0 = HSUM(a0), s1 = HSUM(a1), s2 = HSUM(a2), s3 = HSUM(a3);
     Py_ssize_t j = jv;
 #ifdef LH
-    if (j + LH <= n) {
+    if (j + LH <= n) { /* products rounded, then summed in pairs (no FMA) */
         const VECH av = LDH(a + j);
         const VECH c0 = LDH(b0 + j) * av, c1 = LDH(b1 + j) * av, c2 = LDH(b2 + j) * av, c3 = LDH(b3 + j) * av;
         s0 += HSUMH(c0);
