@@ -136,12 +136,18 @@
  * -ffp-contract=off, so the compiler fuses nothing else. GCC and clang turn __builtin_fma into
  * one vfmadd instruction where the target has FMA (the AVX2 clone; a packed one for a vector,
  * whose lanes the SLP vectoriser combines) and into a call of libm's correctly rounded fma
- * where it has not (the baseline clone): the same result, bit for bit. MSVC keeps the plain
- * multiply and add (/fp:precise, no clones: it matches no other build bit for bit). */
+ * where it has not (the baseline clone): the same result, bit for bit.
+ * A build without clones has one code path, so nothing to agree with: it fuses where its
+ * target has an FMA instruction (__FP_FAST_FMA: ARM64, or -march with FMA) and otherwise keeps
+ * the plain multiply and add rather than a libm call per multiply-add (x86-64 without
+ * dispatch, e.g. FASTRNN_DISABLE_DISPATCH=1 or a compiler without target_clones), as MSVC
+ * does (/fp:precise; its path is unchanged). */
 #if defined(_MSC_VER) && !defined(__clang__)
 #define RNN_FUSED 0
-#else
+#elif RNN_WIDE_VECTORS || defined(__FP_FAST_FMA)
 #define RNN_FUSED 1
+#else
+#define RNN_FUSED 0
 #endif
 
 #define RNN_CAT_(a, b) a##b
