@@ -7,7 +7,10 @@ Set ``FASTRNN_DISABLE_OPENMP=1`` to force the serial build.
 
 The flags are portable (no ``-march``); on x86-64 the vector primitives of ext/_rnn_simd.h
 are additionally compiled for AVX2+FMA and picked at load time where the compiler supports
-``target_clones`` (``FASTRNN_DISABLE_DISPATCH=1`` turns that off).
+``target_clones`` (``FASTRNN_DISABLE_DISPATCH=1`` turns that off). The two clones give the
+same bits: ``-ffp-contract=off``, so the only fused multiply-adds are the ones the source
+writes out (see ext/_rnn_simd.h). ``FASTRNN_BASELINE_ONLY=1`` builds only the baseline
+clone's code (same vectors, no dispatch), to check that on any x86-64 machine.
 """
 
 import os
@@ -84,10 +87,13 @@ class BuildExt(build_ext):
             simd = None
         else:
             # Portable: no -march. No -ffast-math (it lets the compiler assume no NaNs, which the
-            # divergence check needs). -fno-math-errno lets sqrt vectorise and
+            # divergence check needs). -ffp-contract=off: the compiler fuses no multiply-add by
+            # itself (GCC's default, "fast", would fuse them in the AVX2 clone and not in the
+            # baseline one, which has no FMA instruction); the source writes every fused one
+            # out, so both clones compute the same bits. -fno-math-errno lets sqrt vectorise and
             # -fno-trapping-math lets the gradient clip become a compare + blend; neither
             # changes results or NaN handling. See ext/_rnn_simd.h for the rest.
-            compile_args = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math"]
+            compile_args = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
             link_args = []
             openmp = (["-fopenmp"], ["-fopenmp"])
             simd = ["-fopenmp-simd"]
@@ -100,17 +106,25 @@ class BuildExt(build_ext):
             compile_args, link_args = compile_args + openmp[0], link_args + openmp[1]
         elif simd and _compiles(self.compiler, _PLAIN_PROBE, compile_args + simd, link_args):
             compile_args = compile_args + simd
+        baseline_only = bool(os.environ.get("FASTRNN_BASELINE_ONLY"))
         clones = (
-            self.compiler.compiler_type != "msvc"
+            not baseline_only
+            and self.compiler.compiler_type != "msvc"
             and platform.machine().lower() in ("x86_64", "amd64")
             and not os.environ.get("FASTRNN_DISABLE_DISPATCH")
             and _compiles(self.compiler, _CLONES_PROBE, compile_args, link_args)
         )
+        dispatch = "baseline clone only" if baseline_only else f"{'with' if clones else 'without'} AVX2 dispatch"
         print(f"fastrnn: building the Cython kernel {'with' if use_openmp else 'without'} OpenMP, "
-              f"{'with' if clones else 'without'} AVX2 dispatch ({' '.join(compile_args)})")
+              f"{dispatch} ({' '.join(compile_args)})")
         for ext in self.extensions:
+            # the flags, recorded in the module (COMPILE_ARGS) for tests/test_cython_clones.py
+            macros = [("FASTRNN_COMPILE_ARGS", '"' + " ".join(compile_args) + '"')]
             if clones:
-                ext.define_macros = list(ext.define_macros or []) + [("FASTRNN_TARGET_CLONES", "1")]
+                macros.append(("FASTRNN_TARGET_CLONES", "1"))
+            if baseline_only:
+                macros.append(("FASTRNN_BASELINE_ONLY", "1"))
+            ext.define_macros = list(ext.define_macros or []) + macros
             ext.extra_compile_args = list(ext.extra_compile_args or []) + compile_args
             ext.extra_link_args = list(ext.extra_link_args or []) + link_args
         super().build_extensions()

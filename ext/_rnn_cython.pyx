@@ -63,6 +63,7 @@ cdef extern from "_rnn_simd.h" nogil:
     int FASTRNN_SIMD_DISPATCH
     int FASTRNN_OPENMP
     const char* FASTRNN_CYTHON_VERSION
+    const char* FASTRNN_COMPILE_ARGS
     double GRADIENT_CLIP "RNN_GRADIENT_CLIP"
     double ADAGRAD_EPS "RNN_ADAGRAD_EPS"
     double SMOOTHING "RNN_SMOOTHING"
@@ -93,6 +94,8 @@ cdef enum:
 CYTHON_VERSION = FASTRNN_CYTHON_VERSION.decode("ascii")
 #: Which instruction sets the kernels (ext/_rnn_simd.h) were compiled for.
 SIMD_DISPATCH = FASTRNN_DISPATCH.decode("ascii")
+#: The compiler flags setup.py chose for this build (besides the compiler's and Python's own).
+COMPILE_ARGS = FASTRNN_COMPILE_ARGS.decode("ascii")
 #: The parameter dtypes the kernels train in.
 DTYPES = ("float64", "float32")
 

@@ -4,11 +4,12 @@
  * Why these live in C rather than in the .pyx:
  *
  * - Runtime CPU dispatch. The build uses portable flags (no -march), which on x86-64 means
- *   SSE2 only: 2 doubles per instruction and no fused multiply-add. Where the compiler supports
+ *   SSE2 only: 2 doubles per instruction and no FMA instruction. Where the compiler supports
  *   it (probed by setup.py, which then defines FASTRNN_TARGET_CLONES), each entry point
  *   (RNN_KERNEL) is also compiled for x86-64-v3 (AVX2 + FMA) and the loader picks the clone for
  *   the CPU it runs on (GCC/clang `target_clones`). A Cython function cannot carry that
- *   attribute. The helpers are always_inline, so they are compiled into each clone.
+ *   attribute. The helpers are always_inline, so they are compiled into each clone. The two
+ *   clones compute the same bits (see Numerics below).
  * - Register blocking. The matrix loops are written with GCC/clang vector extensions, several
  *   accumulators at once sharing loads; the compiler's own vectorisation of them is poor
  *   (single accumulator chains, or shuffles). Other compilers get the plain scalar loops.
@@ -36,11 +37,24 @@
  *   is bit-exact when lr is finite and >= 0 and every mem + eps > 0 (the caller checks).
  *
  * Numerics: no -ffast-math (it lets the compiler assume no NaNs, which the divergence check
- * relies on); the gradient clip uses comparisons so NaN stays NaN. Summation orders are fixed
- * at compile time for each clone: results never depend on the thread count, and the CPU picks
- * the same clone every call, so chunked and unchunked training agree bit for bit. In the
- * float32 kernels every constant is float32 (no promotion to double) except the loss, a
- * scalar per character, which is accumulated in double.
+ * relies on); the gradient clip uses comparisons so NaN stays NaN. Every summation order is
+ * written in the source: the lanes of the vector type (RNN_VBYTES bytes, the same in both
+ * clones), each lane's accumulator, the fixed tree of HSUM, then the tail. And so is every
+ * fused multiply-add: the build passes -ffp-contract=off, so the compiler fuses nothing by
+ * itself, and the source writes FMA / VFMA wherever a product is added (the accumulations,
+ * the Horner steps and range reductions of tanh and exp, 1 - h*h, mem + g*g: the places
+ * fastrnn._numba_kernel fuses; only the half-vector tails of rnn_dot4 / rnn_dot1 add rounded
+ * products); the AVX2 clone computes each with one vfmadd, the baseline clone with libm's
+ * correctly rounded fma (slower: a call per lane). So the AVX2 clone and
+ * the baseline clone give the same bits, on any x86-64 CPU (tests/test_cython_clones.py builds
+ * the baseline code alone, FASTRNN_BASELINE_ONLY, and compares), given the same C library
+ * (log; exp in a float64 softmax step with a logit 708 below the max). Nothing is left to the
+ * compiler's choice, so another GCC or clang should give the same bits too; that is not
+ * tested. Not the same: builds without clones (16-byte vectors: other lane sums), MSVC's (no
+ * vectors, plain multiply and add: its path is unchanged) and the numba backend (other sums
+ * and blockings). Results never depend on the thread count, so chunked and unchunked training
+ * agree bit for bit. In the float32 kernels every constant is float32 (no promotion to
+ * double) except the loss, a scalar per character, which is accumulated in double.
  *
  * Templating: this header includes itself twice with RNN_T (the element type) and RNN_SUF
  * (the name suffix) set, once per precision.
@@ -69,6 +83,9 @@
 #ifndef FASTRNN_CYTHON_VERSION
 #define FASTRNN_CYTHON_VERSION "unknown"
 #endif
+#ifndef FASTRNN_COMPILE_ARGS
+#define FASTRNN_COMPILE_ARGS "unknown"
+#endif
 
 #if defined(_MSC_VER)
 #define RNN_RESTRICT __restrict
@@ -78,23 +95,34 @@
 #define RNN_INLINE static inline __attribute__((always_inline))
 #endif
 
-#if defined(FASTRNN_TARGET_CLONES) && FASTRNN_TARGET_CLONES
+/* FASTRNN_BASELINE_ONLY compiles only the code of the baseline clone of a dispatching build
+ * (the same 32-byte vectors, without target_clones), so that any x86-64 machine can check that
+ * it gives the bits of the AVX2 clone (tests/test_cython_clones.py). */
+#if defined(FASTRNN_BASELINE_ONLY) && FASTRNN_BASELINE_ONLY
+#define RNN_KERNEL static
+#define FASTRNN_DISPATCH "baseline only, with the 32-byte vectors of the dispatching build (FASTRNN_BASELINE_ONLY)"
+#define FASTRNN_SIMD_DISPATCH 0
+#define RNN_WIDE_VECTORS 1
+#elif defined(FASTRNN_TARGET_CLONES) && FASTRNN_TARGET_CLONES
 #define RNN_KERNEL __attribute__((target_clones("arch=x86-64-v3", "default"))) static
 #define FASTRNN_DISPATCH "x86-64-v3 (AVX2+FMA) / baseline, chosen at load time"
 #define FASTRNN_SIMD_DISPATCH 1
+#define RNN_WIDE_VECTORS 1
 #else
 #define RNN_KERNEL static
 #define FASTRNN_DISPATCH "baseline only"
 #define FASTRNN_SIMD_DISPATCH 0
+#define RNN_WIDE_VECTORS 0
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
 /* RNN_VBYTES bytes per vector: 32 (one AVX2 register: 4 doubles, 8 floats) when the AVX2 clone
  * exists; else 16, one SSE2/NEON register (wider generic vectors on a 128-bit ISA spill to the
- * stack). The baseline clone of a dispatching build gets 32-byte vectors split in two by the
- * compiler: slower, only on pre-2013 x86-64 CPUs. */
+ * stack). The baseline clone of a dispatching build gets the same 32-byte vectors, split in two
+ * by the compiler: slower, only on pre-2013 x86-64 CPUs, but the same lanes and so the same
+ * summation orders as the AVX2 clone. */
 #define RNN_VECTORS 1
-#if defined(FASTRNN_TARGET_CLONES) && FASTRNN_TARGET_CLONES
+#if RNN_WIDE_VECTORS
 #define RNN_VBYTES 32
 #else
 #define RNN_VBYTES 16
@@ -102,6 +130,24 @@
 #else
 #define RNN_VECTORS 0
 #define RNN_VBYTES 16
+#endif
+
+/* Fused multiply-adds are written in the source (FMA, VFMA below) and the build passes
+ * -ffp-contract=off, so the compiler fuses nothing else. GCC and clang turn __builtin_fma into
+ * one vfmadd instruction where the target has FMA (the AVX2 clone; a packed one for a vector,
+ * whose lanes the SLP vectoriser combines) and into a call of libm's correctly rounded fma
+ * where it has not (the baseline clone): the same result, bit for bit.
+ * A build without clones has one code path, so nothing to agree with: it fuses where its
+ * target has an FMA instruction (__FP_FAST_FMA: ARM64, or -march with FMA) and otherwise keeps
+ * the plain multiply and add rather than a libm call per multiply-add (x86-64 without
+ * dispatch, e.g. FASTRNN_DISABLE_DISPATCH=1 or a compiler without target_clones), as MSVC
+ * does (/fp:precise; its path is unchanged). */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define RNN_FUSED 0
+#elif RNN_WIDE_VECTORS || defined(__FP_FAST_FMA)
+#define RNN_FUSED 1
+#else
+#define RNN_FUSED 0
 #endif
 
 #define RNN_CAT_(a, b) a##b
@@ -112,6 +158,7 @@
 #define RNN_TEMPLATE_PASS 1
 #define RNN_T double
 #define RNN_UINT uint64_t
+#define RNN_INT int64_t
 #define RNN_SUF _f64
 #define RNN_C(x) x
 #define RNN_LANES (RNN_VBYTES / 8)
@@ -124,9 +171,11 @@
 #define RNN_COPYSIGN copysign
 #define RNN_SQRT sqrt
 #define RNN_EXP exp
+#define RNN_FMA_FN __builtin_fma
 #include "_rnn_simd.h"
 #undef RNN_T
 #undef RNN_UINT
+#undef RNN_INT
 #undef RNN_SUF
 #undef RNN_C
 #undef RNN_LANES
@@ -139,10 +188,12 @@
 #undef RNN_COPYSIGN
 #undef RNN_SQRT
 #undef RNN_EXP
+#undef RNN_FMA_FN
 
 /* float32 pass: the float functions of C99, so nothing is computed in double */
 #define RNN_T float
 #define RNN_UINT uint32_t
+#define RNN_INT int32_t
 #define RNN_SUF _f32
 #define RNN_C(x) x##f
 #define RNN_LANES (RNN_VBYTES / 4)
@@ -155,6 +206,7 @@
 #define RNN_COPYSIGN copysignf
 #define RNN_SQRT sqrtf
 #define RNN_EXP expf
+#define RNN_FMA_FN __builtin_fmaf
 #define RNN_SINGLE 1
 #include "_rnn_simd.h"
 #undef RNN_SINGLE
@@ -168,10 +220,18 @@
 #define C RNN_C
 #define VEC RNN_FN(rnn_vec)
 #define VECU RNN_FN(rnn_vecu)
+/* FMA(a, b, c) = a * b + c rounded once (see RNN_FUSED) */
+#if RNN_FUSED
+#define FMA(a, b, c) RNN_FMA_FN((a), (b), (c))
+#else
+#define FMA(a, b, c) ((a) * (b) + (c))
+#endif
 
 #if RNN_VECTORS
 typedef T VEC __attribute__((vector_size(RNN_VBYTES)));
 typedef T VECU __attribute__((vector_size(RNN_VBYTES), aligned(sizeof(T)), may_alias));
+#define VECI RNN_FN(rnn_veci)
+typedef RNN_INT VECI __attribute__((vector_size(RNN_VBYTES))); /* shuffle masks */
 #define L ((Py_ssize_t)RNN_LANES)
 /* Half vectors (one SSE register) for the tails of reductions of 32-byte vectors. */
 #if RNN_VBYTES == 32
@@ -189,15 +249,41 @@ typedef T RNN_FN(rnn_vechu) __attribute__((vector_size(16), aligned(sizeof(T)), 
 #define LD(p) (*(const VECU *)(p))
 #define ST(p, v) (*(VECU *)(p) = (v))
 #define SPLAT(x) ((VEC){0} + (T)(x))
+/* HSUM(a): the lanes summed in pairs, ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), formed
+ * with whole-vector shuffles and adds (the same bits as adding the lanes in that order, since
+ * a + b == b + a), then read out. Reading the lanes of a VFMA result directly would let GCC
+ * recompute them with scalar FMAs after the loop. */
+#if defined(__clang__)
+#define RNN_SHUF(a, ...) __builtin_shufflevector((a), (a), __VA_ARGS__)
+#else
+#define RNN_SHUF(a, ...) __builtin_shuffle((a), (VECI){__VA_ARGS__})
+#endif
 #if RNN_LANES == 2
-#define HSUM(a) ((a)[0] + (a)[1])
+#define HSUM(a) __extension__({ const VEC hs_p_ = (a) + RNN_SHUF((a), 1, 0); hs_p_[0]; })
 #elif RNN_LANES == 4
-#define HSUM(a) (((a)[0] + (a)[1]) + ((a)[2] + (a)[3]))
+#define HSUM(a) __extension__({ const VEC hs_p_ = (a) + RNN_SHUF((a), 1, 0, 3, 2); hs_p_[0] + hs_p_[2]; })
 #elif RNN_LANES == 8
-#define HSUM(a) ((((a)[0] + (a)[1]) + ((a)[2] + (a)[3])) + (((a)[4] + (a)[5]) + ((a)[6] + (a)[7])))
+#define HSUM(a)                                                                                   \
+    __extension__({                                                                               \
+        const VEC hs_p_ = (a) + RNN_SHUF((a), 1, 0, 3, 2, 5, 4, 7, 6);                            \
+        const VEC hs_q_ = hs_p_ + RNN_SHUF(hs_p_, 2, 3, 0, 1, 6, 7, 4, 5);                        \
+        hs_q_[0] + hs_q_[4];                                                                      \
+    })
 #else
 #error "unsupported vector width"
 #endif
+/* VFMA(a, b, c) = FMA lane by lane: one packed vfmadd in the AVX2 clone (GCC's SLP vectoriser
+ * combines the lanes; checked in the disassembly), RNN_LANES calls of libm's fma in the baseline
+ * clone. A statement expression rather than a function: a function taking 32-byte vectors draws
+ * GCC's ABI note in code compiled without AVX. */
+#define VFMA(a, b, c)                                                                             \
+    __extension__({                                                                               \
+        const VEC vfma_a_ = (a), vfma_b_ = (b), vfma_c_ = (c);                                    \
+        VEC vfma_r_;                                                                              \
+        for (int vfma_k_ = 0; vfma_k_ < RNN_LANES; vfma_k_++)                                     \
+            vfma_r_[vfma_k_] = FMA(vfma_a_[vfma_k_], vfma_b_[vfma_k_], vfma_c_[vfma_k_]);         \
+        vfma_r_;                                                                                  \
+    })
 #endif
 
 /* ---- elementwise functions ------------------------------------------------------------ */
@@ -221,19 +307,19 @@ RNN_INLINE T RNN_FN(rnn_pow2)(T kf)
 RNN_INLINE double rnn_expm1_reduced_f64(double r)
 {
     double q = 1.0 / 87178291200.0;
-    q = 1.0 / 6227020800.0 + r * q;
-    q = 1.0 / 479001600.0 + r * q;
-    q = 1.0 / 39916800.0 + r * q;
-    q = 1.0 / 3628800.0 + r * q;
-    q = 1.0 / 362880.0 + r * q;
-    q = 1.0 / 40320.0 + r * q;
-    q = 1.0 / 5040.0 + r * q;
-    q = 1.0 / 720.0 + r * q;
-    q = 1.0 / 120.0 + r * q;
-    q = 1.0 / 24.0 + r * q;
-    q = 1.0 / 6.0 + r * q;
-    q = 0.5 + r * q;
-    return r + (r * r) * q;
+    q = FMA(r, q, 1.0 / 6227020800.0);
+    q = FMA(r, q, 1.0 / 479001600.0);
+    q = FMA(r, q, 1.0 / 39916800.0);
+    q = FMA(r, q, 1.0 / 3628800.0);
+    q = FMA(r, q, 1.0 / 362880.0);
+    q = FMA(r, q, 1.0 / 40320.0);
+    q = FMA(r, q, 1.0 / 5040.0);
+    q = FMA(r, q, 1.0 / 720.0);
+    q = FMA(r, q, 1.0 / 120.0);
+    q = FMA(r, q, 1.0 / 24.0);
+    q = FMA(r, q, 1.0 / 6.0);
+    q = FMA(r, q, 0.5);
+    return FMA(r * r, q, r);
 }
 #else
 #define RNN_INV_LN2 1.44269504f
@@ -243,22 +329,22 @@ RNN_INLINE double rnn_expm1_reduced_f64(double r)
 RNN_INLINE float rnn_expm1_reduced_f32(float r)
 {
     float q = 1.0f / 5040.0f;
-    q = 1.0f / 720.0f + r * q;
-    q = 1.0f / 120.0f + r * q;
-    q = 1.0f / 24.0f + r * q;
-    q = 1.0f / 6.0f + r * q;
-    q = 0.5f + r * q;
-    return r + (r * r) * q;
+    q = FMA(r, q, 1.0f / 720.0f);
+    q = FMA(r, q, 1.0f / 120.0f);
+    q = FMA(r, q, 1.0f / 24.0f);
+    q = FMA(r, q, 1.0f / 6.0f);
+    q = FMA(r, q, 0.5f);
+    return FMA(r * r, q, r);
 }
 #endif
 
 /* exp(x) for RNN_EXP_MIN <= x <= 0, NaN for NaN; branch-free (fastrnn._numba_kernel._exp_nonpos). */
 RNN_INLINE T RNN_FN(rnn_exp_nonpos)(T x)
 {
-    const T kf = RNN_FLOOR(x * RNN_INV_LN2 + C(0.5));
-    const T r = (x - kf * RNN_LN2_HI) - kf * RNN_LN2_LO;
+    const T kf = RNN_FLOOR(FMA(x, RNN_INV_LN2, C(0.5)));
+    const T r = FMA(-kf, RNN_LN2_LO, FMA(-kf, RNN_LN2_HI, x));
     const T s = RNN_FN(rnn_pow2)(kf);
-    return s + s * RNN_FN(rnn_expm1_reduced)(r);
+    return FMA(s, RNN_FN(rnn_expm1_reduced)(r), s);
 }
 
 /* tanh(x), NaN for NaN; branch-free (fastrnn._numba_kernel._tanh):
@@ -267,10 +353,10 @@ RNN_INLINE T RNN_FN(rnn_tanh)(T x)
 {
     T y = C(2.0) * RNN_FABS(x);
     y = y > C(40.0) ? C(40.0) : y; /* tanh is 1 to working precision; NaN stays NaN */
-    const T kf = RNN_FLOOR(y * RNN_INV_LN2 + C(0.5));
-    const T r = (y - kf * RNN_LN2_HI) - kf * RNN_LN2_LO;
+    const T kf = RNN_FLOOR(FMA(y, RNN_INV_LN2, C(0.5)));
+    const T r = FMA(-kf, RNN_LN2_LO, FMA(-kf, RNN_LN2_HI, y));
     const T s = RNN_FN(rnn_pow2)(kf);
-    const T e = s * RNN_FN(rnn_expm1_reduced)(r) + (s - C(1.0));
+    const T e = FMA(s, RNN_FN(rnn_expm1_reduced)(r), s - C(1.0));
     return RNN_COPYSIGN(e / (e + C(2.0)), x);
 }
 
@@ -292,15 +378,15 @@ RNN_INLINE void RNN_FN(rnn_dot4)(const T *RNN_RESTRICT a, const T *RNN_RESTRICT 
     VEC a0 = SPLAT(0), a1 = a0, a2 = a0, a3 = a0;
     for (Py_ssize_t j = 0; j < jv; j += L) {
         const VEC av = LD(a + j);
-        a0 += LD(b0 + j) * av;
-        a1 += LD(b1 + j) * av;
-        a2 += LD(b2 + j) * av;
-        a3 += LD(b3 + j) * av;
+        a0 = VFMA(LD(b0 + j), av, a0);
+        a1 = VFMA(LD(b1 + j), av, a1);
+        a2 = VFMA(LD(b2 + j), av, a2);
+        a3 = VFMA(LD(b3 + j), av, a3);
     }
     T s0 = HSUM(a0), s1 = HSUM(a1), s2 = HSUM(a2), s3 = HSUM(a3);
     Py_ssize_t j = jv;
 #ifdef LH
-    if (j + LH <= n) {
+    if (j + LH <= n) { /* products rounded, then summed in pairs (no FMA) */
         const VECH av = LDH(a + j);
         const VECH c0 = LDH(b0 + j) * av, c1 = LDH(b1 + j) * av, c2 = LDH(b2 + j) * av, c3 = LDH(b3 + j) * av;
         s0 += HSUMH(c0);
@@ -311,15 +397,37 @@ RNN_INLINE void RNN_FN(rnn_dot4)(const T *RNN_RESTRICT a, const T *RNN_RESTRICT 
     }
 #endif
     for (; j < n; j++) {
-        s0 += b0[j] * a[j];
-        s1 += b1[j] * a[j];
-        s2 += b2[j] * a[j];
-        s3 += b3[j] * a[j];
+        s0 = FMA(b0[j], a[j], s0);
+        s1 = FMA(b1[j], a[j], s1);
+        s2 = FMA(b2[j], a[j], s2);
+        s3 = FMA(b3[j], a[j], s3);
     }
     s[0] = s0;
     s[1] = s1;
     s[2] = s2;
     s[3] = s3;
+}
+
+/* sum_j a[j] * b[j] in the order of each sum of rnn_dot4 (so a row or time step left over by
+ * the blocks of four gets the bits it would get inside one), on one accumulator chain */
+RNN_INLINE T RNN_FN(rnn_dot1)(const T *RNN_RESTRICT a, const T *RNN_RESTRICT b, Py_ssize_t n)
+{
+    const Py_ssize_t jv = n - n % L;
+    VEC a0 = SPLAT(0);
+    for (Py_ssize_t j = 0; j < jv; j += L)
+        a0 = VFMA(LD(b + j), LD(a + j), a0);
+    T s0 = HSUM(a0);
+    Py_ssize_t j = jv;
+#ifdef LH
+    if (j + LH <= n) {
+        const VECH c0 = LDH(b + j) * LDH(a + j);
+        s0 += HSUMH(c0);
+        j += LH;
+    }
+#endif
+    for (; j < n; j++)
+        s0 = FMA(b[j], a[j], s0);
+    return s0;
 }
 #endif
 
@@ -336,10 +444,14 @@ RNN_INLINE void RNN_FN(rnn_gemv)(const T *RNN_RESTRICT W, const T *RNN_RESTRICT 
 #endif
     for (; i < rows; i++) {
         const T *RNN_RESTRICT w = W + i * cols;
+#if RNN_VECTORS
+        out[i] = RNN_FN(rnn_dot1)(x, w, cols);
+#else
         T acc = 0;
         for (Py_ssize_t j = 0; j < cols; j++)
-            acc += w[j] * x[j];
+            acc = FMA(w[j], x[j], acc);
         out[i] = acc;
+#endif
     }
 }
 
@@ -357,22 +469,22 @@ RNN_INLINE void RNN_FN(rnn_gemv_t)(const T *RNN_RESTRICT W, const T *RNN_RESTRIC
         for (; i + 2 <= rows; i += 2) {
             const VEC ga = SPLAT(g[i]), gb = SPLAT(g[i + 1]);
             const T *wa = W + i * cols + j, *wb = wa + cols;
-            a0 += ga * LD(wa);
-            a1 += ga * LD(wa + L);
-            a2 += ga * LD(wa + 2 * L);
-            a3 += ga * LD(wa + 3 * L);
-            b0 += gb * LD(wb);
-            b1 += gb * LD(wb + L);
-            b2 += gb * LD(wb + 2 * L);
-            b3 += gb * LD(wb + 3 * L);
+            a0 = VFMA(ga, LD(wa), a0);
+            a1 = VFMA(ga, LD(wa + L), a1);
+            a2 = VFMA(ga, LD(wa + 2 * L), a2);
+            a3 = VFMA(ga, LD(wa + 3 * L), a3);
+            b0 = VFMA(gb, LD(wb), b0);
+            b1 = VFMA(gb, LD(wb + L), b1);
+            b2 = VFMA(gb, LD(wb + 2 * L), b2);
+            b3 = VFMA(gb, LD(wb + 3 * L), b3);
         }
         if (i < rows) {
             const VEC ga = SPLAT(g[i]);
             const T *wa = W + i * cols + j;
-            a0 += ga * LD(wa);
-            a1 += ga * LD(wa + L);
-            a2 += ga * LD(wa + 2 * L);
-            a3 += ga * LD(wa + 3 * L);
+            a0 = VFMA(ga, LD(wa), a0);
+            a1 = VFMA(ga, LD(wa + L), a1);
+            a2 = VFMA(ga, LD(wa + 2 * L), a2);
+            a3 = VFMA(ga, LD(wa + 3 * L), a3);
         }
         ST(out + j, a0 + b0);
         ST(out + j + L, a1 + b1);
@@ -385,7 +497,7 @@ RNN_INLINE void RNN_FN(rnn_gemv_t)(const T *RNN_RESTRICT W, const T *RNN_RESTRIC
         j1 = j + L <= cols ? j : cols - L;
         VEC a0 = SPLAT(0);
         for (Py_ssize_t i = 0; i < rows; i++)
-            a0 += SPLAT(g[i]) * LD(W + i * cols + j1);
+            a0 = VFMA(SPLAT(g[i]), LD(W + i * cols + j1), a0);
         ST(out + j1, a0);
     }
 #endif
@@ -396,7 +508,7 @@ RNN_INLINE void RNN_FN(rnn_gemv_t)(const T *RNN_RESTRICT W, const T *RNN_RESTRIC
             const T gi = g[i];
             const T *RNN_RESTRICT w = W + i * cols;
             for (Py_ssize_t k = j; k < cols; k++)
-                out[k] += gi * w[k];
+                out[k] = FMA(gi, w[k], out[k]);
         }
     }
 }
@@ -419,14 +531,14 @@ RNN_INLINE void RNN_FN(rnn_gemm_tn)(T *RNN_RESTRICT D, const T *RNN_RESTRICT G, 
                 const VEC ga = SPLAT(G[t * ldg + i]), gb = SPLAT(G[t * ldg + i + 1]);
                 const T *x = X + t * cols + j;
                 const VEC x0 = LD(x), x1 = LD(x + L), x2 = LD(x + 2 * L), x3 = LD(x + 3 * L);
-                a0 += ga * x0;
-                a1 += ga * x1;
-                a2 += ga * x2;
-                a3 += ga * x3;
-                b0 += gb * x0;
-                b1 += gb * x1;
-                b2 += gb * x2;
-                b3 += gb * x3;
+                a0 = VFMA(ga, x0, a0);
+                a1 = VFMA(ga, x1, a1);
+                a2 = VFMA(ga, x2, a2);
+                a3 = VFMA(ga, x3, a3);
+                b0 = VFMA(gb, x0, b0);
+                b1 = VFMA(gb, x1, b1);
+                b2 = VFMA(gb, x2, b2);
+                b3 = VFMA(gb, x3, b3);
             }
             ST(da + j, a0);
             ST(da + j + L, a1);
@@ -442,8 +554,8 @@ RNN_INLINE void RNN_FN(rnn_gemm_tn)(T *RNN_RESTRICT D, const T *RNN_RESTRICT G, 
             VEC a0 = SPLAT(0), b0 = a0;
             for (Py_ssize_t t = 0; t < n; t++) {
                 const VEC x0 = LD(X + t * cols + j1);
-                a0 += SPLAT(G[t * ldg + i]) * x0;
-                b0 += SPLAT(G[t * ldg + i + 1]) * x0;
+                a0 = VFMA(SPLAT(G[t * ldg + i]), x0, a0);
+                b0 = VFMA(SPLAT(G[t * ldg + i + 1]), x0, b0);
             }
             ST(da + j1, a0);
             ST(db + j1, b0);
@@ -451,8 +563,8 @@ RNN_INLINE void RNN_FN(rnn_gemm_tn)(T *RNN_RESTRICT D, const T *RNN_RESTRICT G, 
         for (; j < cols; j++) {
             T a = 0, b = 0;
             for (Py_ssize_t t = 0; t < n; t++) {
-                a += G[t * ldg + i] * X[t * cols + j];
-                b += G[t * ldg + i + 1] * X[t * cols + j];
+                a = FMA(G[t * ldg + i], X[t * cols + j], a);
+                b = FMA(G[t * ldg + i + 1], X[t * cols + j], b);
             }
             da[j] = a;
             db[j] = b;
@@ -467,7 +579,7 @@ RNN_INLINE void RNN_FN(rnn_gemm_tn)(T *RNN_RESTRICT D, const T *RNN_RESTRICT G, 
             const T g = G[t * ldg + i];
             const T *RNN_RESTRICT x = X + t * cols;
             for (Py_ssize_t j = 0; j < cols; j++)
-                d[j] += g * x[j];
+                d[j] = FMA(g, x[j], d[j]);
         }
     }
 }
@@ -496,7 +608,7 @@ RNN_INLINE void RNN_FN(rnn_adagrad_inline)(T *RNN_RESTRICT params, T *RNN_RESTRI
         T g = grads[k];
         g = g > clip ? clip : g;
         g = g < -clip ? -clip : g;
-        const T m = memory[k] + g * g;
+        const T m = FMA(g, g, memory[k]);
         memory[k] = m;
         params[k] -= lr * g / RNN_SQRT(m + eps);
     }
@@ -543,10 +655,14 @@ RNN_KERNEL double RNN_FN(rnn_forward)(const T *RNN_RESTRICT params, Py_ssize_t H
 #endif
         for (; t < S; t++) {
             const T *RNN_RESTRICT h = hs + (t + 1) * H;
+#if RNN_VECTORS
+            probs[t * V + v] = RNN_FN(rnn_dot1)(w, h, H) + b;
+#else
             T acc = 0;
             for (Py_ssize_t j = 0; j < H; j++)
-                acc += w[j] * h[j];
+                acc = FMA(w[j], h[j], acc);
             probs[t * V + v] = acc + b;
+#endif
         }
     }
     /* softmax and loss, one time step at a time */
@@ -631,14 +747,14 @@ RNN_KERNEL void RNN_FN(rnn_backward)(const T *RNN_RESTRICT params, Py_ssize_t H,
                     const T *w = Why + v * H + j;
                     const VEC w0 = LD(w), w1 = LD(w + L);
                     const VEC e0 = SPLAT(d0[v]), e1 = SPLAT(d1[v]), e2 = SPLAT(d2[v]), e3 = SPLAT(d3[v]);
-                    a0 += e0 * w0;
-                    b0 += e0 * w1;
-                    a1 += e1 * w0;
-                    b1 += e1 * w1;
-                    a2 += e2 * w0;
-                    b2 += e2 * w1;
-                    a3 += e3 * w0;
-                    b3 += e3 * w1;
+                    a0 = VFMA(e0, w0, a0);
+                    b0 = VFMA(e0, w1, b0);
+                    a1 = VFMA(e1, w0, a1);
+                    b1 = VFMA(e1, w1, b1);
+                    a2 = VFMA(e2, w0, a2);
+                    b2 = VFMA(e2, w1, b2);
+                    a3 = VFMA(e3, w0, a3);
+                    b3 = VFMA(e3, w1, b3);
                 }
                 ST(o0 + j, a0);
                 ST(o0 + j + L, b0);
@@ -654,10 +770,10 @@ RNN_KERNEL void RNN_FN(rnn_backward)(const T *RNN_RESTRICT params, Py_ssize_t H,
                 VEC a0 = SPLAT(0), a1 = a0, a2 = a0, a3 = a0;
                 for (Py_ssize_t v = 0; v < V; v++) {
                     const VEC w0 = LD(Why + v * H + j1);
-                    a0 += SPLAT(d0[v]) * w0;
-                    a1 += SPLAT(d1[v]) * w0;
-                    a2 += SPLAT(d2[v]) * w0;
-                    a3 += SPLAT(d3[v]) * w0;
+                    a0 = VFMA(SPLAT(d0[v]), w0, a0);
+                    a1 = VFMA(SPLAT(d1[v]), w0, a1);
+                    a2 = VFMA(SPLAT(d2[v]), w0, a2);
+                    a3 = VFMA(SPLAT(d3[v]), w0, a3);
                 }
                 ST(o0 + j1, a0);
                 ST(o1 + j1, a1);
@@ -668,10 +784,10 @@ RNN_KERNEL void RNN_FN(rnn_backward)(const T *RNN_RESTRICT params, Py_ssize_t H,
                 T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
                 for (Py_ssize_t v = 0; v < V; v++) {
                     const T w0 = Why[v * H + j];
-                    a0 += d0[v] * w0;
-                    a1 += d1[v] * w0;
-                    a2 += d2[v] * w0;
-                    a3 += d3[v] * w0;
+                    a0 = FMA(d0[v], w0, a0);
+                    a1 = FMA(d1[v], w0, a1);
+                    a2 = FMA(d2[v], w0, a2);
+                    a3 = FMA(d3[v], w0, a3);
                 }
                 o0[j] = a0;
                 o1[j] = a1;
@@ -690,7 +806,7 @@ RNN_KERNEL void RNN_FN(rnn_backward)(const T *RNN_RESTRICT params, Py_ssize_t H,
         const T *RNN_RESTRICT h = hs + (t + 1) * H;
         T *RNN_RESTRICT d = dhs + t * H;
         for (Py_ssize_t j = 0; j < H; j++)
-            d[j] = (C(1.0) - h[j] * h[j]) * (d[j] + dhnext[j]);
+            d[j] = FMA(-h[j], h[j], C(1.0)) * (d[j] + dhnext[j]);
         if (t > 0) /* dhnext of the first character would be unused */
             RNN_FN(rnn_gemv_t)(Whh, d, H, H, dhnext);
     }
@@ -784,7 +900,11 @@ RNN_KERNEL int RNN_FN(rnn_all_finite)(const T *RNN_RESTRICT a, Py_ssize_t n)
 #undef C
 #undef VEC
 #undef VECU
+#undef FMA
 #if RNN_VECTORS
+#undef VECI
+#undef RNN_SHUF
+#undef VFMA
 #undef L
 #undef LD
 #undef ST
