@@ -9,8 +9,8 @@ compiled on (AVX2 and AVX-512 disagree). Here the partial sums are explicit: a v
 computes the same sequence of IEEE operations in every case. The lanes are combined by one
 fixed tree (:func:`lanes_sum`), and the leftover elements are added one by one afterwards.
 
-Every multiply-add of the kernel is an explicit fused multiply-add (:func:`fma`,
-:func:`lanes_fma`, the ``llvm.fma`` intrinsic), and no other is fused (the kernel compiles
+Every multiply-add of the kernel is an explicit fused multiply-add (:func:`fma`, the
+``llvm.fma`` intrinsic), and no other is fused (the kernel compiles
 without ``contract``): on a CPU with FMA it is one instruction; on one without, LLVM calls libm's
 ``fma``, which is correctly rounded, so the bits are the same there too, only slower.
 
@@ -59,8 +59,12 @@ def _call_fma(builder, args):
 
 @intrinsic
 def fma(typingctx, a, b, c):
-    """a * b + c rounded once, in the float type of ``a`` (``b`` and ``c`` are converted to it)."""
-    if _float_of(a) is None or isinstance(a, (types.Array, Lanes)):
+    """a * b + c rounded once: of floats (``b`` and ``c`` converted to the type of ``a``), or of
+    three :class:`Lanes` lane by lane."""
+    if isinstance(a, Lanes):
+        if not a == b == c:
+            return None
+    elif _float_of(a) is None or isinstance(a, types.Array):
         return None
     sig = a(a, a, a)
 
@@ -115,19 +119,6 @@ def load_lanes(typingctx, ary, index):
         pointer = builder.gep(array.data, [args[1]])
         vector = context.get_value_type(lanes)
         return builder.load(builder.bitcast(pointer, vector.as_pointer()), align=ary.dtype.bitwidth // 8)
-
-    return sig, codegen
-
-
-@intrinsic
-def lanes_fma(typingctx, a, b, c):
-    """a * b + c lane by lane, each rounded once."""
-    if not (isinstance(a, Lanes) and a == b == c):
-        return None
-    sig = c(a, b, c)
-
-    def codegen(context, builder, signature, args):
-        return _call_fma(builder, args)
 
     return sig, codegen
 

@@ -61,7 +61,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from ..model import ADAGRAD_EPS, BAD_ID_MESSAGE, GRADIENT_CLIP, SMOOTHING, STATUS_BAD_ID, STATUS_DIVERGED, STATUS_OK
-from ._lanes import fma, lane_count, lanes_add, lanes_fma, lanes_sum, load_lanes, zero_lanes
+from ._lanes import fma, lane_count, lanes_add, lanes_sum, load_lanes, zero_lanes
 
 # No fastmath flags: without ``reassoc`` LLVM keeps every sum in the order written, and without
 # ``contract`` it fuses no multiply-add by itself (the kernel's are explicit, :mod:`._lanes`).
@@ -328,7 +328,7 @@ def _dot(x, y, n):
     nL = n - n % L
     a = zero_lanes(x)
     for j in range(0, nL, L):
-        a = lanes_fma(load_lanes(x, j), load_lanes(y, j), a)
+        a = fma(load_lanes(x, j), load_lanes(y, j), a)
     total = lanes_sum(a)
     for j in range(nL, n):
         total = fma(x[j], y[j], total)
@@ -347,10 +347,10 @@ def _dots4(x, y0, y1, y2, y3, n):
     a3 = zero_lanes(x)
     for j in range(0, nL, L):
         xv = load_lanes(x, j)
-        a0 = lanes_fma(xv, load_lanes(y0, j), a0)
-        a1 = lanes_fma(xv, load_lanes(y1, j), a1)
-        a2 = lanes_fma(xv, load_lanes(y2, j), a2)
-        a3 = lanes_fma(xv, load_lanes(y3, j), a3)
+        a0 = fma(xv, load_lanes(y0, j), a0)
+        a1 = fma(xv, load_lanes(y1, j), a1)
+        a2 = fma(xv, load_lanes(y2, j), a2)
+        a3 = fma(xv, load_lanes(y3, j), a3)
     s0 = lanes_sum(a0)
     s1 = lanes_sum(a1)
     s2 = lanes_sum(a2)
@@ -380,14 +380,14 @@ def _dots8(x, y0, y1, y2, y3, y4, y5, y6, y7, n):
     a7 = zero_lanes(x)
     for j in range(0, nL, L):
         xv = load_lanes(x, j)
-        a0 = lanes_fma(xv, load_lanes(y0, j), a0)
-        a1 = lanes_fma(xv, load_lanes(y1, j), a1)
-        a2 = lanes_fma(xv, load_lanes(y2, j), a2)
-        a3 = lanes_fma(xv, load_lanes(y3, j), a3)
-        a4 = lanes_fma(xv, load_lanes(y4, j), a4)
-        a5 = lanes_fma(xv, load_lanes(y5, j), a5)
-        a6 = lanes_fma(xv, load_lanes(y6, j), a6)
-        a7 = lanes_fma(xv, load_lanes(y7, j), a7)
+        a0 = fma(xv, load_lanes(y0, j), a0)
+        a1 = fma(xv, load_lanes(y1, j), a1)
+        a2 = fma(xv, load_lanes(y2, j), a2)
+        a3 = fma(xv, load_lanes(y3, j), a3)
+        a4 = fma(xv, load_lanes(y4, j), a4)
+        a5 = fma(xv, load_lanes(y5, j), a5)
+        a6 = fma(xv, load_lanes(y6, j), a6)
+        a7 = fma(xv, load_lanes(y7, j), a7)
     s0 = lanes_sum(a0)
     s1 = lanes_sum(a1)
     s2 = lanes_sum(a2)
@@ -417,11 +417,9 @@ def _recurrence_rows4(Wxh, Whh, bh, hs, t, x, first):
     H4 = H - (H - first) % 4
     h = hs[t]
     for i in range(first, H4, 4):
-        a0, a1, a2, a3 = _dots4(h, Whh[i], Whh[i + 1], Whh[i + 2], Whh[i + 3], H)
-        hs[t + 1, i] = (Wxh[i, x] + a0) + bh[i]
-        hs[t + 1, i + 1] = (Wxh[i + 1, x] + a1) + bh[i + 1]
-        hs[t + 1, i + 2] = (Wxh[i + 2, x] + a2) + bh[i + 2]
-        hs[t + 1, i + 3] = (Wxh[i + 3, x] + a3) + bh[i + 3]
+        a = _dots4(h, Whh[i], Whh[i + 1], Whh[i + 2], Whh[i + 3], H)
+        for k in range(4):
+            hs[t + 1, i + k] = (Wxh[i + k, x] + a[k]) + bh[i + k]
     for i in range(H4, H):
         hs[t + 1, i] = (Wxh[i, x] + _dot(h, Whh[i], H)) + bh[i]
 
@@ -440,16 +438,9 @@ def _recurrence_f32(Wxh, Whh, bh, hs, t, x):
     H8 = H - H % 8
     h = hs[t]
     for i in range(0, H8, 8):
-        a0, a1, a2, a3, a4, a5, a6, a7 = _dots8(h, Whh[i], Whh[i + 1], Whh[i + 2], Whh[i + 3],
-                                                Whh[i + 4], Whh[i + 5], Whh[i + 6], Whh[i + 7], H)
-        hs[t + 1, i] = (Wxh[i, x] + a0) + bh[i]
-        hs[t + 1, i + 1] = (Wxh[i + 1, x] + a1) + bh[i + 1]
-        hs[t + 1, i + 2] = (Wxh[i + 2, x] + a2) + bh[i + 2]
-        hs[t + 1, i + 3] = (Wxh[i + 3, x] + a3) + bh[i + 3]
-        hs[t + 1, i + 4] = (Wxh[i + 4, x] + a4) + bh[i + 4]
-        hs[t + 1, i + 5] = (Wxh[i + 5, x] + a5) + bh[i + 5]
-        hs[t + 1, i + 6] = (Wxh[i + 6, x] + a6) + bh[i + 6]
-        hs[t + 1, i + 7] = (Wxh[i + 7, x] + a7) + bh[i + 7]
+        a = _dots8(h, Whh[i], Whh[i + 1], Whh[i + 2], Whh[i + 3], Whh[i + 4], Whh[i + 5], Whh[i + 6], Whh[i + 7], H)
+        for k in range(8):
+            hs[t + 1, i + k] = (Wxh[i + k, x] + a[k]) + bh[i + k]
     _recurrence_rows4(Wxh, Whh, bh, hs, t, x, H8)
 
 
