@@ -503,20 +503,34 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         if spent() is not None:
             raise StopOptimization(Status.BUDGET)
 
+    # The last finished step's record when --record-every skipped it: written if the run is
+    # interrupted (Ctrl-C, SIGTERM), so resuming does not redo finished steps.
+    unwritten: list[dict | None] = [None]
+
     def callback(record: dict):
         record = in_hsl(record)
         if on_step is not None:
             on_step({**record, "counters": F.counters.as_dict()})
         step = record["step"]
-        if sink is not None and step != resumed_step and (step % every == 0 or step == 0):
-            _write(sink, _file_record(record, F))
+        if sink is not None and step != resumed_step:
+            entry = _file_record(record, F)  # the counters as of this step, not of a later interruption
+            if step % every == 0 or step == 0:
+                unwritten[0] = None  # before writing: an interrupted write leaves its torn line last
+                _write(sink, entry)
+            else:
+                unwritten[0] = entry
         return spent()
 
     if x0 is not None and space is not None:
         x0 = space.from_point(x0)
     F.before_training = guard
-    result = minimize(problem, x0=x0, method=method, seed=seed, max_steps=max_steps, gtol=gtol,
-                      record_every=1, callback=callback, state=state, history=history, **options)
+    try:
+        result = minimize(problem, x0=x0, method=method, seed=seed, max_steps=max_steps, gtol=gtol,
+                          record_every=1, callback=callback, state=state, history=history, **options)
+    except BaseException:
+        if unwritten[0] is not None:
+            _write(sink, unwritten[0])
+        raise
     if space is not None:
         result = replace(result, x=space.to_point(result.x), trajectory=[in_hsl(r) for r in result.trajectory])
     if sink is not None:

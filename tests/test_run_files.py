@@ -272,3 +272,34 @@ def test_cli_a_full_disk_is_one_line_not_a_traceback(corpus_file):
                                       "--heldout-chars", "1000", "--steps", "1", "--out", "/dev/full", "--force", "-q"],
                                 prog_name="fastrnn")
     assert result.exit_code == 2 and "cannot write run file '/dev/full'" in result.stderr
+
+
+@pytest.mark.parametrize("method", ["gd", "bfgs"])
+def test_an_interrupted_run_keeps_its_last_finished_step_whatever_record_every(tmp_path, small_corpus, monkeypatch,
+                                                                               method):
+    def F():
+        return Objective(small_corpus, alpha=3, kind="paper", threads=1)
+
+    x0 = [25.5, 8.5, 0.1]
+    calls = {"n": 0, "stop_at": None}
+    original = Objective.evaluate_many
+
+    def counted(self, points):
+        calls["n"] += 1
+        if calls["n"] == calls["stop_at"]:
+            raise KeyboardInterrupt
+        return original(self, points)
+
+    monkeypatch.setattr(Objective, "evaluate_many", counted)
+    calls_after_step = {}
+    whole = tune(F(), method, x0=x0, max_steps=6, record_every=100, out=tmp_path / "whole.jsonl",
+                 on_step=lambda record: calls_after_step.setdefault(record["step"], calls["n"]))
+    assert whole.nit >= 3
+    calls.update(n=0, stop_at=calls_after_step[2] + 1)  # in step 3, after steps 1 and 2 finished
+    part = tmp_path / "part.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        tune(F(), method, x0=x0, max_steps=6, record_every=100, out=part)
+    assert [record["step"] for record in read_run(part).records] == [0, 2]  # without the fix: [0]
+    calls["stop_at"] = None
+    resumed = tune(F(), method, x0=x0, max_steps=6, record_every=100, out=part, resume=True)
+    assert resumed.x.tolist() == whole.x.tolist() and resumed.fun == whole.fun and resumed.nit == whole.nit
