@@ -131,6 +131,9 @@ def read_run(path: str | os.PathLike) -> RunFile:
         raise RunFileError(f"run file {name!r} is a directory") from None
     except OSError as exc:
         raise RunFileError(f"cannot read run file {name!r}: {exc.strerror or exc}") from None
+    if raw.startswith(b"PK\x03\x04"):  # a zip archive: what `fastrnn train --save` writes
+        raise RunFileError(f"{name!r} is a model file (fastrnn train --save), not a run file: give a run file "
+                           "(JSON Lines, from tune --out or reproduce)")
     entries, end, offset = [], 0, 0
     lines = raw.split(b"\n")
     for number, line in enumerate(lines, 1):
@@ -553,9 +556,12 @@ def _open_run_file(path, resume: bool, overwrite: bool):
     directory = os.path.dirname(os.path.abspath(name))
     try:
         fd = os.open(name, os.O_RDWR | (0 if resume else os.O_CREAT), 0o666)
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         if not os.path.isdir(directory):
             raise RunFileError(f"cannot write run file {name!r}: directory {directory!r} does not exist") from None
+        if not resume:  # the directory is there but refuses new files (/proc, say)
+            raise RunFileError(f"cannot create run file {name!r} in {directory!r}: {exc.strerror}; "
+                               "choose another folder") from None
         raise RunFileError(f"run file {name!r} does not exist") from None
     except OSError as exc:
         raise RunFileError(f"cannot open run file {name!r}: {exc.strerror or exc}") from None

@@ -303,3 +303,19 @@ def test_an_interrupted_run_keeps_its_last_finished_step_whatever_record_every(t
     calls["stop_at"] = None
     resumed = tune(F(), method, x0=x0, max_steps=6, record_every=100, out=part, resume=True)
     assert resumed.x.tolist() == whole.x.tolist() and resumed.fun == whole.fun and resumed.nit == whole.nit
+
+
+def test_a_model_file_given_as_a_run_file_is_named_as_such(tmp_path, corpus_file):
+    model = tmp_path / "m.npz"
+    assert invoke(["train", "--hidden", "5", "--seq", "3", "--steps", "2", "--corpus", corpus_file,
+                   "--save", str(model), "--quiet"]).exit_code == 0
+    with pytest.raises(RunFileError, match="is a model file .* not a run file"):
+        read_run(model)
+    assert_one_line_error(invoke(["plot", str(model), "-o", str(tmp_path / "f.png")]), "is a model file")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs a folder that refuses new files (Linux /proc)")
+def test_a_folder_that_refuses_new_files_is_not_called_a_missing_file(corpus_file):
+    result = invoke(_start(corpus_file, "/proc/x.jsonl"))
+    assert_one_line_error(result, "cannot create run file", "/proc", "choose another folder")
+    assert "does not exist" not in result.stderr
