@@ -620,14 +620,11 @@ def _softmax_loss(Why, by, data, start, S, hs, probs, ex):
             d = probs[t, v] - y_max
             tiny |= d < exp_min
             ex[v] = _exp_nonpos(d)
-        if tiny:  # some probability below 1e-307 (1e-38 in float32), or -inf logits
-            if _flushes_tiny_probabilities(hs):
-                for v in range(V):
-                    if probs[t, v] - y_max < exp_min:
-                        ex[v] = zero
-            else:
-                for v in range(V):
-                    ex[v] = math.exp(probs[t, v] - y_max)
+        if tiny:  # some probability below 1e-307 (1e-38 in float32), or -inf logits: libm's exp
+            flush = _flushes_tiny_probabilities(hs)
+            for v in range(V):
+                d = probs[t, v] - y_max
+                ex[v] = zero if flush and d < exp_min else math.exp(d)
         total = _sum(ex, V)
         # log-softmax form: finite even where the target's probability underflows to 0
         loss -= np.float64((y_target - y_max) - math.log(total))
