@@ -112,9 +112,9 @@ def test_train_zero_steps_prints_null_not_nan(corpus_file):
 
 
 def test_printed_points_keep_significant_digits(corpus_file, monkeypatch):
-    import fastrnn.cli.main as main
+    import fastrnn.cli.common as common
 
-    assert main._paper_form([20.66891, 5.462, 2.9e-7]) == "[20.6689, 5.462, 2.9e-07]"
+    assert common.paper_form([20.66891, 5.462, 2.9e-7]) == "[20.6689, 5.462, 2.9e-07]"
     result = invoke(["tune", "--alpha", "2", "--steps", "0", "--x0", "30,10,2.9e-7", "--corpus", corpus_file])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "[30, 10, 2.9e-07]"
@@ -132,9 +132,9 @@ def test_plot_prints_the_path_it_wrote(tmp_path, small_corpus, monkeypatch):
 
 
 def test_emitted_json_never_holds_nan():
-    import fastrnn.cli.main as main
+    import fastrnn.cli.common as common
 
-    assert main._json_safe({"a": [1.0, np.nan], "b": {"c": -math.inf}, "d": "x"}) == {"a": [1.0, None], "b": {"c": None},
+    assert common.json_safe({"a": [1.0, np.nan], "b": {"c": -math.inf}, "d": "x"}) == {"a": [1.0, None], "b": {"c": None},
                                                                                       "d": "x"}
 
 
