@@ -14,10 +14,10 @@ from fastrnn.backends import (
     BackendUnavailable,
     get_backend,
 )
-from fastrnn.corpus import CorpusError, load_corpus
-from fastrnn.executors import ExecutorError
-from fastrnn.model import DTYPES
-from fastrnn.objective import Objective
+from fastrnn.network.corpus import CorpusError, load_corpus
+from fastrnn.network.model import DTYPES
+from fastrnn.objective.function import Objective
+from fastrnn.running.executors import ExecutorError
 
 from .common import (
     ExecutorFailed,
@@ -141,7 +141,7 @@ def _check_bench_corpus(corpus, seq_lengths) -> None:
 def _bench_dask(corpus_path, rounds, beta, alpha, workers):
     """``fastrnn bench --executor dask``: the tables in docs/SCALING.md."""
     from fastrnn import bench
-    from fastrnn.executors import ThreadExecutor, dask_executor_class
+    from fastrnn.running.executors import ThreadExecutor, dask_executor_class
 
     try:
         corpus = load_corpus(corpus_path)

@@ -20,9 +20,9 @@ from fastrnn.backends import (
     check_backend_dtype,
     get_backend,
 )
-from fastrnn.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
-from fastrnn.executors import ExecutorError
-from fastrnn.model import DTYPES
+from fastrnn.network.corpus import DEFAULT_CORPUS_DESCRIPTION, CorpusError, load_corpus
+from fastrnn.network.model import DTYPES
+from fastrnn.running.executors import ExecutorError
 
 
 class OneLineErrors(click.Group):
@@ -118,7 +118,7 @@ def executor_options(func):
     """--scheduler / --local-workers: train on a Dask cluster instead of this process's threads.
 
     The command receives ``executor`` ("threads", or a DaskExecutor closed when the command
-    ends); an :class:`~fastrnn.executors.ExecutorError` becomes one ``Error:`` line and exit 2.
+    ends); an :class:`~fastrnn.running.executors.ExecutorError` becomes one ``Error:`` line and exit 2.
     """
 
     @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
@@ -131,7 +131,7 @@ def executor_options(func):
             raise click.UsageError("give --scheduler or --local-workers, not both")
         if scheduler is None and local_workers is None:
             return func(*args, executor="threads", **kwargs)
-        from fastrnn.executors import dask_executor_class
+        from fastrnn.running.executors import dask_executor_class
 
         try:
             DaskExecutor = dask_executor_class()

@@ -10,8 +10,8 @@ import click
 from fastrnn.backends import (
     backend_report,
 )
-from fastrnn.corpus import SHIPPED_TEXTS, CorpusError, default_corpus, shipped_text
-from fastrnn.tuning import RunFileError, read_run
+from fastrnn.network.corpus import SHIPPED_TEXTS, CorpusError, default_corpus, shipped_text
+from fastrnn.tuning.runner import RunFileError, read_run
 
 
 @click.command("plot")
@@ -20,7 +20,7 @@ from fastrnn.tuning import RunFileError, read_run
 @click.option("--title", default="", help="Figure title.")
 def plot_command(run_files, out, title):
     """Plot hyperparameters over time (the paper's Fig 2/3E/4E) from one or more run files."""
-    from fastrnn.plots import plot_runs
+    from fastrnn.tuning.plots import plot_runs
 
     try:
         runs = [read_run(path) for path in run_files]

@@ -7,10 +7,10 @@ import math
 import click
 import numpy as np
 
-from fastrnn.calculus import GRADIENT_METHODS, gradient, step_lost_in_rounding
-from fastrnn.corpus import CorpusError
-from fastrnn.memory import MemoryLimitError
-from fastrnn.space import SpaceView
+from fastrnn.network.corpus import CorpusError
+from fastrnn.objective.space import SpaceView
+from fastrnn.optimize.calculus import GRADIENT_METHODS, gradient, step_lost_in_rounding
+from fastrnn.running.memory import MemoryLimitError
 
 from .common import (
     PositiveOrAuto,

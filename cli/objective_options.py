@@ -1,7 +1,7 @@
-"""The command line's flags that define F, made from :mod:`fastrnn.settings`' fields, and the
+"""The command line's flags that define F, made from :mod:`fastrnn.objective.settings`' fields, and the
 objective of a resumed run.
 
-Each field of the settings classes with a :class:`~fastrnn.settings.Flag` in its metadata becomes
+Each field of the settings classes with a :class:`~fastrnn.objective.settings.Flag` in its metadata becomes
 one click option (``--objective`` chooses the class). A flag's value is None unless it is given,
 so the settings class's own defaults apply and a resumed run knows which flags were given: each
 one given must agree with the field stored in the run file.
@@ -17,9 +17,9 @@ import click
 from click.core import ParameterSource
 
 from fastrnn._validation import MAX_COUNT
-from fastrnn.corpus import Corpus, CorpusError, load_corpus
-from fastrnn.objective import Objective
-from fastrnn.settings import KINDS, Evaluation, ObjectiveSettings, flags, settings_class, settings_from_record
+from fastrnn.network.corpus import Corpus, CorpusError, load_corpus
+from fastrnn.objective.function import Objective
+from fastrnn.objective.settings import KINDS, Evaluation, ObjectiveSettings, flags, settings_class, settings_from_record
 
 from .common import executor_options, finite_float
 
@@ -149,7 +149,7 @@ def _read_run_text(name, run_path):
 
 
 def objective_flags(func):
-    """The flags that define F (made from :mod:`fastrnn.settings`' fields), --threads and the
+    """The flags that define F (made from :mod:`fastrnn.objective.settings`' fields), --threads and the
     executor's, collected into ``objective_args`` (with --corpus, --backend, --dtype and --seed):
     goes below ``common_options``. ``build_objective`` makes F."""
 

@@ -10,8 +10,8 @@ from fastrnn._validation import MAX_COUNT
 from fastrnn.backends import (
     default_threads,
 )
-from fastrnn.objective import NOISE_KINDS
-from fastrnn.tuning import RunFileError
+from fastrnn.objective.function import NOISE_KINDS
+from fastrnn.tuning.runner import RunFileError
 
 from .common import (
     common_options,
@@ -40,7 +40,7 @@ from .progress import RunBars
 def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, corpus, backend, seed, dtype, quiet,
                       executor):
     """Run the paper's trials and write a Markdown report beside its published numbers."""
-    from fastrnn import reproduce
+    from fastrnn.tuning import reproduce
 
     try:
         numbers = reproduce.trial_numbers(trial_spec)

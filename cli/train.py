@@ -10,12 +10,12 @@ import click
 import numpy as np
 
 from fastrnn._validation import MAX_COUNT
-from fastrnn.checkpoint import CheckpointError, load_model, save_model
-from fastrnn.corpus import CorpusError
-from fastrnn.memory import MemoryLimitError
-from fastrnn.model import STATUS_DIVERGED
-from fastrnn.sampling import sample
-from fastrnn.training import PROGRESS_CHUNK, new_state, train
+from fastrnn.network.checkpoint import CheckpointError, load_model, save_model
+from fastrnn.network.corpus import CorpusError
+from fastrnn.network.model import STATUS_DIVERGED
+from fastrnn.network.sampling import sample
+from fastrnn.network.training import PROGRESS_CHUNK, new_state, train
+from fastrnn.running.memory import MemoryLimitError
 
 from .common import (
     common_options,

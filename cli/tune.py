@@ -17,12 +17,12 @@ from fastrnn.backends import (
     BackendUnavailable,
     get_backend,
 )
-from fastrnn.corpus import CorpusError
-from fastrnn.heldout import DEFAULT_HELDOUT_CHARS, MIN_HELDOUT_CHARS
-from fastrnn.objective import DEFAULT_TRAIN_CHARS
-from fastrnn.optimize import METHOD_TABLE, METHODS, default_options
-from fastrnn.settings import Evaluation
-from fastrnn.tuning import HELDOUT_SETTINGS, RunFileError, default_method, read_run, run_is_finished, tune
+from fastrnn.network.corpus import CorpusError
+from fastrnn.objective.function import DEFAULT_TRAIN_CHARS
+from fastrnn.objective.heldout import DEFAULT_HELDOUT_CHARS, MIN_HELDOUT_CHARS
+from fastrnn.objective.settings import Evaluation
+from fastrnn.optimize.methods import METHOD_TABLE, METHODS, default_options
+from fastrnn.tuning.runner import HELDOUT_SETTINGS, RunFileError, default_method, read_run, run_is_finished, tune
 
 from .common import (
     PositiveOrAuto,
@@ -253,7 +253,7 @@ def _resumed_evaluation(run, path: str, given: Evaluation) -> Evaluation:
 
 @click.command("compare")
 @click.option("--methods", default="gd,bfgs,random,tpe", show_default=True,
-              help="Comma-separated methods to compare (each with the settings in fastrnn.compare.METHOD_SETTINGS).")
+              help="Comma-separated methods to compare (each with the settings in fastrnn.tuning.compare.METHOD_SETTINGS).")
 @click.option("--repeats", type=click.IntRange(1, MAX_COUNT), default=5, show_default=True, help="Seeds per method.")
 @click.option("--budget-chars", type=click.IntRange(1, MAX_COUNT), required=True,
               help="Training characters each run may spend (memo hits are free).")
@@ -271,7 +271,7 @@ def _resumed_evaluation(run, path: str, given: Evaluation) -> Evaluation:
 def compare_command(methods, repeats, budget_chars, train_chars, heldout_chars, beta, final_factor, threads, out_dir,
                     corpus, backend, seed, dtype, quiet):
     """Tune with several methods from several seeds at equal budget; report the held-out losses."""
-    from fastrnn import compare
+    from fastrnn.tuning import compare
 
     if not is_default("seed"):
         raise click.BadParameter("compare tunes each method from seeds 0 to --repeats - 1, a run file each; "

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from fastrnn.calculus import step_lost_in_rounding
-from fastrnn.objective import Objective
-from fastrnn.optimize import STATUS_MESSAGES, minimize
-from fastrnn.paper import INSANITY_PENALTY, MAX_SQUARED_DISTANCE, sanity_penalty
-from fastrnn.tuning import tune
+from fastrnn.objective.function import Objective
+from fastrnn.objective.paper import INSANITY_PENALTY, MAX_SQUARED_DISTANCE, sanity_penalty
+from fastrnn.optimize.calculus import step_lost_in_rounding
+from fastrnn.optimize.methods import STATUS_MESSAGES, minimize
+from fastrnn.tuning.runner import tune
 
 from helpers import assert_one_line_error, invoke
 
@@ -176,7 +176,7 @@ def test_a_text_file_as_model_gets_a_plain_message(tmp_path):
 def test_stencil_hessian_far_out_without_warnings(corpus_file):
     import warnings
 
-    from fastrnn.calculus import hessian
+    from fastrnn.optimize.calculus import hessian
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -37,8 +37,10 @@ from typing import Callable
 
 import numpy as np
 
-from .objective import Counters, Objective
-from .optimize import (
+from ..objective.function import Counters, Objective
+from ..objective.settings import differences, settings_from_record
+from ..objective.space import SpaceView
+from ..optimize.methods import (
     METHOD_TABLE,
     METHODS,
     STATUS_MESSAGES,
@@ -48,9 +50,7 @@ from .optimize import (
     check_run_arguments,
     minimize,
 )
-from .samplers import history_from_records
-from .settings import differences, settings_from_record
-from .space import SpaceView
+from ..optimize.samplers import history_from_records
 
 try:
     import fcntl
@@ -327,7 +327,7 @@ _RUN_KEYS = ("method", "options", "seed", "gtol", "x0")
 
 def _check_same_run(saved: dict, wanted: dict, F: Objective, path) -> None:
     """RunFileError naming what differs between a run file's settings and this run's: a run key,
-    or each field of the objective's settings (:func:`fastrnn.settings.differences`)."""
+    or each field of the objective's settings (:func:`fastrnn.objective.settings.differences`)."""
     where = f"cannot resume {os.fspath(path)!r}"
     for key in _RUN_KEYS:
         if saved.get(key) != wanted.get(key):
@@ -366,7 +366,7 @@ def tune(
     A new run refuses an existing ``out`` unless ``overwrite=True``. ``on_step(record)`` sees
     every step with the objective's counters so far, e.g. for a progress bar. RunFileError for a file that cannot be used.
 
-    The optimizer works in the objective's search space (``F.space``, :mod:`fastrnn.space`):
+    The optimizer works in the objective's search space (``F.space``, :mod:`fastrnn.objective.space`):
     for the log space it minimises the objective as a function of (log2 h, log2 s, log10 l).
     ``x0``, the records' ``x`` and the result's ``x`` are always (h, s, l); records also carry
     ``z``, the point in the search space, and the optimizer's state is kept in z.

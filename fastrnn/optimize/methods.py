@@ -3,7 +3,7 @@
 One entry point, :func:`minimize`, in the spirit of ``scipy.optimize.minimize``: every method
 takes the same arguments and returns one :class:`OptimizeResult`. The methods live in one
 table, :data:`METHOD_TABLE`: a name, the algorithm (a stepper class that makes the step, its
-docstring giving the step rule, or a :class:`fastrnn.samplers.Sampler`), and its options with
+docstring giving the step rule, or a :class:`fastrnn.optimize.samplers.Sampler`), and its options with
 their defaults (the paper's) and rules. Adding a method is a stepper or sampler class and a table
 entry; the command line builds its flags from the table.
 
@@ -22,20 +22,20 @@ tpe         one point per step from Optuna's TPE sampler, one study fitted to al
             so far (``pip install 'fastrnn[optuna]'``); x is the best seen
 ==========  =============================================================================
 
-The samplers (random, tpe; :mod:`fastrnn.samplers`) compute no gradient: only max_steps, a
+The samplers (random, tpe; :mod:`fastrnn.optimize.samplers`) compute no gradient: only max_steps, a
 non-finite value, or the callback (e.g. a training budget) ends their runs. Their records carry
 the trial of their step (``record["trial"]``: the point tried and its value) instead of a
 gradient norm, and their states no history: the run keeps it once (resume with ``history=``).
 
-The problem: what the function is asked is written in one place, :mod:`fastrnn.problem` (value,
+The problem: what the function is asked is written in one place, :mod:`fastrnn.optimize.problem` (value,
 batch of values, gradient, bounds, initial point, grid snap, lost steps). A plain callable is
 adapted once; the RNN objective is a problem itself (:class:`fastrnn.objective.Objective`: the
-paper's start in [0, 10]^3 and its sane box), and :class:`fastrnn.space.SpaceView` is it in the
+paper's start in [0, 10]^3 and its sane box), and :class:`fastrnn.objective.space.SpaceView` is it in the
 search space's coordinates. Every batch of points one step needs goes to ``evaluate_many`` in one
 call (newton evaluates f, g and H at a new point in one batch). ``nfev`` counts every point
 evaluated.
 
-``grad_step="auto"`` takes the noise-aware step of :mod:`fastrnn.calculus` per component, and
+``grad_step="auto"`` takes the noise-aware step of :mod:`fastrnn.optimize.calculus` per component, and
 every record then carries its diagnostics as ``record["gradient_noise"]`` (noise, step,
 curvature and signal-to-noise ratio per component).
 
@@ -64,7 +64,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from fastrnn.calculus import (
+from fastrnn.optimize.calculus import (
     AUTO_STEP,
     DEFAULT_RECURSIVE_HESSIAN_STEP,
     GRADIENT_METHODS,
@@ -72,8 +72,8 @@ from fastrnn.calculus import (
     step_lost_in_rounding,
     value_gradient_and_hessian,
 )
-from fastrnn.problem import Counted, as_problem
-from fastrnn.samplers import RandomSampler, Sampler, TPESampler, check_box, trial_rng
+from fastrnn.optimize.problem import Counted, as_problem
+from fastrnn.optimize.samplers import RandomSampler, Sampler, TPESampler, check_box, trial_rng
 
 
 class Status(IntEnum):
@@ -439,7 +439,7 @@ class _DFP(_QuasiNewton):
 
 
 class _SampleRun:
-    """A sampler's run (:mod:`fastrnn.samplers`): x is the best point so far, and every step asks
+    """A sampler's run (:mod:`fastrnn.optimize.samplers`): x is the best point so far, and every step asks
     the sampler for one point, moves it onto the problem's grid (``snap``: whole h and s for the
     RNN objective) and evaluates it. The history of trials lives here, once; each record carries
     its own trial, and a state carries none (resuming takes the history from the records)."""
@@ -480,7 +480,7 @@ class _SampleRun:
             history = state["trials"]
         if history is None:
             raise ValueError(f"resuming method {self.method!r} needs the run's history of trials "
-                             "(history=, e.g. fastrnn.samplers.history_from_records(records))")
+                             "(history=, e.g. fastrnn.optimize.samplers.history_from_records(records))")
         self.nit, self.f.nfev = int(state["nit"]), int(state["nfev"])
         self.x, self.fun = np.array(state["x"], dtype=float), float(state["fun"])
         self.rule, self.note = state["rule"], state["note"]
@@ -518,7 +518,7 @@ class Option(NamedTuple):
 
 class Method(NamedTuple):
     """A method: its algorithm (a stepper class that follows a gradient, or a
-    :class:`fastrnn.samplers.Sampler`) and its options."""
+    :class:`fastrnn.optimize.samplers.Sampler`) and its options."""
 
     algorithm: type
     options: dict
@@ -672,8 +672,8 @@ def minimize(
 ) -> OptimizeResult:
     """Minimise f from x0 (default: ``f.initial_point(seed)``, e.g. the paper's random start).
 
-    ``f`` is a :class:`fastrnn.problem.Problem`, or a callable adapted into one once
-    (:func:`fastrnn.problem.as_problem`). Stops when |g| < gtol (or g == 0), after ``max_steps``
+    ``f`` is a :class:`fastrnn.optimize.problem.Problem`, or a callable adapted into one once
+    (:func:`fastrnn.optimize.problem.as_problem`). Stops when |g| < gtol (or g == 0), after ``max_steps``
     steps in total (counting steps before a resume), on a non-finite f or gradient, when
     ``callback(record)`` returns true (status CALLBACK) or a :class:`Status` (that status), or
     when evaluating f raises :class:`StopOptimization` (:func:`fastrnn.tuning.tune`'s budget).
@@ -681,7 +681,7 @@ def minimize(
     fun, gradient_norm (gradient methods) or trial (samplers: the point tried and its value),
     rule (what made the step), note, nfev and the resumable state. ``state`` (from a record or a
     result) resumes a run; pass the same method and options, and for a sampler its ``history``
-    (the trials of its records, :func:`fastrnn.samplers.history_from_records`). ``options`` are
+    (the trials of its records, :func:`fastrnn.optimize.samplers.history_from_records`). ``options`` are
     method-specific: see :data:`METHOD_TABLE`.
     """
     stepper_class, resolved = check_run_arguments(method, options, max_steps, record_every, gtol)
