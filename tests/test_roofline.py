@@ -332,13 +332,13 @@ def test_cli_phases_needs_numba():
 
 @pytest.mark.parametrize("extra", [["--backends", "numpy"], ["--executor", "dask"]])
 def test_cli_bench_refuses_a_text_shorter_than_its_sequences(tmp_path, extra):
-    path = tmp_path / "one.txt"
-    path.write_text("a", encoding="utf-8")
+    path = tmp_path / "two.txt"
+    path.write_text("ab", encoding="utf-8")  # two distinct characters: one alone is refused before the length
     result = CliRunner().invoke(cli, ["bench", "--quiet", "--rounds", "1", "--corpus", str(path), *extra],
                                 prog_name="fastrnn")
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--corpus" in lines[0] and "the corpus has 1" in lines[0]
+    assert len(lines) == 1 and "--corpus" in lines[0] and "the corpus has 2" in lines[0]
 
 
 @pytest.mark.parametrize("names", ["", ",,"])
