@@ -2,24 +2,8 @@
 its settings as one frozen value (``settings``), the held-out split (``heldout``), the search
 spaces (``space``) and the paper's box, penalty and start (``paper``).
 
-``fastrnn.objective.Objective`` (and the other names of ``function``) are re-exported here.
+``fastrnn.objective.Objective`` (and the other names in ``function.__all__``) are re-exported here.
 """
 
-from .function import (
-    DEFAULT_TRAIN_CHARS,
-    INSANITY_PENALTY,
-    KINDS,
-    LOSS_KINDS,
-    NOISE_KINDS,
-    SANE_RANGES,
-    Counters,
-    Objective,
-    interpolation_weights,
-    objective,
-    sanity_penalty,
-)
-
-__all__ = [
-    "Objective", "Counters", "KINDS", "DEFAULT_TRAIN_CHARS", "objective", "sanity_penalty", "interpolation_weights",
-    "SANE_RANGES", "INSANITY_PENALTY", "NOISE_KINDS", "LOSS_KINDS",
-]
+from .function import *  # noqa: F403
+from .function import __all__  # noqa: F401

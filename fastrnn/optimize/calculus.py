@@ -88,10 +88,24 @@ inform: 1 detected, 2 h too small, 3 h too large) and ``curvature_status``
 
 from __future__ import annotations
 
-import math
 from typing import Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+from fastrnn.optimize.noise import (  # noqa: F401 (the constants: re-exported)
+    CURVATURE_TAU1,
+    CURVATURE_TAU2,
+    NOISE_DETECTED,
+    NOISE_MESSAGES,
+    NOISE_POINTS,
+    NOISE_RELATIVE_STEP,
+    NOISE_RETRIES,
+    NOISE_STEP_TOO_LARGE,
+    NOISE_STEP_TOO_SMALL,
+    auto_gradient,
+    ecnoise,
+    noise_points,
+)
 
 GRADIENT_METHODS = ("forward", "central")
 HESSIAN_METHODS = ("recursive", "stencil")
@@ -102,15 +116,6 @@ STENCIL_RELATIVE_STEP = np.finfo(float).eps ** 0.25
 
 #: ``h="auto"``: the noise-aware step of the module docstring.
 AUTO_STEP = "auto"
-#: ECnoise: points per direction minus one, and the spacing relative to max(1, |x_i|).
-NOISE_POINTS = 8
-NOISE_RELATIVE_STEP = 1e-6
-NOISE_RETRIES = 2
-#: Moré & Wild's thresholds for accepting a curvature estimate.
-CURVATURE_TAU1 = 100.0
-CURVATURE_TAU2 = 0.1
-#: ECnoise's outcomes (its ``inform``).
-NOISE_DETECTED, NOISE_STEP_TOO_SMALL, NOISE_STEP_TOO_LARGE = 1, 2, 3
 
 
 class CountedFunction:
@@ -286,53 +291,6 @@ def _central_hessian_stencil(x: np.ndarray, h: np.ndarray) -> _Stencil:
     return _Stencil([x] + diagonal + corners, combine)
 
 
-def _ecnoise(values: np.ndarray) -> tuple[float, int, np.ndarray]:
-    """Moré & Wild's ECnoise on f at m + 1 equally spaced points (in order).
-
-    The j-th differences of noise of standard deviation eps satisfy
-    gamma_j E[(Delta^j f)^2] = eps^2 with gamma_j = (j!)^2 / (2j)!, so each
-    column of the difference table gives a level sqrt(gamma_j mean((Delta^j f)^2)).
-    The smooth part's differences shrink like h^j, so once they are below the
-    noise three consecutive levels agree (within a factor 4) and the j-th
-    differences change sign: that level is the noise.  Returns (noise, inform,
-    levels); inform 1: detected; 2: h too small (half the first differences are
-    exactly 0); 3: h too large (f varies by more than 10% over the points, or no
-    level is consistent); the noise is 0 for 2 and 3.
-    """
-    values = np.asarray(values, dtype=float)
-    nf = values.size
-    levels = np.zeros(nf - 1)
-    scale = max(abs(values.max()), abs(values.min()))
-    if scale > 0 and (values.max() - values.min()) / scale > 0.1:
-        return 0.0, NOISE_STEP_TOO_LARGE, levels
-    changes_sign = np.zeros(nf - 1, dtype=bool)
-    differences = values
-    gamma = 1.0
-    for j in range(1, nf):
-        differences = np.diff(differences)
-        if j == 1 and np.count_nonzero(differences == 0) >= nf / 2:
-            return 0.0, NOISE_STEP_TOO_SMALL, levels
-        gamma *= 0.5 * j / (2 * j - 1)
-        levels[j - 1] = math.sqrt(gamma * np.mean(differences**2))
-        changes_sign[j - 1] = differences.min() * differences.max() < 0
-    for k in range(nf - 3):
-        window = levels[k : k + 3]
-        if window.max() <= 4 * window.min() and changes_sign[k]:
-            return float(levels[k]), NOISE_DETECTED, levels
-    return 0.0, NOISE_STEP_TOO_LARGE, levels
-
-
-def _noise_points(x: np.ndarray, direction: np.ndarray, h: float, m: int) -> list[np.ndarray]:
-    # x itself is the middle point (for even m), so other stencils share it
-    return [x + (k - m // 2) * h * direction for k in range(m + 1)]
-
-
-_NOISE_MESSAGES = {
-    NOISE_DETECTED: "noise detected",
-    NOISE_STEP_TOO_SMALL: "h too small: half the differences are exactly 0; try about 100 h",
-    NOISE_STEP_TOO_LARGE: "h too large: no consistent noise level; try about h / 100",
-}
-
 
 def estimate_noise(f, x, direction, h: float = NOISE_RELATIVE_STEP, m: int = NOISE_POINTS) -> tuple[float, dict]:
     """The noise level of f along ``direction`` at x (Moré & Wild's ECnoise).
@@ -350,9 +308,9 @@ def estimate_noise(f, x, direction, h: float = NOISE_RELATIVE_STEP, m: int = NOI
     h = _check_step(h)
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 3:
         raise ValueError(f"m must be a whole number >= 3 (ECnoise compares 3 orders of differences), got {m!r}")
-    values = _evaluate(f, _noise_points(x, direction, h, int(m)))
-    noise, inform, levels = _ecnoise(values)
-    info = dict(inform=inform, message=_NOISE_MESSAGES[inform], levels=levels.tolist(), h=h, values=values.tolist())
+    values = _evaluate(f, noise_points(x, direction, h, int(m)))
+    noise, inform, levels = ecnoise(values)
+    info = dict(inform=inform, message=NOISE_MESSAGES[inform], levels=levels.tolist(), h=h, values=values.tolist())
     return noise, info
 
 
@@ -373,87 +331,6 @@ class _Memo:
             self.values.update(zip(missing, _evaluate(self.f, list(missing.values()))))
         return np.array([self.values[_point_key(point)] for point in points], dtype=float)
 
-
-def _auto_noise(evaluate: _Memo, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ECnoise along every coordinate, retrying with 100x / 0.01x spacing where it failed."""
-    n = x.size
-    unit = np.eye(n)
-    spacing = NOISE_RELATIVE_STEP * np.maximum(1.0, np.abs(x))
-    noise = np.zeros(n)
-    status = np.full(n, NOISE_STEP_TOO_LARGE)
-    pending = list(range(n))
-    for attempt in range(NOISE_RETRIES + 1):
-        stencils = {i: _noise_points(x, unit[i], spacing[i], NOISE_POINTS) for i in pending}
-        evaluate([point for points in stencils.values() for point in points])
-        for i in pending:
-            noise[i], status[i], _ = _ecnoise(evaluate(stencils[i]))
-        pending = [i for i in pending if status[i] != NOISE_DETECTED]
-        if not pending or attempt == NOISE_RETRIES:
-            break
-        for i in pending:
-            spacing[i] *= 100.0 if status[i] == NOISE_STEP_TOO_SMALL else 0.01
-    return noise, status
-
-
-def _second_differences(evaluate: _Memo, x, fx, steps, components, noise):
-    """Moré & Wild's curvature trial at ``steps[i]`` for each i in ``components``:
-    (mu, accepted) arrays, one entry per component."""
-    unit = np.eye(x.size)
-    points = [x + sign * steps[i] * unit[i] for i in components for sign in (1, -1)]
-    fv = evaluate(points).reshape(-1, 2)
-    delta = fv[:, 0] - 2 * fx + fv[:, 1]
-    mu = np.abs(delta) / steps[components] ** 2
-    change = np.max(np.abs(fv - fx), axis=1)
-    stands_out = np.abs(delta) >= CURVATURE_TAU1 * noise[components]
-    moderate = change <= CURVATURE_TAU2 * np.maximum(abs(fx), np.max(np.abs(fv), axis=1))
-    return mu, stands_out & moderate
-
-
-def _auto_gradient(f, x: np.ndarray, method: str, f0: float | None) -> tuple[float, np.ndarray, dict]:
-    """``(f(x), gradient, diagnostics)`` by the noise-aware rule of the module docstring."""
-    n = x.size
-    evaluate = _Memo(f, [] if f0 is None else [(x, float(f0))])
-    noise, status = _auto_noise(evaluate, x)
-    fx = float(evaluate([x])[0])
-    # where no noise was detected, f is taken to be exact up to rounding
-    rounding = np.finfo(float).eps * max(abs(fx), np.finfo(float).tiny)
-    noise = np.where(noise > 0, noise, rounding)
-
-    everyone = list(range(n))
-    h_a = noise**0.25
-    mu_a, ok_a = _second_differences(evaluate, x, fx, h_a, everyone, noise)
-    curvature = np.where(ok_a, mu_a, np.nan)
-    curvature_status = ["a" if ok else "none" for ok in ok_a]
-    fallback = h_a.copy()
-    retry = [i for i in everyone if not ok_a[i] and 0 < mu_a[i] < np.inf]
-    if retry:
-        h_b = h_a.copy()
-        h_b[retry] = (noise[retry] / mu_a[retry]) ** 0.25
-        mu_b, ok_b = _second_differences(evaluate, x, fx, h_b, retry, noise)
-        for k, i in enumerate(retry):
-            fallback[i] = min(h_a[i], h_b[i])
-            if ok_b[k]:
-                curvature[i], curvature_status[i] = mu_b[k], "b"
-            elif abs(mu_a[i] - mu_b[k]) <= mu_b[k] / 2:
-                curvature[i], curvature_status[i] = mu_b[k], "agree"
-
-    found = np.isfinite(curvature) & (curvature > 0)
-    steps = np.where(found, 8**0.25 * np.sqrt(noise / np.where(found, curvature, 1.0)), fallback)
-    unit = np.eye(n)
-    if method == "forward":
-        grad = (evaluate([x + steps[i] * unit[i] for i in everyone]) - fx) / steps
-    else:
-        fv = evaluate([x + sign * steps[i] * unit[i] for i in everyone for sign in (1, -1)]).reshape(-1, 2)
-        grad = (fv[:, 0] - fv[:, 1]) / (2 * steps)
-    diagnostics = dict(
-        noise=noise.tolist(),
-        step=steps.tolist(),
-        curvature=curvature.tolist(),
-        snr=(np.abs(grad) * steps / noise).tolist(),
-        noise_status=[int(v) for v in status],
-        curvature_status=curvature_status,
-    )
-    return fx, grad, diagnostics
 
 
 def _is_auto(h) -> bool:
@@ -506,7 +383,7 @@ def value_and_gradient(
     x = _as_point(x)
     h = _check_gradient_step(h)
     if _is_auto(h):
-        value, grad, found = _auto_gradient(f, x, method, f0)
+        value, grad, found = auto_gradient(_Memo(f, [] if f0 is None else [(x, float(f0))]), x, method)
         _fill(diagnostics, found)
         return value, grad
     known = None if f0 is None else [(x, float(f0))]
