@@ -11,7 +11,7 @@ from fastrnn.backends import (
     backend_report,
 )
 from fastrnn.network.corpus import SHIPPED_TEXTS, CorpusError, default_corpus, shipped_text
-from fastrnn.tuning.runner import RunFileError, read_run
+from fastrnn.tuning.run_files import RunFileError, read_run
 
 
 @click.command("plot")

@@ -11,7 +11,7 @@ from fastrnn.backends import (
     default_threads,
 )
 from fastrnn.objective.function import NOISE_KINDS
-from fastrnn.tuning.runner import RunFileError
+from fastrnn.tuning.run_files import RunFileError
 
 from .common import (
     common_options,

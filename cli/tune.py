@@ -22,7 +22,8 @@ from fastrnn.objective.function import DEFAULT_TRAIN_CHARS
 from fastrnn.objective.heldout import DEFAULT_HELDOUT_CHARS, MIN_HELDOUT_CHARS
 from fastrnn.objective.settings import Evaluation
 from fastrnn.optimize.methods import METHOD_TABLE, METHODS, default_options
-from fastrnn.tuning.runner import HELDOUT_SETTINGS, RunFileError, default_method, read_run, run_is_finished, tune
+from fastrnn.tuning.run_files import RunFileError, read_run, run_is_finished
+from fastrnn.tuning.runner import HELDOUT_SETTINGS, default_method, tune
 
 from .common import (
     PositiveOrAuto,

@@ -31,7 +31,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..objective.function import Objective
-from .runner import HELDOUT_SETTINGS, RunFileError, read_run, tune
+from .run_files import RunFileError, read_run
+from .runner import HELDOUT_SETTINGS, tune
 
 #: Optimizer settings each method runs with in a comparison: those ``fastrnn tune`` uses on the
 #: held-out objective (:data:`fastrnn.tuning.HELDOUT_SETTINGS`).

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..objective.function import Objective
 from ..optimize.calculus import gradient
-from .runner import RunFileError, read_run, tune
+from .run_files import RunFileError, read_run
+from .runner import tune
 
 #: The paper's "intensive gradient": alpha 100, beta 100, forward differences with h = 1e-8.
 INTENSIVE = dict(alpha=100, beta=100)
