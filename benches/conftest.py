@@ -12,7 +12,7 @@ from collections import defaultdict
 import pytest
 
 from fastrnn.backends import BackendUnavailable, get_backend
-from fastrnn.corpus import load_corpus
+from fastrnn.network.corpus import load_corpus
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from fastrnn.corpus import load_corpus
-from fastrnn.model import TrainState
+from fastrnn.network.corpus import load_corpus
+from fastrnn.network.model import TrainState
 
 #: (H, S, steps per timing): the benchmark sizes, about 0.05-0.15 s per timing on an AVX2 core.
 CONFIGS = [(20, 5, 4000), (100, 25, 400), (410, 25, 40)]

@@ -8,8 +8,8 @@ base in one run::
 
 For another vector width, compile both for it: ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=...``
 (tests/test_same_bits.py lists the feature strings). The base kernel is read with ``git show`` and
-imported from a temporary folder; its relative imports are taken from this checkout (``..model``
-and ``._lanes``), so a base whose kernel needs other versions of those cannot be loaded this way.
+imported from a temporary folder; its relative imports are taken from this checkout (the model's
+constants and ``._lanes``), so a base whose kernel needs other versions of those cannot be loaded this way.
 Chaotic training means the two kernels' trajectories part after some steps: a kernel whose
 rounding leads into a slow regime (e.g. saturated float32 networks) shows it here too.
 """
@@ -31,7 +31,8 @@ KERNEL = "fastrnn/backends/_numba_kernel.py"
 def load_base_kernel(rev: str, folder: pathlib.Path):
     source = subprocess.run(["git", "show", f"{rev}:{KERNEL}"], cwd=ROOT, check=True, capture_output=True,
                             text=True).stdout
-    source = re.sub(r"^from \.\.(\w+) import", r"from fastrnn.\1 import", source, flags=re.M)
+    source = re.sub(r"^from \.\.([\w.]+) import", r"from fastrnn.\1 import", source, flags=re.M)
+    source = source.replace("from fastrnn.model import", "from fastrnn.network.model import")  # before the folders
     source = re.sub(r"^from \.(\w+) import", r"from fastrnn.backends.\1 import", source, flags=re.M)
     path = folder / f"numba_kernel_{rev}.py"
     path.write_text(source, encoding="utf-8")
@@ -51,7 +52,7 @@ def main() -> None:
     from fastrnn.backends._base import KernelResult
     from fastrnn.backends.numba import NumbaBackend
     from fastrnn.bench import rates
-    from fastrnn.corpus import load_corpus
+    from fastrnn.network.corpus import load_corpus
 
     with tempfile.TemporaryDirectory() as folder:
         base = load_base_kernel(args.base, pathlib.Path(folder))

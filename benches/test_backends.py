@@ -16,8 +16,8 @@ import pytest
 from fastrnn.backends import BACKEND_NAMES, COMPILED_BACKENDS
 from fastrnn.bench.rates import CONFIGS
 from fastrnn.bench.threads import IdealTasks
-from fastrnn.model import TrainState
-from fastrnn.objective import Objective
+from fastrnn.network.model import TrainState
+from fastrnn.objective.function import Objective
 
 from .conftest import backend_or_skip, record_roofline
 

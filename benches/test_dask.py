@@ -16,8 +16,8 @@ import pytest
 
 from fastrnn.backends import RunSpec, get_backend
 from fastrnn.bench.dask_comparison import EXECUTOR_CONFIGS
-from fastrnn.executors import ThreadExecutor
-from fastrnn.objective import Objective
+from fastrnn.objective.function import Objective
+from fastrnn.running.executors import ThreadExecutor
 
 pytest.importorskip("distributed", reason="the dask executor needs the extra: pip install 'fastrnn[dask]'")
 
@@ -28,7 +28,7 @@ _salt = itertools.count()
 
 @pytest.fixture(scope="module")
 def dask_executor():
-    from fastrnn.dask_executor import DaskExecutor
+    from fastrnn.running.dask_executor import DaskExecutor
 
     executor = DaskExecutor.local(WORKERS)
     yield executor

@@ -23,7 +23,7 @@ import pytest
 
 from fastrnn.backends import COMPILED_BACKENDS
 from fastrnn.bench.rates import CONFIGS
-from fastrnn.model import TrainState
+from fastrnn.network.model import TrainState
 
 from .conftest import backend_or_skip
 

@@ -1,7 +1,7 @@
-"""The command line's flags that define F, made from :mod:`fastrnn.settings`' fields, and the
+"""The command line's flags that define F, made from :mod:`fastrnn.objective.settings`' fields, and the
 objective of a resumed run.
 
-Each field of the settings classes with a :class:`~fastrnn.settings.Flag` in its metadata becomes
+Each field of the settings classes with a :class:`~fastrnn.objective.settings.Flag` in its metadata becomes
 one click option (``--objective`` chooses the class). A flag's value is None unless it is given,
 so the settings class's own defaults apply and a resumed run knows which flags were given: each
 one given must agree with the field stored in the run file.
@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 
 import click
 from click.core import ParameterSource
 
 from fastrnn._validation import MAX_COUNT
-from fastrnn.corpus import Corpus, CorpusError, load_corpus
-from fastrnn.settings import KINDS, ObjectiveSettings, flags, settings_class, settings_from_record
+from fastrnn.network.corpus import Corpus, CorpusError, load_corpus
+from fastrnn.objective.function import Objective
+from fastrnn.objective.settings import KINDS, Evaluation, ObjectiveSettings, flags, settings_class, settings_from_record
+
+from .common import executor_options, finite_float
 
 #: Every flag that defines F: {field: (Flag, kinds it belongs to, default)}.
 FLAGS = flags()
 
-
-def finite_float(ctx, param, value):
-    # click's FloatRange lets nan (every comparison is false) and inf (min bounds) through.
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"must be a finite number, got {value}")
-    return value
 
 
 _TYPES = {
@@ -150,3 +146,45 @@ def _read_run_text(name, run_path):
         if beside is None or not os.path.exists(beside):
             raise
         return load_corpus(beside)
+
+
+def objective_flags(func):
+    """The flags that define F (made from :mod:`fastrnn.objective.settings`' fields), --threads and the
+    executor's, collected into ``objective_args`` (with --corpus, --backend, --dtype and --seed):
+    goes below ``common_options``. ``build_objective`` makes F."""
+
+    @setting_flags
+    @click.option("--threads", type=click.IntRange(1, MAX_COUNT), default=None, help="Worker threads [default: all cores].")
+    @executor_options
+    @functools.wraps(func)
+    def wrapper(*args, kind, settings_given, threads, corpus, backend, dtype, executor, **kwargs):
+        objective_args = dict(kind=kind, given=settings_given, corpus=corpus, seed=kwargs["seed"], dtype=dtype,
+                              evaluation=Evaluation(backend=backend, threads=threads, executor=executor))
+        return func(*args, objective_args=objective_args, **kwargs)
+
+    return wrapper
+
+
+def build_objective(args: dict, settings: ObjectiveSettings | None = None) -> Objective:
+    """F from ``objective_flags``' values (or from ``settings``, a resumed run's); bad
+    combinations exit 2 naming the flag."""
+    if settings is None:
+        settings = build_settings(args["kind"], args["given"], args["corpus"], args["seed"], args["dtype"])
+    try:
+        return Objective(settings, evaluation=args["evaluation"])
+    except CorpusError as exc:
+        flag = "--heldout-fraction" if args["given"].get("heldout") is None else "--heldout"
+        raise click.BadParameter(str(exc), param_hint=flag) from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def objective_options(func):
+    """``objective_flags`` with F built: the command receives it as ``F`` (and keeps ``seed``, ``quiet``)."""
+
+    @objective_flags
+    @functools.wraps(func)
+    def wrapper(*args, objective_args, **kwargs):
+        return func(*args, F=build_objective(objective_args), **kwargs)
+
+    return wrapper

@@ -1,9 +1,10 @@
 """fastrnn: fast hyperparameter tuning of small character-level RNNs (min-char-rnn).
 
-Modules: ``objective`` (the paper's F(h, s, l)), ``optimize`` (gd, newton, bfgs, dfp),
-``calculus`` (finite differences), ``training`` (one network), ``backends`` (numpy reference,
-numba, cython), ``corpus`` (training text), ``tuning`` (run files), ``reproduce`` (the paper's
-trials). Importing the package never compiles or loads a kernel.
+Folders, bottom to top: ``network`` (corpus, model, training one network, sampling, scoring),
+``backends`` (numpy reference, numba, cython), ``running`` (executors: threads, Dask),
+``optimize`` (minimize and its methods, finite differences, samplers), ``objective`` (F(h, s, l)
+and its settings), ``tuning`` (run files, compare, the paper's trials), ``bench``. Importing the
+package never compiles or loads a kernel.
 """
 
 from importlib.metadata import PackageNotFoundError, version

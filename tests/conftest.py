@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from fastrnn.backends import BACKEND_NAMES, COMPILED_BACKENDS, get_backend
-from fastrnn.corpus import Corpus
+from fastrnn.network.corpus import Corpus
 
 from helpers import backend_params, synthetic_text, word_text
 
@@ -36,7 +36,7 @@ def corpus_file(tmp_path, small_corpus) -> str:
 @pytest.fixture
 def poison_new_runs(monkeypatch):
     """``poison_new_runs(value)``: every new training run starts with all weights = value."""
-    from fastrnn import model
+    from fastrnn.network import model
 
     original = model.initial_parameters
 

@@ -41,7 +41,7 @@ def _digest(*arrays) -> str:
 
 def _corpus():
     sys.path.insert(0, str(HERE))
-    from fastrnn.corpus import Corpus
+    from fastrnn.network.corpus import Corpus
 
     from helpers import synthetic_text
 
@@ -49,8 +49,8 @@ def _corpus():
 
 
 def training_fingerprints(corpus) -> dict:
-    from fastrnn.scoring import heldout_loss
-    from fastrnn.training import train
+    from fastrnn.network.scoring import heldout_loss
+    from fastrnn.network.training import train
 
     out = {}
     for dtype in ("float64", "float32"):
@@ -64,7 +64,7 @@ def training_fingerprints(corpus) -> dict:
 
 
 def objective_fingerprints(corpus) -> dict:
-    from fastrnn.objective import Objective
+    from fastrnn.objective.function import Objective
 
     heldout = Objective(corpus, beta=2, train_chars=2_000, heldout_chars=1_000, threads=1, backend=BACKEND)
     paper = Objective(corpus, alpha=30, beta=2, kind="paper", threads=1, backend=BACKEND)
@@ -79,9 +79,9 @@ def objective_fingerprints(corpus) -> dict:
 
 
 def tuning_fingerprints(corpus) -> dict:
-    from fastrnn.objective import Objective
-    from fastrnn.optimize import METHODS
-    from fastrnn.tuning import tune
+    from fastrnn.objective.function import Objective
+    from fastrnn.optimize.methods import METHODS
+    from fastrnn.tuning.runner import tune
 
     out = {}
     for method in METHODS:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastrnn.backends import BackendUnavailable, get_backend
-from fastrnn.model import TrainState
+from fastrnn.network.model import TrainState
 
 #: (hidden size, sequence length) of the kernel comparisons: the benchmarks' configurations.
 SIZES = [(20, 5), (100, 25), (410, 25)]
@@ -126,7 +126,7 @@ def methods_available():
     installs it, and test_backends.test_required_extras_are_installed fails there without it)."""
     import importlib.util
 
-    from fastrnn.optimize import METHODS
+    from fastrnn.optimize.methods import METHODS
 
     return [m for m in METHODS if m != "tpe" or importlib.util.find_spec("optuna") is not None]
 

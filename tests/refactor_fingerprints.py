@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from fastrnn.corpus import Corpus  # noqa: E402
-from fastrnn.objective import Objective  # noqa: E402
-from fastrnn.scoring import heldout_loss  # noqa: E402
-from fastrnn.training import new_state, train  # noqa: E402
-from fastrnn.tuning import tune  # noqa: E402
+from fastrnn.network.corpus import Corpus  # noqa: E402
+from fastrnn.network.scoring import heldout_loss  # noqa: E402
+from fastrnn.network.training import new_state, train  # noqa: E402
+from fastrnn.objective.function import Objective  # noqa: E402
+from fastrnn.tuning.runner import tune  # noqa: E402
 
 from helpers import synthetic_text  # noqa: E402
 

@@ -13,7 +13,7 @@ import pytest
 
 from fastrnn.backends import RunSpec
 from fastrnn.backends._base import ALIGN, PackedRuns
-from fastrnn.model import STATUS_DIVERGED, TrainState, parameter_count
+from fastrnn.network.model import STATUS_DIVERGED, TrainState, parameter_count
 
 from helpers import assert_same_run, copy_state, fresh_state
 
@@ -227,8 +227,8 @@ def test_every_backend_refuses_ids_outside_the_vocabulary(word_corpus, any_backe
 
 
 def test_train_refuses_to_continue_a_state_on_another_vocabulary(word_corpus):
-    from fastrnn.corpus import Corpus
-    from fastrnn.training import train
+    from fastrnn.network.corpus import Corpus
+    from fastrnn.network.training import train
 
     small = Corpus.from_text("abcab" * 40)
     state = train(small, 6, 4, 0.1, steps=2, backend="numba")

@@ -53,7 +53,7 @@ def test_report_lists_every_backend_with_version():
 
 
 def test_threads_must_be_positive(small_corpus):
-    from fastrnn.model import TrainState
+    from fastrnn.network.model import TrainState
 
     state = TrainState.fresh(4, 3, 0.1, small_corpus.vocab_size, 0)
     with pytest.raises(ValueError, match="threads"):

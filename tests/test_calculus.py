@@ -1,6 +1,6 @@
 """Finite-difference derivatives against analytic ones, the paper's code, and scipy.
 
-Tolerances follow the error orders in fastrnn.calculus: truncation
+Tolerances follow the error orders in fastrnn.optimize.calculus: truncation
 O(h) (forward, recursive) or O(h^2) (central, stencil) times the size of the
 next derivative, plus rounding of about eps |f| / h (gradients) or
 eps |f| / h^2 (Hessians).
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.optimize import rosen, rosen_der, rosen_hess
 
-from fastrnn.calculus import (
+from fastrnn.optimize.calculus import (
     GRADIENT_METHODS,
     HESSIAN_METHODS,
     CountedFunction,

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from fastrnn.cli.main import cli
 
 from fastrnn.backends import BACKEND_NAMES
-from fastrnn.objective import Objective
-from fastrnn.training import train
+from fastrnn.network.training import train
+from fastrnn.objective.function import Objective
 
 from helpers import on_paper_objective
 

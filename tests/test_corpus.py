@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastrnn import corpus as corpus_module
-from fastrnn.corpus import (
+from fastrnn.network import corpus as corpus_module
+from fastrnn.network.corpus import (
     DEFAULT_CORPUS_DESCRIPTION,
     Corpus,
     CorpusError,

@@ -20,9 +20,9 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     pytest.skip(f"fastrnn.backends._rnn_cython is not built ({exc}); build it with `pip install -e .`",
                 allow_module_level=True)
 
-from fastrnn import model
 from fastrnn.backends import get_backend
-from fastrnn.model import TrainState
+from fastrnn.network import model
+from fastrnn.network.model import TrainState
 
 from helpers import fresh_state
 

@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     pytest.skip(f"fastrnn.backends._rnn_cython is not built ({exc}); build it with `pip install -e .`",
                 allow_module_level=True)
 
-from fastrnn.model import TrainState
+from fastrnn.network.model import TrainState
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: The C file Cython generated for the installed build (next to the .pyx: `pip install -e .`).

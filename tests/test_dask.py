@@ -20,9 +20,9 @@ import pytest
 
 import fastrnn
 from fastrnn.backends import RunSpec
-from fastrnn.executors import ExecutorError, ExecutorUnavailable, make_executor
-from fastrnn.objective import Objective
-from fastrnn.tuning import read_run, tune
+from fastrnn.objective.function import Objective
+from fastrnn.running.executors import ExecutorError, ExecutorUnavailable, make_executor
+from fastrnn.tuning.runner import read_run, tune
 
 from helpers import assert_one_line_error, invoke
 
@@ -37,7 +37,7 @@ def _distributed():
 
 def _local_cluster(workers):
     _distributed()
-    from fastrnn.dask_executor import _local_cluster
+    from fastrnn.running.dask_executor import _local_cluster
 
     return _local_cluster(workers)
 
@@ -51,7 +51,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def executor(cluster):
-    from fastrnn.dask_executor import DaskExecutor
+    from fastrnn.running.dask_executor import DaskExecutor
 
     client = _distributed().Client(cluster, set_as_default=False)
     executor = DaskExecutor(client)
@@ -104,7 +104,7 @@ def test_a_distributed_client_is_an_executor(executor, small_corpus):
 
 # -- transport: texts once per worker, runs grouped, kernels warm -------------------------------------
 def _shipped_keys():
-    from fastrnn import dask_executor
+    from fastrnn.running import dask_executor
 
     return sorted(dask_executor._ARRAYS)
 
@@ -123,7 +123,7 @@ def test_the_text_is_on_every_worker_once_and_tasks_carry_only_its_key(executor,
 
 def test_runs_are_grouped_into_tasks_by_cost():
     _distributed()
-    from fastrnn.dask_executor import TASK_SECONDS, estimated_seconds, group_runs
+    from fastrnn.running.dask_executor import TASK_SECONDS, estimated_seconds, group_runs
 
     small = [RunSpec(20, 5, 0.1, 65, seed, 100) for seed in range(64)]
     groups = group_runs(small, workers=2)
@@ -225,7 +225,7 @@ def test_a_worker_out_of_memory_is_reported_as_that(small_corpus):
     import dask
 
     from fastrnn.backends import get_backend
-    from fastrnn.dask_executor import DaskExecutor, estimated_bytes
+    from fastrnn.running.dask_executor import DaskExecutor, estimated_bytes
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         small = _distributed().LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit="400MiB",
@@ -247,7 +247,7 @@ def test_a_worker_out_of_memory_is_reported_as_that(small_corpus):
 
 def test_an_unreachable_scheduler_is_a_clear_error():
     _distributed()
-    from fastrnn.dask_executor import DaskExecutor
+    from fastrnn.running.dask_executor import DaskExecutor
 
     with pytest.raises(ExecutorError, match="cannot reach a Dask scheduler at tcp://127.0.0.1:9 "):
         DaskExecutor(scheduler="tcp://127.0.0.1:9", connect_timeout=0.5)
@@ -301,9 +301,9 @@ def test_scheduler_and_local_workers_exclude_each_other(corpus_file):
 def without_dask(monkeypatch):
     """Imports of distributed and dask fail, as where the extra is not installed."""
     for name in list(sys.modules):
-        if name.split(".")[0] in ("distributed", "dask") or name == "fastrnn.dask_executor":
+        if name.split(".")[0] in ("distributed", "dask") or name == "fastrnn.running.dask_executor":
             monkeypatch.delitem(sys.modules, name)
-    for name in ("distributed", "dask", "fastrnn.dask_executor"):
+    for name in ("distributed", "dask", "fastrnn.running.dask_executor"):
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delattr(fastrnn, "dask_executor", raising=False)
 

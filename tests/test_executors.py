@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from fastrnn.backends import RunSpec
-from fastrnn.corpus import Corpus
-from fastrnn.executors import ThreadExecutor, make_executor
-from fastrnn.objective import Objective
-from fastrnn.runs import RunOutcome, run_shared
+from fastrnn.network.corpus import Corpus
+from fastrnn.objective.function import Objective
+from fastrnn.running.executors import ThreadExecutor, make_executor
+from fastrnn.running.runs import RunOutcome, run_shared
 
 
 def test_outcomes_come_back_in_spec_order_and_equal_single_runs(backend, small_corpus):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrnn.model import STATUS_DIVERGED, STATUS_OK, TrainState
+from fastrnn.network.model import STATUS_DIVERGED, STATUS_OK, TrainState
 
 from helpers import SIZES, relative_error, run_fresh
 

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from fastrnn.calculus import step_lost_in_rounding
-from fastrnn.objective import Objective
-from fastrnn.optimize import STATUS_MESSAGES, minimize
-from fastrnn.paper import INSANITY_PENALTY, MAX_SQUARED_DISTANCE, sanity_penalty
-from fastrnn.tuning import tune
+from fastrnn.objective.function import Objective
+from fastrnn.objective.paper import INSANITY_PENALTY, MAX_SQUARED_DISTANCE, sanity_penalty
+from fastrnn.optimize.calculus import step_lost_in_rounding
+from fastrnn.optimize.methods import STATUS_MESSAGES, minimize
+from fastrnn.tuning.runner import tune
 
 from helpers import assert_one_line_error, invoke
 
@@ -112,9 +112,9 @@ def test_train_zero_steps_prints_null_not_nan(corpus_file):
 
 
 def test_printed_points_keep_significant_digits(corpus_file, monkeypatch):
-    import fastrnn.cli.main as main
+    import fastrnn.cli.common as common
 
-    assert main._paper_form([20.66891, 5.462, 2.9e-7]) == "[20.6689, 5.462, 2.9e-07]"
+    assert common.paper_form([20.66891, 5.462, 2.9e-7]) == "[20.6689, 5.462, 2.9e-07]"
     result = invoke(["tune", "--alpha", "2", "--steps", "0", "--x0", "30,10,2.9e-7", "--corpus", corpus_file])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "[30, 10, 2.9e-07]"
@@ -132,9 +132,9 @@ def test_plot_prints_the_path_it_wrote(tmp_path, small_corpus, monkeypatch):
 
 
 def test_emitted_json_never_holds_nan():
-    import fastrnn.cli.main as main
+    import fastrnn.cli.common as common
 
-    assert main._json_safe({"a": [1.0, np.nan], "b": {"c": -math.inf}, "d": "x"}) == {"a": [1.0, None], "b": {"c": None},
+    assert common.json_safe({"a": [1.0, np.nan], "b": {"c": -math.inf}, "d": "x"}) == {"a": [1.0, None], "b": {"c": None},
                                                                                       "d": "x"}
 
 
@@ -176,7 +176,7 @@ def test_a_text_file_as_model_gets_a_plain_message(tmp_path):
 def test_stencil_hessian_far_out_without_warnings(corpus_file):
     import warnings
 
-    from fastrnn.calculus import hessian
+    from fastrnn.optimize.calculus import hessian
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

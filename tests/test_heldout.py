@@ -11,14 +11,14 @@ import pytest
 
 from fastrnn.backends import get_backend
 from fastrnn.backends.reference import heldout_loss as reference_heldout_loss
-from fastrnn.corpus import Corpus, CorpusError
-from fastrnn.heldout import split_heldout
-from fastrnn.model import TrainState
-from fastrnn.objective import Objective
-from fastrnn.optimize import Status
-from fastrnn.samplers import history_from_records
-from fastrnn.space import SpaceView, get_space
-from fastrnn.tuning import read_run, tune
+from fastrnn.network.corpus import Corpus, CorpusError
+from fastrnn.network.model import TrainState
+from fastrnn.objective.function import Objective
+from fastrnn.objective.heldout import split_heldout
+from fastrnn.objective.space import SpaceView, get_space
+from fastrnn.optimize.methods import Status
+from fastrnn.optimize.samplers import history_from_records
+from fastrnn.tuning.runner import read_run, tune
 
 from helpers import assert_one_line_error, methods_available, synthetic_text
 from helpers import invoke as _invoke_helper

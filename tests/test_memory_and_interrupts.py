@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 from fastrnn.cli.main import cli
 
-from fastrnn import memory
 from fastrnn.backends import get_backend
-from fastrnn.checkpoint import load_model
-from fastrnn.model import parameter_count
-from fastrnn.objective import Objective
-from fastrnn.training import PROGRESS_CHUNK, new_state, train
+from fastrnn.network.checkpoint import load_model
+from fastrnn.network.model import parameter_count
+from fastrnn.network.training import PROGRESS_CHUNK, new_state, train
+from fastrnn.objective.function import Objective
+from fastrnn.running import memory
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The noise-aware finite differences of fastrnn.calculus: ECnoise and ``h="auto"``.
+"""The noise-aware finite differences of fastrnn.optimize.calculus: ECnoise and ``h="auto"``.
 
 The test functions have a known slope and curvature plus deterministic noise: a hash of the
 point, uniform with standard deviation sigma, so any two distinct points get independent
@@ -12,7 +12,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from fastrnn.calculus import (
+from fastrnn.optimize.calculus import (
     NOISE_DETECTED,
     NOISE_STEP_TOO_LARGE,
     NOISE_STEP_TOO_SMALL,
@@ -22,7 +22,7 @@ from fastrnn.calculus import (
     value_and_gradient,
     value_gradient_and_hessian,
 )
-from fastrnn.optimize import minimize
+from fastrnn.optimize.methods import minimize
 
 SIGMAS = (1e-3, 1e-4, 1e-5, 1e-6)
 POINTS = ((0.7, -1.3), (1.9, 0.4), (-0.8, 2.2))

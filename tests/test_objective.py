@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from fastrnn.objective import Objective, interpolation_weights, sanity_penalty
-from fastrnn.training import train
+from fastrnn.network.training import train
+from fastrnn.objective.function import Objective, interpolation_weights, sanity_penalty
 
 ALPHA = 20
 
@@ -44,7 +44,7 @@ def test_integer_point_trains_only_its_own_corner(F):
 
 
 def test_one_off_objective_function_equals_the_class(small_corpus):
-    from fastrnn.objective import objective
+    from fastrnn.objective.function import objective
 
     assert objective(24.5, 7, 0.1, corpus=small_corpus, alpha=ALPHA, beta=2, kind="paper") == \
         Objective(small_corpus, alpha=ALPHA, beta=2, kind="paper")((24.5, 7, 0.1))
@@ -185,7 +185,7 @@ def test_bad_settings_raise_value_error(small_corpus, kwargs, match):
 
 
 def test_corpus_too_short_for_the_sequence_length():
-    from fastrnn.corpus import Corpus
+    from fastrnn.network.corpus import Corpus
 
     F = Objective(Corpus.from_text("To be, or not to be: that is it."), alpha=2, beta=1, kind="paper")
     assert math.isfinite(F((25, 10, 0.1)))
@@ -196,7 +196,7 @@ def test_corpus_too_short_for_the_sequence_length():
 def test_seeds_must_fit_numpys_generator(small_corpus):
     """RandomState takes seeds below 2**32, and replica r of a common-noise objective is seeded
     seed + r: refused when the objective is made, naming the rule, not at its first evaluation."""
-    from fastrnn.training import train
+    from fastrnn.network.training import train
 
     Objective(small_corpus, alpha=2, beta=2, seed=2**32 - 2, kind="paper")
     with pytest.raises(ValueError, match=r"seed must be at most 2\*\*32 - 2 \(the 2 replicas"):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from fastrnn.optimize import (
+from fastrnn.objective.paper import PAPER_BOUNDS, random_start
+from fastrnn.optimize.methods import (
     METHOD_TABLE,
     SKIPPED_UPDATE_NOTE,
     BFGSUpdate,
@@ -15,8 +16,7 @@ from fastrnn.optimize import (
     Status,
     minimize,
 )
-from fastrnn.paper import PAPER_BOUNDS, random_start
-from fastrnn.samplers import history_from_records
+from fastrnn.optimize.samplers import history_from_records
 
 from helpers import BatchRecorder, methods_available
 
@@ -524,7 +524,7 @@ def test_tpe_without_optuna_says_how_to_install_it(monkeypatch):
 
 
 def test_a_function_can_stop_the_run_mid_step_and_the_run_ends_at_the_last_whole_step():
-    from fastrnn.optimize import StopOptimization
+    from fastrnn.optimize.methods import StopOptimization
 
     calls = []
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastrnn.backends import reference as _reference
-from fastrnn.model import TrainState, initial_smooth_loss, parameter_count, unpack
+from fastrnn.network.model import TrainState, initial_smooth_loss, parameter_count, unpack
 
 
 def _loss(params, H, V, inputs, targets, hprev):
@@ -96,7 +96,7 @@ def test_one_update_is_adagrad_on_clipped_gradients(small_corpus):
 
 
 def test_initial_weights_from_the_recent_cache_are_the_drawn_ones(monkeypatch):
-    from fastrnn import model
+    from fastrnn.network import model
 
     monkeypatch.setattr(model, "_recent_weights", model._RecentWeights(max_bytes=3 * 8 * parameter_count(6, 5)))
     first = model.initial_parameters(6, 5, seed=9)

@@ -264,7 +264,7 @@ def test_phase_harness_runs_the_kernels_arithmetic(small_corpus):
     """The profile times the kernel's own phases: its set-up pass gives the loss and the
     gradients of Whh, Why, bh and by that loss_and_gradients gives."""
     from fastrnn.backends import _numba_kernel as K
-    from fastrnn.model import TrainState
+    from fastrnn.network.model import TrainState
 
     H, S, V = 6, 4, small_corpus.vocab_size
     state = TrainState.fresh(H, S, 0.1, V, seed=3, dtype="float64")
@@ -302,7 +302,7 @@ def test_step_phases_report(small_corpus):
 
 
 def test_step_phases_needs_a_window_of_text():
-    from fastrnn.corpus import Corpus
+    from fastrnn.network.corpus import Corpus
 
     ceilings = bench.measure_ceilings(caches=[(1, 4096)], gemm_n=16, min_seconds=0.001, rounds=1, memory_bytes=1 << 15)
     with pytest.raises(ValueError, match="seq_length"):
@@ -332,8 +332,8 @@ def test_cli_phases_needs_numba():
 
 @pytest.mark.parametrize("extra", [["--backends", "numpy"], ["--executor", "dask"]])
 def test_cli_bench_refuses_a_text_shorter_than_its_sequences(tmp_path, extra):
-    path = tmp_path / "one.txt"
-    path.write_text("ab", encoding="utf-8")
+    path = tmp_path / "two.txt"
+    path.write_text("ab", encoding="utf-8")  # two distinct characters: one alone is refused before the length
     result = CliRunner().invoke(cli, ["bench", "--quiet", "--rounds", "1", "--corpus", str(path), *extra],
                                 prog_name="fastrnn")
     assert result.exit_code == 2
@@ -353,7 +353,7 @@ def test_tuning_step_profile_times_the_objectives_batches(small_corpus):
     """``fastrnn bench --executor dask``'s last table: the profile wraps the executor's run, which
     the held-out objective calls with ``heldout=`` (the wrapper once refused it)."""
     from fastrnn.bench.dask_comparison import tuning_step_profile
-    from fastrnn.executors import ThreadExecutor
+    from fastrnn.running.executors import ThreadExecutor
 
     profile = tuning_step_profile(small_corpus, ThreadExecutor(1), beta=1, alpha=2, steps=3)
     assert profile["runs_per_step"] > 0 and 0 < profile["batch"] <= profile["step"]

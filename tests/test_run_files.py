@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from fastrnn.objective import Objective
-from fastrnn.tuning import RunFileError, read_run, tune
+from fastrnn.objective.function import Objective
+from fastrnn.tuning.runner import RunFileError, read_run, tune
 
 from helpers import assert_one_line_error, invoke
 
@@ -244,7 +244,7 @@ def test_reproduce_reports_a_damaged_run_file(tmp_path, corpus_file):
 
 
 def test_a_failed_write_is_a_run_file_error_that_keeps_the_records():
-    from fastrnn.tuning import RunFileError, _write
+    from fastrnn.tuning.runner import RunFileError, _write
 
     class FullDisk:
         def write(self, data):

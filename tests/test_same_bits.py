@@ -63,7 +63,7 @@ def _runnable_targets() -> list:
 
 def test_fingerprints_cover_every_method_and_size():
     expected = _expected()
-    from fastrnn.optimize import METHODS
+    from fastrnn.optimize.methods import METHODS
 
     assert {f"tune/{method}" for method in METHODS} <= set(expected)
     assert sum(key.startswith("train/") for key in expected) == 8

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from fastrnn.cli.main import cli
 
-from fastrnn.checkpoint import load_model
-from fastrnn.model import Weights
-from fastrnn.sampling import sample, text_loss
+from fastrnn.network.checkpoint import load_model
+from fastrnn.network.model import Weights
+from fastrnn.network.sampling import sample, text_loss
 
 
 def _switch_network(hidden=2):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from fastrnn.backends import reference as _reference
-from fastrnn.corpus import Corpus
-from fastrnn.model import TrainState, unpack
-from fastrnn.scoring import HeldoutLoss, heldout_loss, heldout_losses
+from fastrnn.network.corpus import Corpus
+from fastrnn.network.model import TrainState, unpack
+from fastrnn.network.scoring import HeldoutLoss, heldout_loss, heldout_losses
 
 from helpers import synthetic_text
 
@@ -28,7 +28,7 @@ def corpus() -> Corpus:
 @pytest.fixture(scope="module")
 def trained(corpus) -> TrainState:
     """A network trained for 300 updates (weights far from their tiny initial values)."""
-    from fastrnn.training import train
+    from fastrnn.network.training import train
 
     state = train(corpus, hidden=H, seq_length=10, learning_rate=0.1, steps=300, seed=4, backend="numba")
     assert state.status == 0
@@ -199,7 +199,7 @@ def test_bad_inputs(corpus, trained):
         heldout_loss(trained, other)
     with pytest.raises(ValueError, match="1-D array of integer character ids"):
         heldout_loss(trained, np.array([0.0, 1.0]))
-    with pytest.raises(ValueError, match="must be a TrainState or a fastrnn.model.Weights"):
+    with pytest.raises(ValueError, match="must be a TrainState or a fastrnn.network.model.Weights"):
         heldout_loss(trained.params, corpus)
     state32 = TrainState.fresh(8, 5, 0.1, corpus.vocab_size, seed=1, dtype="float32")
     with pytest.raises(ValueError, match="the numpy backend trains in float64 only"):

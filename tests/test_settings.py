@@ -12,10 +12,9 @@ import pytest
 from click.testing import CliRunner
 from fastrnn.cli.main import cli
 
-from fastrnn import settings as settings_module
-from fastrnn.objective import Objective
-from fastrnn.samplers import RandomSampler, history_from_records, trial_rng
-from fastrnn.settings import (
+from fastrnn.objective import settings as settings_module
+from fastrnn.objective.function import Objective
+from fastrnn.objective.settings import (
     Flag,
     HeldoutSettings,
     PaperSettings,
@@ -25,7 +24,8 @@ from fastrnn.settings import (
     setting,
     settings_from_record,
 )
-from fastrnn.tuning import RunFileError, read_run, tune
+from fastrnn.optimize.samplers import RandomSampler, history_from_records, trial_rng
+from fastrnn.tuning.runner import RunFileError, read_run, tune
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,7 +101,7 @@ def test_a_sampler_asked_for_k_points_gives_the_next_k_trials():
 
 def test_tpe_keeps_one_study_and_rebuilds_it_from_the_history(small_corpus):
     pytest.importorskip("optuna")
-    from fastrnn.samplers import TPESampler
+    from fastrnn.optimize.samplers import TPESampler
 
     box = np.array([[0.0, 1.0], [0.0, 1.0]])
     rng = np.random.default_rng(0)

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from fastrnn.cli.main import cli
 
-from fastrnn import reproduce
-from fastrnn.objective import Objective
-from fastrnn.tuning import RunFileError, read_run, tune
+from fastrnn.objective.function import Objective
+from fastrnn.tuning import reproduce
+from fastrnn.tuning.runner import RunFileError, read_run, tune
 
 ALPHA = 5
 
@@ -268,7 +268,7 @@ def test_a_refused_call_changes_no_file(small_corpus, tmp_path, bad):
 
 
 def test_a_finished_run_resumes_to_the_result_a_run_returns(small_corpus, tmp_path):
-    from fastrnn.optimize import Status
+    from fastrnn.optimize.methods import Status
 
     fresh = tune(_budget_F(small_corpus), "gd", x0=[30.2, 9.1, 0.3], max_steps=2, record_every=1,
                  out=tmp_path / "d.jsonl", step=0.5)
@@ -282,7 +282,7 @@ def test_a_finished_run_resumes_to_the_result_a_run_returns(small_corpus, tmp_pa
 
 def test_a_start_where_corner_differences_vanish_is_step_lost_not_converged(small_corpus):
     """At h = 1e300, h + 1 == h: every corner difference is 0, which is not a minimum."""
-    from fastrnn.optimize import Status
+    from fastrnn.optimize.methods import Status
 
     F = Objective(small_corpus, alpha=ALPHA, beta=1, threads=1)
     assert F.steps_lost([1e300, 5, 0.1]) and F.steps_lost([20, 2.0**53, 0.1]) and not F.steps_lost([2.0**40, 5, 0.1])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import NamedTuple
 
-from ..model import check_dtype
+from ..network.model import check_dtype
 from ._base import (
     CHUNK_COST,
     PARALLEL_DRAW_MIN_WEIGHTS,

@@ -2,10 +2,10 @@
 
 A backend only calls its kernel (:meth:`Backend._kernel_train_steps`,
 :meth:`Backend._kernel_loss_and_gradients`, :meth:`Backend._kernel_heldout_loss`); this base class checks what goes in and writes
-what comes out back into the :class:`~fastrnn.model.TrainState`, so every backend validates
+what comes out back into the :class:`~fastrnn.network.model.TrainState`, so every backend validates
 the same way and none repeats the bookkeeping. It imports no concrete backend (the registry in
 :mod:`fastrnn.backends` loads them) and nothing above the backends: what it shares with the
-executors (:class:`~fastrnn.runs.RunOutcome`, :func:`~fastrnn.runs.run_shared`) is in :mod:`fastrnn.runs`.
+executors (:class:`~fastrnn.running.runs.RunOutcome`, :func:`~fastrnn.running.runs.run_shared`) is in :mod:`fastrnn.running.runs`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .. import model
-from ..model import (
+from ..network import model
+from ..network.model import (
     BAD_ID_MESSAGE,
     STATUS_BAD_ID,
     STATUS_OK,
@@ -25,7 +25,7 @@ from ..model import (
     initial_smooth_loss,
     parameter_count,
 )
-from ..runs import RunOutcome, check_threads, default_threads, run_shared  # noqa: F401 (re-exported)
+from ..running.runs import RunOutcome, check_threads, default_threads, run_shared  # noqa: F401 (re-exported)
 
 
 class BackendUnavailable(RuntimeError):
@@ -173,7 +173,7 @@ class Backend:
     def heldout_loss(self, params, hidden, vocab_size, data) -> float:
         """Summed cross-entropy of reading ``data`` from a zero hidden state with these weights.
 
-        Checks only what the kernel needs; :func:`fastrnn.scoring.heldout_loss` is the user-facing
+        Checks only what the kernel needs; :func:`fastrnn.network.scoring.heldout_loss` is the user-facing
         wrapper (means, bits, vocabulary checks).
         """
         params = np.ascontiguousarray(params)
@@ -200,7 +200,7 @@ class Backend:
         """Train every spec (:meth:`train_fresh`) and, given ``heldout`` text, score each healthy run on it.
 
         This is the unit of work an executor hands out: what comes back is small
-        (:class:`~fastrnn.runs.RunOutcome`), whatever the size of the networks.
+        (:class:`~fastrnn.running.runs.RunOutcome`), whatever the size of the networks.
         """
         if heldout is not None:
             check_data(heldout, 0)

@@ -43,13 +43,13 @@ benchmarks and ``fastrnn bench``, not here, where they would go stale):
   trick, a probability below the normal range flushed to 0 (:func:`_flushes_tiny_probabilities`),
   ``lr`` rounded once). Only scalars stay float64: the per-step
   loss is summed in float64 from float32 terms (S additions a step) and the smooth loss is
-  float64, as in :class:`fastrnn.model.TrainState`. At H = 100 the forward's row-dot products
+  float64, as in :class:`fastrnn.network.model.TrainState`. At H = 100 the forward's row-dot products
   are dominated by horizontal reductions and j tails, which do not get cheaper in float32, so
   the float32 specialisation computes the Whh recurrence 8 rows per pass (a float32 lane
   vector is one AVX2 register: :func:`_dots8`) and the logits reduction-free against a per-call
   transposed copy of Why (:func:`_outputs_f32`).
 
-The state layout is the one in :mod:`fastrnn.model`.
+The state layout is the one in :mod:`fastrnn.network.model`.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ from llvmlite import ir as llvm_ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-from ..model import ADAGRAD_EPS, BAD_ID_MESSAGE, GRADIENT_CLIP, SMOOTHING, STATUS_BAD_ID, STATUS_DIVERGED, STATUS_OK
+from ..network.model import ADAGRAD_EPS, BAD_ID_MESSAGE, GRADIENT_CLIP, SMOOTHING, STATUS_BAD_ID, STATUS_DIVERGED, STATUS_OK
 from ._lanes import fma, lane_count, lanes_add, lanes_sum, load_lanes, zero_lanes
 
 # No fastmath flags: without ``reassoc`` LLVM keeps every sum in the order written, and without

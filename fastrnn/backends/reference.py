@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import (
+from ..network.model import (
     ADAGRAD_EPS,
     BAD_ID_MESSAGE,
     GRADIENT_CLIP,

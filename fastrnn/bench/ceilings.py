@@ -191,7 +191,7 @@ def adagrad_seconds(dtype: str, elements: int = 1024, min_seconds: float = 0.05,
     """Seconds per element of the kernels' clipped Adagrad update, on arrays that stay in L1."""
     import numpy as np
 
-    from ..model import GRADIENT_CLIP
+    from ..network.model import GRADIENT_CLIP
 
     kernel = _adagrad_kernel()
     kind = np.dtype(dtype).type

@@ -7,8 +7,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from ..corpus import Corpus
-from ..objective import Objective
+from ..network.corpus import Corpus
+from ..objective.function import Objective
 
 #: (hidden size, sequence length) of the executor comparison: a mid-sized and the smallest sane run.
 EXECUTOR_CONFIGS = ((100, 25), (20, 5))
@@ -43,7 +43,7 @@ def executor_comparison(corpus: Corpus, dask_executor, threads: int = 2, configs
 
     Each round times a few evaluations (at least ~0.2 s of work) on each executor in turn.
     """
-    from ..executors import ThreadExecutor
+    from ..running.executors import ThreadExecutor
 
     on_threads = ThreadExecutor(threads)
     rows = []
@@ -69,7 +69,7 @@ def dask_task_overhead(corpus: Corpus, dask_executor, tasks: int = 64, rounds: i
     """Fixed costs of the dask executor: a batch of one tiny run (the latency every batch pays),
     and ``tasks`` tiny tasks in one batch (per task, the scheduling cost that grouping amortises)."""
     from ..backends import RunSpec, get_backend
-    from ..dask_executor import _train_group
+    from ..running.dask_executor import _train_group
 
     backend = get_backend("numba")
     key = dask_executor.ship(corpus.data)
@@ -97,7 +97,7 @@ def tuning_step_profile(corpus: Corpus, executor, beta: int = 8, alpha: int = 10
     executor's fixed latency: see :func:`dask_task_overhead`) and outside them (``serial``), their
     share ``serial_share``, and the trainings per step (``runs_per_step``).
     """
-    from ..optimize import minimize
+    from ..optimize.methods import minimize
 
     F = Objective(corpus, alpha=alpha, beta=beta, executor=executor)
     inner = F.executor

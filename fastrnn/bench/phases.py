@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..backends import get_backend
-from ..corpus import Corpus
-from ..model import TrainState
+from ..network.corpus import Corpus
+from ..network.model import TrainState
 from .rates import MIN_SECONDS, calibrate, calibrated_count, time_training
 from .roofline import ITEMSIZE, Ceilings, StepModel, mean_distinct, roofline_bound, step_model
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..backends import Backend, BackendUnavailable, get_backend
-from ..corpus import Corpus
-from ..model import TrainState
+from ..network.corpus import Corpus
+from ..network.model import TrainState
 
 #: The (hidden size, sequence length) pairs the benchmarks cover.
 CONFIGS = ((20, 5), (100, 25), (410, 25))

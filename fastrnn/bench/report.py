@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..corpus import Corpus
+from ..network.corpus import Corpus
 from .ceilings import measure_ceilings
 from .dask_comparison import ExecutorRow
 from .phases import PhaseRow, step_phases

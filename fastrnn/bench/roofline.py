@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..backends import COMPILED_BACKENDS
-from ..corpus import Corpus
+from ..network.corpus import Corpus
 from .rates import CONFIGS, RateRow, step_rates
 
 #: What the bounds are taken for: every CONFIGS entry in both precisions, on the compiled kernels.

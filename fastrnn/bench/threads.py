@@ -11,8 +11,8 @@ from typing import Sequence
 import numpy as np
 
 from ..backends import BackendUnavailable, get_backend
-from ..corpus import Corpus
-from ..objective import Objective
+from ..network.corpus import Corpus
+from ..objective.function import Objective
 
 
 @dataclass

@@ -310,7 +310,7 @@ def shipped_text(name: str) -> str:
     if name not in SHIPPED_TEXTS:
         raise CorpusError(f"no shipped text called {name!r}; valid: {', '.join(SHIPPED_TEXTS)}")
     file_name, checksum, _ = SHIPPED_TEXTS[name]
-    path = Path(__file__).with_name("data") / file_name
+    path = Path(__file__).parent.parent / "data" / file_name  # fastrnn/data
     try:
         raw = path.read_bytes()
     except OSError as error:

@@ -26,7 +26,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .model import parameter_count
+from ..network.model import parameter_count
 
 #: Batches estimated below this are not checked against the available memory.
 CHECK_ABOVE = 256 * 2**20

@@ -2,8 +2,8 @@
 back as (:class:`RunOutcome`), the thread plumbing that computes a batch of runs on this machine
 (:func:`run_shared`, :func:`check_threads`), and the error an executor raises when it cannot.
 
-:mod:`fastrnn.backends` and :mod:`fastrnn.executors` (and the dask executor) import this module;
-it imports no other module of the package (only fastrnn.model, for type checking), so none of them
+:mod:`fastrnn.backends` and :mod:`fastrnn.running.executors` (and the dask executor) import this module;
+it imports no other module of the package (only fastrnn.network.model, for type checking), so none of them
 imports another that imports it back.
 """
 
@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
 if TYPE_CHECKING:
-    from .model import TrainState
+    from ..network.model import TrainState
 
 
 class ExecutorError(RuntimeError):

@@ -7,7 +7,7 @@ runs share a batch.
 
 ``threads`` (:class:`ThreadExecutor`, the default) trains on this machine's cores: the numba
 backend in packed `prange` calls on Numba's threads, the cython backend in OpenMP calls.
-``dask`` (:class:`fastrnn.dask_executor.DaskExecutor`, the ``fastrnn[dask]`` extra) sends the runs
+``dask`` (:class:`fastrnn.running.dask_executor.DaskExecutor`, the ``fastrnn[dask]`` extra) sends the runs
 to the workers of a Dask cluster; its module is imported only when asked for, so fastrnn never
 needs dask otherwise.
 """
@@ -18,12 +18,12 @@ import importlib
 import threading
 from typing import TYPE_CHECKING, Sequence
 
-# What executors share with the backends lives below both, in fastrnn.runs; the errors and
+# What executors share with the backends lives below both, in fastrnn.running.runs; the errors and
 # RunOutcome are re-exported here, where the objective and the command line import them.
 from .runs import ExecutorError, ExecutorUnavailable, RunOutcome, check_threads  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # imported for annotations only
-    from .backends import Backend, RunSpec
+    from ..backends import Backend, RunSpec
 
 
 class ThreadExecutor:
@@ -72,7 +72,7 @@ def make_executor(executor="threads", *, threads: int | None = None, scheduler: 
 
 
 def dask_executor_class():
-    """:class:`fastrnn.dask_executor.DaskExecutor`, or ExecutorUnavailable saying how to install it."""
+    """:class:`fastrnn.running.dask_executor.DaskExecutor`, or ExecutorUnavailable saying how to install it."""
     return _dask_module().DaskExecutor
 
 

@@ -22,7 +22,7 @@ makes it continuous by bilinear interpolation between the four integer corners a
 Every integer corner first passes the sanity check: for each hyperparameter outside its range
 (20 <= h <= 800, 5 <= s <= 40, 1e-4 <= l <= 1) the corner's value is increased by
 ``1e6 + (u(x) - u(c))^2`` with centres ``c`` = 410, 25, 0.5, and no network is trained for it.
-``u`` is the coordinate of the search space (:mod:`fastrnn.space`): the identity in the paper's
+``u`` is the coordinate of the search space (:mod:`fastrnn.objective.space`): the identity in the paper's
 ``linear`` space (its ``sanityChecks`` exactly), log2/log10 in the ``log`` space (the held-out
 objective's default), so the penalty's slope points back into the box at a sensible scale.
 
@@ -40,7 +40,7 @@ values, so that interpolation and derivatives near a diverging learning rate sta
 
 Example::
 
-    from fastrnn.objective import Objective
+    from fastrnn.objective.function import Objective
     F = Objective(beta=2)                     # held-out loss on the built-in Shakespeare corpus
     F([40.25, 12.8, 0.1])                     # trains 2 runs at each of 4 corners, in parallel
     P = Objective(alpha=100, kind="paper")    # the paper's objective
@@ -56,14 +56,14 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ._validation import check_int
-from .backends import DEFAULT_BACKEND, RunSpec, check_backend_dtype, get_backend
-from .corpus import Corpus
-from .executors import RunOutcome, make_executor
-from .memory import batch_bytes, check_memory
-from .model import STATUS_DIVERGED
+from .._validation import check_int
+from ..backends import DEFAULT_BACKEND, RunSpec, check_backend_dtype, get_backend
+from ..network.corpus import Corpus
+from ..network.model import STATUS_DIVERGED
+from ..optimize.problem import Problem
+from ..running.executors import RunOutcome, make_executor
+from ..running.memory import batch_bytes, check_memory
 from .paper import INSANITY_PENALTY, PAPER_BOUNDS, SANE_RANGES, sanity_penalty
-from .problem import Problem
 from .settings import (
     DEFAULT_TRAIN_CHARS,
     KINDS,
@@ -132,16 +132,16 @@ def _as_point(x) -> tuple[float, float, float]:
 
 
 class Objective(Problem):
-    """F(h, s, l), callable on a point and on a batch of points: a :class:`~fastrnn.problem.Problem`
+    """F(h, s, l), callable on a point and on a batch of points: a :class:`~fastrnn.optimize.problem.Problem`
     in (h, s, l) with the paper's start, box and finite differences.
 
-    ``Objective(settings, evaluation)``: F as :mod:`fastrnn.settings` defines it
-    (:class:`~fastrnn.settings.PaperSettings` or :class:`~fastrnn.settings.HeldoutSettings`),
-    computed as ``evaluation`` says (:class:`~fastrnn.settings.Evaluation`: backend, threads,
+    ``Objective(settings, evaluation)``: F as :mod:`fastrnn.objective.settings` defines it
+    (:class:`~fastrnn.objective.settings.PaperSettings` or :class:`~fastrnn.objective.settings.HeldoutSettings`),
+    computed as ``evaluation`` says (:class:`~fastrnn.objective.settings.Evaluation`: backend, threads,
     executor; results do not depend on them).
 
     ``Objective(corpus, alpha, beta, kind=..., **settings)`` builds the settings from keywords
-    (:func:`fastrnn.settings.make_settings`; every field of the kind's class: ``train_chars``,
+    (:func:`fastrnn.objective.settings.make_settings`; every field of the kind's class: ``train_chars``,
     ``heldout_fraction``, ``heldout``, ``heldout_chars``, ``space``, ``noise``, ``seed``,
     ``loss``, ``diverged_value``, ``dtype``, ...), and the evaluation from ``backend``,
     ``threads``, ``executor`` and ``scheduler``. ``corpus`` and ``heldout`` may be paths; the
@@ -168,7 +168,7 @@ class Objective(Problem):
         check_backend_dtype(self.backend, definition.dtype)
         self.source_corpus = definition.corpus  # the whole text, as given
         self.corpus, self.heldout = definition.split()
-        #: F's settings, every default resolved: what F is (:mod:`fastrnn.settings`).
+        #: F's settings, every default resolved: what F is (:mod:`fastrnn.objective.settings`).
         self.definition: ObjectiveSettings = definition.resolved(self.corpus.vocab_size)
         self.space: Space = get_space(self.definition.space)
         self.counters = Counters()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .corpus import Corpus, CorpusError, load_corpus
+from ..network.corpus import Corpus, CorpusError, load_corpus
 
 DEFAULT_HELDOUT_FRACTION = 0.1
 DEFAULT_HELDOUT_CHARS = 20_000

@@ -13,7 +13,7 @@ coordinates; run files and printed points are always in (h, s, l).
 sees when tuning. It gives the optimizer its start point and box in z, and its derivatives:
 along h and s exact differences of the interpolation's corners (with common random numbers F is
 bilinear inside each integer cell), along l a finite difference in z (``grad_step``, or the
-noise-aware ``"auto"`` rule of :mod:`fastrnn.calculus`).
+noise-aware ``"auto"`` rule of :mod:`fastrnn.optimize.calculus`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .calculus import BatchFunction, value_and_gradient
-from .problem import Problem
+from ..optimize.calculus import BatchFunction, value_and_gradient
+from ..optimize.problem import Problem
 
 SPACES = ("log", "linear")
 _LN2 = math.log(2.0)
@@ -80,7 +80,7 @@ def get_space(name: str) -> Space:
 
 
 class SpaceView(Problem):
-    """The objective ``F`` as a :class:`~fastrnn.problem.Problem` in the space's coordinates z
+    """The objective ``F`` as a :class:`~fastrnn.optimize.problem.Problem` in the space's coordinates z
     (see the module docstring)."""
 
     def __init__(self, F, space: Space | str | None = None):

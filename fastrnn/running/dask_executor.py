@@ -1,6 +1,6 @@
 """The ``dask`` executor: each batch of training runs goes to the workers of a Dask cluster.
 
-Needs the ``fastrnn[dask]`` extra (``distributed``); :mod:`fastrnn.executors` imports this module
+Needs the ``fastrnn[dask]`` extra (``distributed``); :mod:`fastrnn.running.executors` imports this module
 only when the dask executor is asked for. Every worker needs fastrnn installed too (the same
 version: a task names the backend and its run specs, and the worker trains them with its own copy).
 
@@ -26,7 +26,7 @@ How a batch travels:
   worker, so numba loads its on-disk cache (or compiles) once per worker process, outside the
   first real batch; worker processes are long-lived, so no task compiles again.
 
-Faults become an :class:`~fastrnn.executors.ExecutorError` with a message that says what to do:
+Faults become an :class:`~fastrnn.running.executors.ExecutorError` with a message that says what to do:
 the scheduler went away, workers keep dying on a task (out of memory on a large ``h``, most
 likely: the message gives the run's estimated memory), or the cluster has had no workers for
 ``no_worker_timeout`` seconds. A tuning run keeps its finished records; ``--resume`` continues it.
@@ -46,8 +46,8 @@ import numpy as np
 from dask.base import tokenize
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, wait
 
-from .backends import RunSpec, get_backend
-from .model import parameter_count
+from ..backends import RunSpec, get_backend
+from ..network.model import parameter_count
 from .runs import ExecutorError, RunOutcome, default_threads
 
 #: Training time a task aims for when there is more work than workers: tasks of this size keep

@@ -26,7 +26,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .backends import DEFAULT_BACKEND, Backend, check_backend_dtype, default_threads, get_backend
+from ..backends import DEFAULT_BACKEND, Backend, check_backend_dtype, default_threads, get_backend
 from .corpus import Corpus
 from .model import TrainState, Weights, check_dtype, parameter_count
 
@@ -50,7 +50,7 @@ class HeldoutLoss(NamedTuple):
 
 
 class _Network(NamedTuple):
-    params: np.ndarray  # flat, float64 or float32 (the layout of fastrnn.model)
+    params: np.ndarray  # flat, float64 or float32 (the layout of fastrnn.network.model)
     hidden: int
     vocab_size: int
 
@@ -63,7 +63,7 @@ def _network(network) -> _Network:
         hidden, vocab_size = network.Whh.shape[0], network.Why.shape[0]
         params = np.concatenate([np.asarray(block).ravel() for block in network])
     else:
-        raise ValueError(f"network must be a TrainState or a fastrnn.model.Weights tuple, got {type(network).__name__}")
+        raise ValueError(f"network must be a TrainState or a fastrnn.network.model.Weights tuple, got {type(network).__name__}")
     params = np.asarray(params)
     try:
         dtype = check_dtype(params.dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from .tuning import RunFile, trajectory_array
+from .run_files import RunFile, trajectory_array
 
 NAMES = ("hidden size", "sequence length", "learning rate")
 

@@ -30,8 +30,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .objective import Objective
-from .tuning import HELDOUT_SETTINGS, RunFileError, read_run, tune
+from ..objective.function import Objective
+from .run_files import RunFileError, read_run
+from .runner import HELDOUT_SETTINGS, tune
 
 #: Optimizer settings each method runs with in a comparison: those ``fastrnn tune`` uses on the
 #: held-out objective (:data:`fastrnn.tuning.HELDOUT_SETTINGS`).

@@ -18,9 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from .calculus import gradient
-from .objective import Objective
-from .tuning import RunFileError, read_run, tune
+from ..objective.function import Objective
+from ..optimize.calculus import gradient
+from .run_files import RunFileError, read_run
+from .runner import tune
 
 #: The paper's "intensive gradient": alpha 100, beta 100, forward differences with h = 1e-8.
 INTENSIVE = dict(alpha=100, beta=100)
@@ -186,7 +187,7 @@ def intensive_gradients(summary: dict, corpus, *, noise, seed, threads, backend,
 
 def environment() -> dict:
     """Versions and the source commit (of the package's checkout, else the working directory's)."""
-    from . import __version__
+    from .. import __version__
 
     commit = ""
     for folder in (os.path.dirname(os.path.abspath(__file__)), os.getcwd()):

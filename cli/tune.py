@@ -1,0 +1,315 @@
+"""`fastrnn tune` (one run, resumable: its flags from the method table, the resume check) and
+`fastrnn compare` (methods head to head at equal budget)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import sys
+
+import click
+from click.core import ParameterSource
+
+from fastrnn._validation import MAX_COUNT
+from fastrnn.backends import (
+    BackendUnavailable,
+    get_backend,
+)
+from fastrnn.network.corpus import CorpusError
+from fastrnn.objective.function import DEFAULT_TRAIN_CHARS
+from fastrnn.objective.heldout import DEFAULT_HELDOUT_CHARS, MIN_HELDOUT_CHARS
+from fastrnn.objective.settings import Evaluation
+from fastrnn.optimize.methods import METHOD_TABLE, METHODS, default_options
+from fastrnn.tuning.run_files import RunFileError, read_run, run_is_finished
+from fastrnn.tuning.runner import HELDOUT_SETTINGS, default_method, tune
+
+from .common import (
+    PositiveOrAuto,
+    common_options,
+    finite_float,
+    is_default,
+    make_out_dir,
+    paper_form,
+)
+from .objective_options import (
+    build_objective,
+    objective_flags,
+    resumed_settings,
+)
+from .progress import RunBars, progress_bar
+
+
+def _point_option(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        point = [float(v) for v in value.split(",")]
+    except ValueError:
+        point = []
+    if len(point) != 3 or not all(math.isfinite(v) for v in point):
+        raise click.BadParameter("give three finite numbers H,S,L, for example 100,25,0.1")
+    return point
+
+
+def _optimizer_options(func):
+    """One flag per optimizer option in :data:`fastrnn.optimize.METHOD_TABLE` (``--grad-step`` for
+    grad_step, ...), collected into ``options``: only the flags given, so each method's own
+    defaults apply and a run file records what the user chose."""
+    by_name: dict[str, list] = {}
+    for method, entry in METHOD_TABLE.items():
+        for name, option in entry.options.items():
+            if option.rule != "any":  # e.g. bounds: a library option, not a flag
+                by_name.setdefault(name, []).append((method, option))
+    names = sorted(by_name)
+    for name in reversed(names):
+        uses = by_name[name]
+        option = uses[0][1]
+        defaults = {}
+        for method, use in uses:
+            defaults.setdefault(use.default, []).append(method)
+        default_text = ("; ".join(f"{'/'.join(methods)} {default}" for default, methods in defaults.items())
+                        if len(defaults) > 1 else str(option.default))
+        heldout = {}
+        for method, _ in uses:
+            if name in HELDOUT_SETTINGS.get(method, {}):
+                heldout.setdefault(HELDOUT_SETTINGS[method][name], []).append(method)
+        if heldout:  # the log space's own settings (fastrnn.tuning.HELDOUT_SETTINGS)
+            default_text = (f"paper: {default_text}; heldout: "
+                            + "; ".join(f"{'/'.join(methods)} {value}" for value, methods in heldout.items()))
+        methods_text = ", ".join(method for method, _ in uses)
+        finite = finite_float if option.rule in ("positive", "positive_or_none", "open_unit") else None
+        func = click.option(f"--{name.replace('_', '-')}", name, type=_OPTION_TYPES[option.rule](option), default=None,
+                            callback=finite, help=f"{methods_text}: {option.help} [{default_text}].")(func)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        options = {name: kwargs.pop(name) for name in names}
+        return func(*args, options={k: v for k, v in options.items() if v is not None}, **kwargs)
+
+    return wrapper
+
+_OPTION_TYPES = {
+    "positive_or_auto": lambda option: PositiveOrAuto(),
+    "positive": lambda option: click.FloatRange(min=0, min_open=True),
+    "positive_or_none": lambda option: click.FloatRange(min=0, min_open=True),
+    "open_unit": lambda option: click.FloatRange(0, 1, min_open=True, max_open=True),
+    "int_min1": lambda option: click.IntRange(1, MAX_COUNT),
+    "choice": lambda option: click.Choice(option.choices),
+}
+
+
+@click.command("tune")
+@click.option("--method", type=click.Choice(METHODS), default=None,
+              help="Optimizer [heldout: tpe, or random without the optuna extra (the best two in "
+                   "docs/COMPARISON.md); paper: gd].")
+@click.option("--steps", "max_steps", type=click.IntRange(0, MAX_COUNT), default=10000, show_default=True,
+              help="Maximum optimizer steps.")
+@click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True, callback=finite_float,
+              help="Stop when the gradient norm is below this.")
+@click.option("--record-every", type=click.IntRange(1, MAX_COUNT), default=100, show_default=True,
+              help="Write a record every N steps.")
+@click.option("--x0", callback=_point_option, default=None, metavar="H,S,L",
+              help="Initial point [heldout: uniform in the sane box (in the search space) from --seed; "
+                   "paper: uniform in [0, 10]^3, as the paper].")
+@click.option("--budget-chars", type=click.IntRange(1, MAX_COUNT), default=None,
+              help="Stop once the networks trained have read this many characters (memo hits are free).")
+@click.option("--budget-trainings", type=click.IntRange(1, MAX_COUNT), default=None,
+              help="Stop once this many networks have been trained.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the run to this JSON Lines file (a new one, unless --force).")
+@click.option("--force", is_flag=True, help="Let --out overwrite an existing file.")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None,
+              help="Continue the run in this file with the settings stored in it (--steps, --record-every and "
+                   "the budgets may change; other options given must match it).")
+@_optimizer_options
+@common_options
+@objective_flags
+def tune_command(method, options, max_steps, gtol, record_every, x0, out, force, resume, budget_chars, budget_trainings,
+                 objective_args, seed, quiet):
+    """Minimise F(h, s, l) and print the final point [h, s, l] (the run goes to --out as JSON Lines)."""
+    if resume is not None and out is not None and os.path.abspath(out) != os.path.abspath(resume):
+        raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
+    if resume is not None and force:
+        raise click.BadParameter("--resume continues a run and never overwrites it; drop --force", param_hint="--force")
+    run = definition = None
+    if resume is not None:
+        run = _read_run_option(resume)  # read once: its settings here, its records in tune
+        settings = _resume_settings(run, resume, dict(
+            method=method, options=options, max_steps=max_steps, gtol=gtol, record_every=record_every, x0=x0, seed=seed,
+            budget_chars=budget_chars, budget_trainings=budget_trainings))
+        method, options, max_steps, gtol, record_every, x0, seed, budget_chars, budget_trainings = (
+            settings[k] for k in ("method", "options", "max_steps", "gtol", "record_every", "x0", "seed", "budget_chars",
+                                  "budget_trainings"))
+        definition = resumed_settings(run, resume, objective_args["kind"], objective_args["given"],
+                                      objective_args["corpus"], objective_args["seed"], objective_args["dtype"],
+                                      _conflict(resume))
+        objective_args["evaluation"] = _resumed_evaluation(run, resume, objective_args["evaluation"])
+        if run_is_finished(run, max_steps, budget_chars, budget_trainings):
+            result = run.result
+            click.echo(paper_form(result["x"]))
+            click.echo(f"{resume} is finished: {result['message']} after {result['nit']} steps; F = {result['fun']:.6g} "
+                       f"(continue a run that reached its step limit or budget with a larger --steps or --budget-*)",
+                       err=True)
+            return
+    F = build_objective(objective_args, definition)
+    if method is None:
+        method = default_method(F)
+    if resume is None and F.space.name == "log":
+        options = {**HELDOUT_SETTINGS.get(method, {}), **options}  # the paper's defaults are for its linear space
+    best = [math.inf]
+    with progress_bar(total=max_steps, quiet=quiet, desc=f"tune {method}", unit="step") as bar:
+        def on_step(record):
+            best[0] = min(best[0], record["fun"])
+            bar.update(record["step"] - bar.n)
+            bar.set_postfix_str(f"x={paper_form(record['x'])} F={record['fun']:.4f} best={best[0]:.4f}")
+
+        try:
+            result = tune(F, method, x0=x0, seed=seed, max_steps=max_steps, record_every=record_every, gtol=gtol,
+                          out=resume or out, resume=run or False, overwrite=force, on_step=on_step,
+                          budget_chars=budget_chars, budget_trainings=budget_trainings, **options)
+        except RunFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--resume" if resume else "--out") from None
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            where = resume or out
+            hint = f"; continue with --resume {where}" if where else ""
+            click.echo(f"Error: interrupted{hint}", err=True)
+            sys.exit(130)
+    click.echo(paper_form(result.x))
+    if not quiet:
+        click.echo(f"{result.message} after {result.nit} steps; F = {result.fun:.6g}; {result.nfev} evaluations; "
+                   f"{F.counters.trainings_run} trainings ({F.counters.training_chars:,} characters), "
+                   f"{F.counters.memo_share:.0%} served by the memo", err=True)
+
+
+def _read_run_option(path: str):
+    try:
+        return read_run(path)
+    except RunFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--resume") from None
+
+
+# (parameter, flag, key in the run file's settings) of what a resumed run keeps.
+_RUN_SETTINGS = (
+    ("method", "--method", "method"), ("gtol", "--gtol", "gtol"), ("x0", "--x0", "x0"), ("seed", "--seed", "seed"),
+)
+#: What a resumed run may change: how long it runs, how often it records, what it may spend.
+_RESUMABLE = (("max_steps", "--steps"), ("record_every", "--record-every"), ("budget_chars", "--budget-chars"),
+              ("budget_trainings", "--budget-trainings"))
+
+
+def explicit(name: str) -> bool:
+    return click.get_current_context().get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                                      ParameterSource.ENVIRONMENT)
+
+
+def _conflict(path: str):
+    def conflict(flag, given, stored):
+        raise click.BadParameter(f"{given} conflicts with {stored} stored in {path}; drop {flag} to continue the run "
+                                 "with its own settings, or start a new run with --out", param_hint=flag)
+
+    return conflict
+
+
+def _resume_settings(run, path: str, values: dict) -> dict:
+    """The run's settings stored in ``run`` (its objective's: cli.objective_options); each option
+    given on the command line must agree with them (--steps, --record-every and the budgets may
+    change), else a one-line error naming both values."""
+    conflict = _conflict(path)
+    saved = run.settings
+    resolved = dict(values)
+    for name, flag, key in _RUN_SETTINGS:
+        if explicit(name) and values[name] != saved[key]:
+            conflict(flag, values[name], saved[key])
+        resolved[name] = saved[key]
+    method = saved["method"]
+    defaults = default_options(method)
+    for key, value in values["options"].items():
+        flag = f"--{key.replace('_', '-')}"
+        if key not in defaults:
+            raise click.BadParameter(f"does not apply to the {method} run stored in {path}", param_hint=flag)
+        stored = saved["options"].get(key, defaults[key])
+        if value != stored:
+            conflict(flag, value, stored)
+    resolved["options"] = saved["options"]
+    for name, _flag in _RESUMABLE:
+        resolved[name] = values[name] if explicit(name) else saved.get(name)
+    return resolved
+
+
+def _resumed_evaluation(run, path: str, given: Evaluation) -> Evaluation:
+    """How the resumed run computes F: --threads and the executor as given; the backend the run
+    file names (format 1: in its objective), unless --backend is given (not part of F)."""
+    stored = run.settings.get("evaluation", run.settings["objective"]).get("backend")
+    if explicit("backend") or stored is None:
+        return given
+    try:
+        backend = get_backend(stored)
+    except (ValueError, BackendUnavailable) as exc:
+        raise click.BadParameter(f"the run in {path} trains with it: {exc}", param_hint="--backend") from None
+    return dataclasses.replace(given, backend=backend)
+
+@click.command("compare")
+@click.option("--methods", default="gd,bfgs,random,tpe", show_default=True,
+              help="Comma-separated methods to compare (each with the settings in fastrnn.tuning.compare.METHOD_SETTINGS).")
+@click.option("--repeats", type=click.IntRange(1, MAX_COUNT), default=5, show_default=True, help="Seeds per method.")
+@click.option("--budget-chars", type=click.IntRange(1, MAX_COUNT), required=True,
+              help="Training characters each run may spend (memo hits are free).")
+@click.option("--train-chars", type=click.IntRange(1, MAX_COUNT), default=None,
+              help=f"Characters of training text per network while tuning [{DEFAULT_TRAIN_CHARS:,}].")
+@click.option("--heldout-chars", type=click.IntRange(MIN_HELDOUT_CHARS, MAX_COUNT), default=DEFAULT_HELDOUT_CHARS,
+              show_default=True, help="Characters of held-out text each network reads.")
+@click.option("--beta", type=click.IntRange(1, MAX_COUNT), default=1, show_default=True, help="Runs averaged per corner.")
+@click.option("--final-factor", type=click.IntRange(1, MAX_COUNT), default=10, show_default=True,
+              help="The final check trains each final point this many times longer.")
+@click.option("--threads", type=click.IntRange(1, MAX_COUNT), default=None, help="Worker threads [default: all cores].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder for run files, best_so_far.png, summary.json and report.md (an existing one is resumed).")
+@common_options
+def compare_command(methods, repeats, budget_chars, train_chars, heldout_chars, beta, final_factor, threads, out_dir,
+                    corpus, backend, seed, dtype, quiet):
+    """Tune with several methods from several seeds at equal budget; report the held-out losses."""
+    from fastrnn.tuning import compare
+
+    if not is_default("seed"):
+        raise click.BadParameter("compare tunes each method from seeds 0 to --repeats - 1, a run file each; "
+                                 "drop --seed", param_hint="--seed")
+    names = [name.strip() for name in methods.split(",") if name.strip()]
+    unknown = [name for name in names if name not in compare.METHOD_SETTINGS]
+    if not names or unknown:
+        raise click.BadParameter(f"unknown method {unknown[0] if unknown else ''!r}; valid: "
+                                 f"{', '.join(compare.METHOD_SETTINGS)}", param_hint="--methods")
+    longest = 40  # one update at the longest sane sequence length
+    if budget_chars < longest:
+        raise click.BadParameter(f"must be at least {longest} (one update at the longest sane sequence length)",
+                                 param_hint="--budget-chars")
+    if "tpe" in names:
+        try:
+            METHOD_TABLE["tpe"].algorithm.check_available()
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--methods") from None
+    make_out_dir(out_dir)
+    bars = RunBars(quiet, total=budget_chars, unit="char", unit_scale=True)
+
+    def progress(label, record):
+        bars(label, min(record["counters"]["training_chars"], budget_chars),
+             f"x={paper_form(record['x'])} F={record['fun']:.4f}")
+
+    command = "fastrnn compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "fastrnn compare"
+    try:
+        report = compare.compare(corpus, names, out_dir, repeats=repeats, budget_chars=budget_chars,
+                                 train_chars=train_chars, heldout_chars=heldout_chars, beta=beta,
+                                 final_factor=final_factor, backend=backend, dtype=dtype, threads=threads,
+                                 command=command, progress=progress)
+    except RunFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="--corpus") from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        bars.close()
+    click.echo(report)

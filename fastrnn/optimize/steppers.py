@@ -1,0 +1,390 @@
+"""The step rules of :func:`fastrnn.optimize.minimize`'s methods (module docstring of
+:mod:`fastrnn.optimize.methods`: the table of rules), one stepper class each, and the run of a
+sampler (:class:`SampleRun`: one trial a step, asked of a :class:`~fastrnn.optimize.samplers.Sampler`).
+
+A stepper holds the iterate x with f(x), its gradient and counters, makes one step at a time and
+keeps everything it needs in ``state()`` so a run resumes exactly. The quasi-Newton updates of
+the approximate inverse Hessian (:class:`BFGSUpdate`, :class:`DFPUpdate`) are here too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastrnn.optimize.calculus import AUTO_STEP, value_gradient_and_hessian
+from fastrnn.optimize.problem import Counted
+from fastrnn.optimize.samplers import check_box, trial_rng
+
+SKIPPED_UPDATE_NOTE = "skipped update: s.y <= 0"
+
+
+class QuasiNewtonUpdate:
+    """How the approximate inverse Hessian V learns from a step s and the gradient change y.
+
+    Where the curvature condition s.y > 0 fails the update would lose positive definiteness;
+    ``exception_strategy="skip_update"`` (the only one, as scipy's ``BFGS`` has it) keeps V and
+    says so in the step's note.
+    """
+
+    EXCEPTION_STRATEGIES = ("skip_update",)
+
+    def __init__(self, exception_strategy: str = "skip_update"):
+        if exception_strategy not in self.EXCEPTION_STRATEGIES:
+            raise ValueError(f"unknown exception_strategy {exception_strategy!r}; "
+                             f"valid: {', '.join(self.EXCEPTION_STRATEGIES)}")
+        self.exception_strategy = exception_strategy
+
+    def __call__(self, V: np.ndarray, s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str | None]:
+        """(the next V, a note or None)."""
+        if not s @ y > 0:
+            return V, SKIPPED_UPDATE_NOTE
+        return self.update(V, s, y), None
+
+    @staticmethod
+    def update(V: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class BFGSUpdate(QuasiNewtonUpdate):
+    """V+ = (I - rho s y^T) V (I - rho y s^T) + rho s s^T,  rho = 1 / (y.s)."""
+
+    @staticmethod
+    def update(V: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+        # The paper's excerpt writes the equivalent expanded form
+        # V + (1 + y.V.y / y.s) s s^T / y.s - (V y s^T + s y^T V) / y.s with
+        # row vectors (its trailing comment's `sk.dot(yk.T) * V` would be wrong),
+        # and its loop applies DFP with BFGS commented out.
+        rho = 1.0 / (y @ s)
+        left = np.eye(s.size) - rho * np.outer(s, y)
+        return left @ V @ left.T + rho * np.outer(s, s)
+
+
+class DFPUpdate(QuasiNewtonUpdate):
+    """V+ = V + s s^T / (s.y) - V y y^T V / (y^T V y)."""
+
+    @staticmethod
+    def update(V: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+        Vy = V @ y
+        return V + np.outer(s, s) / (s @ y) - np.outer(Vy, Vy) / (y @ Vy)
+
+
+def _normalised_step(gradient: np.ndarray, length: float) -> np.ndarray:
+    return -length * gradient / np.linalg.norm(gradient)
+
+
+class Stepper:
+    """The iterate x with f(x), its gradient, counters, and how it was reached.
+
+    Subclasses add what their step needs, and keep ALL of it in
+    ``state()`` / ``_restore_extra`` so a run can be resumed exactly.
+    """
+
+    #: True: the gradient's norm and its rounding end the run (False for the samplers' runs).
+    uses_gradient = True
+
+    def __init__(self, f: Counted, method: str, options: dict, seed=None):
+        self.f = f
+        self.method = method
+        self.options = options
+        self.seed = seed
+        self.nit = 0
+        self.rule = "start"
+        self.note = None
+        # the noise-aware gradient's diagnostics (grad_step="auto" only, else None)
+        self.gradient_noise = None
+
+    @classmethod
+    def check_available(cls) -> None:
+        """ValueError saying how to install what the method needs, if it is missing."""
+
+    def start(self, x0: np.ndarray) -> None:
+        self._move_to(x0)
+
+    def _move_to(self, x: np.ndarray, fun: float | None = None) -> None:
+        """Make x the iterate and evaluate what the next step needs (``fun``: known f(x))."""
+        self.x = x
+        if np.all(np.isfinite(x)):
+            self._evaluate(fun)
+        else:
+            self._mark_non_finite()
+
+    def _evaluate(self, fun: float | None) -> None:
+        self.gradient_noise = self._new_diagnostics()
+        self.fun, self.gradient = self.f.value_and_gradient(
+            self.x, self.options["grad_step"], self.options["grad_method"], fun, self.gradient_noise,
+        )
+
+    def _new_diagnostics(self) -> dict | None:
+        return {} if self.options["grad_step"] == AUTO_STEP else None
+
+    def _mark_non_finite(self) -> None:
+        self.fun, self.gradient = np.nan, np.full(self.x.size, np.nan)
+        self.gradient_noise = None
+
+    @property
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.fun) and np.all(np.isfinite(self.gradient)))
+
+    def state(self) -> dict:
+        return {
+            "method": self.method,
+            "nit": self.nit,
+            "nfev": self.f.nfev,
+            "x": self.x.tolist(),
+            "fun": float(self.fun),
+            "gradient": self.gradient.tolist(),
+            "rule": self.rule,
+            "note": self.note,
+            **({} if self.gradient_noise is None else {"gradient_noise": self.gradient_noise}),
+        }
+
+    def restore(self, state: dict) -> None:
+        if state.get("method") != self.method:
+            raise ValueError(
+                f"state was saved by method {state.get('method')!r}, not {self.method!r}"
+            )
+        self.nit = int(state["nit"])
+        self.f.nfev = int(state["nfev"])
+        self.x = np.array(state["x"], dtype=float)
+        self.fun = float(state["fun"])
+        self.gradient = np.array(state["gradient"], dtype=float)
+        self.rule = state["rule"]
+        self.note = state["note"]
+        self.gradient_noise = state.get("gradient_noise")
+        self._restore_extra(state)
+
+    def _restore_extra(self, state: dict) -> None:
+        pass
+
+    def record(self) -> dict:
+        return {
+            "step": self.nit,
+            "x": self.x.tolist(),
+            "fun": float(self.fun),
+            "gradient_norm": float(np.linalg.norm(self.gradient)),
+            "rule": self.rule,
+            "note": self.note,
+            "nfev": self.f.nfev,
+            **({} if self.gradient_noise is None else {"gradient_noise": self.gradient_noise}),
+            "state": self.state(),
+        }
+
+    def step(self) -> None:
+        self.rule, self.note, x_new, fun_new = self._next_point()
+        self.nit += 1
+        self._move_to(x_new, fun_new)
+
+    def _next_point(self):
+        """(rule, note, next x, f(next x) or None if not yet known)."""
+        raise NotImplementedError
+
+
+class GradientDescent(Stepper):
+    """x <- x - step * g / |g|."""
+
+    def _next_point(self):
+        return "gd", None, self.x + _normalised_step(self.gradient, self.options["step"]), None
+
+
+class Newton(Stepper):
+    """x <- x - multiplier * solve(H, g); normalised gradient step if H is singular.
+
+    f, g and H at each new point come from one batch of evaluations.
+    """
+
+    def _evaluate(self, fun):
+        options = self.options
+        self.gradient_noise = self._new_diagnostics()
+        self.fun, self.gradient, self.hessian = value_gradient_and_hessian(
+            self.f,
+            self.x,
+            options["grad_step"],
+            options["grad_method"],
+            options["hessian_step"],
+            options["hessian_method"],
+            self.gradient_noise,
+            own_gradient=self.f.value_and_gradient,
+        )
+
+    def _mark_non_finite(self):
+        super()._mark_non_finite()
+        self.hessian = np.full((self.x.size, self.x.size), np.nan)
+
+    def state(self):
+        return {**super().state(), "hessian": self.hessian.tolist()}
+
+    def _restore_extra(self, state):
+        self.hessian = np.array(state["hessian"], dtype=float)
+
+    def _next_point(self):
+        newton_step = self._newton_step()
+        if newton_step is None:
+            fallback = _normalised_step(self.gradient, self.options["fallback_step"])
+            return "gd-fallback", None, self.x + fallback, None
+        return "newton", None, self.x - self.options["multiplier"] * newton_step, None
+
+    def _newton_step(self) -> np.ndarray | None:
+        """solve(H, g), or None when H is singular (the paper tests det(H) == 0)."""
+        if not np.all(np.isfinite(self.hessian)) or np.linalg.det(self.hessian) == 0:
+            return None
+        try:
+            return np.linalg.solve(self.hessian, self.gradient)
+        except np.linalg.LinAlgError:
+            return None
+
+
+class QuasiNewton(Stepper):
+    """p = -V g, backtracking Armijo line search, V updated by ``update_rule``.
+
+    The gradient at the accepted point is kept for the next step, and f(x) is
+    reused by the line search, so a step costs the line-search trials plus
+    one gradient batch.
+    """
+
+    #: The :class:`QuasiNewtonUpdate` of the method (set by each subclass).
+    update_rule: QuasiNewtonUpdate
+
+    def start(self, x0):
+        self.inverse_hessian = np.eye(x0.size)
+        self.bounds = self._resolve_bounds(x0.size)
+        super().start(x0)
+
+    def _resolve_bounds(self, n: int) -> np.ndarray | None:
+        bounds = self.options["bounds"]
+        if isinstance(bounds, str) and bounds == "auto":
+            bounds = self.f.bounds
+        if bounds is None:
+            return None
+        bounds = np.array(bounds, dtype=float)
+        if bounds.shape != (n, 2):
+            raise ValueError(f"bounds must be {n} (low, high) pairs, got shape {bounds.shape}")
+        return bounds
+
+    def state(self):
+        return {**super().state(), "inverse_hessian": self.inverse_hessian.tolist()}
+
+    def _restore_extra(self, state):
+        self.inverse_hessian = np.array(state["inverse_hessian"], dtype=float)
+        self.bounds = self._resolve_bounds(self.x.size)
+
+    def _out_of_bounds(self) -> bool:
+        if self.bounds is None:
+            return False
+        return bool(np.any(self.x < self.bounds[:, 0]) or np.any(self.x > self.bounds[:, 1]))
+
+    def _line_search(self, direction: np.ndarray) -> tuple[float, float | None]:
+        """First alpha = tau**k, k < max_halvings, with
+        f(x + alpha p) <= f(x) + c alpha (p.g); returns (alpha, f there).
+
+        Like the paper's loop, if no trial passes, the alpha after the last
+        halving is returned untested (f there is then None).
+        """
+        c, tau = self.options["c"], self.options["tau"]
+        slope = direction @ self.gradient
+        alpha = 1.0
+        for _ in range(self.options["max_halvings"]):
+            trial_value = self.f(self.x + alpha * direction)
+            if trial_value <= self.fun + c * alpha * slope:
+                return alpha, trial_value
+            alpha *= tau
+        return alpha, None
+
+    def _next_point(self):
+        options = self.options
+        # The paper runs the line search before its sanity check; checking
+        # first gives the same iterates without spending the search's evaluations.
+        if self._out_of_bounds():
+            fallback = _normalised_step(self.gradient, options["fallback_step"])
+            return "gd-fallback-out-of-range", None, self.x + fallback, None
+        direction = -self.inverse_hessian @ self.gradient
+        alpha, fun_new = self._line_search(direction)
+        s = alpha * direction
+        if not np.linalg.norm(s) >= options["min_step"]:  # also catches a NaN step
+            fallback = _normalised_step(self.gradient, options["fallback_step"])
+            return "gd-fallback-short-step", None, self.x + fallback, None
+        note = None if fun_new is not None else (
+            f"line search: Armijo condition not met in {options['max_halvings']} tries"
+        )
+        return self.method, note, self.x + s, fun_new
+
+    def step(self):
+        x_old, gradient_old = self.x, self.gradient
+        super().step()
+        if not self.rule.startswith("gd-fallback") and self.finite:
+            self.inverse_hessian, note = self.update_rule(self.inverse_hessian, self.x - x_old, self.gradient - gradient_old)
+            self.note = "; ".join(filter(None, (self.note, note))) or None
+
+
+class BFGS(QuasiNewton):
+    update_rule = BFGSUpdate()
+
+
+class DFP(QuasiNewton):
+    update_rule = DFPUpdate()
+
+
+class SampleRun:
+    """A sampler's run (:mod:`fastrnn.optimize.samplers`): x is the best point so far, and every step asks
+    the sampler for one point, moves it onto the problem's grid (``snap``: whole h and s for the
+    RNN objective) and evaluates it. The history of trials lives here, once; each record carries
+    its own trial, and a state carries none (resuming takes the history from the records)."""
+
+    uses_gradient = False
+
+    def __init__(self, sampler_class: type, f: Counted, method: str, options: dict, seed=None):
+        self.f, self.method, self.options, self.seed = f, method, options, seed
+        self.sampler_class = sampler_class  # METHOD_TABLE[method].algorithm
+        self.nit, self.rule, self.note = 0, "start", None
+        self.history: list = []
+
+    @classmethod
+    def check_available(cls) -> None:
+        pass
+
+    def _make_sampler(self, n: int) -> None:
+        self.sampler = self.sampler_class(check_box(self.f.bounds, n, self.method), self.options)
+
+    def start(self, x0: np.ndarray) -> None:
+        self._make_sampler(x0.size)
+        self.x = x0
+        self.fun = float(self.f(x0)) if np.all(np.isfinite(x0)) else np.nan
+        self.history.append((x0.tolist(), self.fun))
+
+    @property
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.fun))
+
+    def state(self) -> dict:
+        return {"method": self.method, "nit": self.nit, "nfev": self.f.nfev, "x": self.x.tolist(),
+                "fun": float(self.fun), "rule": self.rule, "note": self.note, "seed": self.seed}
+
+    def restore(self, state: dict, history=None) -> None:
+        if state.get("method") != self.method:
+            raise ValueError(f"state was saved by method {state.get('method')!r}, not {self.method!r}")
+        if "trials" in state:  # format 1: the state carried the history
+            history = state["trials"]
+        if history is None:
+            raise ValueError(f"resuming method {self.method!r} needs the run's history of trials "
+                             "(history=, e.g. fastrnn.optimize.samplers.history_from_records(records))")
+        self.nit, self.f.nfev = int(state["nit"]), int(state["nfev"])
+        self.x, self.fun = np.array(state["x"], dtype=float), float(state["fun"])
+        self.rule, self.note = state["rule"], state["note"]
+        self.seed = state.get("seed", self.seed)
+        self.history = [(list(z), float(v)) for z, v in history][:self.nit + 1]
+        self._make_sampler(self.x.size)
+
+    def record(self) -> dict:
+        z, value = self.history[-1]
+        return {"step": self.nit, "x": self.x.tolist(), "fun": float(self.fun), "rule": self.rule,
+                "note": self.note, "nfev": self.f.nfev, "trial": {"x": list(z), "fun": value}, "state": self.state()}
+
+    def step(self) -> None:
+        index = len(self.history)
+        (candidate,) = self.sampler.ask(self.history, [trial_rng(self.seed, index)])
+        candidate = np.asarray(self.f.snap(np.asarray(candidate, dtype=float)), dtype=float)
+        value = float(self.f(candidate))
+        self.history.append((candidate.tolist(), value))
+        self.nit += 1
+        self.rule = self.method
+        if value < self.fun:
+            self.x, self.fun = candidate, value

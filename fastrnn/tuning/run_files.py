@@ -1,0 +1,263 @@
+"""Run files: what :func:`fastrnn.tuning.tune` writes, read back and checked.
+
+A run file holds one JSON object per line, appended and flushed as the run goes, so a run that
+is interrupted (Ctrl-C, a killed process) loses at most the record being written:
+
+``{"type": "settings", ...}``
+    first line: format version, method, optimizer options, seed, max_steps, record_every,
+    gtol, x0 and the objective's settings (corpus fingerprint, alpha, beta, noise, ...).
+``{"type": "record", "step", "x", "fun", "gradient_norm", "rule", "note", "nfev", "state",
+"counters", "noise_state"}``
+    every ``record_every`` steps, and the first and last step; ``state`` is the optimizer's
+    resumable state, ``noise_state`` the objective's seed generator (fresh noise only).
+``{"type": "result", "x", "fun", "nit", "nfev", "status", "message", "counters", "seconds"}``
+    last line, once the run has ended.
+
+:func:`read_run` checks the shape of every line and names the line of the first one that is
+wrong; :func:`run_is_finished` says whether a run has ended for good.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from ..objective.function import Counters
+from ..optimize.methods import (
+    METHOD_TABLE,
+    METHODS,
+    STATUS_MESSAGES,
+    Status,
+)
+
+#: 2: a sampler's record carries its own trial (format 1 copied every trial into every record's
+#: state); the objective's settings always name their kind and space, and the backend is under
+#: ``evaluation``. Files of format 1 are read, resumed (continued with format-2 records) and plotted.
+FORMAT_VERSION = 2
+FORMAT_VERSIONS = (1, 2)
+
+
+class RunFileError(ValueError):
+    """A run file that cannot be resumed (missing, malformed, or made with other settings)."""
+
+
+@dataclass
+class RunFile:
+    """A parsed run file. ``result`` is None unless the run's last entry is its result
+    (a run extended after it ended has records after its old result). ``end`` is the byte
+    length of its complete lines: a torn last line (an interrupted write) starts there."""
+
+    settings: dict
+    records: list[dict]
+    result: dict | None
+    end: int = 0
+
+    @property
+    def label(self) -> str:
+        """The run's method and options, for legends: ``gd (step=0.1)``."""
+        options = self.settings.get("options") or {}
+        detail = ", ".join(f"{k}={v}" for k, v in options.items())
+        return f"{self.settings['method']}" + (f" ({detail})" if detail else "")
+
+
+def read_run(path: str | os.PathLike) -> RunFile:
+    """Parse and check a run file; a torn last line (an interrupted write) is ignored.
+
+    RunFileError names the first line that is not JSON or not shaped as a run file's line.
+    """
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise RunFileError(f"run file {name!r} does not exist") from None
+    except IsADirectoryError:
+        raise RunFileError(f"run file {name!r} is a directory") from None
+    except OSError as exc:
+        raise RunFileError(f"cannot read run file {name!r}: {exc.strerror or exc}") from None
+    if raw.startswith(b"PK\x03\x04"):  # a zip archive: what `fastrnn train --save` writes
+        raise RunFileError(f"{name!r} is a model file (fastrnn train --save), not a run file: give a run file "
+                           "(JSON Lines, from tune --out or reproduce)")
+    entries, end, offset = [], 0, 0
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        complete = number < len(lines)  # only the last piece lacks its newline
+        line_end = offset + len(line) + complete
+        offset = line_end
+        if not line.strip():
+            end = line_end if complete else end
+            continue
+        try:
+            entry = json.loads(line.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if not complete:
+                break  # the write that was interrupted
+            raise RunFileError(f"{name!r} line {number} is not JSON; the file is damaged") from None
+        entries.append((number, entry))
+        end = line_end
+    if not entries:
+        raise RunFileError(f"{name!r} is not a fastrnn run file (it is empty)")
+    for number, entry in entries:
+        if not isinstance(entry, dict) or entry.get("type") not in _CHECKS:
+            raise RunFileError(f"{name!r} line {number} is not a run file entry (a JSON object whose type is "
+                               f"settings, record or result); the file is damaged")
+    if entries[0][1]["type"] != "settings":
+        raise RunFileError(f"{name!r} is not a fastrnn run file (no settings line first)")
+    settings = entries[0][1]
+    last_step = None
+    for number, entry in entries:
+        problem = _CHECKS[entry["type"]](entry, settings)
+        if number != entries[0][0] and entry["type"] == "settings":
+            problem = "a second settings line"
+        elif not problem and entry["type"] == "record":
+            if last_step is not None and entry["step"] <= last_step:
+                problem = f"its record of step {entry['step']} comes after step {last_step}"
+            last_step = entry["step"]
+        if problem:
+            raise RunFileError(f"{name!r} line {number}: {problem}; the file is damaged")
+    records = [e for _, e in entries if e["type"] == "record"]
+    last = entries[-1][1]
+    return RunFile(settings, records, last if last["type"] == "result" else None, end)
+
+
+# -- the shape of each kind of line: None if fine, else what is wrong ---------------------------
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_numbers(value, length=None) -> bool:
+    return isinstance(value, list) and all(map(_is_number, value)) and (length is None or len(value) == length)
+
+
+def _is_point(value) -> bool:
+    """(h, s, l): three numbers (not finite where a run ended on a non-finite point)."""
+    return _is_numbers(value, 3)
+
+
+def _is_matrix(value, n) -> bool:
+    return isinstance(value, list) and len(value) == n and all(_is_numbers(row, n) for row in value)
+
+
+def _wrong_fields(entry: dict, expected: dict) -> str | None:
+    for key, check in expected.items():
+        if key not in entry:
+            return f"its {entry.get('type')} has no {key!r}"
+        if not check(entry[key]):
+            return f"its {entry.get('type')} has a malformed {key!r}: {entry[key]!r}"[:300]
+    return None
+
+
+_COUNTER_NAMES = {f.name for f in fields(Counters)}
+
+
+def _check_counters(counters) -> str | None:
+    if not isinstance(counters, dict):
+        return "its counters are not an object"
+    unknown = sorted(set(counters) - _COUNTER_NAMES - {"memo_share"})
+    if unknown:
+        return f"unknown counter(s) {', '.join(map(repr, unknown))}"
+    if not all(_is_number(v) for v in counters.values()):
+        return "its counters are not all numbers"
+    return None
+
+
+def _check_settings(entry: dict, settings: dict) -> str | None:
+    return _wrong_fields(entry, dict(
+        format_version=lambda v: v in FORMAT_VERSIONS,
+        method=lambda v: v in METHODS, options=lambda v: isinstance(v, dict), seed=_is_int, max_steps=_is_int,
+        record_every=lambda v: _is_int(v) and v >= 1, gtol=_is_number, x0=lambda v: v is None or _is_point(v),
+        objective=lambda v: isinstance(v, dict),
+    ))
+
+
+def _check_state(state, settings: dict) -> str | None:
+    if not isinstance(state, dict):
+        return "its optimizer state is not an object"
+    method = settings["method"]
+    if state.get("method") != method:
+        return f"its optimizer state is for method {state.get('method')!r}, not the run's {method!r}"
+    x = state.get("x")
+    n = len(x) if isinstance(x, list) else 0
+    expected = dict(nit=_is_int, nfev=_is_int, x=lambda v: _is_numbers(v, 3), fun=_is_number,
+                    rule=lambda v: isinstance(v, str), note=lambda v: v is None or isinstance(v, str))
+    if not METHOD_TABLE[method].is_sampler:
+        expected["gradient"] = lambda v: _is_numbers(v, n)
+    if method == "newton":
+        expected["hessian"] = lambda v: _is_matrix(v, n)
+    elif method in ("bfgs", "dfp"):
+        expected["inverse_hessian"] = lambda v: _is_matrix(v, n)
+    problem = _wrong_fields({"type": "optimizer state", **state}, expected)
+    return problem
+
+
+def _check_trial(entry: dict, settings: dict) -> str | None:
+    """A sampler's record carries its trial (format 2), or every trial in its state (format 1)."""
+    if not METHOD_TABLE[settings["method"]].is_sampler or "trials" in entry["state"]:
+        return None
+    return _wrong_fields(entry, dict(trial=lambda v: isinstance(v, dict) and _is_point(v.get("x")) and
+                                     _is_number(v.get("fun"))))
+
+
+def _check_record(entry: dict, settings: dict) -> str | None:
+    return (
+        _wrong_fields(entry, dict(step=lambda v: _is_int(v) and v >= 0, x=_is_point, fun=_is_number, state=lambda v: True,
+                                  counters=lambda v: True))
+        or _check_state(entry["state"], settings)
+        or _check_trial(entry, settings)
+        or _check_counters(entry["counters"])
+        or (None if entry.get("noise_state") is None or isinstance(entry["noise_state"], dict)
+            else "its noise_state is not an object")
+    )
+
+
+def _check_result(entry: dict, settings: dict) -> str | None:
+    return _wrong_fields(entry, dict(
+        x=_is_point, fun=_is_number, nit=_is_int, nfev=_is_int, status=lambda v: v in STATUS_MESSAGES,
+        message=lambda v: isinstance(v, str), counters=lambda v: True, seconds=_is_number,
+    )) or _check_counters(entry["counters"])
+
+
+_CHECKS = {"settings": _check_settings, "record": _check_record, "result": _check_result}
+
+
+def run_is_finished(run: RunFile, max_steps: int | None = None, budget_chars: int | None = None,
+                    budget_trainings: int | None = None) -> bool:
+    """Whether ``run`` has ended for good: it has a result, and it did not stop merely at its
+    step limit below ``max_steps``, or at its budget below the budgets given (a larger limit or
+    budget continues such a run)."""
+    if run.result is None:
+        return False
+    status = run.result["status"]
+    if status == Status.MAX_STEPS:
+        return max_steps is None or run.result["nit"] >= max_steps
+    if status == Status.BUDGET:
+        counters, before = run.result["counters"], counters_at_start(run.settings)
+        more_chars = budget_chars is not None and counters["training_chars"] - before["training_chars"] < budget_chars
+        more_trainings = (budget_trainings is not None
+                          and counters["trainings_run"] - before["trainings_run"] < budget_trainings)
+        return not (more_chars or more_trainings)
+    return True
+
+
+
+def counters_at_start(settings: dict) -> dict:
+    """The objective's spend when the run began (zero in files written before it was recorded)."""
+    return {"training_chars": 0, "trainings_run": 0, **settings.get("counters_at_start", {})}
+
+
+
+def trajectory_array(run: RunFile) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, points) of a run file's records, for plots and reports."""
+    steps = np.array([r["step"] for r in run.records])
+    points = np.array([r["x"] for r in run.records], dtype=float)
+    return steps, points
+
