@@ -171,8 +171,14 @@ class PositiveOrAuto(click.ParamType):
         return number
 
 def paper_form(x) -> str:
-    """A point as [h, s, l] with 6 significant digits (a learning rate of 2.9e-7 stays 2.9e-07)."""
+    """A point as [h, s, l] with 6 significant digits (a learning rate of 2.9e-7 stays 2.9e-07), for progress."""
     return "[" + ", ".join(f"{float(v):.6g}" for v in x) + "]"
+
+
+def exact_form(x) -> str:
+    """A point as [h, s, l] in full precision (each float's shortest exact repr): an answer to
+    re-evaluate. Training is chaotic in l, so a rounded rate is another network."""
+    return "[" + ", ".join(repr(float(v)) for v in x) + "]"
 
 def make_out_dir(out_dir: str) -> None:
     try:

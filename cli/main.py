@@ -11,6 +11,8 @@ objective_options.py.
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from . import bench, corpus, evaluate, reproduce, train, tune
@@ -35,7 +37,12 @@ for command in (
     cli.add_command(command)
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends a command as Ctrl-C does: a run file keeps its last finished step
+
+
 def main():
+    signal.signal(signal.SIGTERM, _terminated)
     cli(prog_name="fastrnn")
 
 

@@ -28,6 +28,7 @@ from fastrnn.tuning.runner import HELDOUT_SETTINGS, default_method, tune
 from .common import (
     PositiveOrAuto,
     common_options,
+    exact_form,
     finite_float,
     is_default,
     make_out_dir,
@@ -108,8 +109,9 @@ _OPTION_TYPES = {
               help="Maximum optimizer steps.")
 @click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True, callback=finite_float,
               help="Stop when the gradient norm is below this.")
-@click.option("--record-every", type=click.IntRange(1, MAX_COUNT), default=100, show_default=True,
-              help="Write a record every N steps.")
+@click.option("--record-every", type=click.IntRange(1, MAX_COUNT), default=1, show_default=True,
+              help="Write a record every N steps (Ctrl-C or SIGTERM also writes the last finished step; "
+                   "kill -9 loses the steps since the last record).")
 @click.option("--x0", callback=_point_option, default=None, metavar="H,S,L",
               help="Initial point [heldout: uniform in the sane box (in the search space) from --seed; "
                    "paper: uniform in [0, 10]^3, as the paper].")
@@ -148,8 +150,8 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         objective_args["evaluation"] = _resumed_evaluation(run, resume, objective_args["evaluation"])
         if run_is_finished(run, max_steps, budget_chars, budget_trainings):
             result = run.result
-            click.echo(paper_form(result["x"]))
-            click.echo(f"{resume} is finished: {result['message']} after {result['nit']} steps; F = {result['fun']:.6g} "
+            click.echo(exact_form(result["x"]))
+            click.echo(f"{resume} is finished: {result['message']} after {result['nit']} steps; F = {result['fun']!r} "
                        f"(continue a run that reached its step limit or budget with a larger --steps or --budget-*)",
                        err=True)
             return
@@ -178,9 +180,9 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
             hint = f"; continue with --resume {where}" if where else ""
             click.echo(f"Error: interrupted{hint}", err=True)
             sys.exit(130)
-    click.echo(paper_form(result.x))
+    click.echo(exact_form(result.x))
     if not quiet:
-        click.echo(f"{result.message} after {result.nit} steps; F = {result.fun:.6g}; {result.nfev} evaluations; "
+        click.echo(f"{result.message} after {result.nit} steps; F = {result.fun!r}; {result.nfev} evaluations; "
                    f"{F.counters.trainings_run} trainings ({F.counters.training_chars:,} characters), "
                    f"{F.counters.memo_share:.0%} served by the memo", err=True)
 
