@@ -31,3 +31,43 @@ class RunBars:
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
+
+
+class TuneProgress:
+    """What `tune`'s bar counts and says. With a budget the bar counts it (training characters or
+    networks, this run's own), so its end and its time estimate are the run's; without one it
+    counts steps up to --steps, and :meth:`warning` says early how long that is heading for. A
+    sampler's record shows the trial's own point and value beside the best so far."""
+
+    def __init__(self, max_steps: int, budget_chars: int | None, budget_trainings: int | None, counters_at_start):
+        self.max_steps, self.start = max_steps, counters_at_start
+        if budget_chars is not None:
+            self.total, self.unit, self.counter = budget_chars, "char", "training_chars"
+        elif budget_trainings is not None:
+            self.total, self.unit, self.counter = budget_trainings, "network", "trainings_run"
+        else:
+            self.total, self.unit, self.counter = max_steps, "step", None
+        self.best = float("inf")
+        self.warned = False
+
+    def position(self, record: dict) -> int:
+        if self.counter is None:
+            return record["step"]
+        return min(self.total, record["counters"][self.counter] - self.start[self.counter])
+
+    def postfix(self, record: dict, form) -> str:
+        self.best = min(self.best, record["fun"])
+        if "trial" in record:
+            trial = record["trial"]
+            return f"trial={form(trial['x'])} F={trial['fun']:.4f} best={self.best:.4f}"
+        return f"x={form(record['x'])} F={record['fun']:.4f} best={self.best:.4f}"
+
+    def warning(self, record: dict, seconds: float) -> str | None:
+        """Once, after the first step of a run without a budget: where --steps is heading."""
+        if self.counter is not None or self.warned or record["step"] < 1:
+            return None
+        self.warned = True
+        remaining = seconds / record["step"] * (self.max_steps - record["step"])
+        hours, rest = divmod(int(remaining), 3600)
+        return (f"no budget: up to {self.max_steps:,} steps, about {hours}:{rest // 60:02d}:{rest % 60:02d} more at "
+                "this pace; --budget-chars or --budget-trainings bounds the run")

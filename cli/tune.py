@@ -8,6 +8,7 @@ import functools
 import math
 import os
 import sys
+import time
 
 import click
 from click.core import ParameterSource
@@ -39,7 +40,7 @@ from .objective_options import (
     objective_flags,
     resumed_settings,
 )
-from .progress import RunBars, progress_bar
+from .progress import RunBars, TuneProgress, progress_bar
 
 
 def _point_option(ctx, param, value):
@@ -160,12 +161,16 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         method = default_method(F)
     if resume is None and F.space.name == "log":
         options = {**HELDOUT_SETTINGS.get(method, {}), **options}  # the paper's defaults are for its linear space
-    best = [math.inf]
-    with progress_bar(total=max_steps, quiet=quiet, desc=f"tune {method}", unit="step") as bar:
+    shown = TuneProgress(max_steps, budget_chars, budget_trainings, F.counters.as_dict())
+    started = time.perf_counter()
+    with progress_bar(total=shown.total, quiet=quiet, desc=f"tune {method}", unit=shown.unit,
+                      unit_scale=shown.unit == "char") as bar:
         def on_step(record):
-            best[0] = min(best[0], record["fun"])
-            bar.update(record["step"] - bar.n)
-            bar.set_postfix_str(f"x={paper_form(record['x'])} F={record['fun']:.4f} best={best[0]:.4f}")
+            bar.update(shown.position(record) - bar.n)
+            bar.set_postfix_str(shown.postfix(record, paper_form))
+            warning = shown.warning(record, time.perf_counter() - started)
+            if warning and not bar.disable:
+                bar.write(f"tune {method}: {warning}", file=sys.stderr)
 
         try:
             result = tune(F, method, x0=x0, seed=seed, max_steps=max_steps, record_every=record_every, gtol=gtol,
