@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import time
 
@@ -51,7 +52,7 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
     with progress_bar(total=steps, quiet=quiet, desc="training", unit="step") as bar:
         def report(state):
             bar.update(state.steps - bar.n)
-            bar.set_postfix(smooth_loss=f"{state.smooth_loss:.4f}")
+            bar.set_postfix_str(f"loss {state.smooth_loss / state.seq_length:.4f} nats/char")
             if save_path is not None:
                 last_chunk[0] = copy.deepcopy(state)
 
@@ -67,7 +68,11 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
             raise click.BadParameter(str(exc), param_hint="--save") from None
     emit_json(dict(
         hidden=hidden, seq_length=seq_length, learning_rate=learning_rate, steps=state.steps, seed=seed,
-        backend=backend.name, dtype=dtype, corpus=corpus.name, smooth_loss=state.smooth_loss, last_loss=state.last_loss,
+        backend=backend.name, dtype=dtype, corpus=corpus.name,
+        # per character, as tune and objective report networks; the smoothed training loss
+        nats_per_char=state.smooth_loss / seq_length, bits_per_char=state.smooth_loss / seq_length / math.log(2.0),
+        # the paper's (min-char-rnn's) losses: summed over the seq_length characters of an update
+        smooth_loss=state.smooth_loss, last_loss=state.last_loss,
         status="diverged" if state.status == STATUS_DIVERGED else "ok", seconds=round(seconds, 4),
     ))
     if state.status == STATUS_DIVERGED:
