@@ -117,7 +117,7 @@ def test_printed_points_keep_significant_digits(corpus_file, monkeypatch):
     assert common.paper_form([20.66891, 5.462, 2.9e-7]) == "[20.6689, 5.462, 2.9e-07]"
     result = invoke(["tune", "--alpha", "2", "--steps", "0", "--x0", "30,10,2.9e-7", "--corpus", corpus_file])
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "[30, 10, 2.9e-07]"
+    assert result.stdout.strip() == "[30.0, 10.0, 2.9e-07]"  # the answer in full precision (repr)
 
 
 def test_plot_prints_the_path_it_wrote(tmp_path, small_corpus, monkeypatch):
