@@ -59,6 +59,7 @@ def train_command(hidden, seq_length, learning_rate, steps, save_path, corpus, b
         try:
             state = train(corpus, steps=steps, backend=backend, progress=report, state=state)
         except KeyboardInterrupt:
+            bar.close()  # the message starts on a line of its own, and the bar is not drawn again after it
             _interrupted_training(last_chunk[0], save_path, corpus)
     seconds = time.perf_counter() - started
     if save_path is not None:

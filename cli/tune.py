@@ -181,6 +181,7 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         except KeyboardInterrupt:
+            bar.close()  # the message starts on a line of its own, and the bar is not drawn again after it
             where = resume or out
             hint = f"; continue with --resume {where}" if where else ""
             click.echo(f"Error: interrupted{hint}", err=True)

@@ -40,3 +40,55 @@ def test_a_sampler_shows_its_trial_beside_the_best():
     shown.postfix(_record(1, 0, 1, fun=2.5), _form)
     text = shown.postfix(_record(2, 0, 2, fun=2.5, trial={"x": [64.0, 20.0, 0.01], "fun": 3.1}), _form)
     assert text == "trial=[64, 20, 0.01] F=3.1000 best=2.5000"
+
+
+def test_an_interrupt_closes_the_bar_before_it_says_so(corpus_file, monkeypatch):
+    # The message was written on the bar's line, and the bar drawn again after it (issue 22, item 9).
+    import click
+    from fastrnn.cli import train, tune
+
+    from fastrnn.objective import Objective
+
+    from helpers import invoke
+
+    events = []
+
+    class Bar:
+        disable = True
+        n = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            events.append("exit")
+
+        def close(self):
+            events.append("close")
+
+        def update(self, n):
+            pass
+
+        def set_postfix_str(self, text):
+            pass
+
+    echo = click.echo
+
+    def recording_echo(message=None, *args, **kwargs):
+        if message and str(message).startswith("Error: interrupted"):
+            events.append("error")
+        return echo(message, *args, **kwargs)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    for module in (train, tune):
+        monkeypatch.setattr(module, "progress_bar", lambda *a, **k: Bar())
+        monkeypatch.setattr(module.click, "echo", recording_echo)
+    monkeypatch.setattr(train, "train", interrupted)
+    monkeypatch.setattr(Objective, "evaluate_many", lambda self, points: interrupted())
+    for args in (["train", "--corpus", corpus_file, "--steps", "5", "--hidden", "8", "--seq", "5"],
+                 ["tune", "--corpus", corpus_file, "--objective", "paper", "--alpha", "2", "--steps", "3"]):
+        events.clear()
+        assert invoke(args, paper=False).exit_code == 130
+        assert events.index("close") < events.index("error"), events
