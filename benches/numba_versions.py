@@ -29,8 +29,11 @@ KERNEL = "fastrnn/backends/_numba_kernel.py"
 
 
 def load_base_kernel(rev: str, folder: pathlib.Path):
-    source = subprocess.run(["git", "show", f"{rev}:{KERNEL}"], cwd=ROOT, check=True, capture_output=True,
-                            text=True).stdout
+    shown = subprocess.run(["git", "show", f"{rev}:{KERNEL}"], cwd=ROOT, capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise SystemExit(f"error: --base {rev}: no {KERNEL} there ({shown.stderr.strip()}); give a commit of this "
+                         "repository that has the numba kernel")
+    source = shown.stdout
     source = re.sub(r"^from \.\.([\w.]+) import", r"from fastrnn.\1 import", source, flags=re.M)
     source = source.replace("from fastrnn.model import", "from fastrnn.network.model import")  # before the folders
     source = re.sub(r"^from \.(\w+) import", r"from fastrnn.backends.\1 import", source, flags=re.M)

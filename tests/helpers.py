@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -175,3 +176,16 @@ class BatchRecorder:
     @property
     def batch_sizes(self) -> list[int]:
         return [len(batch) for batch in self.batches]
+
+
+def cython_extension_or_skip():
+    """The built Cython extension module; where it is not built, a module-level skip (an error
+    under CI, which builds it)."""
+    try:
+        from fastrnn.backends import _rnn_cython
+    except ImportError as exc:  # pragma: no cover - depends on the build
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"fastrnn.backends._rnn_cython is not built ({exc}); build it with `pip install -e .`",
+                    allow_module_level=True)
+    return _rnn_cython

@@ -7,24 +7,16 @@ an error instead, since CI builds it.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-
-try:
-    from fastrnn.backends import _rnn_cython
-except ImportError as exc:  # pragma: no cover - depends on the build
-    if os.environ.get("CI"):
-        raise
-    pytest.skip(f"fastrnn.backends._rnn_cython is not built ({exc}); build it with `pip install -e .`",
-                allow_module_level=True)
 
 from fastrnn.backends import get_backend
 from fastrnn.network import model
 from fastrnn.network.model import TrainState
 
-from helpers import fresh_state
+from helpers import cython_extension_or_skip, fresh_state
+
+_rnn_cython = cython_extension_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -25,15 +25,11 @@ import sysconfig
 import numpy as np
 import pytest
 
-try:
-    from fastrnn.backends import _rnn_cython
-except ImportError as exc:  # pragma: no cover - depends on the build
-    if os.environ.get("CI"):
-        raise
-    pytest.skip(f"fastrnn.backends._rnn_cython is not built ({exc}); build it with `pip install -e .`",
-                allow_module_level=True)
-
 from fastrnn.network.model import TrainState
+
+from helpers import cython_extension_or_skip
+
+_rnn_cython = cython_extension_or_skip()
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: The C file Cython generated for the installed build (next to the .pyx: `pip install -e .`).

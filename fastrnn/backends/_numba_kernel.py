@@ -47,7 +47,7 @@ benchmarks and ``fastrnn bench``, not here, where they would go stale):
   are dominated by horizontal reductions and j tails, which do not get cheaper in float32, so
   the float32 specialisation computes the Whh recurrence 8 rows per pass (a float32 lane
   vector is one AVX2 register: :func:`_dots8`) and the logits reduction-free against a per-call
-  transposed copy of Why (:func:`_outputs_f32`).
+  transposed copy of Why (:func:`_outputs_transposed`).
 
 The state layout is the one in :mod:`fastrnn.network.model`.
 """
@@ -459,7 +459,7 @@ def _recurrence_overload(Wxh, Whh, bh, hs, t, x):
 
 
 @njit(inline="always", **_JIT)
-def _outputs_f32(Why, by, hs, S, probs):
+def _outputs_transposed(Why, by, hs, S, probs):
     """The logits of all S steps, reduction-free: probs[t, :] += hs[t + 1, j] * Why^T[j, :], in
     order of j (each element's sum has one order, whatever the vector width).
 
@@ -511,7 +511,7 @@ def _outputs_f32(Why, by, hs, S, probs):
 
 
 #: Below this hidden size the float64 logits are formed like the float32 ones
-#: (:func:`_outputs_f32`): dot products of so few elements are mostly tails and lane sums.
+#: (:func:`_outputs_transposed`): dot products of so few elements are mostly tails and lane sums.
 _OUTPUTS_DOT_MIN_HIDDEN = 64
 
 
@@ -522,7 +522,7 @@ def _outputs_f64(Why, by, hs, S, probs):
     H = Why.shape[1]
     V = Why.shape[0]
     if H < _OUTPUTS_DOT_MIN_HIDDEN:
-        _outputs_f32(Why, by, hs, S, probs)
+        _outputs_transposed(Why, by, hs, S, probs)
         return
     S4 = S - S % 4
     for v in range(V):
@@ -548,7 +548,7 @@ def _outputs_overload(Why, by, hs, S, probs):
     if hs.dtype == types.float64:
         return lambda Why, by, hs, S, probs: _outputs_f64(Why, by, hs, S, probs)
     if hs.dtype == types.float32:
-        return lambda Why, by, hs, S, probs: _outputs_f32(Why, by, hs, S, probs)
+        return lambda Why, by, hs, S, probs: _outputs_transposed(Why, by, hs, S, probs)
     return None
 
 
