@@ -16,6 +16,7 @@ from fastrnn.network.model import TrainState
 from fastrnn.objective.function import Objective
 from fastrnn.objective.heldout import split_heldout
 from fastrnn.objective.space import SpaceView, get_space
+from fastrnn.optimize.calculus import NOISE_DETECTED
 from fastrnn.optimize.methods import Status
 from fastrnn.optimize.samplers import history_from_records
 from fastrnn.tuning.runner import read_run, tune
@@ -103,10 +104,38 @@ def test_every_sequence_length_gets_the_same_training_text(F):
     assert F.counters.training_chars == 2 * (120 * 5 + 86 * 7 + 15 * 40)
 
 
-def test_a_diverged_run_is_worth_twice_the_uniform_guess(F, poison_new_runs):
+def test_a_diverged_run_is_worth_the_uniform_guess(F, poison_new_runs):
     poison_new_runs(np.nan)
-    assert F((20, 5, 0.1)) == pytest.approx(2 * math.log(F.corpus.vocab_size))
+    assert F((20, 5, 0.1)) == math.log(F.corpus.vocab_size)
     assert F.counters.trainings_diverged == 2
+
+
+def test_a_network_worse_than_a_uniform_guess_counts_as_diverged():
+    # issue 22, item 3: at a learning rate too large for it a network blows up with finite
+    # weights; its held-out loss (26 nats/char here, against ln 76 = 4.33) was F's value, and
+    # trainings_diverged said 0
+    F = Objective(train_chars=2_000, heldout_chars=1_000)
+    uniform = math.log(F.corpus.vocab_size)
+    blown_up = Objective(train_chars=2_000, heldout_chars=1_000, diverged_value=1e3)((99, 32, 0.7156))
+    assert blown_up == 1e3  # diverged: worth diverged_value, not its loss
+    assert F((99, 32, 0.7156)) == uniform and F.counters.trainings_diverged == 1
+    learned = F((30, 18, 0.1))  # a network that learned: its own loss, not counted
+    assert learned < uniform and F.counters.trainings_diverged == 1
+    barely = F((30, 18, 1e-4))  # one that learned almost nothing is not diverged either
+    assert uniform - 0.1 < barely < uniform and F.counters.trainings_diverged == 1
+
+
+def test_the_gradient_at_a_blown_up_network_claims_no_signal():
+    # issue 22, item 3: next to a blown-up network the noise estimate found no noise level, and
+    # the signal-to-noise ratio against the rounding level read 1e13
+    result = invoke_cli(["gradient", "99", "32", "0.7156", "--train-chars", "2000", "--heldout-chars", "1000"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["counters"]["trainings_diverged"] > 0
+    assert "trainings diverged" in result.stderr and "not a slope" in result.stderr
+    diagnostics = record["diagnostics"]
+    for status, snr in zip(diagnostics["noise_status"][2:], diagnostics["snr"][2:]):
+        assert status == NOISE_DETECTED or snr is None
 
 
 def test_memo_serves_repeated_corners_free(F):
