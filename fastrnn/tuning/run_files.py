@@ -240,12 +240,54 @@ def run_is_finished(run: RunFile, max_steps: int | None = None, budget_chars: in
     if status == Status.MAX_STEPS:
         return max_steps is None or run.result["nit"] >= max_steps
     if status == Status.BUDGET:
-        counters, before = run.result["counters"], counters_at_start(run.settings)
-        more_chars = budget_chars is not None and counters["training_chars"] - before["training_chars"] < budget_chars
-        more_trainings = (budget_trainings is not None
-                          and counters["trainings_run"] - before["trainings_run"] < budget_trainings)
-        return not (more_chars or more_trainings)
+        spent = spent_since_start(run.result["counters"], run.settings)
+        return budget_spent(spent, first_step_cost(run), budget_chars, budget_trainings)
     return True
+
+
+#: What budgets count: characters of training text read, and networks trained.
+BUDGET_COUNTERS = ("training_chars", "trainings_run")
+
+
+def spent_since_start(counters: dict, settings: dict) -> dict:
+    """The budget counters of a run's objective since the run began."""
+    before = counters_at_start(settings)
+    return {name: int(counters[name]) - int(before[name]) for name in BUDGET_COUNTERS}
+
+
+def first_step_cost(run: RunFile) -> dict | None:
+    """What the run's step 0 cost (the start point's value, and its gradient for gradient
+    methods): the least any step costs, so the budget a run needs to take one more. None when
+    the file has no step 0."""
+    if not run.records or run.records[0]["step"] != 0:
+        return None
+    return spent_since_start(run.records[0]["counters"], run.settings)
+
+
+def budget_left_note(spent: dict, step_cost: dict | None, budget_chars: int | None,
+                     budget_trainings: int | None) -> str | None:
+    """Why a run stopped with budget left (what is left is less than a step costs), or None."""
+    if step_cost is None:
+        return None
+    for name, budget, unit in zip(BUDGET_COUNTERS, (budget_chars, budget_trainings), ("characters", "trainings")):
+        if budget is not None and 0 < budget - spent[name] < step_cost[name]:
+            return (f"the {budget - spent[name]:,} {unit} left cannot pay for another step: step 0 cost "
+                    f"{step_cost[name]:,}")
+    return None
+
+
+def budget_spent(spent: dict, step_cost: dict | None, budget_chars: int | None, budget_trainings: int | None) -> bool:
+    """Whether a run with budgets ``budget_chars`` / ``budget_trainings`` stops: it has spent one,
+    or what is left of one is less than its step 0 cost (``step_cost``), so that it does not
+    start a step it cannot finish (the budget would end it mid-step and the step's trainings
+    would be lost)."""
+    for name, budget in zip(BUDGET_COUNTERS, (budget_chars, budget_trainings)):
+        if budget is None:
+            continue
+        left = budget - spent[name]
+        if left <= 0 or (step_cost is not None and left < step_cost[name]):
+            return True
+    return False
 
 
 

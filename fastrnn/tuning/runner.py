@@ -41,11 +41,15 @@ from ..optimize.methods import (
 )
 from ..optimize.samplers import history_from_records
 from .run_files import (  # noqa: F401 (re-exported)
+    BUDGET_COUNTERS,
     FORMAT_VERSION,
     FORMAT_VERSIONS,
     RunFile,
     RunFileError,
+    budget_left_note,
+    budget_spent,
     counters_at_start,
+    first_step_cost,
     read_run,
     run_is_finished,
     trajectory_array,
@@ -162,8 +166,11 @@ def tune(
 
     Budgets: the run stops (status BUDGET) once the networks it trained have read
     ``budget_chars`` characters of training text, or ``budget_trainings`` networks were trained
-    (trainings the memo serves are free), checked after every step and before every batch of new
-    trainings (``F.before_training``, as it was when ``tune`` returns). What ``F`` trained before
+    (trainings the memo serves are free), checked before every batch of new trainings
+    (``F.before_training``, as it was when ``tune`` returns) and after every step. After a step
+    the run also stops once what is left of a budget is less than step 0 cost (the start point's
+    value and gradient: the least a step costs), so it does not start a step it cannot finish: a
+    step the budget ends midway is dropped, and its trainings with it. What ``F`` trained before
     the run does not count (the run file keeps its counters at the start, if any).
 
     Every argument is checked before the run file is touched: a refused call changes no file.
@@ -182,11 +189,12 @@ def tune(
     sink = None if out is None else _open_run_file(out, bool(resume), overwrite)
     hook = F.before_training
     try:
-        state = history = None
+        state = history = first_cost = None
         if resume:
             saved = resume if isinstance(resume, RunFile) else read_run(out)
             _check_same_run(saved.settings, settings, F, out)
             started_at = counters_at_start(saved.settings)
+            first_cost = first_step_cost(saved)
             if run_is_finished(saved, max_steps, budget["budget_chars"], budget["budget_trainings"]):
                 return _stored_result(saved)
             sink.truncate(saved.end)  # a torn last line goes; the next record starts a line
@@ -209,7 +217,7 @@ def tune(
                 raise RunFileError(f"cannot write run file {os.fspath(out)!r}: {exc.strerror or exc}") from None
             _write(sink, settings)
         return _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, history, on_step, options,
-                    budget, started_at)
+                    budget, started_at, first_cost)
     finally:
         F.before_training = hook
         if sink is not None:
@@ -250,7 +258,7 @@ def search_problem(F: Objective):
 
 
 def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, history, on_step, options, budget,
-         started_at: dict) -> OptimizeResult:
+         started_at: dict, first_cost: dict | None) -> OptimizeResult:
     resumed_step = None if state is None else state["nit"]
     started = time.perf_counter()
     problem = search_problem(F)
@@ -267,14 +275,13 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
             record["trial"] = {**record["trial"], "x": space.to_point(z).tolist(), "z": z}
         return record
 
-    chars_before, trainings_before = started_at["training_chars"], started_at["trainings_run"]
+    def spent_so_far() -> dict:
+        return {name: int(getattr(F.counters, name)) - int(started_at[name]) for name in BUDGET_COUNTERS}
 
-    def spent() -> Status | None:
-        counters = F.counters
-        if budget["budget_chars"] is not None and counters.training_chars - chars_before >= budget["budget_chars"]:
-            return Status.BUDGET
-        if (budget["budget_trainings"] is not None
-                and counters.trainings_run - trainings_before >= budget["budget_trainings"]):
+    def spent(step_cost: dict | None = None) -> Status | None:
+        """BUDGET once a budget is spent, or (after a step, given ``step_cost``) once what is left
+        of it cannot pay for another step (:func:`~fastrnn.tuning.run_files.budget_spent`)."""
+        if budget_spent(spent_so_far(), step_cost, budget["budget_chars"], budget["budget_trainings"]):
             return Status.BUDGET
         return None
 
@@ -287,6 +294,8 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         if spent() is not None:
             raise StopOptimization(Status.BUDGET)
 
+    # What step 0 cost: a run does not start a step once less than that is left of its budget.
+    step_cost: list[dict | None] = [first_cost]
     # The last finished step's record when --record-every skipped it: written if the run is
     # interrupted (Ctrl-C, SIGTERM), so resuming does not redo finished steps.
     unwritten: list[dict | None] = [None]
@@ -303,7 +312,9 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
                 _write(sink, entry)
             else:
                 unwritten[0] = entry
-        return spent()
+        if step == 0 and step != resumed_step:
+            step_cost[0] = spent_so_far()
+        return spent(step_cost[0])
 
     if x0 is not None and space is not None:
         x0 = space.from_point(x0)
@@ -317,6 +328,10 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         raise
     if space is not None:
         result = replace(result, x=space.to_point(result.x), trajectory=[in_hsl(r) for r in result.trajectory])
+    if result.status == Status.BUDGET:
+        note = budget_left_note(spent_so_far(), step_cost[0], budget["budget_chars"], budget["budget_trainings"])
+        if note is not None:
+            result = replace(result, message=f"{result.message} ({note})")
     if sink is not None:
         last = result.trajectory[-1]
         if last["step"] % every != 0 and last["step"] != resumed_step:
