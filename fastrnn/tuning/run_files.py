@@ -256,10 +256,11 @@ def spent_since_start(counters: dict, settings: dict) -> dict:
 
 
 def first_step_cost(run: RunFile) -> dict | None:
-    """What the run's step 0 cost (the start point's value, and its gradient for gradient
-    methods): the least any step costs, so the budget a run needs to take one more. None when
-    the file has no step 0."""
-    if not run.records or run.records[0]["step"] != 0:
+    """What a gradient run's step 0 cost (the start point's value and gradient): the least any of
+    its steps costs, so the budget it needs to take one more. None for a sampler (a trial is one
+    batch: the budget never ends it midway) or a file with no step 0."""
+    entry = METHOD_TABLE.get(run.settings.get("method"))
+    if entry is None or entry.is_sampler or not run.records or run.records[0]["step"] != 0:
         return None
     return spent_since_start(run.records[0]["counters"], run.settings)
 

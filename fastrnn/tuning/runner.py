@@ -168,9 +168,10 @@ def tune(
     ``budget_chars`` characters of training text, or ``budget_trainings`` networks were trained
     (trainings the memo serves are free), checked before every batch of new trainings
     (``F.before_training``, as it was when ``tune`` returns) and after every step. After a step
-    the run also stops once what is left of a budget is less than step 0 cost (the start point's
-    value and gradient: the least a step costs), so it does not start a step it cannot finish: a
-    step the budget ends midway is dropped, and its trainings with it. What ``F`` trained before
+    a gradient run also stops once what is left of a budget is less than step 0 cost (the start
+    point's value and gradient: the least a step costs), so it does not start a step it cannot
+    finish: a step the budget ends midway is dropped, and its trainings with it. (A sampler's
+    trial is one batch, which a budget never ends midway.) What ``F`` trained before
     the run does not count (the run file keeps its counters at the start, if any).
 
     Every argument is checked before the run file is touched: a refused call changes no file.
@@ -294,7 +295,8 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         if spent() is not None:
             raise StopOptimization(Status.BUDGET)
 
-    # What step 0 cost: a run does not start a step once less than that is left of its budget.
+    # What step 0 cost: a gradient run does not start a step once less than that is left of its
+    # budget (a step is several batches, and the budget would end it midway; a sampler's trial is one).
     step_cost: list[dict | None] = [first_cost]
     # The last finished step's record when --record-every skipped it: written if the run is
     # interrupted (Ctrl-C, SIGTERM), so resuming does not redo finished steps.
@@ -312,7 +314,7 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
                 _write(sink, entry)
             else:
                 unwritten[0] = entry
-        if step == 0 and step != resumed_step:
+        if step == 0 and step != resumed_step and not METHOD_TABLE[method].is_sampler:
             step_cost[0] = spent_so_far()
         return spent(step_cost[0])
 
