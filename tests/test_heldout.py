@@ -433,3 +433,21 @@ def test_the_printed_answer_reevaluates_to_the_recorded_value_bit_for_bit(corpus
     again = invoke_cli(["objective", *flags, "--", *map(repr, point)])
     assert again.exit_code == 0, again.output
     assert float(again.stdout) == recorded
+
+
+@pytest.mark.parametrize("method", [m for m in methods_available() if m in ("random", "tpe")])
+def test_sampler_records_speak_hsl_and_carry_no_gradient(corpus, tmp_path, method):
+    # issue 22, item 6: sampler notes printed log coordinates ("tried [ 8.3576 2.585 -2.6438]")
+    # and sampler records carried a meaningless gradient_norm 0.0
+    F = Objective(corpus, train_chars=TRAIN_CHARS, heldout_chars=1000)
+    tune(F, method, seed=2, max_steps=3, out=tmp_path / "run.jsonl")
+    records = read_run(tmp_path / "run.jsonl").records
+    assert len(records) == 4
+    for record in records:
+        assert "gradient_norm" not in record
+        assert record["note"] is None or "[" not in record["note"]
+        trial = record["trial"]
+        h, s, learning_rate = trial["x"]
+        assert 20 <= h <= 800 and 5 <= s <= 40 and 1e-4 <= learning_rate <= 1  # (h, s, l), not z
+        assert np.allclose(get_space("log").to_point(trial["z"]), trial["x"])
+        assert trial["fun"] == F(trial["x"])  # the trial's own value, at its (h, s, l)
