@@ -237,12 +237,14 @@ class Backend:
         self._run_tasks(draw_and_train, [spec.cost for spec in specs], threads, cancel)
         return states
 
-    def train_many(self, data: np.ndarray, states: Sequence[TrainState], n_steps: int, threads: int | None = None,
-                   cancel: threading.Event | None = None) -> None:
-        """Advance every state by ``n_steps``, using up to ``threads`` threads."""
+    def train_many(self, data: np.ndarray, states: Sequence[TrainState], n_steps: int | Sequence[int],
+                   threads: int | None = None, cancel: threading.Event | None = None) -> None:
+        """Advance every state by ``n_steps`` (one count for all, or one per state), using up to
+        ``threads`` threads."""
         threads = self._usable_threads(threads)
-        costs = [n_steps * step_cost(s.hidden, s.seq_length, s.vocab_size) for s in states]
-        self._run_tasks(lambda k: self._train_in_chunks(data, states[k], n_steps, cancel), costs, threads, cancel)
+        steps = _steps_per_run(n_steps, len(states))
+        costs = [n * step_cost(s.hidden, s.seq_length, s.vocab_size) for n, s in zip(steps, states)]
+        self._run_tasks(lambda k: self._train_in_chunks(data, states[k], steps[k], cancel), costs, threads, cancel)
 
     # -- shared machinery ------------------------------------------------------------------------
     def check_state(self, state: TrainState) -> None:
@@ -293,6 +295,16 @@ class Backend:
     @staticmethod
     def _run_tasks(task, costs: Sequence[int], threads: int, cancel: threading.Event | None) -> None:
         run_shared(task, longest_first(costs), threads, cancel)
+
+
+def _steps_per_run(n_steps, runs: int) -> list[int]:
+    """``n_steps`` (one count, or one per run) as a list of ``runs`` counts."""
+    if isinstance(n_steps, (int, np.integer)):
+        return [int(n_steps)] * runs
+    steps = [int(n) for n in n_steps]
+    if len(steps) != runs:
+        raise ValueError(f"give one step count, or one per run: {len(steps)} counts for {runs} runs")
+    return steps
 
 
 def check_data(data: np.ndarray, seq_length: int) -> None:
@@ -362,15 +374,19 @@ class PackedBackend(Backend):
             batches.append((group, packed))
         return batches
 
-    def train_many(self, data, states: Sequence[TrainState], n_steps: int, threads=None, cancel=None) -> None:
-        """Advance every state by ``n_steps`` in packed batches, as :meth:`train_fresh` trains."""
+    def train_many(self, data, states: Sequence[TrainState], n_steps: int | Sequence[int], threads=None,
+                   cancel=None) -> None:
+        """Advance every state by ``n_steps`` (one count for all, or one per state) in packed
+        batches, as :meth:`train_fresh` trains."""
         threads = self._usable_threads(threads)
-        runs = [s for s in states if s.status == STATUS_OK] if n_steps > 0 else []
+        steps = _steps_per_run(n_steps, len(states))
+        picked = [k for k, s in enumerate(states) if s.status == STATUS_OK and steps[k] > 0]
+        runs, run_steps = [states[k] for k in picked], [steps[k] for k in picked]
         for s in runs:
             self.check_state(s)
             check_data(data, s.seq_length)
-        for group in self._groups(runs, [n_steps] * len(runs), lambda s: s.params.dtype):
-            PackedRuns.from_states([runs[k] for k in group], [n_steps] * len(group), self.pack_align).run(
+        for group in self._groups(runs, run_steps, lambda s: s.params.dtype):
+            PackedRuns.from_states([runs[k] for k in group], [run_steps[k] for k in group], self.pack_align).run(
                 self, data, threads, cancel)
 
     @staticmethod
