@@ -35,6 +35,7 @@ from .common import (
     make_out_dir,
     paper_form,
 )
+from .halving import HALVING_METHODS, halving_options, is_halving_run, refuse_halving_flags, run_halving
 from .objective_options import (
     build_objective,
     objective_flags,
@@ -103,9 +104,9 @@ _OPTION_TYPES = {
 
 
 @click.command("tune")
-@click.option("--method", type=click.Choice(METHODS), default=None,
+@click.option("--method", type=click.Choice((*METHODS, *HALVING_METHODS)), default=None,
               help="Optimizer [heldout: tpe, or random without the optuna extra (the best two in "
-                   "docs/COMPARISON.md); paper: gd].")
+                   "docs/COMPARISON.md); paper: gd]; halving: successive halving over training characters.")
 @click.option("--steps", "max_steps", type=click.IntRange(0, MAX_COUNT), default=10000, show_default=True,
               help="Maximum optimizer steps.")
 @click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True, callback=finite_float,
@@ -127,15 +128,22 @@ _OPTION_TYPES = {
               help="Continue the run in this file with the settings stored in it (--steps, --record-every and "
                    "the budgets may change; other options given must match it).")
 @_optimizer_options
+@halving_options
 @common_options
 @objective_flags
 def tune_command(method, options, max_steps, gtol, record_every, x0, out, force, resume, budget_chars, budget_trainings,
-                 objective_args, seed, quiet):
+                 objective_args, seed, quiet, halving_given, budget_seconds):
     """Minimise F(h, s, l) and print the final point [h, s, l] (the run goes to --out as JSON Lines)."""
     if resume is not None and out is not None and os.path.abspath(out) != os.path.abspath(resume):
         raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
     if resume is not None and force:
         raise click.BadParameter("--resume continues a run and never overwrites it; drop --force", param_hint="--force")
+    if is_halving_run(method, resume):
+        return run_halving(halving_given=halving_given, budget_seconds=budget_seconds, budget_chars=budget_chars,
+                           budget_trainings=budget_trainings, out=out, force=force, resume=resume, options=options,
+                           objective_args=objective_args, quiet=quiet, explicit=explicit, conflict=_conflict,
+                           resumed_evaluation=_resumed_evaluation)
+    refuse_halving_flags(halving_given, budget_seconds)
     run = definition = None
     if resume is not None:
         run = _read_run_option(resume)  # read once: its settings here, its records in tune

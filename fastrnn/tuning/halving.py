@@ -1,0 +1,490 @@
+"""Successive halving over training characters (``fastrnn tune --method halving``): networks start
+short, the best 1/eta of each rung continue training from where they stopped, and the answer is the
+best network of the top rung, trained to the length the user will train (issue 19).
+
+How it runs (the shapes of a bracket, its rungs and how budgets size them:
+:mod:`fastrnn.tuning.halving_plan`):
+
+* **Synchronous rungs.** Every network of a rung finishes (and is scored on the held-out text)
+  before any is promoted; a rung promotes the best 1/eta by held-out loss, ties to the lower trial
+  index. Proposals are a function of the seed and the results recorded before them
+  (:mod:`fastrnn.tuning.halving_sampler`). So, for budgets in characters or networks, the run is a
+  function of its settings and seed, whatever the number of threads or Dask workers.
+* **Recorded decisions.** A time budget makes decisions from the machine's measured speed (how
+  many networks a bracket starts, a promotion straight to the top when the time runs short, where
+  the top rung stops). Each is written to the run file before it takes effect, and a resumed run
+  follows the file, so it continues to the result the interrupted run was heading for.
+* **Continued, not retrained.** A promoted network continues from its state (weights, Adagrad
+  memory, hidden state, data position): the same bits as training it straight through. Every live
+  network's checkpoint is written after each rung and every :data:`CHECKPOINT_SECONDS` within one,
+  so a killed run resumes without retraining more than that.
+* **One value rule.** A network's value is F's: its mean held-out cross-entropy in nats per
+  character, worth ln V when above it or not finite (diverged), computed by the objective's own
+  rule; a rung of c characters gives the value F has at that (h, s, l) with ``train_chars = c``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..network.checkpoint import save_model
+from ..network.model import STATUS_OK, TrainState
+from ..objective.settings import differences, settings_from_record
+from ..running.runs import RunOutcome
+from . import halving_plan as plan_
+from .halving_budget import CHECKPOINT_SECONDS, BudgetDecisions, BudgetError
+from .halving_lanes import Lanes, Pace, work
+from .halving_plan import HalvingSettings, steps_for
+from .halving_sampler import Config, longest_history, propose
+from .halving_store import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    Checkpoints,
+    RunWriter,
+    companion_paths,
+    read_halving,
+)
+from .run_files import RunFileError
+
+METHOD = "halving"
+
+
+@dataclass
+class HalvingResult:
+    """The answer: the best network of the top rung."""
+
+    x: list  # [h, s, l]
+    fun: float  # held-out loss, nats per character
+    chars: int  # nominal training characters of the top rung
+    steps: int  # its updates
+    trial: int
+    message: str
+    counters: dict
+    seconds: float
+    model: str | None = None  # the model file (None without a run file)
+    finished_before: bool = False  # a resumed run that had already finished
+    state: TrainState | None = field(default=None, repr=False)  # the network (None for a finished file)
+
+    @property
+    def bits(self) -> float:
+        return self.fun / math.log(2.0)
+
+
+def halve(F, settings: HalvingSettings | None = None, *, out=None, resume: bool = False, overwrite: bool = False,
+          budget_chars: int | None = None, budget_trainings: int | None = None, budget_seconds: float | None = None,
+          started: float | None = None, clock: Callable[[], float] = time.monotonic,
+          on_event: Callable[[dict], None] | None = None) -> HalvingResult:
+    """Tune F's (h, s, l) by successive halving; see the module docstring.
+
+    ``F`` is a held-out :class:`~fastrnn.objective.Objective` with beta 1 and common noise (its
+    text, split, dtype, seed, backend and executor are used; its training length is the rungs').
+    ``out`` is the run file (JSON Lines; beside it the checkpoint folder and the answer's model
+    file, :func:`~fastrnn.tuning.halving_store.companion_paths`); ``resume=True`` continues it (its
+    settings must match; the budgets may change). ``started``: the ``clock()`` reading the time
+    budget counts from (the command's start; default now). Every argument is checked before a file
+    is touched: a refused call changes nothing.
+    """
+    settings = (settings or HalvingSettings()).resolved()
+    _check_objective(F)
+    budgets = dict(budget_chars=_check_count("budget_chars", budget_chars),
+                   budget_trainings=_check_count("budget_trainings", budget_trainings),
+                   budget_seconds=_check_seconds(budget_seconds))
+    if resume and out is None:
+        raise ValueError("resuming needs the run file")
+    started = clock() if started is None else started
+    saved = None
+    if resume:
+        saved = read_halving(out)
+        _check_same_run(saved.settings, settings, F, out)
+        if saved.result is not None:
+            return stored_result(saved)
+    elif out is not None and not overwrite and os.path.exists(out):
+        raise RunFileError(f"run file {os.fspath(out)!r} exists; use --resume to continue it or --force to "
+                           "overwrite it")
+    run = _Run(F, settings, budgets, clock, started, on_event, saved)
+    run.check_budgets()
+    writer = None
+    if out is not None:
+        folder, model = companion_paths(out)
+        run_id = saved.settings["run_id"] if saved else os.urandom(8).hex()
+        run.checkpoints = Checkpoints(folder, run_id, F.corpus.fingerprint)
+        run.checkpoints.prepare()
+        run.model_path = model
+        writer = RunWriter(out, saved.end if saved else None, overwrite)
+        run.writer = writer
+        if saved is None:
+            _clear_old_files(folder, model)
+            run.write(dict(type="settings", format=FORMAT, format_version=FORMAT_VERSION, method=METHOD, run_id=run_id,
+                           halving=settings.record(), objective=F.settings(), evaluation={"backend": F.backend.name},
+                           checkpoints=os.path.basename(folder), model=os.path.basename(model), **budgets))
+            if run.calibration is not None:
+                run.write(dict(type="calibration", seconds_per_unit=run.calibration, lanes=run.lanes.count))
+    try:
+        return run.execute()
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _check_objective(F) -> None:
+    definition = F.definition
+    if definition.kind != "heldout":
+        raise ValueError("successive halving tunes the held-out objective (--objective heldout)")
+    if definition.beta != 1:
+        raise ValueError("successive halving trains one network per trial: use beta 1 (--beta 1)")
+    if definition.noise != "common":
+        raise ValueError("successive halving seeds every network with --seed: use common noise (--noise common)")
+
+
+def _check_count(name: str, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_seconds(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"budget_seconds must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_same_run(saved: dict, settings: HalvingSettings, F, path) -> None:
+    where = f"cannot resume {os.fspath(path)!r}"
+    differ = plan_.setting_differences(saved["halving"], settings)
+    if differ:
+        name, ours, theirs = differ[0]
+        raise RunFileError(f"{where}: its {name} is {ours!r}, this run's is {theirs!r}; resume with the same settings "
+                           "or start a new --out file")
+    differ = differences(settings_from_record(saved["objective"]), F.definition)
+    if differ:
+        shown = "; ".join(f"{name} {ours!r} there, {theirs!r} here" for name, ours, theirs in differ[:3])
+        raise RunFileError(f"{where}: its objective differs ({shown}); resume with the same settings or start a new "
+                           "--out file")
+
+
+def _clear_old_files(folder: str, model: str) -> None:
+    """A new run (--force) starts without the overwritten run's checkpoints and model."""
+    for name in os.listdir(folder):
+        if name.startswith("trial-") and name.endswith(".npz"):
+            os.remove(os.path.join(folder, name))
+    if os.path.exists(model):
+        os.remove(model)
+
+
+def stored_result(saved) -> HalvingResult:
+    line = saved.result
+    return HalvingResult(x=line["x"], fun=line["fun"], chars=line["chars"], steps=line["steps"], trial=line["trial"],
+                         message=line["message"], counters=line["counters"], seconds=line["seconds"],
+                         model=line.get("model"), finished_before=True)
+
+
+class _Run(BudgetDecisions):
+    """One run: its recorded lines replayed, then continued (see the module docstring)."""
+
+    def __init__(self, F, settings: HalvingSettings, budgets: dict, clock, started, on_event, saved):
+        self.F, self.settings, self.budgets = F, settings, budgets
+        self.clock, self.started, self.on_event = clock, started, on_event
+        self.lanes = Lanes(F)
+        self.vocab_size = F.corpus.vocab_size
+        self.writer = self.checkpoints = self.model_path = None
+        self.calibration: float | None = None
+        self.pace = Pace()
+        self.trials: dict[int, Config] = {}
+        self.trial_lines: dict[int, dict] = {}
+        self.records: dict[tuple, dict] = {}
+        self.promotions: dict[tuple, dict] = {}
+        self.plans: dict[int, dict] = {}
+        self.segments: dict[int, dict] = {}
+        self.top_caps: dict[int, int] = {}
+        self.steps: dict[int, int] = {}
+        self.diverged: set[int] = set()
+        self.states: dict[int, TrainState] = {}
+        self.elapsed_before = 0.0
+        if saved is not None:
+            self._replay(saved)
+
+    # -- the record ---------------------------------------------------------------------------
+    def _replay(self, saved) -> None:
+        for line in saved.lines:
+            kind = line["type"]
+            if kind == "calibration":
+                self.calibration = self.pace.seconds_per_unit = float(line["seconds_per_unit"])
+            elif kind == "bracket":
+                self.plans[line["bracket"]] = line
+            elif kind == "trial":
+                h, s, lr = line["x"]
+                self.trials[line["trial"]] = Config(int(h), int(s), float(lr), tuple(line["z"]))
+                self.trial_lines[line["trial"]] = line
+                self.steps.setdefault(line["trial"], 0)
+            elif kind == "record":
+                self.records[(line["bracket"], line["rung"], line["trial"])] = line
+                self.steps[line["trial"]] = line["steps"]
+                if line.get("diverged"):
+                    self.diverged.add(line["trial"])
+            elif kind == "promotion":
+                self.promotions[(line["bracket"], line["from_rung"])] = line
+            elif kind == "segment":
+                self.segments[line["bracket"]] = line
+                if line.get("cap") is not None:
+                    self.top_caps[line["bracket"]] = line["cap"]
+            if "seconds" in line:
+                self.elapsed_before = max(self.elapsed_before, float(line["seconds"]))
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (self.clock() - self.started)
+
+    def counters(self) -> dict:
+        chars = sum(self.steps[t] * self.trials[t].seq_length for t in self.steps)
+        return dict(trainings_run=len(self.trials), trainings_diverged=len(self.diverged),
+                    training_steps=sum(self.steps.values()), training_chars=chars, seconds=round(self.elapsed(), 3))
+
+    def write(self, entry: dict) -> None:
+        if entry["type"] != "settings":
+            entry["seconds"] = round(self.elapsed(), 3)
+        if self.writer is not None:
+            self.writer.write(entry)
+        if self.on_event is not None:
+            self.on_event(entry)
+
+    def progress(self, **detail) -> None:
+        if self.on_event is not None:
+            self.on_event(dict(type="progress", counters=self.counters(), seconds=self.elapsed(), **detail))
+
+    # -- the run ------------------------------------------------------------------------------
+    def execute(self) -> HalvingResult:
+        bracket = 0
+        while True:
+            plan = self.plans.get(bracket) or self.decide_plan(bracket)
+            if plan is None:
+                break
+            self.run_bracket(bracket, plan)
+            bracket += 1
+            if plan.get("auto"):
+                break
+        return self.finish()
+
+    def run_bracket(self, bracket: int, plan: dict) -> None:
+        s = self.settings
+        rungs = plan["rungs"]
+        first = min((t for t, line in self.trial_lines.items() if line["bracket"] == bracket),
+                    default=len(self.trials))
+        members = list(range(first, first + plan["starts"]))
+        top_rung = len(rungs) - 1
+        for wave_index, start in enumerate(range(0, len(members), s.wave)):
+            wave = members[start:start + s.wave]
+            self.sample(bracket, wave_index, wave)
+            if rungs[0] is not None:
+                self.train_rung(bracket, 0, wave, rungs[0])
+        rung = 0
+        while rung < top_rung:
+            rung, members = self.promote(bracket, rung, members, plan)
+            if rungs[rung] is not None:
+                self.train_rung(bracket, rung, members, rungs[rung])
+        if rungs[top_rung] is None:
+            self.train_top(bracket, members, rungs[top_rung - 1] if top_rung else 0)
+        self.conclude(bracket, members, top_rung)
+
+    def sample(self, bracket: int, wave_index: int, wave: list[int]) -> None:
+        if all(t in self.trials for t in wave):
+            return
+        results = [(line["chars"], self.trials[line["trial"]].z, line["fun"]) for line in self.records.values()]
+        history = longest_history(results, self.settings.startup)
+        configs, used = propose(self.settings.sampler, self.F.seed, self.F.space, wave, history)
+        for trial, config in zip(wave, configs):
+            self.trials[trial] = config
+            self.steps[trial] = 0
+            line = dict(type="trial", trial=trial, bracket=bracket, wave=wave_index, x=config.x, z=list(config.z),
+                        seed=self.F.seed, sampler=used)
+            self.trial_lines[trial] = line
+            self.write(line)
+
+    def state_of(self, trial: int) -> TrainState:
+        """The live network of ``trial``: in memory, from its checkpoint, or new (not yet trained)."""
+        state = self.states.get(trial)
+        if state is not None:
+            return state
+        config = self.trials[trial]
+        if self.checkpoints is not None and self.checkpoints.exists(trial):
+            state = self.checkpoints.load(trial, config)
+            if state.dtype.name != self.F.dtype:
+                raise CheckpointError(f"checkpoint {self.checkpoints.path(trial)!r} holds a {state.dtype} network; "
+                                      f"this run trains in {self.F.dtype}")
+        elif any(key[2] == trial for key in self.records):
+            raise CheckpointError(f"checkpoint {self.checkpoints.path(trial)!r} of trial {trial} is missing; the run "
+                                  "cannot continue that network without it (restore the file, or start a new run)")
+        else:
+            state = TrainState.fresh(config.hidden, config.seq_length, config.learning_rate, self.vocab_size,
+                                     self.F.seed, self.F.dtype)
+        self.states[trial] = state
+        return state
+
+    def train_rung(self, bracket: int, rung: int, members: list[int], chars: int) -> None:
+        todo = [t for t in members if (bracket, rung, t) not in self.records]
+        if not todo:
+            return
+        states = [self.state_of(t) for t in todo]
+        scores = self.train_to(todo, states, [steps_for(chars, st.seq_length) for st in states])
+        self.save_checkpoints(todo, states)
+        for trial, state, score in zip(todo, states, scores):
+            self.record(bracket, rung, trial, state, score, chars)
+
+    def train_to(self, trials, states, targets, checkpoint: bool = True) -> list:
+        """Train each state to its target updates in segments of at most CHECKPOINT_SECONDS (each
+        followed by checkpoints), then score them; the scores."""
+        while True:
+            left = [max(0, target - st.steps) if st.status == STATUS_OK else 0 for st, target in zip(states, targets)]
+            if self.pace.known:
+                left = self._segment(states, left)
+            last = all(max(0, target - st.steps - n) == 0 or st.status != STATUS_OK
+                       for st, target, n in zip(states, targets, left))
+            scores = self.advance(states, left, score=last)
+            if last:
+                return scores
+            if checkpoint:
+                self.save_checkpoints(trials, states)
+            self.progress(trials=list(trials))
+
+    def _segment(self, states, left) -> list[int]:
+        """The updates each network trains before the next checkpoint: a common stretch of text
+        whose predicted time is about CHECKPOINT_SECONDS."""
+        seconds = self.pace.seconds([work(st.hidden, st.vocab_size, n * st.seq_length) for st, n in zip(states, left)],
+                                    self.lanes.count)
+        if seconds <= CHECKPOINT_SECONDS:
+            return left
+        share = CHECKPOINT_SECONDS / seconds
+        return [min(n, max(1, math.ceil(n * share))) if n else 0 for n in left]
+
+    def advance(self, states, steps, score: bool) -> list:
+        works = [work(st.hidden, st.vocab_size, n * st.seq_length) for st, n in zip(states, steps)]
+        if score:
+            works = [w + work(st.hidden, st.vocab_size, self.F.heldout.data.size, scoring=True)
+                     for w, st in zip(works, states)]
+        began = time.perf_counter()
+        scores = self.lanes.advance(states, steps, score)
+        self.pace.observe(works, self.lanes.count, time.perf_counter() - began)
+        for trial, state in self.states.items():
+            self.steps[trial] = state.steps
+        return scores
+
+    def save_checkpoints(self, trials, states) -> None:
+        if self.checkpoints is not None:
+            for trial, state in zip(trials, states):
+                self.checkpoints.save(trial, state)
+
+    def value(self, state: TrainState, score) -> tuple[float, bool]:
+        """The network's value by the objective's rule, and whether it counts as diverged."""
+        value = self.F._run_value(RunOutcome.of(state, score))
+        return (self.F.diverged_value, True) if value is None else (float(value), False)
+
+    def record(self, bracket, rung, trial, state, score, chars) -> None:
+        fun, diverged = self.value(state, score)
+        if diverged:
+            self.diverged.add(trial)
+        self.steps[trial] = state.steps
+        config = self.trials[trial]
+        entry = dict(type="record", trial=trial, bracket=bracket, rung=rung, chars=int(chars), steps=int(state.steps),
+                     x=config.x, z=list(config.z), fun=fun, heldout_loss=score, diverged=diverged,
+                     counters=self.counters())
+        self.records[(bracket, rung, trial)] = entry
+        self.write(entry)
+
+    def promote(self, bracket: int, rung: int, members: list[int], plan: dict) -> tuple[int, list[int]]:
+        """(the rung the best of rung ``rung`` go to, their trials): recorded, or decided now."""
+        line = self.promotions.get((bracket, rung))
+        if line is None:
+            ranked = sorted(members, key=lambda t: (self.records[(bracket, rung, t)]["fun"], t))
+            to_rung, note = rung + 1, None
+            count = plan["counts"][to_rung]
+            if self._short_of_time(plan, rung, ranked[:count]):
+                to_rung, count = len(plan["rungs"]) - 1, plan["counts"][-1]
+                note = "the time left goes to the top rung"
+            line = dict(type="promotion", bracket=bracket, from_rung=rung, rung=to_rung, trials=sorted(ranked[:count]),
+                        note=note)
+            self.promotions[(bracket, rung)] = line
+            self.write(dict(line))
+        promoted = list(line["trials"])
+        dropped = [t for t in members if t not in promoted]
+        for trial in dropped:
+            self.states.pop(trial, None)
+        if self.checkpoints is not None:
+            self.checkpoints.drop(dropped)
+        return line["rung"], promoted
+
+    def train_top(self, bracket: int, members: list[int], below: int) -> None:
+        """Without a target: the top networks train as long as the budget allows, in stretches of
+        common text, each scored (a ``segment`` line) and checkpointed; the last is the top rung."""
+        top_rung = len(self.plans[bracket]["rungs"]) - 1
+        if all((bracket, top_rung, t) in self.records for t in members):
+            return
+        states = [self.state_of(t) for t in members]
+        cap = self._top_chars_cap(bracket, states, below)
+        position = max([below, self.segments.get(bracket, {}).get("chars", 0)]
+                       + [st.steps * st.seq_length for st in states])
+        position = min(position, cap) if cap is not None else position
+        scores = None
+        while True:
+            mark = self._next_mark(states, position, cap)
+            if mark is None:
+                break
+            scores = self.advance(states, [max(0, steps_for(mark, st.seq_length) - st.steps) for st in states], True)
+            self.save_checkpoints(members, states)
+            position = mark
+            values = [[t, self.value(st, sc)[0]] for t, st, sc in zip(members, states, scores)]
+            entry = dict(type="segment", bracket=bracket, chars=mark, values=values, counters=self.counters())
+            self.segments[bracket] = entry
+            self.write(entry)
+        if scores is None:  # nothing trained in this session: score where they are
+            scores = self.advance(states, [max(0, steps_for(position, st.seq_length) - st.steps) for st in states],
+                                  True)
+            self.save_checkpoints(members, states)
+        for trial, state, score in zip(members, states, scores):
+            self.record(bracket, top_rung, trial, state, score, position)
+
+    def conclude(self, bracket: int, members: list[int], top_rung: int) -> None:
+        """Keep the answer's checkpoint; drop the other top networks'."""
+        best = self.answer()
+        dropped = [t for t in self.states if t != best]
+        for trial in dropped:
+            self.states.pop(trial, None)
+        if self.checkpoints is not None:
+            self.checkpoints.drop([t for t in members if t != best] + [t for t in dropped if t != best])
+
+    def answer(self) -> int | None:
+        """The best network of any bracket's top rung (held-out loss, then trial index)."""
+        tops = [(line["fun"], trial) for (bracket, rung, trial), line in self.records.items()
+                if rung == len(self.plans[bracket]["rungs"]) - 1]
+        return min(tops)[1] if tops else None
+
+    def finish(self) -> HalvingResult:
+        best = self.answer()
+        if best is None:
+            raise BudgetError("the budgets paid for no network at the top rung")
+        record = next(line for (b, r, t), line in self.records.items()
+                      if t == best and r == len(self.plans[b]["rungs"]) - 1)
+        state = self.state_of(best)
+        if self.model_path is not None:
+            save_model(self.model_path, state, self.F.corpus.vocab, self.F.source_corpus.name)
+        brackets = len(self.plans)
+        message = (f"{len(self.trials)} networks in {brackets} bracket{'s' if brackets > 1 else ''}; the answer trained "
+                   f"{record['chars']:,} characters ({record['steps']:,} updates)")
+        entry = dict(type="result", x=record["x"], fun=record["fun"], bits=record["fun"] / math.log(2.0),
+                     chars=record["chars"], steps=record["steps"], trial=best, model=self.model_path, message=message,
+                     counters=self.counters())
+        self.write(entry)
+        return HalvingResult(x=record["x"], fun=record["fun"], chars=record["chars"], steps=record["steps"], trial=best,
+                             message=message, counters=entry["counters"], seconds=entry["seconds"],
+                             model=self.model_path, state=state)
+
+
+__all__ = ["halve", "stored_result", "HalvingResult", "HalvingSettings", "BudgetError", "METHOD", "CHECKPOINT_SECONDS"]

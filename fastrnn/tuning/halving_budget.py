@@ -1,0 +1,208 @@
+"""What the budgets decide in a successive-halving run (a mixin of :class:`fastrnn.tuning.halving._Run`):
+whether they pay for one network, each bracket's plan, a promotion straight to the top when time is
+short, and where the top rung stops without a target.
+
+Budgets in characters and networks are counted exactly (each rung at its bound: whole updates at the
+longest sane sequence length), so those decisions are a function of the settings. A time budget
+(``--budget-seconds``, wall clock from the command's start, the tuner's own time included) is
+planned with the machine's measured speed (:class:`~fastrnn.tuning.halving_lanes.Pace`): a short
+calibration before the first network, then every batch trained. Each decision is written to the run
+file before it takes effect (see :mod:`fastrnn.tuning.halving`).
+
+Without a target, a time budget is spent so: the search (the selective rungs) is sized to
+``search_share`` of it from average networks of the search space; a promotion goes straight to the
+top when the next selective rung would overrun that share; the top networks then train in stretches
+of at most ``CHECKPOINT_SECONDS``, and stop when the time left (less ``reserve()``: the final scoring,
+the model file, the exit) cannot pay for another stretch of at least one update.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import halving_plan as plan_
+from .halving_lanes import calibrate, work
+
+#: Longest stretch of training between two checkpoints of the live networks.
+CHECKPOINT_SECONDS = 30.0
+
+
+class BudgetError(ValueError):
+    """Budgets the rungs do not fit (too small for one network)."""
+
+
+class BudgetDecisions:
+    """The budget's decisions; expects the run's ``settings``, ``budgets``, ``pace``, ``lanes``,
+    ``plans``, ``trials``, ``steps``, ``F`` and ``elapsed()``, ``write()``."""
+
+    @property
+    def auto(self) -> bool:
+        """Whether the budget chooses the top rung's length (no target; a budget in characters or seconds)."""
+        if 0 in self.plans:
+            return bool(self.plans[0].get("auto"))
+        return not self.settings.fixed_target and (self.budgets["budget_chars"] is not None
+                                                   or self.budgets["budget_seconds"] is not None)
+
+    @property
+    def target(self) -> int:
+        s = self.settings
+        return s.target_chars if s.target_chars is not None else s.min_chars * s.eta ** 3
+
+    def reserve(self) -> float:
+        """Seconds kept for the end: scoring, the model file, exiting."""
+        seconds = self.budgets["budget_seconds"] or 0.0
+        return max(2.0, 0.02 * seconds)
+
+    def average_work(self, chars: float) -> float:
+        """Work of a network of the search space's average cost per character (log-uniform h)."""
+        low, high = math.log(20), math.log(800)
+        sizes = np.exp(np.linspace(low, high, 201))
+        return float(np.mean([work(int(h), self.vocab_size, chars) for h in sizes]))
+
+    def check_budgets(self) -> None:
+        """BudgetError when the budgets cannot pay for one network; measures the machine's speed
+        for a time budget (before any file is written)."""
+        if self.plans:
+            if self.budgets["budget_seconds"] is not None and not self.pace.known:
+                self.pace.seconds_per_unit = calibrate(self.lanes, self.F.dtype)
+            return
+        s, chars = self.settings, self.budgets["budget_chars"]
+        one = s.min_chars if self.auto else self.target
+        what = "--min-chars" if self.auto else "--target-chars"
+        if chars is not None and chars < plan_.bound_chars(one):
+            raise BudgetError(f"a budget of {chars:,} characters is smaller than one network at {what} {one:,} "
+                              f"(up to {plan_.bound_chars(one):,} characters in whole updates); raise --budget-chars "
+                              f"or lower {what}")
+        seconds = self.budgets["budget_seconds"]
+        if seconds is not None:
+            self.calibration = self.pace.seconds_per_unit = calibrate(self.lanes, self.F.dtype)
+            need = self.pace.seconds([self.average_work(one) + self.average_work(self.F.heldout.data.size) * 0.4],
+                                     self.lanes.count)
+            left = seconds - self.elapsed() - self.reserve()
+            if need > left:
+                raise BudgetError(f"--budget-seconds {seconds:g} is too short for one network at {what} {one:,} "
+                                  f"(about {need + self.reserve() + self.elapsed():.1f} s on this machine now); raise "
+                                  f"it or lower {what}")
+
+    def spent_bound(self) -> int:
+        """The most characters the brackets planned so far read (fixed target)."""
+        return sum(plan_.plan_chars(p["rungs"], p["counts"]) for p in self.plans.values())
+
+    def decide_plan(self, bracket: int) -> dict | None:
+        s = self.settings
+        trainings = self.budgets["budget_trainings"]
+        trainings_left = None if trainings is None else trainings - len(self.trials)
+        if self.auto:
+            return self._auto_plan(trainings_left)
+        rungs = plan_.fixed_rungs(s.min_chars, self.target, s.eta)
+        full = plan_.full_starts(s, len(rungs))
+        budgeted = any(v is not None for v in self.budgets.values())
+        if bracket > 0 and not budgeted:
+            return None
+        chars = self.budgets["budget_chars"]
+        chars_left = None if chars is None else chars - self.spent_bound()
+        time_left = self._time_left()
+
+        def fits(n):
+            sizes = plan_.counts(n, s.eta, s.top, len(rungs))
+            return ((chars_left is None or plan_.plan_chars(rungs, sizes) <= chars_left)
+                    and (trainings_left is None or n <= trainings_left)
+                    and (time_left is None or self._bracket_seconds(rungs, sizes) <= time_left))
+
+        n = plan_.largest_fitting(full, fits)
+        if n == 0 and bracket == 0:
+            n = 1  # the budgets were checked: one network fits (a time estimate may have moved since)
+        if n == 0 or (bracket > 0 and n <= min(full, s.top)):
+            return None  # a later bracket needs at least one selection
+        entry = dict(type="bracket", bracket=bracket, auto=False, rungs=rungs,
+                     counts=plan_.counts(n, s.eta, s.top, len(rungs)), starts=n)
+        self.plans[bracket] = entry
+        self.write(dict(entry))
+        return entry
+
+    def _auto_plan(self, trainings_left) -> dict:
+        s = self.settings
+        chars, seconds = self.budgets["budget_chars"], self.budgets["budget_seconds"]
+
+        def fits(n):
+            lengths, sizes = plan_.auto_rounds(s, n)
+            return ((trainings_left is None or n <= trainings_left)
+                    and (chars is None or plan_.plan_chars(lengths, sizes) <= s.search_share * chars)
+                    and (seconds is None or self._bracket_seconds(lengths, sizes) <= s.search_share * seconds))
+
+        n = max(1, plan_.largest_fitting(plan_.auto_starts(s), fits))
+        lengths, sizes = plan_.auto_rounds(s, n)
+        top = plan_.promoted_count(sizes[-1], s.eta, s.top) if sizes else n
+        entry = dict(type="bracket", bracket=0, auto=True, rungs=lengths + [None], counts=sizes + [top], starts=n)
+        self.plans[0] = entry
+        self.write(dict(entry))
+        return entry
+
+    def _time_left(self) -> float | None:
+        seconds = self.budgets["budget_seconds"]
+        return None if seconds is None else seconds - self.elapsed() - self.reserve()
+
+    def _bracket_seconds(self, lengths, sizes, below: int = 0) -> float:
+        """Predicted seconds of rungs ``lengths`` with ``sizes`` average networks, from ``below`` characters."""
+        total = 0.0
+        for chars, n in zip(lengths, sizes):
+            if chars is None:
+                break
+            one = self.average_work(chars - below) + 0.4 * self.average_work(self.F.heldout.data.size)
+            total += self.pace.seconds([one] * n, self.lanes.count)
+            below = chars
+        return total
+
+    def _short_of_time(self, plan: dict, rung: int, promoted: list[int]) -> bool:
+        """Whether a time budget cannot pay for the next selective rung (then the best go straight to the top)."""
+        seconds = self.budgets["budget_seconds"]
+        top_rung = len(plan["rungs"]) - 1
+        if seconds is None or rung + 1 >= top_rung or not self.pace.known:
+            return False
+        chars, below = plan["rungs"][rung + 1], plan["rungs"][rung]
+        need = self.pace.seconds([work(self.trials[t].hidden, self.vocab_size, chars - below) for t in promoted],
+                                 self.lanes.count)
+        if plan.get("auto"):
+            return self.elapsed() + need > self.settings.search_share * seconds
+        rest = self._time_left()
+        top_need = self.pace.seconds([work(self.trials[t].hidden, self.vocab_size, plan["rungs"][-1] - below)
+                                      for t in promoted[:plan["counts"][-1]]], self.lanes.count)
+        return need + top_need > rest
+
+    def _top_chars_cap(self, bracket, states, below) -> int | None:
+        """The top rung's length a character budget allows, decided once (a ``segment`` line with
+        ``cap``), or None."""
+        chars = self.budgets["budget_chars"]
+        if bracket in self.top_caps or chars is None:
+            return self.top_caps.get(bracket)
+        spent = sum(self.steps[t] * self.trials[t].seq_length for t in self.steps)
+        cap = plan_.auto_top_chars(chars - spent, [(st.seq_length, st.steps) for st in states], below)
+        self.top_caps[bracket] = cap
+        self.write(dict(type="segment", bracket=bracket, chars=below, values=[], cap=cap, counters=self.counters()))
+        return cap
+
+    def _next_mark(self, states, position: int, cap: int | None) -> int | None:
+        """The next checkpoint of the top rung (nominal characters), or None to stop there: about
+        CHECKPOINT_SECONDS of training, less what the end needs when time is short, up to ``cap``."""
+        if cap is not None and position >= cap:
+            return None
+        left = self._time_left()
+        if not self.pace.known:
+            return None if cap is None else cap
+        per_char = self.pace.seconds([work(st.hidden, st.vocab_size, 1.0) for st in states], self.lanes.count)
+        usable = CHECKPOINT_SECONDS
+        if left is not None:
+            scoring = self.pace.seconds([work(st.hidden, st.vocab_size, self.F.heldout.data.size, True)
+                                         for st in states], self.lanes.count)
+            usable = min(usable, left - scoring)
+            if usable < 0.5:
+                return None
+        step = int(usable / per_char) if per_char > 0 else (cap or position) - position
+        if left is not None and step < max(st.seq_length for st in states):
+            return None
+        if cap is not None:
+            step = min(max(step, 1), cap - position)
+        return position + step
+

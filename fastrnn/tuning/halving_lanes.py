@@ -1,0 +1,192 @@
+"""Where successive halving trains: a rung's networks advanced together on every core, or on a Dask
+cluster's workers; and how fast that goes (:class:`Pace`), measured on the machine itself.
+
+Each network is trained by one thread (or one worker) from its own state, in whole updates, so a
+network's result does not depend on the number of threads or workers, nor on how its training is
+split into pieces (continuing a state is bit-identical to training straight through).
+
+On the threads executor the backend advances the states in place (packed batches on numba and
+cython). On the Dask executor (``--scheduler`` / ``--local-workers``) the states travel: each task
+takes a group of states (grouped by cost as the executor groups fresh runs), trains and scores
+them on one worker thread and sends them back; the texts go to each worker once, as for F.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Sequence
+
+import numpy as np
+
+from ..backends import RunSpec, get_backend
+from ..network.model import STATUS_OK, TrainState
+from ..running.runs import default_threads
+
+#: Work per character of training beyond h (h + V) multiply-adds, in the same units: the
+#: per-update and per-character costs a small network pays (fitted to numba at h 64 and 256).
+CHARACTER_OVERHEAD = 8_000
+#: Scoring a character costs about this share of training on one (forward only).
+SCORING_SHARE = 0.4
+
+
+def work(hidden: int, vocab_size: int, chars: float, scoring: bool = False) -> float:
+    """Units of work (about one multiply-add each) of training ``chars`` characters, or of scoring them."""
+    units = chars * (hidden * (hidden + vocab_size) + CHARACTER_OVERHEAD)
+    return units * SCORING_SHARE if scoring else units
+
+
+class Pace:
+    """Seconds per unit of work on one lane, learnt from the batches this run trains.
+
+    A batch's time is predicted as ``a * max(longest network, total / lanes)``. Each observation
+    moves ``a`` halfway, but a slower one is taken at once: on a shared machine the budget must
+    hold when others take the cores.
+    """
+
+    def __init__(self, seconds_per_unit: float | None = None):
+        self.seconds_per_unit = seconds_per_unit
+
+    @property
+    def known(self) -> bool:
+        return self.seconds_per_unit is not None
+
+    def seconds(self, works: Sequence[float], lanes: int) -> float:
+        if not works:
+            return 0.0
+        return float(self.seconds_per_unit or 0.0) * max(max(works), sum(works) / max(1, lanes))
+
+    def observe(self, works: Sequence[float], lanes: int, seconds: float) -> None:
+        span = max(max(works, default=0.0), sum(works) / max(1, lanes))
+        if span <= 0 or seconds <= 0.02:  # too short to time
+            return
+        measured = seconds / span
+        old = self.seconds_per_unit
+        self.seconds_per_unit = measured if old is None else max(measured, 0.5 * (old + measured))
+
+
+class Lanes:
+    """Trains and scores a rung's networks on the objective's backend and executor."""
+
+    def __init__(self, F):
+        self.backend = F.backend
+        self.executor = F.executor
+        self.data = F.corpus.data
+        self.heldout = F.heldout.data
+        self.vocab_size = F.corpus.vocab_size
+        self.dask = getattr(self.executor, "name", "threads") == "dask"
+        self.threads = getattr(self.executor, "threads", None) or default_threads()
+
+    @property
+    def count(self) -> int:
+        """Networks trained at once: threads here, or the cluster's workers."""
+        if self.dask:
+            return max(1, self.executor.workers(max_age=5.0))
+        return self.threads if self.backend.releases_gil else 1
+
+    def describe(self) -> dict:
+        return self.executor.describe() if hasattr(self.executor, "describe") else {"executor": "threads"}
+
+    def advance(self, states: list[TrainState], steps: Sequence[int], score: bool) -> list[float | None]:
+        """Train each state ``steps`` more updates in place; with ``score``, each healthy network's
+        mean held-out loss per character (None for the others, and for all without ``score``)."""
+        if self.dask:
+            return self._advance_dask(states, steps, score)
+        cancel = threading.Event()
+        try:
+            self.backend.train_many(self.data, states, list(steps), threads=self.threads, cancel=cancel)
+            return self._scores(self.backend, states, self.heldout, self.threads, cancel) if score else \
+                [None] * len(states)
+        except BaseException:
+            cancel.set()
+            raise
+
+    @staticmethod
+    def _scores(backend, states, heldout, threads, cancel=None) -> list[float | None]:
+        scores: list = [None] * len(states)
+        healthy = [k for k, state in enumerate(states) if state.status == STATUS_OK]
+        totals = backend.heldout_totals([states[k] for k in healthy], heldout, threads, cancel)
+        for k, total in zip(healthy, totals):
+            scores[k] = float(total) / (len(heldout) - 1)
+        return scores
+
+    def _advance_dask(self, states, steps, score):
+        from ..running.dask_executor import group_runs
+
+        executor = self.executor
+        data_key = executor.ship(self.data)
+        heldout_key = executor.ship(self.heldout) if score else None
+        for dtype in sorted({state.dtype.name for state in states}):
+            executor.warm_up(self.backend.name, dtype)
+        specs = [RunSpec(s.hidden, s.seq_length, s.learning_rate, s.vocab_size, 0, int(n), s.dtype.name)
+                 for s, n in zip(states, steps)]
+        groups = group_runs(specs, self.count)
+        tasks = [[(_pack(states[k]), int(steps[k])) for k in group] for group in groups]
+        try:
+            futures = executor.client.map(_advance_group, [self.backend.name] * len(tasks), [data_key] * len(tasks),
+                                          [heldout_key] * len(tasks), tasks, pure=False, retries=executor.retries)
+            results = executor._gather(futures, [[specs[k] for k in group] for group in groups])
+        except (OSError, _cancelled_error()) as exc:
+            raise executor._lost(exc) from None
+        scores: list = [None] * len(states)
+        for group, result in zip(groups, results):
+            for k, (packed, value) in zip(group, result):
+                _unpack_into(states[k], packed)
+                scores[k] = value
+        return scores
+
+
+def _cancelled_error():
+    from concurrent.futures import CancelledError
+
+    return CancelledError
+
+
+def _pack(state: TrainState) -> tuple:
+    return (state.hidden, state.seq_length, state.learning_rate, state.vocab_size, state.params, state.memory,
+            state.hprev, state.position, state.smooth_loss, state.last_loss, state.steps, state.status, state.seed)
+
+
+def _unpack(packed: tuple) -> TrainState:
+    h, s, lr, V, params, memory, hprev, position, smooth, last, steps, status, seed = packed
+    return TrainState(h, s, lr, V, np.array(params), np.array(memory), np.array(hprev), position, smooth, last, steps,
+                      status, seed)
+
+
+def _unpack_into(state: TrainState, packed: tuple) -> None:
+    trained = _unpack(packed)
+    state.params[...] = trained.params
+    state.memory[...] = trained.memory
+    state.hprev = np.array(trained.hprev, dtype=state.params.dtype)
+    for name in ("position", "smooth_loss", "last_loss", "steps", "status"):
+        setattr(state, name, getattr(trained, name))
+
+
+def _advance_group(backend_name: str, data_key: str, heldout_key: str | None, items: list) -> list:
+    """One Dask task: continue each packed state on this worker's one thread, score it if asked."""
+    from ..running.dask_executor import _shipped
+
+    backend = get_backend(backend_name)
+    states = [_unpack(packed) for packed, _ in items]
+    backend.train_many(_shipped(data_key), states, [n for _, n in items], threads=1)
+    scores = Lanes._scores(backend, states, _shipped(heldout_key), 1) if heldout_key is not None else \
+        [None] * len(states)
+    return [(_pack(state), value) for state, value in zip(states, scores)]
+
+
+def calibrate(lanes: Lanes, dtype: str, seconds: float = 0.25) -> float:
+    """Seconds per unit of work on this machine, from networks of (128, 25) trained on every lane
+    for about ``seconds`` (thrown away after: they are no trial)."""
+    count = lanes.count
+    pace = Pace()
+    steps = 40
+    while True:
+        states = [TrainState.fresh(128, 25, 0.01, lanes.vocab_size, k, dtype) for k in range(count)]
+        lanes.advance(states, [2] * count, score=False)  # the kernel loaded (or compiled) outside the timing
+        started = time.perf_counter()
+        lanes.advance(states, [steps] * count, score=False)
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds or steps >= 2**20:
+            pace.observe([work(128, lanes.vocab_size, steps * 25)] * count, count, elapsed)
+            return pace.seconds_per_unit or 1e-10
+        steps *= 4 if elapsed < seconds / 8 else 2

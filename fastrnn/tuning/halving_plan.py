@@ -1,0 +1,257 @@
+"""Successive halving over training characters: its settings, its rungs and how a budget sizes them.
+
+One value, :class:`HalvingSettings`, defines the method (frozen, checked when made): the command
+line's flags (each field's ``flag`` metadata), the run file's ``halving`` line, and the resume check
+(:func:`setting_differences`) come from its fields, as :mod:`fastrnn.objective.settings` does for F.
+
+Two shapes of a bracket (:func:`fixed_rungs`, :func:`auto_rounds`):
+
+* **A target** (``target_chars``): rungs ``target / eta**k`` for k = K .. 0, every ratio eta, the
+  lowest no shorter than ``min_chars`` (so in [min_chars, eta * min_chars)). A full bracket starts
+  ``top * eta**K`` networks; each rung keeps the best 1/eta (rounded up, never fewer than ``top``),
+  and ``top`` networks reach the target. Brackets repeat while the budgets allow; one smaller
+  than full is started when that is all a budget affords.
+* **No target** (a budget in characters or seconds chooses it): one bracket. ``starts`` networks
+  begin at ``min_chars``; selective rungs at ``min_chars * eta**k`` keep the best 1/eta until
+  ``top`` networks remain, and these train as long as the budget allows: the top rung's length is
+  what is left, so most of the budget goes to the length the answer is trained for. The search
+  (the selective rungs) is held to :attr:`HalvingSettings.search_share` of the budget, by starting
+  fewer networks when needed.
+
+Rung lengths are nominal characters; a network of sequence length s trains ceil(c / s) updates
+for a rung of c characters, as the held-out objective's ``train_chars`` (so a rung's value of a
+network is F at its (h, s, l) with ``train_chars = c``, bit for bit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+#: The longest sane sequence length: a rung of c characters reads at most c + this - 1.
+LONGEST_SEQ = 40
+#: Sampler names: TPE (Optuna's, the ``fastrnn[optuna]`` extra) or uniform in the search space.
+SAMPLERS = ("tpe", "random")
+
+
+class HalvingFlag(NamedTuple):
+    """How a setting appears on the command line: ``--name``, its type (``count``: a whole number
+    >= ``minimum``; ``choice``) and help."""
+
+    name: str
+    rule: str
+    help: str
+    minimum: int = 1
+    choices: tuple = ()
+
+
+def _setting(default, flag: HalvingFlag | None = None):
+    return field(default=default, metadata={"flag": flag})
+
+
+def sampler_available(name: str) -> bool:
+    if name != "tpe":
+        return True
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class HalvingSettings:
+    """What defines a successive-halving run (besides F's settings and the budgets)."""
+
+    min_chars: int = _setting(100_000, HalvingFlag(
+        "--min-chars", "count", "halving: training characters of the lowest rung (networks start here) [100,000].",
+        minimum=LONGEST_SEQ))
+    #: None: the budget chooses the top rung's length (characters or seconds; see the module docstring).
+    target_chars: int | None = _setting(None, HalvingFlag(
+        "--target-chars", "count", "halving: training characters of the answer (the top rung) [chosen from the "
+        "budget; 27 x --min-chars without one].", minimum=LONGEST_SEQ))
+    eta: int = _setting(3, HalvingFlag("--eta", "count", "halving: each rung keeps the best 1/eta and trains "
+                                       "them eta times longer [3].", minimum=2))
+    top: int = _setting(2, HalvingFlag("--top", "count", "halving: networks trained to the top rung in a "
+                                       "bracket (one per core keeps the cores busy) [2]."))
+    #: None: a full bracket with a target (top * eta**K), else top * eta**3.
+    starts: int | None = _setting(None, HalvingFlag(
+        "--starts", "count", "halving: networks started in a bracket [a full bracket; top x eta^3 without "
+        "--target-chars]."))
+    #: None: tpe where Optuna is installed, else random (resolved when the run starts).
+    sampler: str | None = _setting(None, HalvingFlag(
+        "--sampler", "choice", "halving: how new networks are chosen [tpe with the optuna extra, else random].",
+        choices=SAMPLERS))
+    #: Networks sampled together at the lowest rung (TPE learns from the waves before); None: top * eta**2.
+    wave: int | None = _setting(None, HalvingFlag(
+        "--wave", "count", "halving: networks sampled at once in the lowest rung; later waves learn from earlier "
+        "ones [top x eta^2]."))
+    #: TPE proposes once a rung has this many results (random before).
+    startup: int = _setting(10)
+    #: Without a target: the most of the budget the search (the selective rungs) may take.
+    search_share: float = _setting(0.25)
+
+    def __post_init__(self):
+        set_ = object.__setattr__.__get__(self)
+        for name, minimum in (("min_chars", LONGEST_SEQ), ("eta", 2), ("top", 1), ("startup", 1)):
+            set_(name, _count(name, getattr(self, name), minimum))
+        for name, minimum in (("target_chars", LONGEST_SEQ), ("starts", 1), ("wave", 1)):
+            if getattr(self, name) is not None:
+                set_(name, _count(name, getattr(self, name), minimum))
+        if self.target_chars is not None and self.min_chars > self.target_chars:
+            raise ValueError(f"the rungs do not fit: --min-chars {self.min_chars:,} is above --target-chars "
+                             f"{self.target_chars:,}")
+        if self.starts is not None and self.starts < self.top:
+            raise ValueError(f"--starts {self.starts} is fewer than the --top {self.top} networks a bracket ends with")
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        share = self.search_share
+        if isinstance(share, bool) or not isinstance(share, numbers.Real) or not 0 < share < 1:
+            raise ValueError(f"search_share must lie in (0, 1), got {share!r}")
+        set_("search_share", float(share))
+
+    def resolved(self) -> HalvingSettings:
+        """These settings with the sampler and wave filled in; ValueError if the sampler cannot run here."""
+        sampler = self.sampler or ("tpe" if sampler_available("tpe") else "random")
+        if not sampler_available(sampler):
+            raise ValueError("the tpe sampler needs Optuna: pip install 'fastrnn[optuna]' (or --sampler random)")
+        wave = self.wave or self.top * self.eta ** 2
+        return dataclasses.replace(self, sampler=sampler, wave=wave)
+
+    def record(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def fixed_target(self) -> bool:
+        return self.target_chars is not None
+
+
+def _count(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def flags() -> dict[str, tuple[HalvingFlag, object]]:
+    """Every setting with a flag: ``{field: (flag, default)}``, in field order."""
+    return {item.name: (item.metadata["flag"], item.default) for item in dataclasses.fields(HalvingSettings)
+            if item.metadata["flag"] is not None}
+
+
+def setting_differences(saved: dict, wanted: HalvingSettings) -> list[tuple[str, object, object]]:
+    """``(field, saved, wanted)`` of each field where a run file's ``halving`` line differs."""
+    return [(item.name, saved.get(item.name), getattr(wanted, item.name))
+            for item in dataclasses.fields(HalvingSettings) if saved.get(item.name) != getattr(wanted, item.name)]
+
+
+def settings_from_record(record: dict) -> HalvingSettings:
+    names = {item.name for item in dataclasses.fields(HalvingSettings)}
+    return HalvingSettings(**{k: v for k, v in record.items() if k in names})
+
+
+# -- rungs and counts ---------------------------------------------------------------------------
+
+def fixed_rungs(min_chars: int, target: int, eta: int) -> list[int]:
+    """Rung lengths ``ceil(target / eta**k)`` for k = K .. 0, K the most rungs with the lowest no
+    shorter than ``min_chars``: every ratio eta, the top the target."""
+    K = 0
+    while min_chars * eta ** (K + 1) <= target:
+        K += 1
+    return [-(-target // eta ** k) for k in range(K, -1, -1)]
+
+
+def promoted_count(n: int, eta: int, top: int) -> int:
+    """Networks a rung of ``n`` promotes: the best 1/eta, rounded up, never fewer than ``top``
+    (nor more than ``n``)."""
+    return min(n, max(top, -(-n // eta)))
+
+
+def counts(starts: int, eta: int, top: int, rungs: int) -> list[int]:
+    """Networks at each of ``rungs`` rungs of a bracket that starts ``starts``."""
+    found = [starts]
+    for _ in range(rungs - 1):
+        found.append(promoted_count(found[-1], eta, top))
+    return found
+
+
+def full_starts(settings: HalvingSettings, rungs: int) -> int:
+    """Networks a bracket starts: ``starts`` if given, else a full bracket (``top * eta**K``)."""
+    return settings.starts if settings.starts is not None else settings.top * settings.eta ** (rungs - 1)
+
+
+def auto_rounds(settings: HalvingSettings, starts: int) -> tuple[list[int], list[int]]:
+    """Without a target: the selective rungs' lengths and counts for ``starts`` networks (rungs at
+    ``min_chars * eta**k`` while more than ``top`` networks are left); the top rung follows."""
+    lengths, sizes = [], []
+    n = starts
+    while n > settings.top:
+        lengths.append(settings.min_chars * settings.eta ** len(lengths))
+        sizes.append(n)
+        n = promoted_count(n, settings.eta, settings.top)
+    return lengths, sizes
+
+
+def auto_starts(settings: HalvingSettings) -> int:
+    return settings.starts if settings.starts is not None else settings.top * settings.eta ** 3
+
+
+def bound_chars(chars: int) -> int:
+    """The most characters a network reads for a rung of ``chars``: whole updates at any sane s."""
+    return chars + LONGEST_SEQ - 1
+
+
+def plan_chars(lengths: list[int], sizes: list[int]) -> int:
+    """The most characters a bracket reads: each rung's networks continue from the rung below."""
+    total, below = 0, 0
+    for chars, n in zip(lengths, sizes):
+        total += n * (bound_chars(chars) - below)
+        below = chars
+    return total
+
+
+def largest_fitting(limit: int, fits) -> int:
+    """The largest n in [0, limit] with ``fits(n)`` (monotone: true up to some n), by bisection."""
+    if limit <= 0 or not fits(1):
+        return 0
+    low, high = 1, limit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def auto_top_chars(budget_left: int, networks, start: int) -> int:
+    """Without a target, given characters: the longest nominal top rung C >= ``start`` that the
+    ``networks`` ((seq_length, updates so far) pairs) reach with ``budget_left`` characters between
+    them, each training ceil(C / s) updates in all."""
+    def cost(C):
+        return sum(max(0, -(-C // s) - steps) * s for s, steps in networks)
+
+    low = start
+    if cost(low) > budget_left:
+        return low
+    high = low + max(1, budget_left)
+    while cost(high) <= budget_left:
+        high *= 2
+    while low < high:
+        middle = (low + high + 1) // 2
+        if cost(middle) <= budget_left:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def steps_for(chars: int, seq_length: int) -> int:
+    """Updates of a rung of ``chars`` characters at sequence length ``seq_length`` (as train_chars)."""
+    return -(-chars // seq_length)
+
+
+__all__ = ["HalvingSettings", "HalvingFlag", "SAMPLERS", "flags", "setting_differences", "settings_from_record",
+           "fixed_rungs", "promoted_count", "counts", "full_starts", "auto_rounds", "auto_starts", "plan_chars",
+           "largest_fitting", "auto_top_chars", "steps_for", "bound_chars", "sampler_available"]

@@ -1,0 +1,97 @@
+"""How successive halving chooses new networks: uniformly in the search space, or with TPE fitted on
+the results of the longest rung that has enough of them (as BOHB does).
+
+A proposal is a whole network: h and s are rounded to whole numbers (inside the sane box), l is
+kept as drawn. Each proposal is a function of the run's seed, the trial's index and the results
+recorded before its wave, so a resumed run proposes what an uninterrupted one did, whatever the
+number of threads or workers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from ..objective.paper import SANE_RANGES
+from ..objective.space import Space
+
+
+class Config(NamedTuple):
+    """A network's hyperparameters, and where they lie in the search space."""
+
+    hidden: int
+    seq_length: int
+    learning_rate: float
+    z: tuple
+
+    @property
+    def x(self) -> list:
+        return [self.hidden, self.seq_length, self.learning_rate]
+
+
+def search_box(space: Space) -> np.ndarray:
+    """The sane box in the coordinates of ``space``, as (low, high) rows."""
+    return np.array([[space.coordinate(i, low), space.coordinate(i, high)]
+                     for i, (low, high, _) in enumerate(SANE_RANGES)])
+
+
+def config_at(space: Space, z) -> Config:
+    """The network at ``z``: h and s rounded to whole numbers inside the sane box."""
+    h, s, lr = space.to_point(np.asarray(z, dtype=float))
+    (h_low, h_high, _), (s_low, s_high, _), (l_low, l_high, _) = SANE_RANGES
+    h = int(min(max(round(h), h_low), h_high))
+    s = int(min(max(round(s), s_low), s_high))
+    lr = float(min(max(lr, l_low), l_high))
+    return Config(h, s, lr, tuple(float(v) for v in space.from_point([h, s, lr])))
+
+
+def trial_generator(seed: int, trial: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(trial), 1922])  # 1922: this method's stream, not the samplers'
+
+
+def longest_history(results: Sequence[tuple[int, tuple, float]], minimum: int) -> list[tuple[tuple, float]]:
+    """The (z, value) results of the longest rung with at least ``minimum`` of them; ``results``
+    holds (rung characters, z, value). Empty when no rung has enough."""
+    by_length: dict[int, list] = {}
+    for chars, z, value in results:
+        by_length.setdefault(chars, []).append((tuple(z), float(value)))
+    enough = [chars for chars, found in by_length.items() if len(found) >= minimum]
+    return by_length[max(enough)] if enough else []
+
+
+def propose(sampler: str, seed: int, space: Space, trials: Sequence[int], history: Sequence[tuple[tuple, float]]
+            ) -> tuple[list[Config], str]:
+    """Configs for the trials ``trials``, and the sampler that made them: TPE on ``history`` when
+    asked for and given any, else uniform in the box."""
+    box = search_box(space)
+    if sampler == "tpe" and history:
+        return [config_at(space, z) for z in _tpe(box, seed, trials, history)], "tpe"
+    return [config_at(space, trial_generator(seed, trial).uniform(box[:, 0], box[:, 1])) for trial in trials], "random"
+
+
+def _tpe(box: np.ndarray, seed: int, trials: Sequence[int], history) -> list[np.ndarray]:
+    """One proposal per trial from a new study holding ``history``, seeded from the trial's generator."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = [f"z{i}" for i in range(len(box))]
+    distributions = {name: optuna.distributions.FloatDistribution(float(low), float(high))
+                     for name, (low, high) in zip(names, box)}
+    known = [optuna.trial.create_trial(params=dict(zip(names, np.clip(z, box[:, 0], box[:, 1]))),
+                                       distributions=distributions, value=value) for z, value in history]
+    points = []
+    for trial in trials:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            tpe = optuna.samplers.TPESampler(n_startup_trials=0, multivariate=True,
+                                             seed=int(trial_generator(seed, trial).integers(2**31 - 1)))
+        study = optuna.create_study(sampler=tpe)
+        study.add_trials(known)
+        asked = study.ask(distributions)
+        points.append(np.array([asked.params[name] for name in names]))
+    return points
+
+
+__all__ = ["Config", "config_at", "longest_history", "propose", "search_box", "trial_generator"]
