@@ -422,34 +422,52 @@ class _Run(BudgetDecisions):
         return line["rung"], promoted
 
     def train_top(self, bracket: int, members: list[int], below: int) -> None:
-        """Without a target: the top networks train as long as the budget allows, in stretches of
-        common text, each scored (a ``segment`` line) and checkpointed; the last is the top rung."""
+        """Without a target: the top networks train as long as the budget allows, in stretches
+        each scored (a ``segment`` line) and checkpointed; where they stop is the top rung. A time
+        budget gives each network an equal share of the time (each trains as far as its own speed
+        takes it: at equal time is how networks compare for a time budget); a character budget
+        alone, an equal length of text (the same for any machine)."""
         top_rung = len(self.plans[bracket]["rungs"]) - 1
         if all((bracket, top_rung, t) in self.records for t in members):
             return
         states = [self.state_of(t) for t in members]
+        if self.budgets["budget_seconds"] is not None:
+            scores = self._train_top_for_time(bracket, members, states)
+            lengths = [st.steps * st.seq_length for st in states]
+        else:
+            position, scores = self._train_top_to_cap(bracket, members, states, below)
+            lengths = [position] * len(states)
+        if scores is None:  # nothing trained in this session: score them where they are
+            scores = self.advance(states, [0] * len(states), True)
+        for trial, state, score, chars in zip(members, states, scores, lengths):
+            self.record(bracket, top_rung, trial, state, score, chars)
+
+    def _segment_line(self, bracket, members, states, scores, chars: int) -> None:
+        self.save_checkpoints(members, states)
+        values = [[t, self.value(st, sc)[0]] for t, st, sc in zip(members, states, scores)]
+        entry = dict(type="segment", bracket=bracket, chars=chars, lengths=[st.steps * st.seq_length for st in states],
+                     values=values, counters=self.counters())
+        self.segments[bracket] = entry
+        self.write(entry)
+
+    def _train_top_for_time(self, bracket, members, states):
+        scores = None
+        while (steps := self._time_slices(states)) is not None:
+            scores = self.advance(states, steps, True)
+            self._segment_line(bracket, members, states, scores, min(st.steps * st.seq_length for st in states))
+        return scores
+
+    def _train_top_to_cap(self, bracket, members, states, below):
         cap = self._top_chars_cap(bracket, states, below)
         position = max([below, self.segments.get(bracket, {}).get("chars", 0)]
                        + [st.steps * st.seq_length for st in states])
         position = min(position, cap) if cap is not None else position
         scores = None
-        while True:
-            mark = self._next_mark(states, position, cap)
-            if mark is None:
-                break
+        while (mark := self._next_mark(states, position, cap)) is not None:
             scores = self.advance(states, [max(0, steps_for(mark, st.seq_length) - st.steps) for st in states], True)
-            self.save_checkpoints(members, states)
             position = mark
-            values = [[t, self.value(st, sc)[0]] for t, st, sc in zip(members, states, scores)]
-            entry = dict(type="segment", bracket=bracket, chars=mark, values=values, counters=self.counters())
-            self.segments[bracket] = entry
-            self.write(entry)
-        if scores is None:  # nothing trained in this session: score where they are
-            scores = self.advance(states, [max(0, steps_for(position, st.seq_length) - st.steps) for st in states],
-                                  True)
-            self.save_checkpoints(members, states)
-        for trial, state, score in zip(members, states, scores):
-            self.record(bracket, top_rung, trial, state, score, position)
+            self._segment_line(bracket, members, states, scores, mark)
+        return position, scores
 
     def conclude(self, bracket: int, members: list[int], top_rung: int) -> None:
         """Keep the answer's checkpoint; drop the other top networks'."""

@@ -53,7 +53,7 @@ class BudgetDecisions:
     def reserve(self) -> float:
         """Seconds kept for the end: scoring, the model file, exiting."""
         seconds = self.budgets["budget_seconds"] or 0.0
-        return max(2.0, 0.02 * seconds)
+        return max(1.0, 0.01 * seconds)
 
     def average_work(self, chars: float) -> float:
         """Work of a network of the search space's average cost per character (log-uniform h)."""
@@ -184,25 +184,35 @@ class BudgetDecisions:
         return cap
 
     def _next_mark(self, states, position: int, cap: int | None) -> int | None:
-        """The next checkpoint of the top rung (nominal characters), or None to stop there: about
-        CHECKPOINT_SECONDS of training, less what the end needs when time is short, up to ``cap``."""
-        if cap is not None and position >= cap:
+        """A character budget without a target: the top rung's next checkpoint (nominal
+        characters), about CHECKPOINT_SECONDS of training on, up to ``cap``; None at the cap."""
+        if cap is None or position >= cap:
             return None
-        left = self._time_left()
         if not self.pace.known:
-            return None if cap is None else cap
+            return cap
         per_char = self.pace.seconds([work(st.hidden, st.vocab_size, 1.0) for st in states], self.lanes.count)
-        usable = CHECKPOINT_SECONDS
-        if left is not None:
-            scoring = self.pace.seconds([work(st.hidden, st.vocab_size, self.F.heldout.data.size, True)
-                                         for st in states], self.lanes.count)
-            usable = min(usable, left - scoring)
-            if usable < 0.5:
-                return None
-        step = int(usable / per_char) if per_char > 0 else (cap or position) - position
-        if left is not None and step < max(st.seq_length for st in states):
-            return None
-        if cap is not None:
-            step = min(max(step, 1), cap - position)
-        return position + step
+        step = int(CHECKPOINT_SECONDS / per_char) if per_char > 0 else cap - position
+        return position + min(max(step, 1), cap - position)
 
+    def _time_slices(self, states) -> list[int] | None:
+        """A time budget without a target: each top network's updates in the next stretch (an equal
+        share of about CHECKPOINT_SECONDS of the lanes, less what the end needs when time is short,
+        within what a character budget leaves), or None when no network has time for one update."""
+        left = self._time_left()
+        scoring = self.pace.seconds([work(st.hidden, st.vocab_size, self.F.heldout.data.size, True)
+                                     for st in states], self.lanes.count)
+        usable = min(CHECKPOINT_SECONDS, left - scoring)
+        if usable < 0.5:
+            return None
+        share = usable * min(self.lanes.count, len(states)) / len(states)
+        a = self.pace.seconds_per_unit
+        steps = [int(share / (a * work(st.hidden, st.vocab_size, st.seq_length))) if st.status == 0 else 0
+                 for st in states]
+        chars = self.budgets["budget_chars"]
+        if chars is not None:
+            left_chars = chars - sum(self.steps[t] * self.trials[t].seq_length for t in self.steps)
+            wanted = sum(n * st.seq_length for n, st in zip(steps, states))
+            if wanted > left_chars:
+                scale = max(0.0, left_chars) / wanted
+                steps = [int(n * scale) for n in steps]
+        return steps if max(steps, default=0) >= 1 else None

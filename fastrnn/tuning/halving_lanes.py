@@ -28,6 +28,8 @@ from ..running.runs import default_threads
 CHARACTER_OVERHEAD = 8_000
 #: Scoring a character costs about this share of training on one (forward only).
 SCORING_SHARE = 0.4
+#: Batches shorter than this do not teach the pace (their fixed costs would pose as slowness).
+MIN_TIMED_SECONDS = 0.3
 
 
 def work(hidden: int, vocab_size: int, chars: float, scoring: bool = False) -> float:
@@ -58,7 +60,7 @@ class Pace:
 
     def observe(self, works: Sequence[float], lanes: int, seconds: float) -> None:
         span = max(max(works, default=0.0), sum(works) / max(1, lanes))
-        if span <= 0 or seconds <= 0.02:  # too short to time
+        if span <= 0 or seconds < MIN_TIMED_SECONDS:  # fixed costs (Python, hand-offs) would dominate
             return
         measured = seconds / span
         old = self.seconds_per_unit
@@ -123,8 +125,9 @@ class Lanes:
         groups = group_runs(specs, self.count)
         tasks = [[(_pack(states[k]), int(steps[k])) for k in group] for group in groups]
         try:
+            sent = executor.client.scatter(tasks, hash=False)  # the states travel as data, not in the task graph
             futures = executor.client.map(_advance_group, [self.backend.name] * len(tasks), [data_key] * len(tasks),
-                                          [heldout_key] * len(tasks), tasks, pure=False, retries=executor.retries)
+                                          [heldout_key] * len(tasks), sent, pure=False, retries=executor.retries)
             results = executor._gather(futures, [[specs[k] for k in group] for group in groups])
         except (OSError, _cancelled_error()) as exc:
             raise executor._lost(exc) from None
@@ -143,11 +146,17 @@ def _cancelled_error():
 
 
 def _pack(state: TrainState) -> tuple:
+    """A state as it travels; a new one (no update yet) as its recipe, drawn again where it trains."""
+    if state.steps == 0 and state.position == 0 and state.seed is not None:
+        return ("new", state.hidden, state.seq_length, state.learning_rate, state.vocab_size, state.seed,
+                state.dtype.name)
     return (state.hidden, state.seq_length, state.learning_rate, state.vocab_size, state.params, state.memory,
             state.hprev, state.position, state.smooth_loss, state.last_loss, state.steps, state.status, state.seed)
 
 
 def _unpack(packed: tuple) -> TrainState:
+    if packed[0] == "new":
+        return TrainState.fresh(*packed[1:])
     h, s, lr, V, params, memory, hprev, position, smooth, last, steps, status, seed = packed
     return TrainState(h, s, lr, V, np.array(params), np.array(memory), np.array(hprev), position, smooth, last, steps,
                       status, seed)
@@ -174,7 +183,7 @@ def _advance_group(backend_name: str, data_key: str, heldout_key: str | None, it
     return [(_pack(state), value) for state, value in zip(states, scores)]
 
 
-def calibrate(lanes: Lanes, dtype: str, seconds: float = 0.25) -> float:
+def calibrate(lanes: Lanes, dtype: str, seconds: float = MIN_TIMED_SECONDS) -> float:
     """Seconds per unit of work on this machine, from networks of (128, 25) trained on every lane
     for about ``seconds`` (thrown away after: they are no trial)."""
     count = lanes.count
@@ -182,7 +191,7 @@ def calibrate(lanes: Lanes, dtype: str, seconds: float = 0.25) -> float:
     steps = 40
     while True:
         states = [TrainState.fresh(128, 25, 0.01, lanes.vocab_size, k, dtype) for k in range(count)]
-        lanes.advance(states, [2] * count, score=False)  # the kernel loaded (or compiled) outside the timing
+        lanes.advance(states, [2] * count, score=True)  # the kernels loaded (or compiled) outside the timing
         started = time.perf_counter()
         lanes.advance(states, [steps] * count, score=False)
         elapsed = time.perf_counter() - started

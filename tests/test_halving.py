@@ -1,0 +1,367 @@
+"""Successive halving over training characters (``tune --method halving``, issue 19): rungs and
+budgets, continued networks, determinism, resuming, checkpoints, the answer's model, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from fastrnn.cli.main import cli
+
+from fastrnn.backends import BackendUnavailable, get_backend
+from fastrnn.network.checkpoint import load_model
+from fastrnn.network.corpus import Corpus
+from fastrnn.network.model import TrainState
+from fastrnn.network.scoring import heldout_loss
+from fastrnn.objective import Objective
+from fastrnn.tuning import halving_plan as plan
+from fastrnn.tuning.halving import BudgetError, HalvingSettings, halve
+from fastrnn.tuning.halving_store import CheckpointError, Checkpoints, companion_paths, read_halving
+from fastrnn.tuning.run_files import RunFileError
+
+from helpers import synthetic_text
+
+SMALL = dict(min_chars=400, target_chars=3600, eta=3, top=2, sampler="random")
+
+
+@pytest.fixture(scope="module")
+def text() -> Corpus:
+    return Corpus.from_text(synthetic_text(30_000, seed=4), name="halving text")
+
+
+def _F(text, threads=2, dtype="float64", **settings):
+    return Objective(text, heldout_chars=1000, seed=2, threads=threads, dtype=dtype, **settings)
+
+
+def _lines(path) -> list[dict]:
+    """The run file's lines without what differs between two equal runs (times, the run's id, paths)."""
+    found = []
+    for raw in open(path, encoding="utf-8"):
+        line = json.loads(raw)
+        line.pop("seconds", None)
+        line.pop("run_id", None)
+        line.pop("model", None)
+        line.pop("checkpoints", None)
+        if "counters" in line:
+            line["counters"] = {k: v for k, v in line["counters"].items() if k != "seconds"}
+        found.append(line)
+    return found
+
+
+# -- rungs and budgets, as arithmetic ----------------------------------------------------------------
+
+def test_rungs_count_down_from_the_target_by_eta():
+    assert plan.fixed_rungs(100, 2700, 3) == [100, 300, 900, 2700]
+    assert plan.fixed_rungs(100, 1000, 3) == [112, 334, 1000]  # every ratio eta, the lowest >= min_chars
+    assert plan.fixed_rungs(500, 500, 3) == [500]
+    assert plan.counts(54, 3, 2, 4) == [54, 18, 6, 2]  # a full bracket
+    assert plan.counts(20, 3, 2, 4) == [20, 7, 3, 2]  # the best 1/eta rounded up, never fewer than top
+    assert plan.counts(3, 3, 2, 3) == [3, 2, 2]
+    assert plan.full_starts(HalvingSettings(min_chars=100, target_chars=2700), 4) == 54
+    lengths, sizes = plan.auto_rounds(HalvingSettings(min_chars=100), 54)
+    assert (lengths, sizes) == ([100, 300, 900], [54, 18, 6])  # then top 2 train as long as the budget allows
+    assert plan.auto_rounds(HalvingSettings(), 2) == ([], [])
+
+
+def test_a_bracket_costs_its_rungs_at_their_bound():
+    # each network reads whole updates: at most c + 39 characters for a rung of c
+    assert plan.plan_chars([100, 300], [6, 2]) == 6 * 139 + 2 * (339 - 100)
+    def fits(n):
+        return plan.plan_chars([100, 300, 900], plan.counts(n, 3, 2, 3)) <= 10_000
+
+    n = plan.largest_fitting(54, fits)
+    assert fits(n) and not fits(n + 1) and n == 33  # 33 x 139 + 11 x 239 + 4 x 639 = 9,772 characters
+    # the top rung's length a character budget allows: each network trains ceil(C / s) updates in all
+    C = plan.auto_top_chars(1000, [(7, 0), (10, 0)], 0)
+    cost = lambda C: -(-C // 7) * 7 + -(-C // 10) * 10  # noqa: E731
+    assert cost(C) <= 1000 < cost(C + 1)
+
+
+@pytest.mark.parametrize("values, fragment", [
+    (dict(min_chars=5000, target_chars=4000), "--min-chars 5,000 is above --target-chars 4,000"),
+    (dict(eta=1), "eta must be a whole number >= 2"),
+    (dict(top=3, starts=2), "--starts 2 is fewer than the --top 3"),
+    (dict(min_chars=10), "min_chars must be a whole number >= 40"),
+])
+def test_settings_that_do_not_fit_are_refused(values, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        HalvingSettings(**values)
+
+
+# -- continued networks ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_training_in_pieces_through_a_checkpoint_equals_training_straight(text, tmp_path, backend, dtype):
+    try:
+        runner = get_backend(backend)
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))
+    shapes = [(23, 7, 0.1), (41, 13, 0.05), (64, 25, 0.02)]
+    straight = [TrainState.fresh(h, s, lr, text.vocab_size, 5, dtype) for h, s, lr in shapes]
+    runner.train_many(text.data, straight, [300, 170, 90], threads=2)
+    pieces = [TrainState.fresh(h, s, lr, text.vocab_size, 5, dtype) for h, s, lr in shapes]
+    runner.train_many(text.data, pieces, [120, 30, 45], threads=2)
+    store = Checkpoints(str(tmp_path), "run", text.fingerprint)
+    store.prepare()
+    for k, state in enumerate(pieces):
+        store.save(k, state)
+    from fastrnn.tuning.halving_sampler import Config
+
+    loaded = [store.load(k, Config(h, s, lr, ())) for k, (h, s, lr) in enumerate(shapes)]
+    runner.train_many(text.data, loaded, [180, 140, 45], threads=1)
+    for a, b in zip(straight, loaded):
+        assert a.params.dtype == b.params.dtype == np.dtype(dtype)
+        assert a.params.tobytes() == b.params.tobytes() and a.memory.tobytes() == b.memory.tobytes()
+        assert a.hprev.tobytes() == b.hprev.tobytes()
+        assert (a.position, a.steps, a.smooth_loss, a.last_loss) == (b.position, b.steps, b.smooth_loss, b.last_loss)
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+def test_a_run_promotes_the_best_and_its_values_are_F_at_the_rung_length(text, tmp_path):
+    out = tmp_path / "run.jsonl"
+    result = halve(_F(text), HalvingSettings(**SMALL), out=out)
+    run = read_halving(out)
+    bracket = run.of_type("bracket")[0]
+    assert bracket["rungs"] == [400, 1200, 3600] and bracket["counts"] == [18, 6, 2]
+    records = run.of_type("record")
+    for rung, promotion in enumerate(run.of_type("promotion")):
+        ranked = sorted((r for r in records if r["rung"] == rung), key=lambda r: (r["fun"], r["trial"]))
+        assert promotion["trials"] == sorted(r["trial"] for r in ranked[:len(promotion["trials"])])
+    top = [r for r in records if r["rung"] == 2]
+    best = min(top, key=lambda r: (r["fun"], r["trial"]))
+    assert result.x == best["x"] and result.fun == best["fun"] and result.chars == 3600
+    # a rung's value is F at that (h, s, l) with train_chars = the rung's length, bit for bit
+    # (promoted networks were continued, not retrained)
+    for record in [records[0], records[20], best]:
+        assert _F(text, train_chars=record["chars"]).discrete(*record["x"]) == record["fun"]
+    # the answer's model file holds that network: its held-out loss is the recorded one
+    model = load_model(companion_paths(out)[1])
+    state = model.state
+    state.params = state.params.astype(result.state.dtype)
+    F = _F(text)
+    assert heldout_loss(state, F.heldout).nats == result.fun
+    assert state.steps == result.steps == -(-3600 // result.x[1])
+    # the checkpoints of dropped networks are gone; the answer's stays
+    assert os.listdir(companion_paths(out)[0]) == [f"trial-{result.trial:06d}.npz"]
+    assert run.result["counters"]["trainings_run"] == 18
+
+
+def test_the_run_is_a_function_of_the_seed_whatever_the_threads(text, tmp_path):
+    halve(_F(text, threads=1), HalvingSettings(**SMALL), out=tmp_path / "one.jsonl")
+    halve(_F(text, threads=2), HalvingSettings(**SMALL), out=tmp_path / "two.jsonl")
+    assert _lines(tmp_path / "one.jsonl") == _lines(tmp_path / "two.jsonl")
+
+
+class _Stop(KeyboardInterrupt):
+    pass
+
+
+def _interrupt_after(n_records: int):
+    seen = [0]
+
+    def on_event(entry):
+        if entry["type"] == "record":
+            seen[0] += 1
+            if seen[0] == n_records:
+                raise _Stop
+
+    return on_event
+
+
+@pytest.mark.parametrize("k", [5, 19, 25])
+def test_a_resumed_run_ends_as_an_uninterrupted_one(text, tmp_path, k):
+    settings = HalvingSettings(**{**SMALL, "target_chars": 10_800, "sampler": "tpe"}) if k == 25 else \
+        HalvingSettings(**SMALL)
+    if settings.sampler == "tpe":
+        pytest.importorskip("optuna")
+    budgets = dict(budget_chars=120_000) if k == 25 else {}
+    whole = halve(_F(text), settings, out=tmp_path / "whole.jsonl", **budgets)
+    part = tmp_path / "part.jsonl"
+    with pytest.raises(_Stop):
+        halve(_F(text), settings, out=part, on_event=_interrupt_after(k), **budgets)
+    assert read_halving(part).result is None
+    resumed = halve(_F(text), settings, out=part, resume=True, **budgets)
+    assert (resumed.x, resumed.fun, resumed.chars, resumed.trial) == (whole.x, whole.fun, whole.chars, whole.trial)
+    assert _lines(part) == _lines(tmp_path / "whole.jsonl")
+    again = halve(_F(text), settings, out=part, resume=True, **budgets)  # finished: returned as stored
+    assert again.finished_before and again.x == whole.x
+
+
+def test_a_torn_last_line_and_a_checkpoint_ahead_of_its_record_resume_cleanly(text, tmp_path):
+    whole = halve(_F(text), HalvingSettings(**SMALL), out=tmp_path / "whole.jsonl")
+    part = tmp_path / "part.jsonl"
+    with pytest.raises(_Stop):  # killed after rung 1's checkpoints were written, before its records
+        halve(_F(text), HalvingSettings(**SMALL), out=part, on_event=_interrupt_after(19))
+    lines = part.read_bytes().splitlines(keepends=True)
+    part.write_bytes(b"".join(lines[:-1]) + lines[-1][:40])  # and a torn last record
+    resumed = halve(_F(text), HalvingSettings(**SMALL), out=part, resume=True)
+    assert (resumed.x, resumed.fun) == (whole.x, whole.fun)
+    assert _lines(part) == _lines(tmp_path / "whole.jsonl")
+
+
+def test_a_missing_or_foreign_checkpoint_is_refused_and_nothing_is_lost(text, tmp_path):
+    part = tmp_path / "part.jsonl"
+    with pytest.raises(_Stop):
+        halve(_F(text), HalvingSettings(**SMALL), out=part, on_event=_interrupt_after(20))
+    folder = companion_paths(part)[0]
+    promoted = read_halving(part).of_type("promotion")[-1]["trials"]
+    victim = os.path.join(folder, f"trial-{promoted[-1]:06d}.npz")
+    before = part.read_bytes()
+    os.rename(victim, victim + ".away")
+    with pytest.raises(CheckpointError, match="is missing"):
+        halve(_F(text), HalvingSettings(**SMALL), out=part, resume=True)
+    assert part.read_bytes() == before
+    other = tmp_path / "other.jsonl"
+    halve(_F(text), HalvingSettings(**SMALL), out=other)
+    answer = read_halving(other).result["trial"]
+    os.replace(os.path.join(companion_paths(other)[0], f"trial-{answer:06d}.npz"), victim)
+    with pytest.raises(CheckpointError, match="another run|another network"):
+        halve(_F(text), HalvingSettings(**SMALL), out=part, resume=True)
+    assert part.read_bytes() == before
+
+
+def test_without_a_target_a_character_budget_goes_mostly_to_the_top_rung(text, tmp_path):
+    settings = HalvingSettings(min_chars=400, eta=3, top=2, sampler="random")
+    out = tmp_path / "auto.jsonl"
+    result = halve(_F(text), settings, out=out, budget_chars=240_000)
+    run = read_halving(out)
+    bracket = run.of_type("bracket")[0]
+    assert bracket["auto"] and bracket["rungs"] == [400, 1200, 3600, None] and bracket["counts"] == [54, 18, 6, 2]
+    assert result.counters["training_chars"] <= 240_000
+    search = plan.plan_chars([400, 1200, 3600], [54, 18, 6])
+    assert search <= 0.25 * 240_000
+    assert result.chars > 30_000  # the rest trained the two top networks
+    again = halve(_F(text, threads=1), settings, out=tmp_path / "again.jsonl", budget_chars=240_000)
+    assert (again.x, again.fun, again.chars) == (result.x, result.fun, result.chars)
+
+
+def test_a_time_budget_ends_in_time_and_spends_most_of_it_on_the_top_rung(text, tmp_path):
+    started = time.monotonic()
+    settings = HalvingSettings(min_chars=400, eta=3, top=2, starts=18, sampler="random")
+    result = halve(_F(text), settings, out=tmp_path / "time.jsonl", budget_seconds=8.0, started=started)
+    elapsed = time.monotonic() - started
+    assert elapsed <= 8.0 * 1.25 + 1.0, elapsed  # generous: the machine is shared
+    run = read_halving(tmp_path / "time.jsonl")
+    assert run.of_type("calibration") and run.of_type("segment")
+    assert result.chars > 10 * 3600  # far beyond the search's longest rung
+
+
+def test_budgets_too_small_for_one_network_are_refused_before_any_file(text, tmp_path):
+    out = tmp_path / "run.jsonl"
+    with pytest.raises(BudgetError, match="smaller than one network at --target-chars 3,600"):
+        halve(_F(text), HalvingSettings(**SMALL), out=out, budget_chars=3000)
+    with pytest.raises(BudgetError, match="smaller than one network at --min-chars 400"):
+        halve(_F(text), HalvingSettings(min_chars=400), out=out, budget_chars=100)
+    with pytest.raises(BudgetError, match="--budget-seconds 0.01 is too short for one network"):
+        halve(_F(text), HalvingSettings(min_chars=400), out=out, budget_seconds=0.01)
+    assert not out.exists()
+    with pytest.raises(ValueError, match="beta 1"):
+        halve(_F(text, beta=2), HalvingSettings(**SMALL), out=out)
+    with pytest.raises(RunFileError, match="its eta is 3, this run's is 2"):
+        halve(_F(text), HalvingSettings(**SMALL), out=out)
+        halve(_F(text), HalvingSettings(**{**SMALL, "eta": 2}), out=out, resume=True)
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+@pytest.fixture
+def text_file(tmp_path, text) -> str:
+    path = tmp_path / "text.txt"
+    path.write_text(text.text, encoding="utf-8")
+    return str(path)
+
+
+ARGS = ["tune", "--method", "halving", "--heldout-chars", "1000", "--min-chars", "400", "--target-chars", "3600",
+        "--sampler", "random", "--seed", "2"]
+
+
+def test_cli_prints_the_answer_its_loss_and_its_model(text_file, tmp_path):
+    out = tmp_path / "cli.jsonl"
+    result = CliRunner().invoke(cli, [*ARGS, "--corpus", text_file, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    answer = read_halving(out).result
+    h, s, lr = answer["x"]
+    assert result.stdout.strip() == f"[{h}, {s}, {lr!r}]"
+    assert f"held-out loss {answer['fun']!r} nats/char" in result.stderr
+    assert f"fastrnn sample {companion_paths(out)[1]}" in result.stderr
+    command = result.stderr.split("its loss again: ")[1].split()[1:]
+    check = CliRunner().invoke(cli, command)
+    assert check.exit_code == 0 and float(check.stdout) == answer["fun"]
+    again = CliRunner().invoke(cli, ["tune", "--resume", str(out)])  # the file says it is a halving run
+    assert again.exit_code == 0 and again.stdout == result.stdout and "is finished" in again.stderr
+
+
+@pytest.mark.parametrize("extra, flag, fragment", [
+    (["--min-chars", "5000"], "", "--min-chars 5,000 is above --target-chars 3,600"),
+    (["--eta", "1"], "--eta", "1 is not in the range 2<=x"),
+    (["--budget-chars", "1000"], "--budget-chars", "smaller than one network at --target-chars"),
+    (["--budget-seconds", "0.001"], "--budget-seconds", "too short for one network"),
+    (["--train-chars", "5000"], "--train-chars", "does not apply to --method halving"),
+    (["--steps", "5"], "--steps", "does not apply to --method halving"),
+    (["--beta", "2"], "", "beta 1"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(text_file, tmp_path, extra, flag, fragment):
+    out = tmp_path / "bad.jsonl"
+    args = list(ARGS)
+    if "--min-chars" in extra:
+        args[args.index("--min-chars") + 1] = extra[1]
+        extra = []
+    result = CliRunner().invoke(cli, [*args, *extra, "--corpus", text_file, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and flag in lines[0] and fragment in lines[0], lines
+    assert not out.exists()
+
+
+def test_cli_halving_flags_belong_to_halving_and_a_folder_that_cannot_be_written_is_refused(text_file, tmp_path):
+    result = CliRunner().invoke(cli, ["tune", "--method", "random", "--min-chars", "400", "--corpus", text_file])
+    assert result.exit_code == 2 and "--min-chars" in result.stderr and "is for --method halving" in result.stderr
+    out = tmp_path / "run.jsonl"
+    (tmp_path / "run.ckpt").write_text("in the way")
+    result = CliRunner().invoke(cli, [*ARGS, "--corpus", text_file, "--out", str(out)])
+    assert result.exit_code == 2 and "cannot write checkpoints" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_then_resume_ends_as_an_uninterrupted_run(text_file, tmp_path):
+    fastrnn = [sys.executable, "-c", "from fastrnn.cli.main import main; main()"]
+    args = ["tune", "--method", "halving", "--heldout-chars", "1000", "--min-chars", "400", "--target-chars", "32400",
+            "--starts", "18", "--sampler", "random", "--seed", "2", "--corpus", text_file, "--quiet"]
+    whole, part = tmp_path / "whole.jsonl", tmp_path / "part.jsonl"
+    subprocess.run([*fastrnn, *args, "--out", str(whole)], check=True, capture_output=True, timeout=600)
+    process = subprocess.Popen([*fastrnn, *args, "--out", str(part)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not part.exists() or b'"promotion"' not in part.read_bytes()):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert b"continue with --resume" in err
+    resumed = subprocess.run([*fastrnn, "tune", "--resume", str(part), "--quiet"], capture_output=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _lines(part) == _lines(whole)
+
+
+def test_a_run_on_dask_workers_equals_the_threads_run(text, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from fastrnn.running.dask_executor import DaskExecutor
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        with DaskExecutor(distributed.Client(cluster, set_as_default=False)) as executor:
+            F = Objective(text, heldout_chars=1000, seed=2, executor=executor)
+            halve(F, HalvingSettings(**SMALL, starts=6), out=tmp_path / "dask.jsonl")
+            executor.client.close()
+    finally:
+        cluster.close()
+    halve(_F(text), HalvingSettings(**SMALL, starts=6), out=tmp_path / "threads.jsonl")
+    assert _lines(tmp_path / "dask.jsonl") == _lines(tmp_path / "threads.jsonl")
