@@ -65,9 +65,16 @@ def test_rungs_count_down_from_the_target_by_eta():
     assert plan.counts(20, 3, 2, 4) == [20, 7, 3, 2]  # the best 1/eta rounded up, never fewer than top
     assert plan.counts(3, 3, 2, 3) == [3, 2, 2]
     assert plan.full_starts(HalvingSettings(min_chars=100, target_chars=2700), 4) == 54
-    lengths, sizes = plan.auto_rounds(HalvingSettings(min_chars=100), 54)
+    lengths, sizes = plan.auto_rounds(HalvingSettings(), 54, 100)
     assert (lengths, sizes) == ([100, 300, 900], [54, 18, 6])  # then top 2 train as long as the budget allows
-    assert plan.auto_rounds(HalvingSettings(), 2) == ([], [])
+    assert plan.auto_rounds(HalvingSettings(), 2, 100) == ([], [])
+    # with a target and no --min-chars: four rungs (target / eta**3 the lowest)
+    assert plan.fixed_rungs(plan.fixed_min_chars(HalvingSettings(target_chars=1_000_000)), 1_000_000, 3) == \
+        [37038, 111112, 333334, 1_000_000]
+    # no target, no --min-chars: the longest lowest rung whose search fits (here: 18 x c + 6 x 2c + ... <= 1e6)
+    search = lambda c: plan.plan_chars(*plan.auto_rounds(HalvingSettings(), 18, c))  # noqa: E731
+    c = plan.largest_length(lambda c: search(c) <= 1_000_000)
+    assert search(c) <= 1_000_000 < search(c + 1)
 
 
 def test_a_bracket_costs_its_rungs_at_their_bound():
@@ -235,10 +242,9 @@ def test_without_a_target_a_character_budget_goes_mostly_to_the_top_rung(text, t
     result = halve(_F(text), settings, out=out, budget_chars=240_000)
     run = read_halving(out)
     bracket = run.of_type("bracket")[0]
-    assert bracket["auto"] and bracket["rungs"] == [400, 1200, 3600, None] and bracket["counts"] == [54, 18, 6, 2]
+    assert bracket["auto"] and bracket["rungs"] == [400, 1200, None] and bracket["counts"] == [18, 6, 2]
     assert result.counters["training_chars"] <= 240_000
-    search = plan.plan_chars([400, 1200, 3600], [54, 18, 6])
-    assert search <= 0.25 * 240_000
+    assert plan.plan_chars([400, 1200], [18, 6]) <= 0.25 * 240_000
     assert result.chars > 30_000  # the rest trained the two top networks
     again = halve(_F(text, threads=1), settings, out=tmp_path / "again.jsonl", budget_chars=240_000)
     assert (again.x, again.fun, again.chars) == (result.x, result.fun, result.chars)

@@ -48,7 +48,9 @@ class BudgetDecisions:
     @property
     def target(self) -> int:
         s = self.settings
-        return s.target_chars if s.target_chars is not None else s.min_chars * s.eta ** 3
+        if s.target_chars is not None:
+            return s.target_chars
+        return (s.min_chars or plan_.DEFAULT_MIN_CHARS) * s.eta ** 3
 
     def reserve(self) -> float:
         """Seconds kept for the end: scoring, the model file, exiting."""
@@ -69,7 +71,7 @@ class BudgetDecisions:
                 self.pace.seconds_per_unit = calibrate(self.lanes, self.F.dtype)
             return
         s, chars = self.settings, self.budgets["budget_chars"]
-        one = s.min_chars if self.auto else self.target
+        one = (s.min_chars or plan_.MIN_AUTO_CHARS) if self.auto else self.target
         what = "--min-chars" if self.auto else "--target-chars"
         if chars is not None and chars < plan_.bound_chars(one):
             raise BudgetError(f"a budget of {chars:,} characters is smaller than one network at {what} {one:,} "
@@ -96,7 +98,8 @@ class BudgetDecisions:
         trainings_left = None if trainings is None else trainings - len(self.trials)
         if self.auto:
             return self._auto_plan(trainings_left)
-        rungs = plan_.fixed_rungs(s.min_chars, self.target, s.eta)
+        rungs = plan_.fixed_rungs(plan_.fixed_min_chars(s) if s.target_chars else s.min_chars or
+                                  plan_.DEFAULT_MIN_CHARS, self.target, s.eta)
         full = plan_.full_starts(s, len(rungs))
         budgeted = any(v is not None for v in self.budgets.values())
         if bracket > 0 and not budgeted:
@@ -123,17 +126,23 @@ class BudgetDecisions:
         return entry
 
     def _auto_plan(self, trainings_left) -> dict:
+        """Without a target: how many networks start, and the lowest rung (when not given): the
+        search within ``search_share`` of the budget (see :mod:`fastrnn.tuning.halving_plan`)."""
         s = self.settings
         chars, seconds = self.budgets["budget_chars"], self.budgets["budget_seconds"]
 
-        def fits(n):
-            lengths, sizes = plan_.auto_rounds(s, n)
+        def fits(n, c):
+            lengths, sizes = plan_.auto_rounds(s, n, c)
             return ((trainings_left is None or n <= trainings_left)
                     and (chars is None or plan_.plan_chars(lengths, sizes) <= s.search_share * chars)
                     and (seconds is None or self._bracket_seconds(lengths, sizes) <= s.search_share * seconds))
 
-        n = max(1, plan_.largest_fitting(plan_.auto_starts(s), fits))
-        lengths, sizes = plan_.auto_rounds(s, n)
+        n, c = plan_.auto_starts(s), s.min_chars
+        if c is None:  # the longest lowest rung that fits with n networks, else fewer networks at the shortest
+            c = plan_.largest_length(lambda c: fits(n, c)) if n > s.top else None
+            c = c if c is not None else plan_.MIN_AUTO_CHARS
+        n = max(1, plan_.largest_fitting(n, lambda n: fits(n, c)))
+        lengths, sizes = plan_.auto_rounds(s, n, c)
         top = plan_.promoted_count(sizes[-1], s.eta, s.top) if sizes else n
         entry = dict(type="bracket", bracket=0, auto=True, rungs=lengths + [None], counts=sizes + [top], starts=n)
         self.plans[0] = entry

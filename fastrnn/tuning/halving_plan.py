@@ -7,16 +7,18 @@ line's flags (each field's ``flag`` metadata), the run file's ``halving`` line, 
 Two shapes of a bracket (:func:`fixed_rungs`, :func:`auto_rounds`):
 
 * **A target** (``target_chars``): rungs ``target / eta**k`` for k = K .. 0, every ratio eta, the
-  lowest no shorter than ``min_chars`` (so in [min_chars, eta * min_chars)). A full bracket starts
-  ``top * eta**K`` networks; each rung keeps the best 1/eta (rounded up, never fewer than ``top``),
-  and ``top`` networks reach the target. Brackets repeat while the budgets allow; one smaller
-  than full is started when that is all a budget affords.
+  lowest no shorter than ``min_chars`` (so in [min_chars, eta * min_chars); by default
+  ``target / eta**3``, four rungs). A full bracket starts ``top * eta**K`` networks; each rung keeps
+  the best 1/eta (rounded up, never fewer than ``top``), and ``top`` networks reach the target.
+  Brackets repeat while the budgets allow; one smaller than full is started when that is all a
+  budget affords.
 * **No target** (a budget in characters or seconds chooses it): one bracket. ``starts`` networks
-  begin at ``min_chars``; selective rungs at ``min_chars * eta**k`` keep the best 1/eta until
-  ``top`` networks remain, and these train as long as the budget allows: the top rung's length is
-  what is left, so most of the budget goes to the length the answer is trained for. The search
-  (the selective rungs) is held to :attr:`HalvingSettings.search_share` of the budget, by starting
-  fewer networks when needed.
+  (``top * eta**2`` by default: two selections) begin at the lowest rung; selective rungs at
+  ``min_chars * eta**k`` keep the best 1/eta until ``top`` networks remain, and these train as long
+  as the budget allows: most of the budget goes to the length the answer is trained for. The
+  search (the selective rungs) takes :attr:`HalvingSettings.search_share` of the budget: without
+  ``min_chars`` the lowest rung is the longest that fits it (the longer the search's rungs, the less
+  they favour networks that only win short races), else fewer networks start when needed.
 
 Rung lengths are nominal characters; a network of sequence length s trains ceil(c / s) updates
 for a rung of c characters, as the held-out objective's ``train_chars`` (so a rung's value of a
@@ -32,6 +34,10 @@ from typing import NamedTuple
 
 #: The longest sane sequence length: a rung of c characters reads at most c + this - 1.
 LONGEST_SEQ = 40
+#: The lowest rung without a target or a budget that chooses it.
+DEFAULT_MIN_CHARS = 100_000
+#: The shortest lowest rung a budget chooses (shorter ones rank networks by noise).
+MIN_AUTO_CHARS = 10_000
 #: Sampler names: TPE (Optuna's, the ``fastrnn[optuna]`` extra) or uniform in the search space.
 SAMPLERS = ("tpe", "random")
 
@@ -65,9 +71,12 @@ def sampler_available(name: str) -> bool:
 class HalvingSettings:
     """What defines a successive-halving run (besides F's settings and the budgets)."""
 
-    min_chars: int = _setting(100_000, HalvingFlag(
-        "--min-chars", "count", "halving: training characters of the lowest rung (networks start here) [100,000].",
-        minimum=LONGEST_SEQ))
+    #: None: target / eta**3 with a target; without one, the longest the budget's search share allows
+    #: (or DEFAULT_MIN_CHARS without a budget in characters or seconds).
+    min_chars: int | None = _setting(None, HalvingFlag(
+        "--min-chars", "count", "halving: training characters of the lowest rung (networks start here) "
+        "[--target-chars / eta^3; without a target, the longest that keeps the search within a quarter of the "
+        "budget; 100,000 without a budget].", minimum=LONGEST_SEQ))
     #: None: the budget chooses the top rung's length (characters or seconds; see the module docstring).
     target_chars: int | None = _setting(None, HalvingFlag(
         "--target-chars", "count", "halving: training characters of the answer (the top rung) [chosen from the "
@@ -76,9 +85,9 @@ class HalvingSettings:
                                        "them eta times longer [3].", minimum=2))
     top: int = _setting(2, HalvingFlag("--top", "count", "halving: networks trained to the top rung in a "
                                        "bracket (one per core keeps the cores busy) [2]."))
-    #: None: a full bracket with a target (top * eta**K), else top * eta**3.
+    #: None: a full bracket with a target (top * eta**K), else top * eta**2.
     starts: int | None = _setting(None, HalvingFlag(
-        "--starts", "count", "halving: networks started in a bracket [a full bracket; top x eta^3 without "
+        "--starts", "count", "halving: networks started in a bracket [a full bracket; top x eta^2 without "
         "--target-chars]."))
     #: None: tpe where Optuna is installed, else random (resolved when the run starts).
     sampler: str | None = _setting(None, HalvingFlag(
@@ -95,12 +104,12 @@ class HalvingSettings:
 
     def __post_init__(self):
         set_ = object.__setattr__.__get__(self)
-        for name, minimum in (("min_chars", LONGEST_SEQ), ("eta", 2), ("top", 1), ("startup", 1)):
+        for name, minimum in (("eta", 2), ("top", 1), ("startup", 1)):
             set_(name, _count(name, getattr(self, name), minimum))
-        for name, minimum in (("target_chars", LONGEST_SEQ), ("starts", 1), ("wave", 1)):
+        for name, minimum in (("min_chars", LONGEST_SEQ), ("target_chars", LONGEST_SEQ), ("starts", 1), ("wave", 1)):
             if getattr(self, name) is not None:
                 set_(name, _count(name, getattr(self, name), minimum))
-        if self.target_chars is not None and self.min_chars > self.target_chars:
+        if None not in (self.target_chars, self.min_chars) and self.min_chars > self.target_chars:
             raise ValueError(f"the rungs do not fit: --min-chars {self.min_chars:,} is above --target-chars "
                              f"{self.target_chars:,}")
         if self.starts is not None and self.starts < self.top:
@@ -181,20 +190,40 @@ def full_starts(settings: HalvingSettings, rungs: int) -> int:
     return settings.starts if settings.starts is not None else settings.top * settings.eta ** (rungs - 1)
 
 
-def auto_rounds(settings: HalvingSettings, starts: int) -> tuple[list[int], list[int]]:
+def auto_rounds(settings: HalvingSettings, starts: int, min_chars: int) -> tuple[list[int], list[int]]:
     """Without a target: the selective rungs' lengths and counts for ``starts`` networks (rungs at
     ``min_chars * eta**k`` while more than ``top`` networks are left); the top rung follows."""
     lengths, sizes = [], []
     n = starts
     while n > settings.top:
-        lengths.append(settings.min_chars * settings.eta ** len(lengths))
+        lengths.append(min_chars * settings.eta ** len(lengths))
         sizes.append(n)
         n = promoted_count(n, settings.eta, settings.top)
     return lengths, sizes
 
 
 def auto_starts(settings: HalvingSettings) -> int:
-    return settings.starts if settings.starts is not None else settings.top * settings.eta ** 3
+    return settings.starts if settings.starts is not None else settings.top * settings.eta ** 2
+
+
+def fixed_min_chars(settings: HalvingSettings) -> int:
+    """The lowest rung's floor with a target: ``min_chars``, or target / eta**3."""
+    if settings.min_chars is not None:
+        return settings.min_chars
+    return max(LONGEST_SEQ, settings.target_chars // settings.eta ** 3)
+
+
+def largest_length(fits, low: int = MIN_AUTO_CHARS) -> int | None:
+    """The largest whole c >= ``low`` with ``fits(c)`` (monotone: true up to some c), or None."""
+    if not fits(low):
+        return None
+    high = low * 2
+    while fits(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
 
 
 def bound_chars(chars: int) -> int:
@@ -254,4 +283,5 @@ def steps_for(chars: int, seq_length: int) -> int:
 
 __all__ = ["HalvingSettings", "HalvingFlag", "SAMPLERS", "flags", "setting_differences", "settings_from_record",
            "fixed_rungs", "promoted_count", "counts", "full_starts", "auto_rounds", "auto_starts", "plan_chars",
+           "fixed_min_chars", "largest_length", "DEFAULT_MIN_CHARS", "MIN_AUTO_CHARS",
            "largest_fitting", "auto_top_chars", "steps_for", "bound_chars", "sampler_available"]
