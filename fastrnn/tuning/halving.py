@@ -39,7 +39,7 @@ from ..objective.settings import differences, settings_from_record
 from ..running.runs import RunOutcome
 from . import halving_plan as plan_
 from .halving_budget import CHECKPOINT_SECONDS, BudgetDecisions, BudgetError
-from .halving_lanes import Lanes, Pace, work
+from .halving_lanes import Lanes, Pace
 from .halving_plan import HalvingSettings, steps_for
 from .halving_sampler import Config, longest_history, propose
 from .halving_store import (
@@ -117,6 +117,9 @@ def halve(F, settings: HalvingSettings | None = None, *, out=None, resume: bool 
         run.checkpoints = Checkpoints(folder, run_id, F.corpus.fingerprint)
         run.checkpoints.prepare()
         run.model_path = model
+        if saved is not None:
+            for trial in sorted(run.live_trials()):  # a missing or foreign checkpoint stops here, before any write
+                run.state_of(trial)
         writer = RunWriter(out, saved.end if saved else None, overwrite)
         run.writer = writer
         if saved is None:
@@ -358,7 +361,7 @@ class _Run(BudgetDecisions):
     def _segment(self, states, left) -> list[int]:
         """The updates each network trains before the next checkpoint: a common stretch of text
         whose predicted time is about CHECKPOINT_SECONDS."""
-        seconds = self.pace.seconds([work(st.hidden, st.vocab_size, n * st.seq_length) for st, n in zip(states, left)],
+        seconds = self.pace.seconds([self.cost(st.hidden, st.seq_length, n * st.seq_length) for st, n in zip(states, left)],
                                     self.lanes.count)
         if seconds <= CHECKPOINT_SECONDS:
             return left
@@ -366,9 +369,9 @@ class _Run(BudgetDecisions):
         return [min(n, max(1, math.ceil(n * share))) if n else 0 for n in left]
 
     def advance(self, states, steps, score: bool) -> list:
-        works = [work(st.hidden, st.vocab_size, n * st.seq_length) for st, n in zip(states, steps)]
+        works = [self.cost(st.hidden, st.seq_length, n * st.seq_length) for st, n in zip(states, steps)]
         if score:
-            works = [w + work(st.hidden, st.vocab_size, self.F.heldout.data.size, scoring=True)
+            works = [w + self.cost(st.hidden, st.seq_length, self.F.heldout.data.size, scoring=True)
                      for w, st in zip(works, states)]
         began = time.perf_counter()
         scores = self.lanes.advance(states, steps, score)
@@ -477,6 +480,18 @@ class _Run(BudgetDecisions):
             self.states.pop(trial, None)
         if self.checkpoints is not None:
             self.checkpoints.drop([t for t in members if t != best] + [t for t in dropped if t != best])
+
+    def live_trials(self) -> set[int]:
+        """The trials whose networks the run still needs: promoted but not yet recorded at their
+        rung, recorded at a rung that has not promoted yet, and the answer so far."""
+        live = set()
+        for (bracket, _), line in self.promotions.items():
+            live |= {t for t in line["trials"] if (bracket, line["rung"], t) not in self.records}
+        for (bracket, rung, trial) in self.records:
+            if rung < len(self.plans[bracket]["rungs"]) - 1 and (bracket, rung) not in self.promotions:
+                live.add(trial)
+        best = self.answer()
+        return live | ({best} if best is not None else set())
 
     def answer(self) -> int | None:
         """The best network of any bracket's top rung (held-out loss, then trial index)."""

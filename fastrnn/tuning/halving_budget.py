@@ -10,10 +10,11 @@ calibration before the first network, then every batch trained. Each decision is
 file before it takes effect (see :mod:`fastrnn.tuning.halving`).
 
 Without a target, a time budget is spent so: the search (the selective rungs) is sized to
-``search_share`` of it from average networks of the search space; a promotion goes straight to the
-top when the next selective rung would overrun that share; the top networks then train in stretches
-of at most ``CHECKPOINT_SECONDS``, and stop when the time left (less ``reserve()``: the final scoring,
-the model file, the exit) cannot pay for another stretch of at least one update.
+``search_share`` of it, with the first wave's own networks (drawn before the plan) and the search
+space's average for the rest; a promotion goes straight to the top when the next selective rung
+would end the search past ``SEARCH_OVERRUN`` times that share; the top networks then share the
+time left equally, in stretches of at most ``CHECKPOINT_SECONDS``, and stop when the time left
+(less ``reserve()``: the final scoring, the model file, the exit) cannot pay for one more update.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ import numpy as np
 
 from . import halving_plan as plan_
 from .halving_lanes import calibrate, work
+from .halving_sampler import propose
 
 #: Longest stretch of training between two checkpoints of the live networks.
 CHECKPOINT_SECONDS = 30.0
+#: Without a target, a time budget's search may run this many times its share before a promotion
+#: goes straight to the top rung (a selection round is worth more than a little of the top's time).
+SEARCH_OVERRUN = 2.0
 
 
 class BudgetError(ValueError):
@@ -57,11 +62,16 @@ class BudgetDecisions:
         seconds = self.budgets["budget_seconds"] or 0.0
         return max(1.0, 0.01 * seconds)
 
-    def average_work(self, chars: float) -> float:
-        """Work of a network of the search space's average cost per character (log-uniform h)."""
-        low, high = math.log(20), math.log(800)
-        sizes = np.exp(np.linspace(low, high, 201))
-        return float(np.mean([work(int(h), self.vocab_size, chars) for h in sizes]))
+    def cost(self, hidden: int, seq_length: int, chars: float, scoring: bool = False) -> float:
+        """Work of training (or scoring) ``chars`` characters (:func:`~fastrnn.tuning.halving_lanes.work`)."""
+        itemsize = 8 if self.F.dtype == "float64" else 4
+        return work(hidden, seq_length, self.vocab_size, chars, scoring, itemsize)
+
+    def average_work(self, chars: float, scoring: bool = False) -> float:
+        """Work of a network of the search space's average cost (log-uniform h and s)."""
+        sizes = np.exp(np.linspace(math.log(20), math.log(800), 41))
+        lengths = np.exp(np.linspace(math.log(5), math.log(40), 7))
+        return float(np.mean([self.cost(int(h), int(round(s)), chars, scoring) for h in sizes for s in lengths]))
 
     def check_budgets(self) -> None:
         """BudgetError when the budgets cannot pay for one network; measures the machine's speed
@@ -80,7 +90,7 @@ class BudgetDecisions:
         seconds = self.budgets["budget_seconds"]
         if seconds is not None:
             self.calibration = self.pace.seconds_per_unit = calibrate(self.lanes, self.F.dtype)
-            need = self.pace.seconds([self.average_work(one) + self.average_work(self.F.heldout.data.size) * 0.4],
+            need = self.pace.seconds([self.average_work(one) + self.average_work(self.F.heldout.data.size, True)],
                                      self.lanes.count)
             left = seconds - self.elapsed() - self.reserve()
             if need > left:
@@ -131,13 +141,19 @@ class BudgetDecisions:
         s = self.settings
         chars, seconds = self.budgets["budget_chars"], self.budgets["budget_seconds"]
 
+        n, c = plan_.auto_starts(s), s.min_chars
+        # the first wave's networks as the bracket will draw them (a proposal is a function of the
+        # seed, its trial and the results before it: none yet), to plan with their real sizes
+        first = propose(s.sampler, self.F.seed, self.F.space, range(min(n, s.wave)), [])[0] if seconds else []
+        known = [(config.hidden, config.seq_length) for config in first]
+
         def fits(n, c):
             lengths, sizes = plan_.auto_rounds(s, n, c)
             return ((trainings_left is None or n <= trainings_left)
                     and (chars is None or plan_.plan_chars(lengths, sizes) <= s.search_share * chars)
-                    and (seconds is None or self._bracket_seconds(lengths, sizes) <= s.search_share * seconds))
+                    and (seconds is None or self._bracket_seconds(lengths, sizes, known[:n])
+                         <= s.search_share * seconds))
 
-        n, c = plan_.auto_starts(s), s.min_chars
         if c is None:  # the longest lowest rung that fits with n networks, else fewer networks at the shortest
             c = plan_.largest_length(lambda c: fits(n, c)) if n > s.top else None
             c = c if c is not None else plan_.MIN_AUTO_CHARS
@@ -153,14 +169,19 @@ class BudgetDecisions:
         seconds = self.budgets["budget_seconds"]
         return None if seconds is None else seconds - self.elapsed() - self.reserve()
 
-    def _bracket_seconds(self, lengths, sizes, below: int = 0) -> float:
-        """Predicted seconds of rungs ``lengths`` with ``sizes`` average networks, from ``below`` characters."""
-        total = 0.0
+    def _bracket_seconds(self, lengths, sizes, known=()) -> float:
+        """Predicted seconds of rungs ``lengths`` with ``sizes`` networks: those of the lowest rung
+        whose (h, s) are ``known`` (the rest of the search space's average), each later rung its
+        costliest known ones (which may be promoted)."""
+        known = sorted(known, key=lambda hs: -self.cost(*hs, 1.0))
+        heldout = self.F.heldout.data.size
+        total, below = 0.0, 0
         for chars, n in zip(lengths, sizes):
             if chars is None:
                 break
-            one = self.average_work(chars - below) + 0.4 * self.average_work(self.F.heldout.data.size)
-            total += self.pace.seconds([one] * n, self.lanes.count)
+            works = [self.cost(h, s, chars - below) + self.cost(h, s, heldout, True) for h, s in known[:n]]
+            works += [self.average_work(chars - below) + self.average_work(heldout, True)] * (n - len(works))
+            total += self.pace.seconds(works, self.lanes.count)
             below = chars
         return total
 
@@ -171,13 +192,14 @@ class BudgetDecisions:
         if seconds is None or rung + 1 >= top_rung or not self.pace.known:
             return False
         chars, below = plan["rungs"][rung + 1], plan["rungs"][rung]
-        need = self.pace.seconds([work(self.trials[t].hidden, self.vocab_size, chars - below) for t in promoted],
-                                 self.lanes.count)
-        if plan.get("auto"):
-            return self.elapsed() + need > self.settings.search_share * seconds
+        need = self.pace.seconds([self.cost(self.trials[t].hidden, self.trials[t].seq_length, chars - below)
+                                  for t in promoted], self.lanes.count)
+        if plan.get("auto"):  # planned to end at search_share: a selection is worth some overrun, not much
+            return self.elapsed() + need > SEARCH_OVERRUN * self.settings.search_share * seconds
         rest = self._time_left()
-        top_need = self.pace.seconds([work(self.trials[t].hidden, self.vocab_size, plan["rungs"][-1] - below)
-                                      for t in promoted[:plan["counts"][-1]]], self.lanes.count)
+        top_need = self.pace.seconds([self.cost(self.trials[t].hidden, self.trials[t].seq_length,
+                                                plan["rungs"][-1] - below) for t in promoted[:plan["counts"][-1]]],
+                                     self.lanes.count)
         return need + top_need > rest
 
     def _top_chars_cap(self, bracket, states, below) -> int | None:
@@ -199,7 +221,7 @@ class BudgetDecisions:
             return None
         if not self.pace.known:
             return cap
-        per_char = self.pace.seconds([work(st.hidden, st.vocab_size, 1.0) for st in states], self.lanes.count)
+        per_char = self.pace.seconds([self.cost(st.hidden, st.seq_length, 1.0) for st in states], self.lanes.count)
         step = int(CHECKPOINT_SECONDS / per_char) if per_char > 0 else cap - position
         return position + min(max(step, 1), cap - position)
 
@@ -208,14 +230,14 @@ class BudgetDecisions:
         share of about CHECKPOINT_SECONDS of the lanes, less what the end needs when time is short,
         within what a character budget leaves), or None when no network has time for one update."""
         left = self._time_left()
-        scoring = self.pace.seconds([work(st.hidden, st.vocab_size, self.F.heldout.data.size, True)
+        scoring = self.pace.seconds([self.cost(st.hidden, st.seq_length, self.F.heldout.data.size, True)
                                      for st in states], self.lanes.count)
         usable = min(CHECKPOINT_SECONDS, left - scoring)
         if usable < 0.5:
             return None
         share = usable * min(self.lanes.count, len(states)) / len(states)
         a = self.pace.seconds_per_unit
-        steps = [int(share / (a * work(st.hidden, st.vocab_size, st.seq_length))) if st.status == 0 else 0
+        steps = [int(share / (a * self.cost(st.hidden, st.seq_length, st.seq_length))) if st.status == 0 else 0
                  for st in states]
         chars = self.budgets["budget_chars"]
         if chars is not None:

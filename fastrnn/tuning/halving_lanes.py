@@ -23,19 +23,28 @@ from ..backends import RunSpec, get_backend
 from ..network.model import STATUS_OK, TrainState
 from ..running.runs import default_threads
 
-#: Work per character of training beyond h (h + V) multiply-adds, in the same units: the
-#: per-update and per-character costs a small network pays (fitted to numba at h 64 and 256).
-CHARACTER_OVERHEAD = 8_000
-#: Scoring a character costs about this share of training on one (forward only).
-SCORING_SHARE = 0.4
+#: The cost model of training, per character, in units of about one multiply-add: the matrix
+#: products h (h + V), Adagrad's pass over the P weights once per update (P / s per character,
+#: ADAGRAD_WEIGHT units a weight), a fixed CHARACTER_OVERHEAD, all times 1 + (h / CACHE_HIDDEN)^2
+#: (scaled by the bytes of a weight) for weights that no longer fit the caches. Fitted to numba on
+#: two threads at h 32 to 800 and s 5 and 25 (within 15% of one rate); the pace learns the rate.
+ADAGRAD_WEIGHT = 3.3
+CHARACTER_OVERHEAD = 4_000
+CACHE_HIDDEN = 800
+#: Scoring a character costs about this share of the matrix products of training on one (forward only).
+SCORING_SHARE = 0.35
 #: Batches shorter than this do not teach the pace (their fixed costs would pose as slowness).
 MIN_TIMED_SECONDS = 0.3
 
 
-def work(hidden: int, vocab_size: int, chars: float, scoring: bool = False) -> float:
-    """Units of work (about one multiply-add each) of training ``chars`` characters, or of scoring them."""
-    units = chars * (hidden * (hidden + vocab_size) + CHARACTER_OVERHEAD)
-    return units * SCORING_SHARE if scoring else units
+def work(hidden: int, seq_length: int, vocab_size: int, chars: float, scoring: bool = False, itemsize: int = 4
+         ) -> float:
+    """Units of work (see above) of training ``chars`` characters, or of scoring them."""
+    cache = 1.0 + (hidden / CACHE_HIDDEN) ** 2 * itemsize / 4
+    if scoring:
+        return chars * SCORING_SHARE * (hidden * (hidden + vocab_size) + CHARACTER_OVERHEAD) * cache
+    weights = hidden * (hidden + 2 * vocab_size) + hidden + vocab_size
+    return chars * (hidden * (hidden + vocab_size) + ADAGRAD_WEIGHT * weights / seq_length + CHARACTER_OVERHEAD) * cache
 
 
 class Pace:
@@ -196,6 +205,7 @@ def calibrate(lanes: Lanes, dtype: str, seconds: float = MIN_TIMED_SECONDS) -> f
         lanes.advance(states, [steps] * count, score=False)
         elapsed = time.perf_counter() - started
         if elapsed >= seconds or steps >= 2**20:
-            pace.observe([work(128, lanes.vocab_size, steps * 25)] * count, count, elapsed)
+            itemsize = 8 if dtype == "float64" else 4
+            pace.observe([work(128, 25, lanes.vocab_size, steps * 25, itemsize=itemsize)] * count, count, elapsed)
             return pace.seconds_per_unit or 1e-10
         steps *= 4 if elapsed < seconds / 8 else 2
