@@ -82,8 +82,8 @@ def common_options(func):
             check_backend_dtype(kwargs["backend"], kwargs["dtype"])
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--dtype") from None
-        if corpus_path is None and kwargs.get("resume") is not None:
-            kwargs["corpus"] = None  # `tune --resume` reads the run's own corpus from its file
+        if corpus_path is None and (kwargs.get("resume") is not None or kwargs.get("from_run") is not None):
+            kwargs["corpus"] = None  # `tune --resume`, `train --resume / --from-run` read the corpus a file names
             return func(*args, **kwargs)
         try:
             kwargs["corpus"] = load_corpus(corpus_path)

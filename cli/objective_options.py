@@ -36,6 +36,14 @@ _TYPES = {
 }
 
 
+def setting_option(name: str, help: str | None = None):
+    """The click option of one settings field (its flag, rule and help from the field's metadata),
+    None unless given: for a command that shares some of F's flags (`train` shares the split's)."""
+    flag = FLAGS[name][0]
+    return click.option(flag.name, name, type=_TYPES[flag.rule](flag), default=None,
+                        callback=finite_float if flag.rule == "fraction" else None, help=help or flag.help)
+
+
 def setting_flags(func):
     """``--objective`` and one option per flagged settings field; the command receives ``kind``
     and ``settings_given``: {field: value} of the flags given (None where not given)."""
