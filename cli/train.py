@@ -105,7 +105,7 @@ def train_command(save_path, quiet, **opts):
 
         def show(point):
             if not bar.disable:
-                bar.write(_progress_line(point, plan.heldout is not None))
+                bar.write(_progress_line(point, plan.heldout is not None), file=sys.stderr)  # tqdm's default: stdout
 
         try:
             curve = train_with_evaluations(

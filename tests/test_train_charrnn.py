@@ -184,6 +184,22 @@ def test_train_json_and_progress(corpus_file):
     assert no_heldout["curve"][-1]["train_nats_per_char"] == no_heldout["nats_per_char"]
 
 
+def test_progress_lines_go_to_stderr_on_a_terminal(corpus_file, monkeypatch):
+    """On a terminal a line per evaluation joins the bar on stderr; stdout stays one JSON object."""
+    from tqdm import tqdm
+
+    import fastrnn.cli.train as train_module
+
+    monkeypatch.setattr(train_module, "progress_bar",
+                        lambda total, quiet, **kwargs: tqdm(total=total, file=sys.stderr, disable=quiet, **kwargs))
+    result = invoke(["train", "--corpus", corpus_file, "--hidden", "8", "--seq", "5", "--train-chars", "2000",
+                     "--eval-every", "1000"])
+    record = _json(result)  # stdout is the JSON alone
+    lines = [line for line in result.stderr.splitlines() if "updates" in line]
+    assert len(lines) == 2 and "2,000 chars" in lines[1] and "held-out" in lines[1]
+    assert f"{record['heldout_nats_per_char']:.4f} nats/char" in lines[1]
+
+
 def _format_1(path, out):
     """A model file as fastrnn wrote it before format 2: no info, format_version 1."""
     with np.load(path) as f:
