@@ -131,18 +131,20 @@ def _from_run_note(plan: Plan) -> None:
     trial, state = plan.from_run, plan.state
     reasons = []
     if not trial["whole"]:
-        reasons.append(f"its point {trial['point']} interpolates networks at whole h and s; this one is "
-                       f"({state.hidden}, {state.seq_length}, {state.learning_rate!r})")
+        reasons.append(f"the trial's point {trial['point']} lies between whole h and s (its value interpolates "
+                       f"networks); this one is ({state.hidden}, {state.seq_length}, {state.learning_rate!r})")
     if trial["beta"] > 1 or trial["noise"] != "common":
-        reasons.append(f"its value averages {trial['beta']} network(s) ({trial['noise']} noise); this is one, "
-                       f"from seed {state.seed}")
-    changed = [f"{name} {ours} (the run's: {theirs})" for name, ours, theirs in (
-        ("seed", state.seed, trial["seed"]), ("dtype", state.dtype.name, trial["dtype"]),
-        ("updates", plan.target_steps, trial["steps"])) if ours != theirs]
+        reasons.append(f"the trial's value averages {trial['beta']} network(s) ({trial['noise']} noise); this is "
+                       f"one, from seed {state.seed}")
+    changed = [f"{name} {ours:,}" if isinstance(ours, int) else f"{name} {ours}"
+               for name, ours, theirs in (("updates", plan.target_steps, trial["steps"]), ("seed", state.seed,
+                                          trial["seed"]), ("dtype", state.dtype.name, trial["dtype"]))
+               if ours != theirs]
     if changed:
-        reasons.append("trained with " + ", ".join(changed))
+        reasons.append(f"it trains with {', '.join(changed)} (the run's trials: {trial['steps']:,} updates, seed "
+                       f"{trial['seed']}, {trial['dtype']})")
     if reasons:
-        click.echo(f"note: the held-out loss will differ from the trial's {trial['value']!r}: " + "; ".join(reasons),
+        click.echo(f"note: this network's held-out loss is not the trial's {trial['value']!r}: " + "; ".join(reasons),
                    err=True)
 
 

@@ -186,9 +186,8 @@ def test_train_json_and_progress(corpus_file):
 
 def test_progress_lines_go_to_stderr_on_a_terminal(corpus_file, monkeypatch):
     """On a terminal a line per evaluation joins the bar on stderr; stdout stays one JSON object."""
-    from tqdm import tqdm
-
     import fastrnn.cli.train as train_module
+    from tqdm import tqdm
 
     monkeypatch.setattr(train_module, "progress_bar",
                         lambda total, quiet, **kwargs: tqdm(total=total, file=sys.stderr, disable=quiet, **kwargs))
