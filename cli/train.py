@@ -130,6 +130,9 @@ def _from_run_note(plan: Plan) -> None:
     """Say on stderr when the network trained is not the one the run's value measured."""
     trial, state = plan.from_run, plan.state
     reasons = []
+    if trial["objective"] != "heldout":
+        reasons.append("the run's values are the paper's training loss (summed over a sequence), not a held-out "
+                       "loss")
     if not trial["whole"]:
         reasons.append(f"the trial's point {trial['point']} lies between whole h and s (its value interpolates "
                        f"networks); this one is ({state.hidden}, {state.seq_length}, {state.learning_rate!r})")

@@ -250,6 +250,20 @@ def test_bad_input_is_one_line_and_exit_2(corpus_file, tmp_path):
     assert invoke(["train", "--corpus", str(short), "--steps", "10", "--heldout-fraction", "0.2"]).exit_code == 0
 
 
+def test_from_run_trains_a_paper_run_on_the_split(corpus_file, small_corpus, tmp_path):
+    """A run of the paper's objective: its point, text, alpha and seed; the split from train's flags."""
+    run = tmp_path / "paper.jsonl"
+    assert invoke(["tune", "--corpus", corpus_file, "--method", "gd", "--alpha", "30", "--x0", "24,6,0.1",
+                   "--steps", "1", "--seed", "2", "--out", str(run), "-q"]).exit_code == 0
+    result = invoke(["train", "--from-run", str(run), "--heldout-fraction", "0.2"])
+    record = _json(result)
+    assert (record["steps"], record["seed"]) == (30, 2) and record["heldout"].endswith("(last 20%)")
+    assert "paper's training loss" in result.stderr
+    text, heldout = HeldoutSettings(corpus=small_corpus, heldout_fraction=0.2).split()
+    network = train(text, record["hidden"], record["seq_length"], record["learning_rate"], 30, seed=2)
+    assert record["heldout_nats_per_char"] == heldout_loss(network, heldout).nats
+
+
 @pytest.fixture
 def interrupt_on_call(monkeypatch):
     """Ctrl-C raised in the n-th call of the numba backend's train_steps (inside the training)."""
