@@ -87,9 +87,9 @@ def test_checkpoints_come_at_their_multiples_and_the_end(small_corpus, tmp_path)
 
 def test_model_files_keep_their_precision_and_refuse_a_newer_format(small_corpus, tmp_path):
     state = train(small_corpus, 8, 5, 0.1, 50, dtype="float32")
-    save_model(tmp_path / "m.npz", state, small_corpus.vocab, "synthetic", {"target_steps": 50})
+    save_model(tmp_path / "m.npz", state, small_corpus.vocab, "synthetic", {"target_steps": 50, "loss": float("inf")})
     model = load_model(tmp_path / "m.npz")
-    assert model.format_version == FORMAT_VERSION and model.info == {"target_steps": 50}
+    assert model.format_version == FORMAT_VERSION and model.info == {"target_steps": 50, "loss": None}
     assert model.state.params.dtype == model.state.memory.dtype == np.float32
     assert [f for f in os.listdir(tmp_path) if f != "m.npz"] == []  # no temporary file left
     with np.load(tmp_path / "m.npz") as f:

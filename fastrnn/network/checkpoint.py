@@ -73,7 +73,7 @@ def save_model(path: str | os.PathLike, state: TrainState, vocab, corpus_name: s
         status=np.int64(state.status),
         seed=np.int64(-1 if state.seed is None else state.seed),
         corpus_name=np.array(corpus_name),
-        info=np.array(json.dumps(info or {}, allow_nan=False)),
+        info=np.array(json.dumps(_json_safe(info or {}), allow_nan=False)),
     )
     tmp = f"{path}.tmp-{os.getpid()}"  # not *.npz: a killed writer leaves nothing that looks like a model
     try:
@@ -87,6 +87,17 @@ def save_model(path: str | os.PathLike, state: TrainState, vocab, corpus_name: s
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _json_safe(value):
+    """``value`` with every non-finite float as None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def check_writable_folder(folder: str | os.PathLike) -> str:
