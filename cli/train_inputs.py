@@ -344,9 +344,10 @@ def resume_plan(opts: dict, given: dict) -> Plan:
         raise click.BadParameter(f"{path} has already trained {state.steps:,} updates "
                                  f"({state.steps * state.seq_length:,} characters), more than {target:,} updates; "
                                  "the length counts from the model's first update", param_hint=flag)
-    stored_intervals = dict(eval_every=int(info.get("eval_every", 0)),
-                            checkpoint_every=int(info.get("checkpoint_every", 0)),
+    stored_intervals = dict(checkpoint_every=int(info.get("checkpoint_every", 0)),
                             folder=info.get("checkpoint_dir") or DEFAULT_CHECKPOINT_DIR)
+    if target == stored_target:  # to a new target: a tenth of it, unless --eval-every says
+        stored_intervals["eval_every"] = int(info.get("eval_every", 0))
     eval_every, checkpoint_every, folder = _intervals(opts, state.seq_length, target, stored_intervals)
     backend = opts["backend"] if explicit("backend") else _backend(info.get("backend", "numba"), state.dtype.name,
                                                                     "--resume")
