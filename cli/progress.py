@@ -60,6 +60,10 @@ class TuneProgress:
         if "trial" in record:
             trial = record["trial"]
             return f"trial={form(trial['x'])} F={trial['fun']:.4f} best={self.best:.4f}"
+        if "trials" in record:  # a batch: its best trial
+            trial = min(record["trials"], key=lambda trial: trial["fun"])
+            return (f"{len(record['trials'])} trials, best of them={form(trial['x'])} F={trial['fun']:.4f} "
+                    f"best={self.best:.4f}")
         return f"x={form(record['x'])} F={record['fun']:.4f} best={self.best:.4f}"
 
     def warning(self, record: dict, seconds: float) -> str | None:

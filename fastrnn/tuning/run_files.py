@@ -9,7 +9,10 @@ is interrupted (Ctrl-C, a killed process) loses at most the record being written
 ``{"type": "record", "step", "x", "fun", "gradient_norm", "rule", "note", "nfev", "state",
 "counters", "noise_state"}``
     every ``record_every`` steps, and the first and last step; ``state`` is the optimizer's
-    resumable state, ``noise_state`` the objective's seed generator (fresh noise only).
+    resumable state, ``noise_state`` the objective's seed generator (fresh noise only). A
+    sampler's record has ``trial`` (the point tried and its value) instead of ``gradient_norm``,
+    or ``trials`` (a list of them) where a step tries a batch of points (option ``batch`` > 1); a
+    sampler writes every step.
 ``{"type": "result", "x", "fun", "nit", "nfev", "status", "message", "counters", "seconds"}``
     last line, once the run has ended.
 
@@ -203,8 +206,14 @@ def _check_trial(entry: dict, settings: dict) -> str | None:
     """A sampler's record carries its trial (format 2), or every trial in its state (format 1)."""
     if not METHOD_TABLE[settings["method"]].is_sampler or "trials" in entry["state"]:
         return None
-    return _wrong_fields(entry, dict(trial=lambda v: isinstance(v, dict) and _is_point(v.get("x")) and
-                                     _is_number(v.get("fun"))))
+    if "trials" in entry:  # a step of several trials
+        return _wrong_fields(entry, dict(trials=lambda v: isinstance(v, list) and len(v) > 0
+                                         and all(_is_trial(trial) for trial in v)))
+    return _wrong_fields(entry, dict(trial=_is_trial))
+
+
+def _is_trial(value) -> bool:
+    return isinstance(value, dict) and _is_point(value.get("x")) and _is_number(value.get("fun"))
 
 
 def _check_record(entry: dict, settings: dict) -> str | None:
