@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import math
 import os
+import shlex
 import sys
 import time
 
@@ -18,11 +19,13 @@ from fastrnn.backends import (
     BackendUnavailable,
     get_backend,
 )
+from fastrnn.network.checkpoint import CheckpointError
 from fastrnn.network.corpus import CorpusError
 from fastrnn.objective.function import DEFAULT_TRAIN_CHARS
 from fastrnn.objective.heldout import DEFAULT_HELDOUT_CHARS, MIN_HELDOUT_CHARS
 from fastrnn.objective.settings import Evaluation
 from fastrnn.optimize.methods import METHOD_TABLE, METHODS, default_options
+from fastrnn.tuning.deliver import deliver, model_path_for
 from fastrnn.tuning.run_files import RunFileError, read_run, run_is_finished
 from fastrnn.tuning.runner import HELDOUT_SETTINGS, default_method, tune
 
@@ -155,6 +158,8 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
             click.echo(f"{resume} is finished: {result['message']} after {result['nit']} steps; F = {result['fun']!r} "
                        f"(continue a run that reached its step limit or budget with a larger --steps or --budget-*)",
                        err=True)
+            if definition.kind == "heldout" and not os.path.exists(model_path_for(resume)):
+                _deliver_network(build_objective(objective_args, definition), result["x"], resume, quiet)
             return
     F = build_objective(objective_args, definition)
     if method is None:
@@ -191,6 +196,32 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         click.echo(f"{result.message} after {result.nit} steps; F = {result.fun!r}; {result.nfev} evaluations; "
                    f"{F.counters.trainings_run} trainings ({F.counters.training_chars:,} characters), "
                    f"{F.counters.memo_share:.0%} served by the memo", err=True)
+    _deliver_network(F, result.x, resume or out, quiet)
+
+
+def _deliver_network(F, point, run_path: str | None, quiet: bool) -> None:
+    """The held-out objective's answer as a network beside the run file (fastrnn.tuning.deliver)."""
+    if F.kind != "heldout":
+        return
+    if run_path is None:
+        if not quiet:
+            click.echo("no network saved: give --out RUN.jsonl to save the answer's network beside the run",
+                       err=True)
+        return
+    path = model_path_for(run_path)
+    try:
+        network = deliver(F, point, path)
+    except CheckpointError as exc:
+        raise click.BadParameter(f"{exc}; the run file is complete, so --resume {run_path} saves the network "
+                                 "once the folder can be written", param_hint="--out") from None
+    except ValueError as exc:
+        click.echo(f"no network saved: {exc}", err=True)
+        return
+    if not quiet:
+        click.echo(f"network ({network.hidden}, {network.seq_length}, {network.learning_rate!r}), seed "
+                   f"{network.seed}, trained on {network.train_chars:,} characters: held-out loss "
+                   f"{network.nats_per_char:.4f} nats/char ({network.bits_per_char:.4f} bits/char), saved to "
+                   f"{network.path}; sample it with: fastrnn sample {shlex.quote(network.path)}", err=True)
 
 
 def _read_run_option(path: str):

@@ -14,8 +14,8 @@ from fastrnn.objective.function import Objective
 from fastrnn.optimize.samplers import history_from_records
 from fastrnn.tuning.runner import read_run, tune
 
-from helpers import methods_available, synthetic_text
 from helpers import invoke as _invoke_helper
+from helpers import methods_available, synthetic_text
 
 SAMPLERS = [method for method in methods_available() if method in ("random", "tpe")]
 
