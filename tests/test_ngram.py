@@ -5,6 +5,7 @@ written from the formulas, hand-computed values and its properties; its split (t
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections import Counter
 from fractions import Fraction
@@ -12,7 +13,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from fastrnn.network.corpus import Corpus
+from fastrnn.network.corpus import Corpus, shipped_text
 from fastrnn.network.ngram import (
     MIN_DISCOUNT,
     SMOOTHINGS,
@@ -23,8 +24,11 @@ from fastrnn.network.ngram import (
     ngram_losses,
     ngram_probabilities,
 )
+from fastrnn.objective.function import Objective
+from fastrnn.objective.reference import ngram_reference
+from fastrnn.objective.settings import HeldoutSettings, PaperSettings
 
-from helpers import synthetic_text
+from helpers import assert_one_line_error, invoke, synthetic_text
 
 
 class PlainNgram:
@@ -254,3 +258,91 @@ def test_characters_never_seen_in_training_get_a_finite_loss(smoothing):
 def test_bad_input_is_refused_naming_the_rule(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# -- the reference on F's split, and `fastrnn ngram` ------------------------------------------------
+
+def test_the_reference_trains_and_scores_on_the_texts_of_f(small_corpus):
+    settings = HeldoutSettings(corpus=small_corpus, heldout_chars=1500)
+    F = Objective(settings)
+    reference = ngram_reference(F.definition, max_order=4)
+    np.testing.assert_array_equal(reference.train.data, F.corpus.data)  # the networks' training text
+    np.testing.assert_array_equal(reference.heldout.data, F.heldout.data)  # and the text they are scored on
+    assert len(reference.heldout) == 1500 and reference.best.predictions == 1499
+    model = fit_ngram(F.corpus.data, F.corpus.vocab_size, 4)
+    assert reference.choice.losses == ngram_losses(model, F.heldout.data)
+    record = reference.record()
+    assert record["best"] == dict(order=reference.best.order, smoothing=reference.best.smoothing,
+                                  nats_per_char=reference.best.nats, bits_per_char=reference.best.bits)
+    assert (record["train_chars"], record["scored_chars"], record["heldout_chars"]) == (18_000, 1500, 1500)
+    with pytest.raises(ValueError, match="give HeldoutSettings"):
+        ngram_reference(PaperSettings(corpus=small_corpus))
+
+
+def _ngram(args):
+    return invoke(["ngram", *args], paper=False)
+
+
+def test_ngram_prints_every_order_and_the_best_on_the_default_corpus():
+    result = _ngram(["--max-order", "2"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["corpus"] == "default" and record["vocab_size"] == 76 and record["heldout_fraction"] == 0.1
+    assert record["scored_chars"] == 20_000 and record["predictions"] == 19_999 and record["chosen_on"] == "scored_text"
+    assert [(row["smoothing"], row["order"]) for row in record["losses"]] == list(itertools.product(SMOOTHINGS, [1, 2]))
+    assert record["best"] == min(record["losses"], key=lambda row: row["nats_per_char"])
+    assert all(row["nats_per_char"] < record["uniform_nats_per_char"] for row in record["losses"])
+
+
+def test_ngram_takes_the_split_flags_of_the_objective(corpus_file, small_corpus, tmp_path):
+    result = _ngram(["--corpus", corpus_file, "--heldout-fraction", "0.2", "--heldout-chars", "2000",
+                     "--max-order", "3", "--smoothing", "witten-bell"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    expected = ngram_reference(HeldoutSettings(corpus=small_corpus, heldout_fraction=0.2, heldout_chars=2000), 3,
+                               ["witten-bell"]).record()
+    assert record["losses"] == expected["losses"] and record["best"] == expected["best"]
+    assert {row["smoothing"] for row in record["losses"]} == {"witten-bell"} and len(record["losses"]) == 3
+    assert record["best"]["bits_per_char"] == pytest.approx(
+        record["best"]["nats_per_char"] / math.log(2), rel=1e-15)
+    # a separate held-out text, with a character the corpus never has: still a finite loss
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("ROMEO: Zounds!\n" * 100, encoding="utf-8")
+    result = _ngram(["--corpus", corpus_file, "--heldout", str(heldout), "--max-order", "3"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["heldout"] == str(heldout) and record["heldout_fraction"] is None
+    assert record["train_chars"] == len(small_corpus) and record["scored_chars"] == 1500
+    assert all(math.isfinite(row["nats_per_char"]) for row in record["losses"])
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--max-order", "0"], ["--max-order"]),
+    (["--max-order", "17"], ["--max-order"]),
+    (["--smoothing", "good-turing"], ["--smoothing"]),
+    (["--heldout-chars", "10"], ["--heldout-chars"]),
+    (["--heldout-fraction", "0.7"], ["--heldout-fraction"]),
+    (["--heldout-fraction", "nan"], ["--heldout-fraction", "finite"]),
+    (["--heldout-chars", "1000", "--heldout-fraction", "0.01"], ["--heldout-fraction", "at least 1,000"]),
+    (["--heldout", "missing.txt"], ["--heldout", "does not exist"]),
+    (["--beta", "2"], ["No such option"]),
+])
+def test_ngram_refuses_bad_input_in_one_line(corpus_file, args, fragments):
+    assert_one_line_error(_ngram(["--corpus", corpus_file, *args]), *fragments)
+
+
+def test_ngram_refuses_a_missing_corpus_in_one_line(tmp_path):
+    assert_one_line_error(_ngram(["--corpus", str(tmp_path / "none.txt")]), "--corpus", "does not exist")
+
+
+def test_the_figures_readme_gives_for_tinyshakespeare():
+    """README's table: the shipped tinyshakespeare, default split, orders 1 to 8 (half a second)."""
+    corpus = Corpus.from_text(shipped_text("tinyshakespeare"), name="tinyshakespeare")
+    reference = ngram_reference(HeldoutSettings(corpus=corpus))
+    table = {(loss.smoothing, loss.order): round(loss.nats, 3) for loss in reference.choice.losses}
+    assert [table["witten-bell", order] for order in range(1, 9)] == [3.348, 2.492, 1.987, 1.684, 1.556, 1.572,
+                                                                       1.645, 1.738]
+    assert [table["kneser-ney", order] for order in range(1, 9)] == [3.348, 2.493, 1.987, 1.660, 1.491, 1.445,
+                                                                      1.435, 1.437]
+    assert (reference.best.smoothing, reference.best.order) == ("kneser-ney", 7)
+    assert reference.record()["train_chars"] == 1_003_854
