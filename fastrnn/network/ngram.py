@@ -164,7 +164,7 @@ def ngram_loss(model: NgramModel, codes, order: int | None = None, smoothing: st
     character is read, not predicted, as in a network's held-out loss)."""
     order, smoothing = _check_model_order_smoothing(model, order, smoothing)
     codes = _check_codes("the scored text", codes, model.vocab_size, minimum_length=2)
-    return next(loss for loss in _losses(model, codes, (smoothing,)) if loss.order == order)
+    return _losses(model, codes, (smoothing,), top=order)[-1]
 
 
 def ngram_losses(model: NgramModel, codes, smoothings=SMOOTHINGS) -> tuple:
@@ -172,7 +172,7 @@ def ngram_losses(model: NgramModel, codes, smoothings=SMOOTHINGS) -> tuple:
     _check_model(model)
     smoothings = _check_smoothings(smoothings)
     codes = _check_codes("the scored text", codes, model.vocab_size, minimum_length=2)
-    return _losses(model, codes, smoothings)
+    return _losses(model, codes, smoothings, top=model.max_order)
 
 
 def choose_ngram(train_codes, heldout_codes, vocab_size: int, max_order: int = DEFAULT_MAX_ORDER,
@@ -368,10 +368,11 @@ def _probabilities_by_order(model: NgramModel, rows: np.ndarray, smoothing: str,
     return found
 
 
-def _losses(model: NgramModel, codes: np.ndarray, smoothings) -> tuple:
+def _losses(model: NgramModel, codes: np.ndarray, smoothings, top: int) -> tuple:
+    """:class:`NgramLoss` of orders 1 .. ``top`` for each smoothing, in that order."""
     losses = []
     for smoothing in smoothings:
-        by_order = _probabilities_by_order(model, codes[None, :], smoothing, model.max_order)
+        by_order = _probabilities_by_order(model, codes[None, :], smoothing, top)
         for order, p in enumerate(by_order, start=1):
             nats = float(-np.log(p[0, 1:]).sum() / (len(codes) - 1))
             losses.append(NgramLoss(order, smoothing, nats, len(codes) - 1))
