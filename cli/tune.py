@@ -123,6 +123,9 @@ _OPTION_TYPES = {
               help="Stop once the networks trained have read this many characters (memo hits are free).")
 @click.option("--budget-trainings", type=click.IntRange(1, MAX_COUNT), default=None,
               help="Stop once this many networks have been trained.")
+@click.option("--budget-seconds", type=click.FloatRange(min=0, min_open=True), default=None, callback=finite_float,
+              help="Stop within this many seconds of wall-clock time (the tuner's own included; a resumed run counts "
+                   "its earlier time).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the run to this JSON Lines file (a new one, unless --force).")
 @click.option("--force", is_flag=True, help="Let --out overwrite an existing file.")
@@ -133,7 +136,7 @@ _OPTION_TYPES = {
 @common_options
 @objective_flags
 def tune_command(method, options, max_steps, gtol, record_every, x0, out, force, resume, budget_chars, budget_trainings,
-                 objective_args, seed, quiet):
+                 budget_seconds, objective_args, seed, quiet):
     """Minimise F(h, s, l) and print the final point [h, s, l] (the run goes to --out as JSON Lines)."""
     if resume is not None and out is not None and os.path.abspath(out) != os.path.abspath(resume):
         raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
@@ -144,15 +147,15 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         run = _read_run_option(resume)  # read once: its settings here, its records in tune
         settings = _resume_settings(run, resume, dict(
             method=method, options=options, max_steps=max_steps, gtol=gtol, record_every=record_every, x0=x0, seed=seed,
-            budget_chars=budget_chars, budget_trainings=budget_trainings))
-        method, options, max_steps, gtol, record_every, x0, seed, budget_chars, budget_trainings = (
+            budget_chars=budget_chars, budget_trainings=budget_trainings, budget_seconds=budget_seconds))
+        method, options, max_steps, gtol, record_every, x0, seed, budget_chars, budget_trainings, budget_seconds = (
             settings[k] for k in ("method", "options", "max_steps", "gtol", "record_every", "x0", "seed", "budget_chars",
-                                  "budget_trainings"))
+                                  "budget_trainings", "budget_seconds"))
         definition = resumed_settings(run, resume, objective_args["kind"], objective_args["given"],
                                       objective_args["corpus"], objective_args["seed"], objective_args["dtype"],
                                       _conflict(resume))
         objective_args["evaluation"] = _resumed_evaluation(run, resume, objective_args["evaluation"])
-        if run_is_finished(run, max_steps, budget_chars, budget_trainings):
+        if run_is_finished(run, max_steps, budget_chars, budget_trainings, budget_seconds):
             result = run.result
             click.echo(exact_form(result["x"]))
             click.echo(f"{resume} is finished: {result['message']} after {result['nit']} steps; F = {result['fun']!r} "
@@ -166,7 +169,7 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         method = default_method(F)
     if resume is None and F.space.name == "log":
         options = {**HELDOUT_SETTINGS.get(method, {}), **options}  # the paper's defaults are for its linear space
-    shown = TuneProgress(max_steps, budget_chars, budget_trainings, F.counters.as_dict())
+    shown = TuneProgress(max_steps, budget_chars, budget_trainings, F.counters.as_dict(), budget_seconds)
     started = time.perf_counter()
     with progress_bar(total=shown.total, quiet=quiet, desc=f"tune {method}", unit=shown.unit,
                       unit_scale=shown.unit == "char") as bar:
@@ -180,7 +183,8 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         try:
             result = tune(F, method, x0=x0, seed=seed, max_steps=max_steps, record_every=record_every, gtol=gtol,
                           out=resume or out, resume=run or False, overwrite=force, on_step=on_step,
-                          budget_chars=budget_chars, budget_trainings=budget_trainings, **options)
+                          budget_chars=budget_chars, budget_trainings=budget_trainings, budget_seconds=budget_seconds,
+                          **options)
         except RunFileError as exc:
             raise click.BadParameter(str(exc), param_hint="--resume" if resume else "--out") from None
         except ValueError as exc:
@@ -237,7 +241,7 @@ _RUN_SETTINGS = (
 )
 #: What a resumed run may change: how long it runs, how often it records, what it may spend.
 _RESUMABLE = (("max_steps", "--steps"), ("record_every", "--record-every"), ("budget_chars", "--budget-chars"),
-              ("budget_trainings", "--budget-trainings"))
+              ("budget_trainings", "--budget-trainings"), ("budget_seconds", "--budget-seconds"))
 
 
 def explicit(name: str) -> bool:
