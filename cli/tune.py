@@ -299,8 +299,17 @@ def _resumed_evaluation(run, path: str, given: Evaluation) -> Evaluation:
 @click.option("--methods", default="gd,bfgs,random,tpe", show_default=True,
               help="Comma-separated methods to compare (each with the settings in fastrnn.tuning.compare.METHOD_SETTINGS).")
 @click.option("--repeats", type=click.IntRange(1, MAX_COUNT), default=5, show_default=True, help="Seeds per method.")
-@click.option("--budget-chars", type=click.IntRange(1, MAX_COUNT), required=True,
+@click.option("--budget-chars", type=click.IntRange(1, MAX_COUNT), default=None,
               help="Training characters each run may spend (memo hits are free).")
+@click.option("--budget-seconds", type=click.FloatRange(min=0, min_open=True), default=None, callback=finite_float,
+              help="Instead of --budget-chars: wall-clock seconds each run may spend; the methods are judged by the best "
+                   "held-out loss at --target-chars against time (fastrnn.tuning.race).")
+@click.option("--target-chars", type=click.IntRange(40, MAX_COUNT), default=None,
+              help=f"With --budget-seconds: the training length the answer is judged at [{DEFAULT_TRAIN_CHARS:,}].")
+@click.option("--min-chars", type=click.IntRange(40, MAX_COUNT), default=None,
+              help="With --budget-seconds: the first rung of the multi-fidelity methods [target / eta**3, at least 40].")
+@click.option("--eta", type=click.IntRange(2, MAX_COUNT), default=3, show_default=True,
+              help="With --budget-seconds: the rungs' growth factor (multi-fidelity methods).")
 @click.option("--train-chars", type=click.IntRange(1, MAX_COUNT), default=None,
               help=f"Characters of training text per network while tuning [{DEFAULT_TRAIN_CHARS:,}].")
 @click.option("--heldout-chars", type=click.IntRange(MIN_HELDOUT_CHARS, MAX_COUNT), default=DEFAULT_HELDOUT_CHARS,
@@ -312,14 +321,24 @@ def _resumed_evaluation(run, path: str, given: Evaluation) -> Evaluation:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Folder for run files, best_so_far.png, summary.json and report.md (an existing one is resumed).")
 @common_options
-def compare_command(methods, repeats, budget_chars, train_chars, heldout_chars, beta, final_factor, threads, out_dir,
-                    corpus, backend, seed, dtype, quiet):
+def compare_command(methods, repeats, budget_chars, budget_seconds, target_chars, min_chars, eta, train_chars,
+                    heldout_chars, beta, final_factor, threads, out_dir, corpus, backend, seed, dtype, quiet):
     """Tune with several methods from several seeds at equal budget; report the held-out losses."""
     from fastrnn.tuning import compare
 
     if not is_default("seed"):
         raise click.BadParameter("compare tunes each method from seeds 0 to --repeats - 1, a run file each; "
                                  "drop --seed", param_hint="--seed")
+    if (budget_chars is None) == (budget_seconds is None):
+        raise click.BadParameter("give one budget: --budget-chars (equal training) or --budget-seconds (equal wall-clock "
+                                 "time)", param_hint="--budget-chars")
+    if budget_seconds is not None:
+        _race(methods, repeats, budget_seconds, target_chars, min_chars, eta, train_chars, heldout_chars, beta, threads,
+              out_dir, corpus, backend, dtype, quiet)
+        return
+    for flag, value in (("--target-chars", target_chars), ("--min-chars", min_chars)):
+        if value is not None:
+            raise click.BadParameter("applies to --budget-seconds (a race at equal time)", param_hint=flag)
     names = [name.strip() for name in methods.split(",") if name.strip()]
     unknown = [name for name in names if name not in compare.METHOD_SETTINGS]
     if not names or unknown:
@@ -355,4 +374,50 @@ def compare_command(methods, repeats, budget_chars, train_chars, heldout_chars, 
         raise click.UsageError(str(exc)) from None
     finally:
         bars.close()
+    click.echo(report)
+
+
+def _race(methods, repeats, budget_seconds, target_chars, min_chars, eta, train_chars, heldout_chars, beta, threads,
+          out_dir, corpus, backend, dtype, quiet):
+    """`compare --budget-seconds`: every method for the same wall-clock time (fastrnn.tuning.race)."""
+    from fastrnn.objective.settings import HeldoutSettings
+    from fastrnn.tuning import race
+
+    if train_chars is not None:
+        raise click.BadParameter("a race judges every method at --target-chars; give that instead",
+                                 param_hint="--train-chars")
+    names = [name.strip() for name in methods.split(",") if name.strip()]
+    unknown = [name for name in names if name not in race.race_methods()]
+    if not names or unknown:
+        raise click.BadParameter(f"unknown method {unknown[0] if unknown else ''!r}; valid: "
+                                 f"{', '.join(race.race_methods())}", param_hint="--methods")
+    target = DEFAULT_TRAIN_CHARS if target_chars is None else target_chars
+    first = max(40, target // eta**3) if min_chars is None else min_chars
+    if first > target:
+        raise click.BadParameter(f"--min-chars {first:,} is above --target-chars {target:,}: the rungs would not fit",
+                                 param_hint="--min-chars")
+    for name in names:
+        if name in ("tpe", race.ANCHOR):
+            try:
+                METHOD_TABLE["tpe"].algorithm.check_available()
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--methods") from None
+    objective = HeldoutSettings(corpus=corpus, train_chars=target, heldout_chars=heldout_chars, beta=beta, dtype=dtype)
+    settings = race.RaceSettings(objective=objective, budget_seconds=budget_seconds, min_chars=first, eta=eta,
+                                 threads=threads, backend=backend.name)
+    make_out_dir(out_dir)
+    command = "fastrnn compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "fastrnn compare"
+
+    def progress(label):
+        if not quiet:
+            click.echo(f"race: {label} ({budget_seconds:g} s)", err=True)
+
+    try:
+        report = race.race(settings, names, out_dir, repeats=repeats, command=command, progress=progress)
+    except RunFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="--corpus") from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo(report)

@@ -10,7 +10,7 @@ import pytest
 from fastrnn.network.corpus import Corpus
 from fastrnn.objective.function import Objective
 from fastrnn.objective.settings import HeldoutSettings
-from fastrnn.tuning.optuna_anchor import anchor_curve, rung_chars, run_optuna_hyperband
+from fastrnn.tuning.optuna_anchor import anchor_curve, run_optuna_hyperband, rung_chars
 
 from helpers import synthetic_text
 

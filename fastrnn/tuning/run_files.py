@@ -249,6 +249,9 @@ def run_is_finished(run: RunFile, max_steps: int | None = None, budget_chars: in
     if status == Status.MAX_STEPS:
         return max_steps is None or run.result["nit"] >= max_steps
     if status == Status.BUDGET:
+        ended_within = run.result.get("budget_seconds")
+        if budget_seconds is not None and ended_within is not None and budget_seconds <= ended_within:
+            return True  # the time it had is spent (or too short for its next batch): the same or less ends it again
         spent = spent_since_start(run.result["counters"], run.settings, run.result.get("elapsed"))
         cost = {**(first_step_cost(run) or {}), "seconds": run.result.get("step_seconds") or 0.0}
         return budget_spent(spent, cost, dict(budget_chars=budget_chars, budget_trainings=budget_trainings,

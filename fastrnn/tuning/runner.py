@@ -397,6 +397,7 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
             type="result", x=result.x.tolist(), fun=result.fun, nit=result.nit, nfev=result.nfev,
             status=result.status, message=result.message, counters=F.counters.as_dict(),
             seconds=time.perf_counter() - started, elapsed=clock.elapsed(), step_seconds=step_seconds[0],
+            **({"budget_seconds": budget["budget_seconds"]} if budget["budget_seconds"] is not None else {}),
         ))
     return result
 
