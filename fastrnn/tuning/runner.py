@@ -77,6 +77,10 @@ HELDOUT_SETTINGS = {
 }
 
 
+#: A time budget's batches are predicted this much longer than the measured speed says.
+TIME_MARGIN = 1.25
+
+
 def default_method(F: Objective) -> str:
     """The method ``fastrnn tune`` uses when none is given.
 
@@ -324,21 +328,35 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
 
     own_hook = F.before_training
 
+    # The speed a time budget predicts batches from: per thread, in multiply-adds per second, as
+    # a batch's time is about max(its share of the threads, its largest network) of work.
+    measured = {"work": 0.0, "seconds": 0.0, "pending": None}
+    threads = F.threads or 1
+
+    def work(specs) -> float:
+        costs = [spec.cost for spec in specs]
+        return max(sum(costs) / threads, max(costs))
+
     def guard(specs) -> None:
         """Before a batch of new trainings: stop once the budget is spent, or when the batch would
         overrun the time budget (predicted from the speed measured so far); the step is dropped."""
         if own_hook is not None:
             own_hook(specs)
+        if measured["pending"] is not None:  # the previous batch has ended: its time is known
+            done, seconds_before = measured["pending"]
+            measured["work"] += done
+            measured["seconds"] += F.counters.seconds - seconds_before
+            measured["pending"] = None
         if spent() is not None or _overruns(specs):
             raise StopOptimization(Status.BUDGET)
+        measured["pending"] = (work(specs), F.counters.seconds)
 
     def _overruns(specs) -> bool:
-        if budget["budget_seconds"] is None or not F.counters.training_cost or F.counters.seconds <= 0:
+        if budget["budget_seconds"] is None or measured["work"] <= 0 or measured["seconds"] <= 0:
             return False
-        speed = F.counters.training_cost / F.counters.seconds  # multiply-adds per second, as batches ran
-        threads = F.threads or 1
-        # a batch takes its share of the machine, or its largest network on one thread, if longer
-        predicted = max(sum(spec.cost for spec in specs), max(spec.cost for spec in specs) * threads) / speed
+        # a margin: large networks run fewer multiply-adds a second than small ones (their weights
+        # leave the cache), so a batch of them takes longer than the speed measured so far says
+        predicted = TIME_MARGIN * work(specs) / (measured["work"] / measured["seconds"])
         return clock.elapsed() + predicted > budget["budget_seconds"]
 
     # What step 0 cost: a gradient run does not start a step once less than that is left of its
