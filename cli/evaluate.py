@@ -89,6 +89,13 @@ def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, 
         raise click.UsageError(str(exc)) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    diverged = F.counters.trainings_diverged
+    if diverged and not quiet:
+        threshold = "" if F.definition.divergence_threshold(F.corpus.vocab_size) == math.inf else (
+            f", or held-out loss above ln V = {F.definition.divergence_threshold(F.corpus.vocab_size):.4g}")
+        click.echo(f"warning: {diverged} of {F.counters.trainings_run} trainings diverged (loss not finite{threshold}); "
+                   f"each is worth {F.diverged_value:.4g}, so the gradient shows a plateau or a cliff there, not a slope",
+                   err=True)
     magnitude = float(np.linalg.norm(g))
     emit_json(dict(point=list(point), gradient=g.tolist(), magnitude=magnitude,
                     gradient_paper_units=(g * 1e-8).tolist(), magnitude_paper_units=magnitude * 1e-8,

@@ -242,7 +242,7 @@ def test_budget_counts_only_the_runs_training_and_leaves_the_objective_usable(sm
 def test_tune_restores_the_objectives_own_hook(small_corpus):
     F = _budget_F(small_corpus)
 
-    def own():
+    def own(specs):
         pass
 
     F.before_training = own
@@ -316,3 +316,71 @@ def test_cli_resumes_a_run_from_another_directory(tmp_path, small_corpus, monkey
                                     prog_name="fastrnn")
         assert result.exit_code == 0, result.output
     assert read_run(run_dir / "r.jsonl").result["nit"] == 5
+
+
+def _heldout_F(corpus):
+    return Objective(corpus, beta=4, train_chars=600, heldout_chars=1000, threads=2)
+
+
+@pytest.mark.parametrize("method", ["gd", "newton"])
+def test_a_budget_does_not_start_a_step_it_cannot_finish(small_corpus, tmp_path, method):
+    # issue 22, item 4: `--method gd --beta 4 --budget-trainings 48` trained 48 networks and
+    # returned the start: step 1's 16 trainings were spent and the step dropped
+    out = tmp_path / "run.jsonl"
+    F = _heldout_F(small_corpus)
+    tune(F, method, seed=0, max_steps=0)
+    step_cost = F.counters.trainings_run  # step 0: the start's value and gradient
+    budget = step_cost + step_cost // 2  # room for half a step more
+    F = _heldout_F(small_corpus)
+    result = tune(F, method, seed=0, budget_trainings=budget, out=out)
+    assert result.status == 5 and result.nit == 0
+    assert F.counters.trainings_run == step_cost  # nothing trained and thrown away
+    assert f"{budget - step_cost} trainings left cannot pay for another step" in result.message
+    run = read_run(out)
+    assert run.result["counters"] == run.records[-1]["counters"]
+    again = tune(_heldout_F(small_corpus), method, seed=0, budget_trainings=budget, out=out, resume=True)
+    assert again.nit == 0 and again.message == result.message  # finished for this budget
+    # a budget of two steps takes one, and resuming with it reaches the same answer
+    more = tune(_heldout_F(small_corpus), method, seed=0, budget_trainings=2 * step_cost, max_steps=3, out=out,
+                resume=True)
+    straight = tune(_heldout_F(small_corpus), method, seed=0, budget_trainings=2 * step_cost, max_steps=3)
+    assert more.nit == straight.nit >= 1
+    assert more.x.tolist() == straight.x.tolist() and more.fun == straight.fun
+
+
+class _FakeClock:
+    """time.perf_counter advancing by ``tick`` seconds a call: a time budget tested without timing."""
+
+    def __init__(self, tick=0.25):
+        self.now, self.tick = 1000.0, tick
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
+@pytest.mark.parametrize("method", ["random", "gd"])
+def test_a_time_budget_ends_the_run_within_it_and_resumes_with_more(small_corpus, tmp_path, monkeypatch, method):
+    import time as time_module
+
+    monkeypatch.setattr(time_module, "perf_counter", _FakeClock())
+    out = tmp_path / "run.jsonl"
+    result = tune(_heldout_F(small_corpus), method, seed=0, budget_seconds=30.0, out=out)
+    assert result.status == 5
+    run = read_run(out)
+    assert run.settings["budget_seconds"] == 30.0
+    elapsed = [record["elapsed"] for record in run.records]
+    # each batch is predicted from the speed measured so far: the run ends within the budget, up to
+    # the few clock reads of bookkeeping after its last batch
+    assert elapsed == sorted(elapsed) and 0 < run.result["elapsed"] <= 30.0 + 4 * 0.25
+    again = tune(_heldout_F(small_corpus), method, seed=0, budget_seconds=30.0, out=out, resume=True)
+    assert again.nit == result.nit  # finished for this budget
+    more = tune(_heldout_F(small_corpus), method, seed=0, budget_seconds=60.0, out=out, resume=True)
+    assert more.nit > result.nit
+    assert 30.0 < read_run(out).result["elapsed"] <= 60.0 + 4 * 0.25  # the earlier session's time counts
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "inf", "soon"])
+def test_budget_seconds_must_be_a_positive_number(bad):
+    result = CliRunner().invoke(cli, ["tune", "--budget-seconds", bad, "--steps", "1"])
+    assert result.exit_code == 2 and "--budget-seconds" in result.output and "Traceback" not in result.output

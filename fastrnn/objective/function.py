@@ -33,10 +33,15 @@ numbers); F is then bilinear inside each integer cell, and :meth:`Objective.cell
 its exact partials along h and s. ``noise="fresh"`` draws new seeds for every corner of every
 evaluation from a generator seeded with ``seed``, as the paper did: noisy, but reproducible.
 
-A run that diverges (its loss or weights stop being finite) is worth ``diverged_value``: 1e6 for
-the paper's objective (as its penalty); for the held-out objective, twice the loss of a uniform
-guess (2 ln V nats): worse than any network that learned anything, yet on the scale of real
-values, so that interpolation and derivatives near a diverging learning rate stay meaningful.
+A run that diverges is worth ``diverged_value`` and counted in ``counters.trainings_diverged``.
+For the paper's objective a run diverges when its loss or weights stop being finite, and is worth
+1e6 (as its penalty). For the held-out objective a run also diverges when its held-out loss is
+above ln V, the loss of a uniform guess over the V characters: its weights blew up (a learning
+rate too large for its size: 412 nats per character at (400, 25, 1.0) on the built-in corpus) and
+it does worse than a network that learned nothing; it is worth ln V, as much as a network that
+learned nothing. A run's value is then min(loss, ln V): continuous where a network starts to blow
+up, and one blown-up network, however large its loss, cannot pose as a gradient or drown the
+average of its replicas.
 
 Example::
 
@@ -63,7 +68,7 @@ from ..network.model import STATUS_DIVERGED
 from ..optimize.problem import Problem
 from ..running.executors import RunOutcome, make_executor
 from ..running.memory import batch_bytes, check_memory
-from .paper import INSANITY_PENALTY, PAPER_BOUNDS, SANE_RANGES, sanity_penalty
+from .paper import INSANITY_PENALTY, PAPER_BOUNDS, SANE_BOX, SANE_RANGES, sanity_penalty
 from .settings import (
     DEFAULT_TRAIN_CHARS,
     KINDS,
@@ -73,7 +78,7 @@ from .settings import (
     ObjectiveSettings,
     make_settings,
 )
-from .space import Space, get_space
+from .space import Space, SpaceView, get_space
 
 
 @dataclass
@@ -88,6 +93,9 @@ class Counters:
     #: Characters of training text read: updates x sequence length, summed over trainings run
     #: (what a tuning run is charged; trainings served by the memo are free).
     training_chars: int = 0
+    #: Multiply-adds of the trainings run (:attr:`fastrnn.backends.RunSpec.cost`): with ``seconds``,
+    #: the machine's measured speed, from which a time budget predicts a batch's time.
+    training_cost: int = 0
     seconds: float = 0.0
 
     @property
@@ -172,9 +180,11 @@ class Objective(Problem):
         self.definition: ObjectiveSettings = definition.resolved(self.corpus.vocab_size)
         self.space: Space = get_space(self.definition.space)
         self.counters = Counters()
-        #: Called before every batch of new trainings (memo hits do not call it); it may raise to
-        #: stop a run (:func:`fastrnn.tuning.tune` sets its training budget's guard here).
-        self.before_training: Callable[[], None] | None = None
+        self._divergence_threshold = self.definition.divergence_threshold(self.corpus.vocab_size)
+        #: Called with the RunSpecs of every batch of new trainings before it trains (memo hits do
+        #: not call it); it may raise to stop a run (:func:`fastrnn.tuning.tune` sets its budget's
+        #: guard here).
+        self.before_training: Callable[[list], None] | None = None
         self._memo: dict[tuple, float] = {}
         # Part of every memo key, so a value is never served for other settings.
         self._memo_scope = (json.dumps(self.settings()), self.backend.name)
@@ -273,8 +283,24 @@ class Objective(Problem):
 
     @property
     def bounds(self) -> tuple:
-        """The box outside which the quasi-Newton methods take a fallback step (the paper's)."""
-        return PAPER_BOUNDS
+        """The box to search, as (low, high) per hyperparameter, in (h, s, l).
+
+        The held-out objective: the sane box (20..800, 5..40, 1e-4..1), where no corner is
+        penalised, so ``scipy.optimize.minimize(F, x0, bounds=F.bounds)`` or a sampler searches
+        trained networks only. The paper's objective: the paper's own quasi-Newton fallback box,
+        whose learning-rate floor is 1e-6 (``reproduce`` runs BFGS and DFP with it).
+        """
+        return PAPER_BOUNDS if self.kind == "paper" else SANE_BOX
+
+    def log_space(self) -> SpaceView:
+        """F as a plain function of z = (log2 h, log2 s, log10 l), for SciPy, Optuna or your own code.
+
+        The view is callable on z, has ``bounds`` (the sane box in z), ``initial_point(seed)``,
+        ``to_point(z)`` (z back to (h, s, l)) and ``value_and_grad(z)`` ((F, gradient in z), with
+        exact corner differences along h and s: ``jac=True`` for ``scipy.optimize.minimize``).
+        One step of 1 doubles h or s or multiplies l by ten: the scale on which F changes.
+        """
+        return SpaceView(self, "log")
 
     @property
     def memo_size(self) -> int:
@@ -335,14 +361,14 @@ class Objective(Problem):
                 missing[key] = None
         if not missing:
             return
-        if self.before_training is not None:
-            self.before_training()
         specs = [
             RunSpec(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.updates(seq_length), self.dtype)
             for *_scope, hidden, seq_length, learning_rate, seed in missing
         ]
         for spec in specs:
             self.corpus.require_length(spec.seq_length)
+        if self.before_training is not None:
+            self.before_training(specs)
         if self.executor.name == "threads":  # a cluster's workers check their own memory
             check_memory(batch_bytes([(spec.hidden, spec.seq_length, spec.vocab_size, spec.dtype) for spec in specs],
                                      self.threads),
@@ -351,17 +377,22 @@ class Objective(Problem):
         heldout = None if self.heldout is None else self.heldout.data
         outcomes = self.executor.run(self.backend, self.corpus.data, specs, heldout=heldout)
         for key, spec, outcome in zip(missing, specs, outcomes):
-            self._memo[key] = self._run_value(outcome)
+            value = self._run_value(outcome)
+            self._memo[key] = self.diverged_value if value is None else value
             self.counters.trainings_run += 1
             self.counters.training_steps += outcome.steps
             self.counters.training_chars += outcome.steps * spec.seq_length
-            self.counters.trainings_diverged += outcome.status == STATUS_DIVERGED
+            self.counters.training_cost += outcome.steps * spec.step_cost
+            self.counters.trainings_diverged += value is None
 
-    def _run_value(self, outcome: RunOutcome) -> float:
+    def _run_value(self, outcome: RunOutcome) -> float | None:
+        """The run's value, or None if it diverged (see the module docstring)."""
         if outcome.status == STATUS_DIVERGED:
-            return self.diverged_value
+            return None
         value = self.definition.run_value(outcome)
-        return value if value is not None and math.isfinite(value) else self.diverged_value
+        if value is None or not math.isfinite(value) or value > self._divergence_threshold:
+            return None
+        return value
 
     def _corner_value(self, spec) -> float:
         if spec is None:

@@ -10,6 +10,8 @@ import numpy as np
 
 #: (lower, upper, centre) of the sane range of (hidden size, sequence length, learning rate).
 SANE_RANGES = ((20, 800, 410.0), (5, 40, 25.0), (1e-4, 1.0, 0.5))
+#: The sane box as (low, high) pairs: where no corner of F is penalised.
+SANE_BOX = tuple((low, high) for low, high, _ in SANE_RANGES)
 #: Added to the value of a corner for each hyperparameter outside its sane range.
 INSANITY_PENALTY = 1e6
 #: The sane box as the paper's quasi-Newton fallback checks it (its learning-rate floor there

@@ -141,6 +141,11 @@ class ObjectiveSettings:
     def default_diverged_value(self, vocab_size: int) -> float:
         raise NotImplementedError
 
+    def divergence_threshold(self, vocab_size: int) -> float:
+        """A finished run whose value is above this counts as diverged (besides a non-finite loss or
+        weights): it is worth ``diverged_value`` and counted in ``trainings_diverged``."""
+        return math.inf
+
     def resolved(self, vocab_size: int) -> ObjectiveSettings:
         """These settings with every default filled in (the diverged value needs the vocabulary)."""
         if self.diverged_value is not None:
@@ -266,7 +271,13 @@ class HeldoutSettings(ObjectiveSettings):
         return parts.train, parts.heldout
 
     def default_diverged_value(self, vocab_size):
-        return 2.0 * math.log(vocab_size)  # twice a uniform guess's loss
+        # a network that blew up is worth no more than one that learned nothing: a uniform guess
+        return math.log(vocab_size)
+
+    def divergence_threshold(self, vocab_size):
+        # worse than a uniform guess on held-out text: the weights blew up (at (400, 25, 1.0) on the
+        # built-in corpus, 412 nats per character), which no amount of training mends
+        return math.log(vocab_size)
 
     def updates(self, seq_length):
         if self.alpha is not None:

@@ -29,6 +29,8 @@ from ..optimize.problem import Problem
 SPACES = ("log", "linear")
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
+#: The difference step along the learning rate in z of :meth:`SpaceView.value_and_grad` (decades).
+DEFAULT_LR_STEP = 0.05
 
 
 class Space(NamedTuple):
@@ -128,6 +130,17 @@ class SpaceView(Problem):
     def initial_point(self, seed) -> np.ndarray:
         """The objective's own start, in z (for the held-out objective: uniform in the sane box in z)."""
         return self.space.from_point(self.F.initial_point(seed, self.space))
+
+    def to_point(self, z) -> np.ndarray:
+        """(h, s, l) of z."""
+        return self.space.to_point(z)
+
+    def value_and_grad(self, z, step: float = DEFAULT_LR_STEP, method: str = "forward") -> tuple[float, np.ndarray]:
+        """(F, gradient in z) for gradient-based code (``scipy.optimize.minimize(view.value_and_grad,
+        z0, jac=True, bounds=view.bounds)``): exact corner differences along h and s, a difference of
+        ``step`` in z along l (0.05 decades by default: 1e-8 would measure Adagrad's chaos, not F)."""
+        value, gradient = self.value_and_gradient(np.asarray(z, dtype=float), step, method)
+        return float(value), gradient
 
     def value_and_gradient(self, z, h, method, f0=None, diagnostics=None, evaluate=None):
         """(F, gradient in z): exact corner differences along h and s (common noise), a finite

@@ -81,7 +81,9 @@ the curvature, then 1 (forward) or 2 (central), in 3 to 6 batches.
 Diagnostics per component (the ``diagnostics`` dict argument): ``noise``
 eps_i, ``step`` h_i, ``curvature`` mu_i (NaN if none accepted), ``snr``
 = |g_i| h_i / eps_i (how many noise levels the difference spans; below
-about 10 the component is mostly noise), ``noise_status`` (ECnoise's
+about 10 the component is mostly noise; NaN where no noise was detected,
+since a ratio to the rounding level says nothing: a jump, such as a
+network that blows up, then looks like a signal 1e13 noise levels high), ``noise_status`` (ECnoise's
 inform: 1 detected, 2 h too small, 3 h too large) and ``curvature_status``
 ("a", "b", "agree" or "none").
 """

@@ -147,7 +147,8 @@ def auto_gradient(evaluate: Callable, x: np.ndarray, method: str) -> tuple[float
         noise=noise.tolist(),
         step=steps.tolist(),
         curvature=curvature.tolist(),
-        snr=(np.abs(grad) * steps / noise).tolist(),
+        # measured against a detected noise level only (see calculus's docstring)
+        snr=np.where(status == NOISE_DETECTED, np.abs(grad) * steps / noise, np.nan).tolist(),
         noise_status=[int(v) for v in status],
         curvature_status=curvature_status,
     )
