@@ -214,7 +214,7 @@ def _deliver_network(F, point, run_path: str | None, quiet: bool) -> None:
         return
     path = model_path_for(run_path)
     try:
-        network = deliver(F, point, path)
+        network = deliver(F, point, path, run_path)
     except CheckpointError as exc:
         raise click.BadParameter(f"{exc}; the run file is complete, so --resume {run_path} saves the network "
                                  "once the folder can be written", param_hint="--out") from None

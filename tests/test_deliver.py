@@ -75,3 +75,18 @@ def test_a_folder_that_cannot_take_the_network_is_one_line_and_the_run_is_kept(t
     resumed = invoke(["tune", "--resume", str(out)], paper=False)  # finished: only the network is saved
     assert resumed.exit_code == 0, resumed.output
     assert load_model(tmp_path / "run.npz").state.hidden > 0 and "fastrnn sample" in resumed.stderr
+
+
+def test_the_delivered_network_trains_on_like_the_runs_best_trial(tmp_path):
+    out = tmp_path / "run.jsonl"
+    assert invoke(["tune", "--method", "random", "--steps", "2", *ARGS, "--out", str(out), "--quiet"],
+                  paper=False).exit_code == 0
+    longer = ["--train-chars", "6000", "--quiet"]
+    resumed = invoke(["train", "--resume", str(tmp_path / "run.npz"), *longer, "--save", str(tmp_path / "a.npz")],
+                     paper=False)
+    assert resumed.exit_code == 0, resumed.output
+    from_run = invoke(["train", "--from-run", str(out), *longer, "--save", str(tmp_path / "b.npz")], paper=False)
+    assert from_run.exit_code == 0, from_run.output
+    assert json.loads(resumed.stdout)["heldout_nats_per_char"] == json.loads(from_run.stdout)["heldout_nats_per_char"]
+    a, b = load_model(tmp_path / "a.npz"), load_model(tmp_path / "b.npz")
+    assert np.array_equal(a.state.params, b.state.params) and np.array_equal(a.state.memory, b.state.memory)

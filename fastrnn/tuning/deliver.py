@@ -15,7 +15,9 @@ scored: its held-out loss is the run's F, bit for bit.
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,14 +87,31 @@ def best_network(F: Objective, point) -> tuple[RunSpec, TrainState, float]:
     return specs[best], states[best], float(losses[best])
 
 
-def deliver(F: Objective, point, path: str) -> DeliveredNetwork:
+def deliver(F: Objective, point, path: str, run_path: str | None = None) -> DeliveredNetwork:
     """Train the best network behind F at ``point`` (:func:`best_network`) and save it to ``path``
-    (a ``.npz`` model file, written atomically); CheckpointError if it cannot be written."""
+    (a ``.npz`` model file, written atomically, that `fastrnn train --resume` continues on F's
+    split and `fastrnn sample` reads); CheckpointError if it cannot be written."""
     spec, state, loss = best_network(F, point)
-    save_model(path, state, F.corpus.vocab, F.source_corpus.name)
+    info = dict(
+        corpus=F.source_corpus.name, corpus_fingerprint=F.source_corpus.fingerprint,
+        train_fingerprint=F.corpus.fingerprint, objective=F.definition.record(), target_steps=spec.steps,
+        eval_every=0, checkpoint_every=0, checkpoint_stem=os.path.splitext(os.path.basename(path))[0],
+        checkpoint_dir=None, backend=F.backend.name, heldout_nats_per_char=loss, curve=[], seconds=0.0,
+        fastrnn_version=_version(),
+        from_run=dict(run=run_path, point=[float(v) for v in point], value=loss, objective=F.kind, beta=F.beta,
+                      noise=F.noise, seed=spec.seed, dtype=F.dtype, steps=spec.steps, whole=True),
+    )
+    save_model(path, state, F.corpus.vocab, F.source_corpus.name, info=info)
     return DeliveredNetwork(path=str(path), hidden=spec.hidden, seq_length=spec.seq_length,
                             learning_rate=spec.learning_rate, seed=spec.seed, nats_per_char=loss,
                             train_chars=spec.steps * spec.seq_length)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("fastrnn")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def model_path_for(run_path: str) -> str:
