@@ -10,7 +10,6 @@ one-line click error (exit 2) raised before anything is trained or written.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import math
 import os
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 import click
 from click.core import ParameterSource
 
+import fastrnn
 from fastrnn.backends import BackendUnavailable, check_backend_dtype, get_backend
 from fastrnn.network.checkpoint import CheckpointError, check_writable_folder, load_model
 from fastrnn.network.corpus import Corpus, CorpusError
@@ -69,15 +69,8 @@ class Plan:
             backend=self.backend.name, heldout_nats_per_char=None if point is None else point.heldout_nats,
             curve=[p.record() for p in self.curve],
             seconds=point.seconds if point is not None else self.curve[-1].seconds if self.curve else self.seconds,
-            fastrnn_version=fastrnn_version(), from_run=self.from_run,
+            fastrnn_version=fastrnn.__version__, from_run=self.from_run,
         )
-
-
-def fastrnn_version() -> str:
-    try:
-        return importlib.metadata.version("fastrnn")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def explicit(name: str) -> bool:

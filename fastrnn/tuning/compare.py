@@ -151,7 +151,7 @@ def _final_checks(corpus, settings, train_chars, runs, repeats, beta) -> dict:
     return final
 
 
-def _stats(values) -> dict:
+def median_range(values) -> dict:
     values = [v for v in values if np.isfinite(v)]
     if not values:
         return dict(median=None, low=None, high=None)
@@ -170,15 +170,15 @@ def _summary(runs, final, methods, repeats, budget_chars, template, final_factor
     for method in methods:
         mine = [runs[method, seed] for seed in range(repeats)]
         per_method[method] = dict(
-            best={f"{int(f * 100)}%": _stats([best_at(run, f * budget_chars) for run in mine]) for f in FRACTIONS},
-            final=_stats([final[f"{method}/{seed}"]["value"] for seed in range(repeats)]),
+            best={f"{int(f * 100)}%": median_range([best_at(run, f * budget_chars) for run in mine]) for f in FRACTIONS},
+            final=median_range([final[f"{method}/{seed}"]["value"] for seed in range(repeats)]),
             final_points=[final[f"{method}/{seed}"]["point"] for seed in range(repeats)],
             final_values=[final[f"{method}/{seed}"]["value"] for seed in range(repeats)],
-            chars_spent=_stats([run.records[-1]["counters"]["training_chars"] for run in mine]),
-            trainings=_stats([run.records[-1]["counters"]["trainings_run"] for run in mine]),
-            seconds=_stats([run.result["seconds"] if run.result else float("nan") for run in mine]),
+            chars_spent=median_range([run.records[-1]["counters"]["training_chars"] for run in mine]),
+            trainings=median_range([run.records[-1]["counters"]["trainings_run"] for run in mine]),
+            seconds=median_range([run.result["seconds"] if run.result else float("nan") for run in mine]),
             # CPU seconds of this process (all threads) while the run was computed (tuning only)
-            cpu_seconds=_stats([cpu.get(f"{method}/{seed}", float("nan")) for seed in range(repeats)]),
+            cpu_seconds=median_range([cpu.get(f"{method}/{seed}", float("nan")) for seed in range(repeats)]),
         )
     return dict(command=command, corpus=template.source_corpus.name, corpus_chars=len(template.source_corpus),
                 vocab_size=template.corpus.vocab_size, heldout=template.heldout.name, heldout_chars=len(template.heldout),
@@ -188,7 +188,7 @@ def _summary(runs, final, methods, repeats, budget_chars, template, final_factor
                 seconds=seconds)
 
 
-def _fmt(stats: dict, digits: int = 3) -> str:
+def format_stats(stats: dict, digits: int = 3) -> str:
     if stats["median"] is None:
         return "-"
     return f"{stats['median']:.{digits}f} ({stats['low']:.{digits}f}-{stats['high']:.{digits}f})"
@@ -214,7 +214,8 @@ def report(summary: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for method, m in s["methods"].items():
-        lines.append(f"| {method} | {_fmt(m['best']['25%'])} | {_fmt(m['best']['50%'])} | {_fmt(m['best']['100%'])} | "
+        lines.append(f"| {method} | {format_stats(m['best']['25%'])} | {format_stats(m['best']['50%'])} | "
+                     f"{format_stats(m['best']['100%'])} | "
                      f"{m['trainings']['median']:.0f} | {m['seconds']['median']:.0f} s | {_seconds(m.get('cpu_seconds'))} |")
     lines += [
         "", f"## Final check: the final point trained on {s['final_train_chars']:,} characters "
@@ -227,7 +228,7 @@ def report(summary: dict) -> str:
         values = m["final_values"]
         wins = f"{sum(v < s['defaults']['value'] for v in values)}/{len(values)}"
         points = "; ".join(f"({p[0]:.0f}, {p[1]:.0f}, {p[2]:.3g})" for p in m["final_points"])
-        lines.append(f"| {method} | {_fmt(m['final'])} | {wins} | {points} |")
+        lines.append(f"| {method} | {format_stats(m['final'])} | {wins} | {points} |")
     lines += ["", "Method settings: " + "; ".join(f"{k}: {v or 'defaults'}" for k, v in s["method_settings"].items()),
               "", "![best so far](best_so_far.png)", ""]
     return "\n".join(lines) + "\n"

@@ -15,12 +15,13 @@ scored: its held-out loss is the run's F, bit for bit.
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
+
+import fastrnn
 
 from ..backends import RunSpec
 from ..network.checkpoint import save_model
@@ -97,7 +98,7 @@ def deliver(F: Objective, point, path: str, run_path: str | None = None) -> Deli
         train_fingerprint=F.corpus.fingerprint, objective=F.definition.record(), target_steps=spec.steps,
         eval_every=0, checkpoint_every=0, checkpoint_stem=os.path.splitext(os.path.basename(path))[0],
         checkpoint_dir=None, backend=F.backend.name, heldout_nats_per_char=loss, curve=[], seconds=0.0,
-        fastrnn_version=_version(),
+        fastrnn_version=fastrnn.__version__,
         from_run=dict(run=run_path, point=[float(v) for v in point], value=loss, objective=F.kind, beta=F.beta,
                       noise=F.noise, seed=spec.seed, dtype=F.dtype, steps=spec.steps, whole=True),
     )
@@ -105,13 +106,6 @@ def deliver(F: Objective, point, path: str, run_path: str | None = None) -> Deli
     return DeliveredNetwork(path=str(path), hidden=spec.hidden, seq_length=spec.seq_length,
                             learning_rate=spec.learning_rate, seed=spec.seed, nats_per_char=loss,
                             train_chars=spec.steps * spec.seq_length)
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("fastrnn")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def model_path_for(run_path: str) -> str:

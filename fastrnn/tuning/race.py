@@ -40,6 +40,7 @@ from ..objective.function import Objective
 from ..objective.reference import ngram_reference
 from ..objective.settings import HeldoutSettings
 from ..optimize.methods import METHOD_TABLE
+from .compare import format_stats, median_range
 from .optuna_anchor import anchor_curve, run_optuna_hyperband
 from .run_files import read_run, run_is_finished
 from .runner import HELDOUT_SETTINGS, tune
@@ -175,23 +176,16 @@ def time_to_reach(curve, value: float) -> float:
     return math.inf
 
 
-def _stats(values) -> dict:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return dict(median=None, low=None, high=None, finite=0)
-    return dict(median=statistics.median(finite), low=min(finite), high=max(finite), finite=len(finite))
-
-
 def _summary(race_settings, methods, repeats, curves, costs, reference, reference_method, command) -> dict:
     budget = race_settings.budget_seconds
     per_method = {}
     for method in methods:
         mine = [curves[f"{method}/{seed}"] for seed in range(repeats)]
         per_method[method] = dict(
-            best={f"{int(f * 100)}%": _stats([best_at(c, f * budget) for c in mine]) for f in FRACTIONS},
+            best={f"{int(f * 100)}%": median_range([best_at(c, f * budget) for c in mine]) for f in FRACTIONS},
             final_values=[best_at(c, budget) for c in mine],
-            wall=_stats([costs[f"{method}/{seed}"]["wall"] for seed in range(repeats)]),
-            cpu=_stats([costs[f"{method}/{seed}"]["cpu"] for seed in range(repeats)]),
+            wall=median_range([costs[f"{method}/{seed}"]["wall"] for seed in range(repeats)]),
+            cpu=median_range([costs[f"{method}/{seed}"]["cpu"] for seed in range(repeats)]),
         )
     target = None
     if reference_method in per_method and per_method[reference_method]["best"]["100%"]["median"] is not None:
@@ -208,12 +202,6 @@ def _summary(race_settings, methods, repeats, curves, costs, reference, referenc
         ngram=dict(order=reference.best.order, smoothing=reference.best.smoothing, nats=reference.best.nats),
         methods=per_method,
     )
-
-
-def _fmt(stats: dict, digits: int = 3) -> str:
-    if stats["median"] is None:
-        return "-"
-    return f"{stats['median']:.{digits}f} ({stats['low']:.{digits}f}-{stats['high']:.{digits}f})"
 
 
 def race_report(summary: dict) -> str:
@@ -235,7 +223,8 @@ def race_report(summary: dict) -> str:
     for method, m in s["methods"].items():
         reach = m.get("time_to_reference")
         reach_text = "-" if reach is None else ("never (median)" if not math.isfinite(reach) else f"{reach:.0f} s")
-        lines.append(f"| {method} | {_fmt(m['best']['25%'])} | {_fmt(m['best']['50%'])} | {_fmt(m['best']['100%'])} | "
+        lines.append(f"| {method} | {format_stats(m['best']['25%'])} | {format_stats(m['best']['50%'])} | "
+                     f"{format_stats(m['best']['100%'])} | "
                      f"{reach_text} | {m['wall']['median']:.0f} | {m['cpu']['median']:.0f} |")
     if s["reference_value"] is not None:
         lines += ["", f"{s['reference_method']}'s median final loss: {s['reference_value']:.3f}."]
