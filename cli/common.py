@@ -61,11 +61,23 @@ def _is_number(text: str) -> bool:
         return False
     return True
 
+#: --corpus, as the command receives it: ``corpus_path`` (None: the built-in corpus), read by :func:`read_corpus`.
+corpus_option = click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False), default=None,
+                             help=f"UTF-8 training text. Default: {DEFAULT_CORPUS_DESCRIPTION}")
+
+
+def read_corpus(corpus_path):
+    """The text --corpus names (None: the built-in corpus); one line naming --corpus if it cannot be used."""
+    try:
+        return load_corpus(corpus_path)
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="--corpus") from None
+
+
 def common_options(func):
     """--corpus, --backend, --seed, --dtype and --quiet, shared by every command that trains."""
 
-    @click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False), default=None,
-                  help=f"UTF-8 training text. Default: {DEFAULT_CORPUS_DESCRIPTION}")
+    @corpus_option
     @click.option("--backend", type=click.Choice(BACKEND_NAMES), default=DEFAULT_BACKEND, show_default=True,
                   help="Training kernel.")
     @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Random seed.")
@@ -82,13 +94,10 @@ def common_options(func):
             check_backend_dtype(kwargs["backend"], kwargs["dtype"])
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--dtype") from None
-        if corpus_path is None and kwargs.get("resume") is not None:
-            kwargs["corpus"] = None  # `tune --resume` reads the run's own corpus from its file
+        if corpus_path is None and (kwargs.get("resume") is not None or kwargs.get("from_run") is not None):
+            kwargs["corpus"] = None  # `tune --resume`, `train --resume / --from-run` read the corpus a file names
             return func(*args, **kwargs)
-        try:
-            kwargs["corpus"] = load_corpus(corpus_path)
-        except CorpusError as exc:
-            raise click.BadParameter(str(exc), param_hint="--corpus") from None
+        kwargs["corpus"] = read_corpus(corpus_path)
         return func(*args, **kwargs)
 
     return wrapper

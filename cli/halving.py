@@ -19,7 +19,6 @@ from fastrnn.tuning.halving_plan import HalvingSettings, flags, settings_from_re
 from fastrnn.tuning.halving_store import CheckpointError, is_halving_file, read_halving
 from fastrnn.tuning.run_files import RunFileError
 
-from .common import finite_float
 from .objective_options import build_objective, resumed_settings
 from .progress import progress_bar
 
@@ -39,14 +38,10 @@ _TYPES = {
 
 
 def halving_options(func):
-    """The halving flags (from :class:`HalvingSettings`' fields) and ``--budget-seconds``; the
-    command receives ``halving_given`` ({field: value or None}) and ``budget_seconds``."""
+    """The halving flags (from :class:`HalvingSettings`' fields); the command receives
+    ``halving_given`` ({field: value or None}). ``--budget-seconds`` is tune's, for every method."""
     for name, (flag, _default) in reversed(FLAGS.items()):
         func = click.option(flag.name, name, type=_TYPES[flag.rule](flag), default=None, help=flag.help)(func)
-    func = click.option("--budget-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
-                        callback=finite_float,
-                        help="halving: wall-clock seconds for the whole run, the delivered network included "
-                             "(without --target-chars the top rung trains as long as it allows).")(func)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -60,13 +55,11 @@ def is_halving_run(method, resume) -> bool:
     return method == METHOD or (method is None and resume is not None and is_halving_file(resume))
 
 
-def refuse_halving_flags(halving_given: dict, budget_seconds) -> None:
+def refuse_halving_flags(halving_given: dict) -> None:
     """A halving flag given to another method: one line, exit 2."""
     for name, value in halving_given.items():
         if value is not None:
             raise click.BadParameter("is for --method halving", param_hint=FLAGS[name][0].name)
-    if budget_seconds is not None:
-        raise click.BadParameter("is for --method halving", param_hint="--budget-seconds")
 
 
 def run_halving(*, halving_given, budget_seconds, budget_chars, budget_trainings, out, force, resume, options,

@@ -5,7 +5,7 @@ Progress goes to stderr, only on a terminal and without ``--quiet``; results go 
 
 This module only assembles the group; each command group lives in its own module (tune.py:
 tune and compare; train.py: train and sample; evaluate.py: objective and gradient; bench.py;
-reproduce.py; corpus.py: corpus, backends and plot), their shared options in common.py and
+reproduce.py; corpus.py: corpus, backends and plot; ngram.py), their shared options in common.py and
 objective_options.py.
 """
 
@@ -15,7 +15,7 @@ import signal
 
 import click
 
-from . import bench, corpus, evaluate, reproduce, train, tune
+from . import bench, corpus, evaluate, ngram, reproduce, train, tune
 from .common import OneLineErrors
 
 
@@ -33,6 +33,7 @@ for command in (
     reproduce.reproduce_command,
     corpus.corpus_command, corpus.backends_command, corpus.plot_command,
     bench.bench_command,
+    ngram.ngram_command,
 ):
     cli.add_command(command)
 

@@ -36,14 +36,39 @@ _TYPES = {
 }
 
 
+def setting_option(name: str, help: str | None = None):
+    """The click option of one settings field (its flag, rule and help from the field's metadata),
+    None unless given: for a command that shares some of F's flags (`train` and `ngram` share the
+    split's). ``help`` replaces the field's own."""
+    flag, _, default = FLAGS[name]
+    shown = "" if help is not None or default is None or flag.help.endswith("].") else f" [{default}]"
+    return click.option(flag.name, name, type=_TYPES[flag.rule](flag), default=None,
+                        callback=finite_float if flag.rule == "fraction" else None, help=(help or flag.help) + shown)
+
+
+#: The held-out objective's fields that say which text is held out and how much of it is read.
+SPLIT_FIELDS = ("heldout_fraction", "heldout", "heldout_chars")
+
+
+def split_flags(func):
+    """The flags of the held-out split alone (--heldout-fraction, --heldout, --heldout-chars), for a
+    command that reads F's texts without training (``fastrnn ngram``); the command receives
+    ``settings_given`` as with :func:`setting_flags`, for :func:`build_settings`."""
+    for name in reversed(SPLIT_FIELDS):
+        func = setting_option(name)(func)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, settings_given={name: kwargs.pop(name) for name in SPLIT_FIELDS}, **kwargs)
+
+    return wrapper
+
+
 def setting_flags(func):
     """``--objective`` and one option per flagged settings field; the command receives ``kind``
     and ``settings_given``: {field: value} of the flags given (None where not given)."""
-    for name, (flag, kinds, default) in reversed(FLAGS.items()):
-        shown = "" if default is None or flag.help.endswith("].") else f" [{default}]"
-        func = click.option(flag.name, name, type=_TYPES[flag.rule](flag), default=None,
-                            callback=finite_float if flag.rule == "fraction" else None,
-                            help=flag.help + shown)(func)
+    for name in reversed(FLAGS):
+        func = setting_option(name)(func)
     func = click.option("--objective", "kind", type=click.Choice(KINDS), default=None,
                         help="heldout: mean cross-entropy per character on held-out text after training; "
                              "paper: the paper's smoothed training loss after --alpha updates [heldout].")(func)

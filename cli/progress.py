@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 from tqdm import tqdm
@@ -39,9 +40,12 @@ class TuneProgress:
     counts steps up to --steps, and :meth:`warning` says early how long that is heading for. A
     sampler's record shows the trial's own point and value beside the best so far."""
 
-    def __init__(self, max_steps: int, budget_chars: int | None, budget_trainings: int | None, counters_at_start):
+    def __init__(self, max_steps: int, budget_chars: int | None, budget_trainings: int | None, counters_at_start,
+                 budget_seconds: float | None = None):
         self.max_steps, self.start = max_steps, counters_at_start
-        if budget_chars is not None:
+        if budget_seconds is not None:  # the bar counts the run's own clock (its records' elapsed)
+            self.total, self.unit, self.counter = int(math.ceil(budget_seconds)), "s", "elapsed"
+        elif budget_chars is not None:
             self.total, self.unit, self.counter = budget_chars, "char", "training_chars"
         elif budget_trainings is not None:
             self.total, self.unit, self.counter = budget_trainings, "network", "trainings_run"
@@ -53,6 +57,8 @@ class TuneProgress:
     def position(self, record: dict) -> int:
         if self.counter is None:
             return record["step"]
+        if self.counter == "elapsed":
+            return min(self.total, int(record["elapsed"]))
         return min(self.total, record["counters"][self.counter] - self.start[self.counter])
 
     def postfix(self, record: dict, form) -> str:
@@ -60,6 +66,10 @@ class TuneProgress:
         if "trial" in record:
             trial = record["trial"]
             return f"trial={form(trial['x'])} F={trial['fun']:.4f} best={self.best:.4f}"
+        if "trials" in record:  # a batch: its best trial
+            trial = min(record["trials"], key=lambda trial: trial["fun"])
+            return (f"{len(record['trials'])} trials, best of them={form(trial['x'])} F={trial['fun']:.4f} "
+                    f"best={self.best:.4f}")
         return f"x={form(record['x'])} F={record['fun']:.4f} best={self.best:.4f}"
 
     def warning(self, record: dict, seconds: float) -> str | None:
@@ -70,4 +80,4 @@ class TuneProgress:
         remaining = seconds / record["step"] * (self.max_steps - record["step"])
         hours, rest = divmod(int(remaining), 3600)
         return (f"no budget: up to {self.max_steps:,} steps, about {hours}:{rest // 60:02d}:{rest % 60:02d} more at "
-                "this pace; --budget-chars or --budget-trainings bounds the run")
+                "this pace; --budget-seconds, --budget-chars or --budget-trainings bounds the run")

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import math
 import os
+import shlex
 import sys
 import time
 
@@ -18,11 +19,13 @@ from fastrnn.backends import (
     BackendUnavailable,
     get_backend,
 )
+from fastrnn.network.checkpoint import CheckpointError
 from fastrnn.network.corpus import CorpusError
 from fastrnn.objective.function import DEFAULT_TRAIN_CHARS
 from fastrnn.objective.heldout import DEFAULT_HELDOUT_CHARS, MIN_HELDOUT_CHARS
 from fastrnn.objective.settings import Evaluation
 from fastrnn.optimize.methods import METHOD_TABLE, METHODS, default_options
+from fastrnn.tuning.deliver import deliver, model_path_for
 from fastrnn.tuning.run_files import RunFileError, read_run, run_is_finished
 from fastrnn.tuning.runner import HELDOUT_SETTINGS, default_method, tune
 
@@ -121,6 +124,9 @@ _OPTION_TYPES = {
               help="Stop once the networks trained have read this many characters (memo hits are free).")
 @click.option("--budget-trainings", type=click.IntRange(1, MAX_COUNT), default=None,
               help="Stop once this many networks have been trained.")
+@click.option("--budget-seconds", type=click.FloatRange(min=0, min_open=True), default=None, callback=finite_float,
+              help="Stop within this many seconds of wall-clock time (the tuner's own included; a resumed run counts "
+                   "its earlier time).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the run to this JSON Lines file (a new one, unless --force).")
 @click.option("--force", is_flag=True, help="Let --out overwrite an existing file.")
@@ -132,7 +138,7 @@ _OPTION_TYPES = {
 @common_options
 @objective_flags
 def tune_command(method, options, max_steps, gtol, record_every, x0, out, force, resume, budget_chars, budget_trainings,
-                 objective_args, seed, quiet, halving_given, budget_seconds):
+                 budget_seconds, objective_args, seed, quiet, halving_given):
     """Minimise F(h, s, l) and print the final point [h, s, l] (the run goes to --out as JSON Lines)."""
     if resume is not None and out is not None and os.path.abspath(out) != os.path.abspath(resume):
         raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
@@ -143,33 +149,35 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
                            budget_trainings=budget_trainings, out=out, force=force, resume=resume, options=options,
                            objective_args=objective_args, quiet=quiet, explicit=explicit, conflict=_conflict,
                            resumed_evaluation=_resumed_evaluation)
-    refuse_halving_flags(halving_given, budget_seconds)
+    refuse_halving_flags(halving_given)
     run = definition = None
     if resume is not None:
         run = _read_run_option(resume)  # read once: its settings here, its records in tune
         settings = _resume_settings(run, resume, dict(
             method=method, options=options, max_steps=max_steps, gtol=gtol, record_every=record_every, x0=x0, seed=seed,
-            budget_chars=budget_chars, budget_trainings=budget_trainings))
-        method, options, max_steps, gtol, record_every, x0, seed, budget_chars, budget_trainings = (
+            budget_chars=budget_chars, budget_trainings=budget_trainings, budget_seconds=budget_seconds))
+        method, options, max_steps, gtol, record_every, x0, seed, budget_chars, budget_trainings, budget_seconds = (
             settings[k] for k in ("method", "options", "max_steps", "gtol", "record_every", "x0", "seed", "budget_chars",
-                                  "budget_trainings"))
+                                  "budget_trainings", "budget_seconds"))
         definition = resumed_settings(run, resume, objective_args["kind"], objective_args["given"],
                                       objective_args["corpus"], objective_args["seed"], objective_args["dtype"],
                                       _conflict(resume))
         objective_args["evaluation"] = _resumed_evaluation(run, resume, objective_args["evaluation"])
-        if run_is_finished(run, max_steps, budget_chars, budget_trainings):
+        if run_is_finished(run, max_steps, budget_chars, budget_trainings, budget_seconds):
             result = run.result
             click.echo(exact_form(result["x"]))
             click.echo(f"{resume} is finished: {result['message']} after {result['nit']} steps; F = {result['fun']!r} "
                        f"(continue a run that reached its step limit or budget with a larger --steps or --budget-*)",
                        err=True)
+            if definition.kind == "heldout" and not os.path.exists(model_path_for(resume)):
+                _deliver_network(build_objective(objective_args, definition), result["x"], resume, quiet)
             return
     F = build_objective(objective_args, definition)
     if method is None:
         method = default_method(F)
     if resume is None and F.space.name == "log":
         options = {**HELDOUT_SETTINGS.get(method, {}), **options}  # the paper's defaults are for its linear space
-    shown = TuneProgress(max_steps, budget_chars, budget_trainings, F.counters.as_dict())
+    shown = TuneProgress(max_steps, budget_chars, budget_trainings, F.counters.as_dict(), budget_seconds)
     started = time.perf_counter()
     with progress_bar(total=shown.total, quiet=quiet, desc=f"tune {method}", unit=shown.unit,
                       unit_scale=shown.unit == "char") as bar:
@@ -183,7 +191,8 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         try:
             result = tune(F, method, x0=x0, seed=seed, max_steps=max_steps, record_every=record_every, gtol=gtol,
                           out=resume or out, resume=run or False, overwrite=force, on_step=on_step,
-                          budget_chars=budget_chars, budget_trainings=budget_trainings, **options)
+                          budget_chars=budget_chars, budget_trainings=budget_trainings, budget_seconds=budget_seconds,
+                          **options)
         except RunFileError as exc:
             raise click.BadParameter(str(exc), param_hint="--resume" if resume else "--out") from None
         except ValueError as exc:
@@ -199,6 +208,32 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         click.echo(f"{result.message} after {result.nit} steps; F = {result.fun!r}; {result.nfev} evaluations; "
                    f"{F.counters.trainings_run} trainings ({F.counters.training_chars:,} characters), "
                    f"{F.counters.memo_share:.0%} served by the memo", err=True)
+    _deliver_network(F, result.x, resume or out, quiet)
+
+
+def _deliver_network(F, point, run_path: str | None, quiet: bool) -> None:
+    """The held-out objective's answer as a network beside the run file (fastrnn.tuning.deliver)."""
+    if F.kind != "heldout":
+        return
+    if run_path is None:
+        if not quiet:
+            click.echo("no network saved: give --out RUN.jsonl to save the answer's network beside the run",
+                       err=True)
+        return
+    path = model_path_for(run_path)
+    try:
+        network = deliver(F, point, path, run_path)
+    except CheckpointError as exc:
+        raise click.BadParameter(f"{exc}; the run file is complete, so --resume {run_path} saves the network "
+                                 "once the folder can be written", param_hint="--out") from None
+    except ValueError as exc:
+        click.echo(f"no network saved: {exc}", err=True)
+        return
+    if not quiet:
+        click.echo(f"network ({network.hidden}, {network.seq_length}, {network.learning_rate!r}), seed "
+                   f"{network.seed}, trained on {network.train_chars:,} characters: held-out loss "
+                   f"{network.nats_per_char:.4f} nats/char ({network.bits_per_char:.4f} bits/char), saved to "
+                   f"{network.path}; sample it with: fastrnn sample {shlex.quote(network.path)}", err=True)
 
 
 def _read_run_option(path: str):
@@ -214,7 +249,7 @@ _RUN_SETTINGS = (
 )
 #: What a resumed run may change: how long it runs, how often it records, what it may spend.
 _RESUMABLE = (("max_steps", "--steps"), ("record_every", "--record-every"), ("budget_chars", "--budget-chars"),
-              ("budget_trainings", "--budget-trainings"))
+              ("budget_trainings", "--budget-trainings"), ("budget_seconds", "--budget-seconds"))
 
 
 def explicit(name: str) -> bool:
@@ -272,8 +307,17 @@ def _resumed_evaluation(run, path: str, given: Evaluation) -> Evaluation:
 @click.option("--methods", default="gd,bfgs,random,tpe", show_default=True,
               help="Comma-separated methods to compare (each with the settings in fastrnn.tuning.compare.METHOD_SETTINGS).")
 @click.option("--repeats", type=click.IntRange(1, MAX_COUNT), default=5, show_default=True, help="Seeds per method.")
-@click.option("--budget-chars", type=click.IntRange(1, MAX_COUNT), required=True,
+@click.option("--budget-chars", type=click.IntRange(1, MAX_COUNT), default=None,
               help="Training characters each run may spend (memo hits are free).")
+@click.option("--budget-seconds", type=click.FloatRange(min=0, min_open=True), default=None, callback=finite_float,
+              help="Instead of --budget-chars: wall-clock seconds each run may spend; the methods are judged by the best "
+                   "held-out loss at --target-chars against time (fastrnn.tuning.race).")
+@click.option("--target-chars", type=click.IntRange(40, MAX_COUNT), default=None,
+              help=f"With --budget-seconds: the training length the answer is judged at [{DEFAULT_TRAIN_CHARS:,}].")
+@click.option("--min-chars", type=click.IntRange(40, MAX_COUNT), default=None,
+              help="With --budget-seconds: the first rung of the multi-fidelity methods [target / eta**3, at least 40].")
+@click.option("--eta", type=click.IntRange(2, MAX_COUNT), default=3, show_default=True,
+              help="With --budget-seconds: the rungs' growth factor (multi-fidelity methods).")
 @click.option("--train-chars", type=click.IntRange(1, MAX_COUNT), default=None,
               help=f"Characters of training text per network while tuning [{DEFAULT_TRAIN_CHARS:,}].")
 @click.option("--heldout-chars", type=click.IntRange(MIN_HELDOUT_CHARS, MAX_COUNT), default=DEFAULT_HELDOUT_CHARS,
@@ -285,14 +329,24 @@ def _resumed_evaluation(run, path: str, given: Evaluation) -> Evaluation:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Folder for run files, best_so_far.png, summary.json and report.md (an existing one is resumed).")
 @common_options
-def compare_command(methods, repeats, budget_chars, train_chars, heldout_chars, beta, final_factor, threads, out_dir,
-                    corpus, backend, seed, dtype, quiet):
+def compare_command(methods, repeats, budget_chars, budget_seconds, target_chars, min_chars, eta, train_chars,
+                    heldout_chars, beta, final_factor, threads, out_dir, corpus, backend, seed, dtype, quiet):
     """Tune with several methods from several seeds at equal budget; report the held-out losses."""
     from fastrnn.tuning import compare
 
     if not is_default("seed"):
         raise click.BadParameter("compare tunes each method from seeds 0 to --repeats - 1, a run file each; "
                                  "drop --seed", param_hint="--seed")
+    if (budget_chars is None) == (budget_seconds is None):
+        raise click.BadParameter("give one budget: --budget-chars (equal training) or --budget-seconds (equal wall-clock "
+                                 "time)", param_hint="--budget-chars")
+    if budget_seconds is not None:
+        _race(methods, repeats, budget_seconds, target_chars, min_chars, eta, train_chars, heldout_chars, beta, threads,
+              out_dir, corpus, backend, dtype, quiet)
+        return
+    for flag, value in (("--target-chars", target_chars), ("--min-chars", min_chars)):
+        if value is not None:
+            raise click.BadParameter("applies to --budget-seconds (a race at equal time)", param_hint=flag)
     names = [name.strip() for name in methods.split(",") if name.strip()]
     unknown = [name for name in names if name not in compare.METHOD_SETTINGS]
     if not names or unknown:
@@ -328,4 +382,50 @@ def compare_command(methods, repeats, budget_chars, train_chars, heldout_chars, 
         raise click.UsageError(str(exc)) from None
     finally:
         bars.close()
+    click.echo(report)
+
+
+def _race(methods, repeats, budget_seconds, target_chars, min_chars, eta, train_chars, heldout_chars, beta, threads,
+          out_dir, corpus, backend, dtype, quiet):
+    """`compare --budget-seconds`: every method for the same wall-clock time (fastrnn.tuning.race)."""
+    from fastrnn.objective.settings import HeldoutSettings
+    from fastrnn.tuning import race
+
+    if train_chars is not None:
+        raise click.BadParameter("a race judges every method at --target-chars; give that instead",
+                                 param_hint="--train-chars")
+    names = [name.strip() for name in methods.split(",") if name.strip()]
+    unknown = [name for name in names if name not in race.race_methods()]
+    if not names or unknown:
+        raise click.BadParameter(f"unknown method {unknown[0] if unknown else ''!r}; valid: "
+                                 f"{', '.join(race.race_methods())}", param_hint="--methods")
+    target = DEFAULT_TRAIN_CHARS if target_chars is None else target_chars
+    first = max(40, target // eta**3) if min_chars is None else min_chars
+    if first > target:
+        raise click.BadParameter(f"--min-chars {first:,} is above --target-chars {target:,}: the rungs would not fit",
+                                 param_hint="--min-chars")
+    for name in names:
+        if name in ("tpe", race.ANCHOR):
+            try:
+                METHOD_TABLE["tpe"].algorithm.check_available()
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--methods") from None
+    objective = HeldoutSettings(corpus=corpus, train_chars=target, heldout_chars=heldout_chars, beta=beta, dtype=dtype)
+    settings = race.RaceSettings(objective=objective, budget_seconds=budget_seconds, min_chars=first, eta=eta,
+                                 threads=threads, backend=backend.name)
+    make_out_dir(out_dir)
+    command = "fastrnn compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "fastrnn compare"
+
+    def progress(label):
+        if not quiet:
+            click.echo(f"race: {label} ({budget_seconds:g} s)", err=True)
+
+    try:
+        report = race.race(settings, names, out_dir, repeats=repeats, command=command, progress=progress)
+    except RunFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    except CorpusError as exc:
+        raise click.BadParameter(str(exc), param_hint="--corpus") from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo(report)

@@ -65,7 +65,8 @@ def _without_seconds(path):
     with open(path, encoding="utf-8") as f:
         entries = [json.loads(line) for line in f]
     for entry in entries:
-        entry.pop("seconds", None)
+        for key in ("seconds", "elapsed", "step_seconds"):
+            entry.pop(key, None)
         entry.get("counters", {}).pop("seconds", None)
     return entries
 

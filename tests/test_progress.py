@@ -85,7 +85,9 @@ def test_an_interrupt_closes_the_bar_before_it_says_so(corpus_file, monkeypatch)
     for module in (train, tune):
         monkeypatch.setattr(module, "progress_bar", lambda *a, **k: Bar())
         monkeypatch.setattr(module.click, "echo", recording_echo)
-    monkeypatch.setattr(train, "train", interrupted)
+    import fastrnn.network.session as session
+
+    monkeypatch.setattr(session, "train", interrupted)
     monkeypatch.setattr(Objective, "evaluate_many", lambda self, points: interrupted())
     for args in (["train", "--corpus", corpus_file, "--steps", "5", "--hidden", "8", "--seq", "5"],
                  ["tune", "--corpus", corpus_file, "--objective", "paper", "--alpha", "2", "--steps", "3"]):

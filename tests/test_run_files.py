@@ -311,7 +311,10 @@ def test_a_model_file_given_as_a_run_file_is_named_as_such(tmp_path, corpus_file
                    "--save", str(model), "--quiet"]).exit_code == 0
     with pytest.raises(RunFileError, match="is a model file .* not a run file"):
         read_run(model)
-    assert_one_line_error(invoke(["plot", str(model), "-o", str(tmp_path / "f.png")]), "is a model file")
+    # `plot` draws a model's learning curve (issue 20), and refuses the run files' figures for it
+    assert invoke(["plot", str(model), "-o", str(tmp_path / "f.png")]).exit_code == 0
+    assert_one_line_error(invoke(["plot", str(model), "--kind", "trials", "-o", str(tmp_path / "f.png")]),
+                          "--kind", "learning curve")
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs a folder that refuses new files (Linux /proc)")

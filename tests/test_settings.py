@@ -26,6 +26,7 @@ from fastrnn.objective.settings import (
 )
 from fastrnn.optimize.samplers import RandomSampler, history_from_records, trial_rng
 from fastrnn.tuning.runner import RunFileError, read_run, tune
+from fastrnn.tuning.trials import trials as run_trials
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -186,6 +187,9 @@ def test_a_format_1_sampler_run_is_read_resumed_and_plotted(small_corpus, tmp_pa
     assert len(history_from_records(read_run(old).records)) == 7
     result = CliRunner().invoke(cli, ["plot", str(old), "-o", str(tmp_path / "old.png")])
     assert result.exit_code == 0, result.output
+    # the trials of a format-1 file (in the search space's coordinates) are those it was made from
+    first = [(t.step, t.x, t.fun) for t in run_trials(read_run(tmp_path / "new.jsonl"))]
+    assert [(t.step, t.x, t.fun) for t in run_trials(read_run(old))][:len(first)] == first
 
 
 def test_every_committed_run_file_is_read_with_its_settings():

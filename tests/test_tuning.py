@@ -242,7 +242,7 @@ def test_budget_counts_only_the_runs_training_and_leaves_the_objective_usable(sm
 def test_tune_restores_the_objectives_own_hook(small_corpus):
     F = _budget_F(small_corpus)
 
-    def own():
+    def own(specs):
         pass
 
     F.before_training = own
@@ -346,3 +346,41 @@ def test_a_budget_does_not_start_a_step_it_cannot_finish(small_corpus, tmp_path,
     straight = tune(_heldout_F(small_corpus), method, seed=0, budget_trainings=2 * step_cost, max_steps=3)
     assert more.nit == straight.nit >= 1
     assert more.x.tolist() == straight.x.tolist() and more.fun == straight.fun
+
+
+class _FakeClock:
+    """time.perf_counter advancing by ``tick`` seconds a call: a time budget tested without timing."""
+
+    def __init__(self, tick=0.25):
+        self.now, self.tick = 1000.0, tick
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
+@pytest.mark.parametrize("method", ["random", "gd"])
+def test_a_time_budget_ends_the_run_within_it_and_resumes_with_more(small_corpus, tmp_path, monkeypatch, method):
+    import time as time_module
+
+    monkeypatch.setattr(time_module, "perf_counter", _FakeClock())
+    out = tmp_path / "run.jsonl"
+    result = tune(_heldout_F(small_corpus), method, seed=0, budget_seconds=30.0, out=out)
+    assert result.status == 5
+    run = read_run(out)
+    assert run.settings["budget_seconds"] == 30.0
+    elapsed = [record["elapsed"] for record in run.records]
+    # each batch is predicted from the speed measured so far: the run ends within the budget, up to
+    # the few clock reads of bookkeeping after its last batch
+    assert elapsed == sorted(elapsed) and 0 < run.result["elapsed"] <= 30.0 + 4 * 0.25
+    again = tune(_heldout_F(small_corpus), method, seed=0, budget_seconds=30.0, out=out, resume=True)
+    assert again.nit == result.nit  # finished for this budget
+    more = tune(_heldout_F(small_corpus), method, seed=0, budget_seconds=60.0, out=out, resume=True)
+    assert more.nit > result.nit
+    assert 30.0 < read_run(out).result["elapsed"] <= 60.0 + 4 * 0.25  # the earlier session's time counts
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "inf", "soon"])
+def test_budget_seconds_must_be_a_positive_number(bad):
+    result = CliRunner().invoke(cli, ["tune", "--budget-seconds", bad, "--steps", "1"])
+    assert result.exit_code == 2 and "--budget-seconds" in result.output and "Traceback" not in result.output

@@ -93,6 +93,9 @@ class Counters:
     #: Characters of training text read: updates x sequence length, summed over trainings run
     #: (what a tuning run is charged; trainings served by the memo are free).
     training_chars: int = 0
+    #: Multiply-adds of the trainings run (:attr:`fastrnn.backends.RunSpec.cost`): with ``seconds``,
+    #: the machine's measured speed, from which a time budget predicts a batch's time.
+    training_cost: int = 0
     seconds: float = 0.0
 
     @property
@@ -178,9 +181,10 @@ class Objective(Problem):
         self.space: Space = get_space(self.definition.space)
         self.counters = Counters()
         self._divergence_threshold = self.definition.divergence_threshold(self.corpus.vocab_size)
-        #: Called before every batch of new trainings (memo hits do not call it); it may raise to
-        #: stop a run (:func:`fastrnn.tuning.tune` sets its training budget's guard here).
-        self.before_training: Callable[[], None] | None = None
+        #: Called with the RunSpecs of every batch of new trainings before it trains (memo hits do
+        #: not call it); it may raise to stop a run (:func:`fastrnn.tuning.tune` sets its budget's
+        #: guard here).
+        self.before_training: Callable[[list], None] | None = None
         self._memo: dict[tuple, float] = {}
         # Part of every memo key, so a value is never served for other settings.
         self._memo_scope = (json.dumps(self.settings()), self.backend.name)
@@ -357,14 +361,14 @@ class Objective(Problem):
                 missing[key] = None
         if not missing:
             return
-        if self.before_training is not None:
-            self.before_training()
         specs = [
             RunSpec(hidden, seq_length, learning_rate, self.corpus.vocab_size, seed, self.updates(seq_length), self.dtype)
             for *_scope, hidden, seq_length, learning_rate, seed in missing
         ]
         for spec in specs:
             self.corpus.require_length(spec.seq_length)
+        if self.before_training is not None:
+            self.before_training(specs)
         if self.executor.name == "threads":  # a cluster's workers check their own memory
             check_memory(batch_bytes([(spec.hidden, spec.seq_length, spec.vocab_size, spec.dtype) for spec in specs],
                                      self.threads),
@@ -378,6 +382,7 @@ class Objective(Problem):
             self.counters.trainings_run += 1
             self.counters.training_steps += outcome.steps
             self.counters.training_chars += outcome.steps * spec.seq_length
+            self.counters.training_cost += outcome.steps * spec.step_cost
             self.counters.trainings_diverged += value is None
 
     def _run_value(self, outcome: RunOutcome) -> float | None:

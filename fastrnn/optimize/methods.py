@@ -181,6 +181,11 @@ _QUASI_NEWTON_OPTIONS = {
     **_GRADIENT_OPTIONS,
 }
 
+_SAMPLER_OPTIONS = {
+    "batch": Option(1, "int_min1", "trials proposed at once and evaluated as one parallel batch (the run "
+                    "depends on it, not on the number of threads or workers)"),
+}
+
 #: Every method: its stepper and its options. ``METHODS`` lists the names.
 METHOD_TABLE: dict[str, Method] = {
     "gd": Method(GradientDescent, {
@@ -196,9 +201,10 @@ METHOD_TABLE: dict[str, Method] = {
     }),
     "bfgs": Method(BFGS, _QUASI_NEWTON_OPTIONS),
     "dfp": Method(DFP, _QUASI_NEWTON_OPTIONS),
-    "random": Method(RandomSampler, {}),
+    "random": Method(RandomSampler, {**_SAMPLER_OPTIONS}),
     "tpe": Method(TPESampler, {
         "startup_trials": Option(10, "int_min1", "random trials before TPE's model takes over"),
+        **_SAMPLER_OPTIONS,
     }),
 }
 METHODS = tuple(METHOD_TABLE)

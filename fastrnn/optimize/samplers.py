@@ -3,18 +3,21 @@
 A sampler proposes points inside a box from the run's *history*, the list of every trial so far
 (``(point, value)`` pairs, the start point first), and one seeded generator per proposal::
 
-    points = sampler.ask(history, rngs)      # len(rngs) points: k = 1 a step today
+    points = sampler.ask(history, rngs)      # len(rngs) points: the option ``batch`` of a step
 
 The generator of the trial with index i (its place in the history) is
 ``numpy.random.default_rng([seed, i])`` (:func:`trial_rng`), so a proposal is a function of the
 run's seed and its history, and a resumed run, which rebuilds the history from its run file,
 proposes exactly the points an uninterrupted run would have. Asking for k points at once gives k
-proposals for the trials i, i + 1, ...: the seam for trials evaluated in parallel.
+proposals for the trials i, i + 1, ...: the trials of one step, evaluated in parallel. Random
+search draws each trial from its own generator, so its trials do not depend on k; TPE proposes a
+batch with Optuna's constant liar (the batch's earlier proposals count as bad results, so the
+later ones look elsewhere).
 
 The history lives once, in the run: :func:`fastrnn.optimize.minimize` keeps it, and each of its
 records carries its own trial (``record["trial"]``), so a run file grows by one trial per step.
 :func:`history_from_records` rebuilds it from records (also from format-1 files, whose records
-carried every trial in their state).
+carried every trial in their state; a record of a step of several trials carries ``trials``).
 
 Adding a sampler: a subclass of :class:`Sampler` with ``ask`` and an entry in
 :data:`fastrnn.optimize.METHOD_TABLE`.
@@ -53,8 +56,8 @@ def history_from_records(records: Sequence[dict]) -> list[Trial]:
     for record in records:
         if "trials" in record.get("state", {}):
             history = [(list(z), float(v)) for z, v in record["state"]["trials"]]
-        elif "trial" in record:
-            trial = record["trial"]
+            continue
+        for trial in record.get("trials", [record["trial"]] if "trial" in record else []):
             history.append((list(trial.get("z", trial["x"])), float(trial["fun"])))
     return history
 
@@ -109,7 +112,10 @@ class TPESampler(Sampler):
                                for name, (low, high) in zip(self._names, box)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            self._sampler = optuna.samplers.TPESampler(n_startup_trials=options["startup_trials"], multivariate=True)
+            # constant liar only for batches: with one trial per step no trial is pending at an ask
+            liar = dict(constant_liar=True) if options.get("batch", 1) > 1 else {}
+            self._sampler = optuna.samplers.TPESampler(n_startup_trials=options["startup_trials"], multivariate=True,
+                                                       **liar)
         self._study = optuna.create_study(sampler=self._sampler)
         self._seen = 0  # trials of the history already in the study
 

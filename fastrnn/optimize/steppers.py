@@ -325,9 +325,14 @@ class DFP(QuasiNewton):
 
 class SampleRun:
     """A sampler's run (:mod:`fastrnn.optimize.samplers`): x is the best point so far, and every step asks
-    the sampler for one point, moves it onto the problem's grid (``snap``: whole h and s for the
-    RNN objective) and evaluates it. The history of trials lives here, once; each record carries
-    its own trial, and a state carries none (resuming takes the history from the records)."""
+    the sampler for ``batch`` points at once, moves them onto the problem's grid (``snap``: whole h
+    and s for the RNN objective) and evaluates them as one batch (for the RNN objective: the
+    networks train in parallel, on threads or a cluster's workers). The history of trials lives
+    here, once; each record carries its step's trials (``trial``, or ``trials`` for a batch of
+    more than one), and a state carries none (resuming takes the history from the records).
+
+    The trials of step k are those with indices 1 + (k - 1) b .. k b, asked from the history before
+    them, so the run is a function of the seed and the batch size b, whatever evaluates them."""
 
     uses_gradient = False
 
@@ -336,6 +341,7 @@ class SampleRun:
         self.sampler_class = sampler_class  # METHOD_TABLE[method].algorithm
         self.nit, self.rule, self.note = 0, "start", None
         self.history: list = []
+        self.batch = int(options.get("batch", 1))
 
     @classmethod
     def check_available(cls) -> None:
@@ -370,21 +376,25 @@ class SampleRun:
         self.x, self.fun = np.array(state["x"], dtype=float), float(state["fun"])
         self.rule, self.note = state["rule"], state["note"]
         self.seed = state.get("seed", self.seed)
-        self.history = [(list(z), float(v)) for z, v in history][:self.nit + 1]
+        self.history = [(list(z), float(v)) for z, v in history][:1 + self.nit * self.batch]
         self._make_sampler(self.x.size)
 
     def record(self) -> dict:
-        z, value = self.history[-1]
+        trials = [{"x": list(z), "fun": value} for z, value in self.history[-(self.batch if self.nit else 1):]]
+        own = {"trial": trials[0]} if len(trials) == 1 else {"trials": trials}
         return {"step": self.nit, "x": self.x.tolist(), "fun": float(self.fun), "rule": self.rule,
-                "note": self.note, "nfev": self.f.nfev, "trial": {"x": list(z), "fun": value}, "state": self.state()}
+                "note": self.note, "nfev": self.f.nfev, **own, "state": self.state()}
 
     def step(self) -> None:
-        index = len(self.history)
-        (candidate,) = self.sampler.ask(self.history, [trial_rng(self.seed, index)])
-        candidate = np.asarray(self.f.snap(np.asarray(candidate, dtype=float)), dtype=float)
-        value = float(self.f(candidate))
-        self.history.append((candidate.tolist(), value))
+        first = len(self.history)
+        rngs = [trial_rng(self.seed, first + j) for j in range(self.batch)]
+        candidates = [np.asarray(self.f.snap(np.asarray(candidate, dtype=float)), dtype=float)
+                      for candidate in self.sampler.ask(self.history, rngs)]
+        values = self.f.evaluate_many(candidates)  # one batch: trained in parallel
+        for candidate, value in zip(candidates, values):
+            value = float(value)
+            self.history.append((candidate.tolist(), value))
+            if value < self.fun:  # the first of equal values stays the best
+                self.x, self.fun = candidate, value
         self.nit += 1
         self.rule = self.method
-        if value < self.fun:
-            self.x, self.fun = candidate, value

@@ -77,17 +77,25 @@ def compare(
         settings["heldout_chars"] = heldout_chars
     started = time.perf_counter()
     runs = {}
+    cpu_path = os.path.join(out_dir, "cpu-seconds.json")
+    cpu = _load_json(cpu_path)
     for method in methods:
         for seed in range(repeats):
             F = Objective(corpus, seed=seed, **settings)
             path = run_path(out_dir, method, seed)
             label = f"{method} seed {seed}"
             on_step = None if progress is None else (lambda record, label=label: progress(label, record))
+            before = time.process_time()
             runs[method, seed] = _tune(F, method, seed, path, budget_chars, on_step)
+            spent = time.process_time() - before
+            if f"{method}/{seed}" not in cpu or spent > 1.0:  # a reused run keeps what it was measured with
+                cpu[f"{method}/{seed}"] = spent
+                with open(cpu_path, "w", encoding="utf-8") as f:
+                    json.dump(cpu, f, indent=1)
     template = Objective(corpus, **settings)
     final = _final_checks(corpus, settings, template.definition.train_chars * final_factor, runs, repeats, beta)
     summary = _summary(runs, final, methods, repeats, budget_chars, template, final_factor, command,
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, cpu)
     with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
     _plot(runs, methods, repeats, budget_chars, os.path.join(out_dir, "best_so_far.png"), template)
@@ -143,25 +151,34 @@ def _final_checks(corpus, settings, train_chars, runs, repeats, beta) -> dict:
     return final
 
 
-def _stats(values) -> dict:
+def median_range(values) -> dict:
     values = [v for v in values if np.isfinite(v)]
     if not values:
         return dict(median=None, low=None, high=None)
     return dict(median=statistics.median(values), low=min(values), high=max(values))
 
 
-def _summary(runs, final, methods, repeats, budget_chars, template, final_factor, command, seconds) -> dict:
+def _load_json(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _summary(runs, final, methods, repeats, budget_chars, template, final_factor, command, seconds, cpu) -> dict:
     per_method = {}
     for method in methods:
         mine = [runs[method, seed] for seed in range(repeats)]
         per_method[method] = dict(
-            best={f"{int(f * 100)}%": _stats([best_at(run, f * budget_chars) for run in mine]) for f in FRACTIONS},
-            final=_stats([final[f"{method}/{seed}"]["value"] for seed in range(repeats)]),
+            best={f"{int(f * 100)}%": median_range([best_at(run, f * budget_chars) for run in mine]) for f in FRACTIONS},
+            final=median_range([final[f"{method}/{seed}"]["value"] for seed in range(repeats)]),
             final_points=[final[f"{method}/{seed}"]["point"] for seed in range(repeats)],
             final_values=[final[f"{method}/{seed}"]["value"] for seed in range(repeats)],
-            chars_spent=_stats([run.records[-1]["counters"]["training_chars"] for run in mine]),
-            trainings=_stats([run.records[-1]["counters"]["trainings_run"] for run in mine]),
-            seconds=_stats([run.result["seconds"] if run.result else float("nan") for run in mine]),
+            chars_spent=median_range([run.records[-1]["counters"]["training_chars"] for run in mine]),
+            trainings=median_range([run.records[-1]["counters"]["trainings_run"] for run in mine]),
+            seconds=median_range([run.result["seconds"] if run.result else float("nan") for run in mine]),
+            # CPU seconds of this process (all threads) while the run was computed (tuning only)
+            cpu_seconds=median_range([cpu.get(f"{method}/{seed}", float("nan")) for seed in range(repeats)]),
         )
     return dict(command=command, corpus=template.source_corpus.name, corpus_chars=len(template.source_corpus),
                 vocab_size=template.corpus.vocab_size, heldout=template.heldout.name, heldout_chars=len(template.heldout),
@@ -171,10 +188,14 @@ def _summary(runs, final, methods, repeats, budget_chars, template, final_factor
                 seconds=seconds)
 
 
-def _fmt(stats: dict, digits: int = 3) -> str:
+def format_stats(stats: dict, digits: int = 3) -> str:
     if stats["median"] is None:
         return "-"
     return f"{stats['median']:.{digits}f} ({stats['low']:.{digits}f}-{stats['high']:.{digits}f})"
+
+
+def _seconds(stats: dict | None) -> str:
+    return "-" if not stats or stats["median"] is None else f"{stats['median']:.0f} s"
 
 
 def report(summary: dict) -> str:
@@ -189,12 +210,13 @@ def report(summary: dict) -> str:
         f"(about {s['budget_chars'] / s['train_chars']:.0f} networks); {s['repeats']} seeds per method. "
         f"Values are mean cross-entropy per held-out character in nats (divide by ln 2 = 0.693 for bits).", "",
         "## Best held-out loss found (median and range over seeds)", "",
-        "| method | 25% of budget | 50% | 100% | networks trained | wall time per run |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | 25% of budget | 50% | 100% | networks trained | wall time per run | CPU time per run |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for method, m in s["methods"].items():
-        lines.append(f"| {method} | {_fmt(m['best']['25%'])} | {_fmt(m['best']['50%'])} | {_fmt(m['best']['100%'])} | "
-                     f"{m['trainings']['median']:.0f} | {m['seconds']['median']:.0f} s |")
+        lines.append(f"| {method} | {format_stats(m['best']['25%'])} | {format_stats(m['best']['50%'])} | "
+                     f"{format_stats(m['best']['100%'])} | "
+                     f"{m['trainings']['median']:.0f} | {m['seconds']['median']:.0f} s | {_seconds(m.get('cpu_seconds'))} |")
     lines += [
         "", f"## Final check: the final point trained on {s['final_train_chars']:,} characters "
         f"({s['final_factor']}x), new seeds", "",
@@ -206,7 +228,7 @@ def report(summary: dict) -> str:
         values = m["final_values"]
         wins = f"{sum(v < s['defaults']['value'] for v in values)}/{len(values)}"
         points = "; ".join(f"({p[0]:.0f}, {p[1]:.0f}, {p[2]:.3g})" for p in m["final_points"])
-        lines.append(f"| {method} | {_fmt(m['final'])} | {wins} | {points} |")
+        lines.append(f"| {method} | {format_stats(m['final'])} | {wins} | {points} |")
     lines += ["", "Method settings: " + "; ".join(f"{k}: {v or 'defaults'}" for k, v in s["method_settings"].items()),
               "", "![best so far](best_so_far.png)", ""]
     return "\n".join(lines) + "\n"

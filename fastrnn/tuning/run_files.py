@@ -9,7 +9,10 @@ is interrupted (Ctrl-C, a killed process) loses at most the record being written
 ``{"type": "record", "step", "x", "fun", "gradient_norm", "rule", "note", "nfev", "state",
 "counters", "noise_state"}``
     every ``record_every`` steps, and the first and last step; ``state`` is the optimizer's
-    resumable state, ``noise_state`` the objective's seed generator (fresh noise only).
+    resumable state, ``noise_state`` the objective's seed generator (fresh noise only). A
+    sampler's record has ``trial`` (the point tried and its value) instead of ``gradient_norm``,
+    or ``trials`` (a list of them) where a step tries a batch of points (option ``batch`` > 1); a
+    sampler writes every step.
 ``{"type": "result", "x", "fun", "nit", "nfev", "status", "message", "counters", "seconds"}``
     last line, once the run has ended.
 
@@ -203,8 +206,14 @@ def _check_trial(entry: dict, settings: dict) -> str | None:
     """A sampler's record carries its trial (format 2), or every trial in its state (format 1)."""
     if not METHOD_TABLE[settings["method"]].is_sampler or "trials" in entry["state"]:
         return None
-    return _wrong_fields(entry, dict(trial=lambda v: isinstance(v, dict) and _is_point(v.get("x")) and
-                                     _is_number(v.get("fun"))))
+    if "trials" in entry:  # a step of several trials
+        return _wrong_fields(entry, dict(trials=lambda v: isinstance(v, list) and len(v) > 0
+                                         and all(_is_trial(trial) for trial in v)))
+    return _wrong_fields(entry, dict(trial=_is_trial))
+
+
+def _is_trial(value) -> bool:
+    return isinstance(value, dict) and _is_point(value.get("x")) and _is_number(value.get("fun"))
 
 
 def _check_record(entry: dict, settings: dict) -> str | None:
@@ -230,7 +239,7 @@ _CHECKS = {"settings": _check_settings, "record": _check_record, "result": _chec
 
 
 def run_is_finished(run: RunFile, max_steps: int | None = None, budget_chars: int | None = None,
-                    budget_trainings: int | None = None) -> bool:
+                    budget_trainings: int | None = None, budget_seconds: float | None = None) -> bool:
     """Whether ``run`` has ended for good: it has a result, and it did not stop merely at its
     step limit below ``max_steps``, or at its budget below the budgets given (a larger limit or
     budget continues such a run)."""
@@ -240,19 +249,29 @@ def run_is_finished(run: RunFile, max_steps: int | None = None, budget_chars: in
     if status == Status.MAX_STEPS:
         return max_steps is None or run.result["nit"] >= max_steps
     if status == Status.BUDGET:
-        spent = spent_since_start(run.result["counters"], run.settings)
-        return budget_spent(spent, first_step_cost(run), budget_chars, budget_trainings)
+        ended_within = run.result.get("budget_seconds")
+        if budget_seconds is not None and ended_within is not None and budget_seconds <= ended_within:
+            return True  # the time it had is spent (or too short for its next batch): the same or less ends it again
+        spent = spent_since_start(run.result["counters"], run.settings, run.result.get("elapsed"))
+        cost = {**(first_step_cost(run) or {}), "seconds": run.result.get("step_seconds") or 0.0}
+        return budget_spent(spent, cost, dict(budget_chars=budget_chars, budget_trainings=budget_trainings,
+                                              budget_seconds=budget_seconds))
     return True
 
 
-#: What budgets count: characters of training text read, and networks trained.
+#: Each budget and the counter it limits: characters of training text read, networks trained,
+#: and wall-clock seconds of the run (the tuner's own time included).
+BUDGETS = {"budget_chars": "training_chars", "budget_trainings": "trainings_run", "budget_seconds": "seconds"}
+#: The objective's counters among them.
 BUDGET_COUNTERS = ("training_chars", "trainings_run")
+_UNITS = {"training_chars": "characters", "trainings_run": "trainings", "seconds": "seconds"}
 
 
-def spent_since_start(counters: dict, settings: dict) -> dict:
-    """The budget counters of a run's objective since the run began."""
+def spent_since_start(counters: dict, settings: dict, elapsed: float | None = None) -> dict:
+    """The budget counters of a run since it began (``seconds``: its ``elapsed`` wall time, 0 if unknown)."""
     before = counters_at_start(settings)
-    return {name: int(counters[name]) - int(before[name]) for name in BUDGET_COUNTERS}
+    spent = {name: int(counters[name]) - int(before[name]) for name in BUDGET_COUNTERS}
+    return {**spent, "seconds": float(elapsed or 0.0)}
 
 
 def first_step_cost(run: RunFile) -> dict | None:
@@ -262,34 +281,34 @@ def first_step_cost(run: RunFile) -> dict | None:
     entry = METHOD_TABLE.get(run.settings.get("method"))
     if entry is None or entry.is_sampler or not run.records or run.records[0]["step"] != 0:
         return None
-    return spent_since_start(run.records[0]["counters"], run.settings)
+    return {name: value for name, value in spent_since_start(run.records[0]["counters"], run.settings).items()
+            if name in BUDGET_COUNTERS}
 
 
-def budget_left_note(spent: dict, step_cost: dict | None, budget_chars: int | None,
-                     budget_trainings: int | None) -> str | None:
+def _left_and_cost(spent: dict, step_cost: dict | None, budgets: dict):
+    for name, counter in BUDGETS.items():
+        limit = budgets.get(name)
+        if limit is not None:
+            yield counter, limit - spent[counter], (step_cost or {}).get(counter) or 0
+
+
+def budget_left_note(spent: dict, step_cost: dict | None, budgets: dict) -> str | None:
     """Why a run stopped with budget left (what is left is less than a step costs), or None."""
-    if step_cost is None:
-        return None
-    for name, budget, unit in zip(BUDGET_COUNTERS, (budget_chars, budget_trainings), ("characters", "trainings")):
-        if budget is not None and 0 < budget - spent[name] < step_cost[name]:
-            return (f"the {budget - spent[name]:,} {unit} left cannot pay for another step: step 0 cost "
-                    f"{step_cost[name]:,}")
+    for counter, left, cost in _left_and_cost(spent, step_cost, budgets):
+        if 0 < left < cost:
+            if counter == "seconds":
+                return f"the {left:.1f} seconds left cannot pay for another step: the last step took {cost:.1f}"
+            return f"the {left:,} {_UNITS[counter]} left cannot pay for another step: step 0 cost {cost:,}"
     return None
 
 
-def budget_spent(spent: dict, step_cost: dict | None, budget_chars: int | None, budget_trainings: int | None) -> bool:
-    """Whether a run with budgets ``budget_chars`` / ``budget_trainings`` stops: it has spent one,
-    or what is left of one is less than its step 0 cost (``step_cost``), so that it does not
-    start a step it cannot finish (the budget would end it mid-step and the step's trainings
-    would be lost)."""
-    for name, budget in zip(BUDGET_COUNTERS, (budget_chars, budget_trainings)):
-        if budget is None:
-            continue
-        left = budget - spent[name]
-        if left <= 0 or (step_cost is not None and left < step_cost[name]):
-            return True
-    return False
-
+def budget_spent(spent: dict, step_cost: dict | None, budgets: dict) -> bool:
+    """Whether a run with ``budgets`` (:data:`BUDGETS`' names) stops: it has spent one, or what is
+    left of one is less than a step costs (``step_cost``: for a gradient run's training budgets
+    its step 0 cost, for a time budget the last step's seconds), so that it does not start a
+    step it cannot finish (a training budget would end it midway and drop its trainings; a time
+    budget would be overrun)."""
+    return any(left <= 0 or left < cost for _, left, cost in _left_and_cost(spent, step_cost, budgets))
 
 
 def counters_at_start(settings: dict) -> dict:

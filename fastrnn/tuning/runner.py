@@ -20,6 +20,7 @@ and names the line of the first one that is wrong.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import replace
@@ -63,15 +64,21 @@ except ImportError:  # Windows: no advisory locks; two writers there are not det
 #: Optimizer settings for tuning in the log space of the held-out objective, used where the user
 #: gives none (the method table's defaults are the paper's, for its linear space). A step of 0.5
 #: moves h or s by a factor 1.41 or l by 10**0.5; the learning rate's difference step is 0.05
-#: decades (12%), far above the chaos of Adagrad at the paper's 1e-8.
+#: decades (12%), far above the chaos of Adagrad at the paper's 1e-8. The samplers try 4 points a
+#: step, trained in parallel (a fixed number, not the thread count: the run depends on it).
 HELDOUT_SETTINGS = {
     "gd": dict(step=0.5, grad_step=0.05),
     "bfgs": dict(c=1e-4, fallback_step=0.5, grad_step=0.05),
     "dfp": dict(c=1e-4, fallback_step=0.5, grad_step=0.05),
     "newton": dict(grad_step=0.05, hessian_method="stencil"),
-    "random": {},
-    "tpe": {},
+    # a step's trials train in parallel: every thread of a laptop busy, whatever its count
+    "random": dict(batch=4),
+    "tpe": dict(batch=4),
 }
+
+
+#: A time budget's batches are predicted this much longer than the measured speed says.
+TIME_MARGIN = 1.25
 
 
 def default_method(F: Objective) -> str:
@@ -111,7 +118,7 @@ def _settings(F: Objective, method, options, seed, max_steps, record_every, gtol
 
 
 # Settings a resumed run may change: how long it runs, how often it records, what it may spend.
-_RESUMABLE_CHANGES = ("max_steps", "record_every", "budget_chars", "budget_trainings")
+_RESUMABLE_CHANGES = ("max_steps", "record_every", "budget_chars", "budget_trainings", "budget_seconds")
 
 
 #: What a resumed run keeps besides its objective: a different value is another run.
@@ -148,6 +155,7 @@ def tune(
     on_step: Callable[[dict], None] | None = None,
     budget_chars: int | None = None,
     budget_trainings: int | None = None,
+    budget_seconds: float | None = None,
     **options,
 ) -> OptimizeResult:
     """Minimise ``F`` with ``method``; write the run to ``out`` (JSON Lines) as it goes.
@@ -173,6 +181,11 @@ def tune(
     finish: a step the budget ends midway is dropped, and its trainings with it. (A sampler's
     trial is one batch, which a budget never ends midway.) What ``F`` trained before
     the run does not count (the run file keeps its counters at the start, if any).
+    ``budget_seconds`` limits the run's wall-clock time, from this call on, the tuner's own work
+    included; the run also stops once less is left than its last step took, so it ends within
+    the budget. Records keep the run's ``elapsed`` seconds, so a resumed run counts the time
+    spent before. (A time budget makes the run depend on the machine's speed and load: the
+    other budgets do not.)
 
     Every argument is checked before the run file is touched: a refused call changes no file.
     """
@@ -180,8 +193,10 @@ def tune(
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
     if resume and out is None:
         raise ValueError("resuming needs the run file")
+    started = time.perf_counter()
     budget = dict(budget_chars=_check_budget("budget_chars", budget_chars),
-                  budget_trainings=_check_budget("budget_trainings", budget_trainings))
+                  budget_trainings=_check_budget("budget_trainings", budget_trainings),
+                  budget_seconds=_check_seconds(budget_seconds))
     check_run_arguments(method, options, max_steps, record_every, gtol)
     if x0 is not None:
         x0 = _check_x0(F, x0)
@@ -191,12 +206,13 @@ def tune(
     hook = F.before_training
     try:
         state = history = first_cost = None
+        elapsed_before = 0.0
         if resume:
             saved = resume if isinstance(resume, RunFile) else read_run(out)
             _check_same_run(saved.settings, settings, F, out)
             started_at = counters_at_start(saved.settings)
             first_cost = first_step_cost(saved)
-            if run_is_finished(saved, max_steps, budget["budget_chars"], budget["budget_trainings"]):
+            if run_is_finished(saved, max_steps, **budget):
                 return _stored_result(saved)
             sink.truncate(saved.end)  # a torn last line goes; the next record starts a line
             sink.seek(saved.end)
@@ -208,6 +224,7 @@ def tune(
                 if METHOD_TABLE[method].is_sampler:
                     history = history_from_records(saved.records)
                 F.counters = Counters(**{k: v for k, v in last["counters"].items() if k != "memo_share"})
+                elapsed_before = float(last.get("elapsed", 0.0))
                 if last.get("noise_state") is not None:
                     F.set_noise_state(last["noise_state"])
                 x0 = None
@@ -217,8 +234,9 @@ def tune(
             except OSError as exc:
                 raise RunFileError(f"cannot write run file {os.fspath(out)!r}: {exc.strerror or exc}") from None
             _write(sink, settings)
+        clock = _Clock(started, elapsed_before)
         return _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, history, on_step, options,
-                    budget, started_at, first_cost)
+                    budget, started_at, first_cost, clock)
     finally:
         F.before_training = hook
         if sink is not None:
@@ -244,6 +262,25 @@ def _check_x0(F: Objective, x0) -> list[float]:
     return [float(v) for v in point]
 
 
+def _check_seconds(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"budget_seconds must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+class _Clock:
+    """A run's wall-clock seconds: those of earlier sessions (a resumed run's) plus this one's."""
+
+    def __init__(self, started: float, before: float = 0.0):
+        self.started, self.before = started, before
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+
 def _check_budget(name: str, value) -> int | None:
     if value is None:
         return None
@@ -259,7 +296,7 @@ def search_problem(F: Objective):
 
 
 def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, history, on_step, options, budget,
-         started_at: dict, first_cost: dict | None) -> OptimizeResult:
+         started_at: dict, first_cost: dict | None, clock: _Clock) -> OptimizeResult:
     resumed_step = None if state is None else state["nit"]
     started = time.perf_counter()
     problem = search_problem(F)
@@ -271,33 +308,63 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         if space is None:
             return record
         record = {**record, "x": space.to_point(record["x"]).tolist(), "z": record["x"]}
-        if "trial" in record:
-            z = record["trial"]["x"]
-            record["trial"] = {**record["trial"], "x": space.to_point(z).tolist(), "z": z}
+        for key in ("trial", "trials"):
+            if key in record:
+                trials = [{**trial, "x": space.to_point(trial["x"]).tolist(), "z": trial["x"]}
+                          for trial in (record[key] if key == "trials" else [record[key]])]
+                record[key] = trials if key == "trials" else trials[0]
         return record
 
     def spent_so_far() -> dict:
-        return {name: int(getattr(F.counters, name)) - int(started_at[name]) for name in BUDGET_COUNTERS}
+        spent = {name: int(getattr(F.counters, name)) - int(started_at[name]) for name in BUDGET_COUNTERS}
+        return {**spent, "seconds": clock.elapsed()}
 
     def spent(step_cost: dict | None = None) -> Status | None:
         """BUDGET once a budget is spent, or (after a step, given ``step_cost``) once what is left
         of it cannot pay for another step (:func:`~fastrnn.tuning.run_files.budget_spent`)."""
-        if budget_spent(spent_so_far(), step_cost, budget["budget_chars"], budget["budget_trainings"]):
+        if budget_spent(spent_so_far(), step_cost, budget):
             return Status.BUDGET
         return None
 
     own_hook = F.before_training
 
-    def guard() -> None:
-        """Before a batch of new trainings: stop once the budget is spent (the step is dropped)."""
+    # The speed a time budget predicts batches from: per thread, in multiply-adds per second, as
+    # a batch's time is about max(its share of the threads, its largest network) of work.
+    measured = {"work": 0.0, "seconds": 0.0, "pending": None}
+    threads = F.threads or 1
+
+    def work(specs) -> float:
+        costs = [spec.cost for spec in specs]
+        return max(sum(costs) / threads, max(costs))
+
+    def guard(specs) -> None:
+        """Before a batch of new trainings: stop once the budget is spent, or when the batch would
+        overrun the time budget (predicted from the speed measured so far); the step is dropped."""
         if own_hook is not None:
-            own_hook()
-        if spent() is not None:
+            own_hook(specs)
+        if measured["pending"] is not None:  # the previous batch has ended: its time is known
+            done, seconds_before = measured["pending"]
+            measured["work"] += done
+            measured["seconds"] += F.counters.seconds - seconds_before
+            measured["pending"] = None
+        if spent() is not None or _overruns(specs):
             raise StopOptimization(Status.BUDGET)
+        measured["pending"] = (work(specs), F.counters.seconds)
+
+    def _overruns(specs) -> bool:
+        if budget["budget_seconds"] is None or measured["work"] <= 0 or measured["seconds"] <= 0:
+            return False
+        # a margin: large networks run fewer multiply-adds a second than small ones (their weights
+        # leave the cache), so a batch of them takes longer than the speed measured so far says
+        predicted = TIME_MARGIN * work(specs) / (measured["work"] / measured["seconds"])
+        return clock.elapsed() + predicted > budget["budget_seconds"]
 
     # What step 0 cost: a gradient run does not start a step once less than that is left of its
     # budget (a step is several batches, and the budget would end it midway; a sampler's trial is one).
     step_cost: list[dict | None] = [first_cost]
+    # The last step's wall-clock seconds: a time budget does not start a step it cannot pay for.
+    step_seconds: list[float] = [0.0]
+    step_ended: list[float | None] = [None]
     # The last finished step's record when --record-every skipped it: written if the run is
     # interrupted (Ctrl-C, SIGTERM), so resuming does not redo finished steps.
     unwritten: list[dict | None] = [None]
@@ -305,18 +372,20 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
     def callback(record: dict):
         record = in_hsl(record)
         if on_step is not None:
-            on_step({**record, "counters": F.counters.as_dict()})
+            on_step({**record, "counters": F.counters.as_dict(), "elapsed": clock.elapsed()})
         step = record["step"]
         if sink is not None and step != resumed_step:
-            entry = _file_record(record, F)  # the counters as of this step, not of a later interruption
+            entry = _file_record(record, F, clock)  # the counters as of this step, not of a later interruption
             if step % every == 0 or step == 0:
                 unwritten[0] = None  # before writing: an interrupted write leaves its torn line last
                 _write(sink, entry)
             else:
                 unwritten[0] = entry
         if step == 0 and step != resumed_step and not METHOD_TABLE[method].is_sampler:
-            step_cost[0] = spent_so_far()
-        return spent(step_cost[0])
+            step_cost[0] = {name: value for name, value in spent_so_far().items() if name in BUDGET_COUNTERS}
+        now = clock.elapsed()
+        step_seconds[0], step_ended[0] = (now - step_ended[0] if step_ended[0] is not None else 0.0), now
+        return spent({**(step_cost[0] or {}), "seconds": step_seconds[0]})
 
     if x0 is not None and space is not None:
         x0 = space.from_point(x0)
@@ -331,17 +400,22 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
     if space is not None:
         result = replace(result, x=space.to_point(result.x), trajectory=[in_hsl(r) for r in result.trajectory])
     if result.status == Status.BUDGET:
-        note = budget_left_note(spent_so_far(), step_cost[0], budget["budget_chars"], budget["budget_trainings"])
+        now = spent_so_far()
+        note = budget_left_note(now, {**(step_cost[0] or {}), "seconds": step_seconds[0]}, budget)
+        if note is None and budget["budget_seconds"] is not None and now["seconds"] < budget["budget_seconds"]:
+            note = (f"the {budget['budget_seconds'] - now['seconds']:.1f} seconds left are too few for the next "
+                    "batch of trainings, at the speed measured so far")
         if note is not None:
             result = replace(result, message=f"{result.message} ({note})")
     if sink is not None:
         last = result.trajectory[-1]
         if last["step"] % every != 0 and last["step"] != resumed_step:
-            _write(sink, _file_record(last, F))
+            _write(sink, _file_record(last, F, clock))
         _write(sink, dict(
             type="result", x=result.x.tolist(), fun=result.fun, nit=result.nit, nfev=result.nfev,
             status=result.status, message=result.message, counters=F.counters.as_dict(),
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - started, elapsed=clock.elapsed(), step_seconds=step_seconds[0],
+            **({"budget_seconds": budget["budget_seconds"]} if budget["budget_seconds"] is not None else {}),
         ))
     return result
 
@@ -382,7 +456,7 @@ def _ends_with_newline(sink, end: int) -> bool:
 
 
 #: Keys a run file's records add to the optimizer's records.
-_FILE_ONLY_KEYS = ("type", "counters", "noise_state")
+_FILE_ONLY_KEYS = ("type", "counters", "noise_state", "elapsed")
 
 
 def _stored_result(run: RunFile) -> OptimizeResult:
@@ -397,8 +471,9 @@ def _stored_result(run: RunFile) -> OptimizeResult:
     )
 
 
-def _file_record(record: dict, F: Objective) -> dict:
-    return dict(type="record", **record, counters=F.counters.as_dict(), noise_state=F.noise_state())
+def _file_record(record: dict, F: Objective, clock: _Clock) -> dict:
+    return dict(type="record", **record, counters=F.counters.as_dict(), noise_state=F.noise_state(),
+                elapsed=clock.elapsed())
 
 
 def _write(sink, entry: dict) -> None:
