@@ -19,7 +19,7 @@ def test_curve_arithmetic():
 
 
 def test_a_race_reports_every_method_and_reuses_finished_runs(tmp_path, corpus_file):
-    methods = ["random", "gd"] + (["tpe", "optuna-hyperband"] if "tpe" in methods_available() else [])
+    methods = ["random", "gd", "halving"] + (["tpe", "optuna-hyperband"] if "tpe" in methods_available() else [])
     out = tmp_path / "race"
     args = ["compare", "--corpus", corpus_file, "--budget-seconds", "1.5", "--target-chars", "600", "--heldout-chars",
             "1000", "--methods", ",".join(methods), "--repeats", "2", "--out", str(out), "--quiet"]

@@ -65,9 +65,55 @@ class RaceSettings:
         return self.objective.train_chars
 
 
-#: Multi-fidelity methods: name -> (run(settings, seed, path), curve(path, target_chars)). The
-#: halving tuner registers itself here.
-MULTI_FIDELITY: dict[str, tuple[Callable, Callable]] = {}
+def _run_halving(race: RaceSettings, seed: int, path: str) -> None:
+    from .halving import BudgetError, halve
+    from .halving_plan import HalvingSettings
+    from .halving_store import read_halving
+
+    if _refused(path):
+        return
+    resume = os.path.exists(path)
+    if resume and read_halving(path).result is not None:
+        return
+    F = Objective(dataclasses.replace(race.objective, seed=seed, train_chars=None), threads=race.threads,
+                  backend=race.backend)
+    settings = HalvingSettings(min_chars=race.min_chars, target_chars=race.target_chars, eta=race.eta)
+    try:
+        halve(F, settings, out=path, resume=resume, budget_seconds=race.budget_seconds)
+    except BudgetError as exc:  # the time is too short for one network at the target: no result, said so
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(json.dumps(dict(type="refused", why=str(exc))) + "\n")
+
+
+def _refused(path: str) -> bool:
+    """A run the method refused to start (its file holds the reason): it found nothing."""
+    if not os.path.exists(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        first = f.readline()
+    try:
+        return json.loads(first).get("type") == "refused"
+    except ValueError:
+        return False
+
+
+def halving_curve(path: str, target_chars: int) -> tuple[list[float], list[float]]:
+    """(elapsed, best loss so far) of a halving run file: its networks trained to the target (top rung)."""
+    from .halving_store import read_halving
+
+    elapsed, best, low = [], [], math.inf
+    if _refused(path):
+        return elapsed, best
+    for record in read_halving(path).of_type("record"):
+        if record["chars"] == target_chars:
+            low = min(low, record["fun"])
+            elapsed.append(float(record["seconds"]))
+            best.append(low)
+    return elapsed, best
+
+
+#: Multi-fidelity methods: name -> (run(settings, seed, path), curve(path, target_chars)).
+MULTI_FIDELITY: dict[str, tuple[Callable, Callable]] = {"halving": (_run_halving, halving_curve)}
 
 
 def race_methods() -> tuple[str, ...]:
