@@ -63,21 +63,24 @@ def refuse_halving_flags(halving_given: dict) -> None:
 
 
 def run_halving(*, halving_given, budget_seconds, budget_chars, budget_trainings, out, force, resume, options,
-                objective_args, quiet, explicit, conflict, resumed_evaluation):
+                objective_args, quiet, explicit, conflict, resumed_evaluation, by_default=False):
     """The body of `tune --method halving` (``explicit(name)``, ``conflict(path)`` and
-    ``resumed_evaluation(run, path, evaluation)`` are tune's own helpers)."""
+    ``resumed_evaluation(run, path, evaluation)`` are tune's own helpers; ``by_default``: no
+    --method was given, so a refused flag says how to choose another method)."""
+    other = "; it is the default method: for the methods that train every network as long, give --method tpe " \
+        "(or random, gd, ...)" if by_default else ""
     for name, flag in _NOT_HALVING:
         if explicit(name):
-            raise click.BadParameter("does not apply to --method halving (its rungs say how long networks train)",
-                                     param_hint=flag)
+            raise click.BadParameter("does not apply to --method halving (its rungs say how long networks train)"
+                                     + other, param_hint=flag)
     if options:
         flag = "--" + next(iter(options)).replace("_", "-")
-        raise click.BadParameter("does not apply to --method halving", param_hint=flag)
+        raise click.BadParameter("does not apply to --method halving" + other, param_hint=flag)
     for name in ("train_chars", "alpha"):
         if objective_args["given"].get(name) is not None:
             flag = "--train-chars" if name == "train_chars" else "--alpha"
             raise click.BadParameter("does not apply to --method halving (the rungs set the training length: "
-                                     "--min-chars, --target-chars)", param_hint=flag)
+                                     "--min-chars, --target-chars)" + other, param_hint=flag)
     definition = None
     budgets = dict(budget_chars=budget_chars, budget_trainings=budget_trainings, budget_seconds=budget_seconds)
     if resume is not None:

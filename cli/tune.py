@@ -108,8 +108,9 @@ _OPTION_TYPES = {
 
 @click.command("tune")
 @click.option("--method", type=click.Choice((*METHODS, *HALVING_METHODS)), default=None,
-              help="Optimizer [heldout: tpe, or random without the optuna extra (the best two in "
-                   "docs/COMPARISON.md); paper: gd]; halving: successive halving over training characters.")
+              help="Tuning method [heldout: halving, successive halving over training characters, the fastest "
+                   "to a good network at equal time in docs/COMPARISON.md; paper: gd]. tpe and random try "
+                   "whole networks of --train-chars; gd, newton, bfgs, dfp follow finite-difference gradients.")
 @click.option("--steps", "max_steps", type=click.IntRange(0, MAX_COUNT), default=10000, show_default=True,
               help="Maximum optimizer steps.")
 @click.option("--gtol", type=click.FloatRange(min=0), default=1e-4, show_default=True, callback=finite_float,
@@ -144,11 +145,13 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
     if resume is not None and force:
         raise click.BadParameter("--resume continues a run and never overwrites it; drop --force", param_hint="--force")
-    if is_halving_run(method, resume):
+    # the held-out objective's default: successive halving, the winner at equal time (docs/COMPARISON.md)
+    by_default = method is None and resume is None and objective_args["kind"] in (None, "heldout")
+    if by_default or is_halving_run(method, resume):
         return run_halving(halving_given=halving_given, budget_seconds=budget_seconds, budget_chars=budget_chars,
                            budget_trainings=budget_trainings, out=out, force=force, resume=resume, options=options,
                            objective_args=objective_args, quiet=quiet, explicit=explicit, conflict=_conflict,
-                           resumed_evaluation=_resumed_evaluation)
+                           resumed_evaluation=_resumed_evaluation, by_default=by_default)
     refuse_halving_flags(halving_given)
     run = definition = None
     if resume is not None:

@@ -90,3 +90,18 @@ def test_the_delivered_network_trains_on_like_the_runs_best_trial(tmp_path):
     assert json.loads(resumed.stdout)["heldout_nats_per_char"] == json.loads(from_run.stdout)["heldout_nats_per_char"]
     a, b = load_model(tmp_path / "a.npz"), load_model(tmp_path / "b.npz")
     assert np.array_equal(a.state.params, b.state.params) and np.array_equal(a.state.memory, b.state.memory)
+
+
+def test_the_halving_answer_trains_on_like_a_network_trained_straight(tmp_path):
+    out = tmp_path / "run.jsonl"
+    tuned = invoke(["tune", "--method", "halving", "--min-chars", "600", "--target-chars", "1800", "--starts", "3",
+                    "--top", "1", "--heldout-chars", "1000", "--out", str(out), "--quiet"], paper=False)
+    assert tuned.exit_code == 0, tuned.output
+    hidden, seq_length, learning_rate = json.loads(tuned.stdout)
+    longer = ["--train-chars", "3600", "--quiet"]
+    resumed = invoke(["train", "--resume", str(tmp_path / "run.npz"), *longer], paper=False)
+    assert resumed.exit_code == 0, resumed.output
+    straight = invoke(["train", "--hidden", str(int(hidden)), "--seq", str(int(seq_length)), "--lr", repr(learning_rate),
+                       "--heldout-chars", "1000", *longer], paper=False)
+    assert straight.exit_code == 0, straight.output
+    assert json.loads(resumed.stdout)["heldout_nats_per_char"] == json.loads(straight.stdout)["heldout_nats_per_char"]

@@ -268,8 +268,9 @@ def test_cli_a_full_disk_is_one_line_not_a_traceback(corpus_file):
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "No space left on device" in lines[0], done.stderr
-    result = CliRunner().invoke(cli, ["tune", "--corpus", corpus_file, "--alpha", "2", "--heldout-fraction", "0.5",
-                                      "--heldout-chars", "1000", "--steps", "1", "--out", "/dev/full", "--force", "-q"],
+    result = CliRunner().invoke(cli, ["tune", "--method", "random", "--corpus", corpus_file, "--alpha", "2",
+                                      "--heldout-fraction", "0.5", "--heldout-chars", "1000", "--steps", "1", "--out",
+                                      "/dev/full", "--force", "-q"],
                                 prog_name="fastrnn")
     assert result.exit_code == 2 and "cannot write run file '/dev/full'" in result.stderr
 

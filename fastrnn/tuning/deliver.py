@@ -83,9 +83,23 @@ def best_network(F: Objective, point) -> tuple[RunSpec, TrainState, float]:
         totals = F.backend.heldout_totals([states[k] for k in healthy], F.heldout.data, F.threads)
         losses[healthy] = totals / (len(F.heldout.data) - 1)
     best = int(np.argmin(losses))  # the first of equal losses
-    if not np.isfinite(losses[best]):
-        raise ValueError(f"every network at {list(point)} diverged: there is no network to deliver")
+    if not losses[best] <= F.definition.divergence_threshold(F.corpus.vocab_size):
+        raise ValueError(f"every network at {list(point)} diverged (a held-out loss above ln V, worse than a uniform "
+                         "guess, or not finite): there is no network worth delivering")
     return specs[best], states[best], float(losses[best])
+
+
+def model_info(F: Objective, path: str, steps: int, loss: float, from_run: dict) -> dict:
+    """What a tuned network's model file records (fastrnn.network.checkpoint's ``info``): its text,
+    F's split, its length and held-out loss, and the run it came from, so that `fastrnn train
+    --resume` continues it on the same split."""
+    return dict(
+        corpus=F.source_corpus.name, corpus_fingerprint=F.source_corpus.fingerprint,
+        train_fingerprint=F.corpus.fingerprint, objective=F.definition.record(), target_steps=steps,
+        eval_every=0, checkpoint_every=0, checkpoint_stem=os.path.splitext(os.path.basename(path))[0],
+        checkpoint_dir=None, backend=F.backend.name, heldout_nats_per_char=loss, curve=[], seconds=0.0,
+        fastrnn_version=fastrnn.__version__, from_run=from_run,
+    )
 
 
 def deliver(F: Objective, point, path: str, run_path: str | None = None) -> DeliveredNetwork:
@@ -93,15 +107,9 @@ def deliver(F: Objective, point, path: str, run_path: str | None = None) -> Deli
     (a ``.npz`` model file, written atomically, that `fastrnn train --resume` continues on F's
     split and `fastrnn sample` reads); CheckpointError if it cannot be written."""
     spec, state, loss = best_network(F, point)
-    info = dict(
-        corpus=F.source_corpus.name, corpus_fingerprint=F.source_corpus.fingerprint,
-        train_fingerprint=F.corpus.fingerprint, objective=F.definition.record(), target_steps=spec.steps,
-        eval_every=0, checkpoint_every=0, checkpoint_stem=os.path.splitext(os.path.basename(path))[0],
-        checkpoint_dir=None, backend=F.backend.name, heldout_nats_per_char=loss, curve=[], seconds=0.0,
-        fastrnn_version=fastrnn.__version__,
-        from_run=dict(run=run_path, point=[float(v) for v in point], value=loss, objective=F.kind, beta=F.beta,
-                      noise=F.noise, seed=spec.seed, dtype=F.dtype, steps=spec.steps, whole=True),
-    )
+    info = model_info(F, path, spec.steps, loss, dict(
+        run=run_path, point=[float(v) for v in point], value=loss, objective=F.kind, beta=F.beta, noise=F.noise,
+        seed=spec.seed, dtype=F.dtype, steps=spec.steps, whole=True))
     save_model(path, state, F.corpus.vocab, F.source_corpus.name, info=info)
     return DeliveredNetwork(path=str(path), hidden=spec.hidden, seq_length=spec.seq_length,
                             learning_rate=spec.learning_rate, seed=spec.seed, nats_per_char=loss,
@@ -118,4 +126,4 @@ def model_path_for(run_path: str) -> str:
     return stem + ".npz"
 
 
-__all__ = ["DeliveredNetwork", "best_network", "candidate_specs", "deliver", "model_path_for"]
+__all__ = ["DeliveredNetwork", "best_network", "candidate_specs", "deliver", "model_info", "model_path_for"]

@@ -38,6 +38,7 @@ from ..network.model import STATUS_OK, TrainState
 from ..objective.settings import differences, settings_from_record
 from ..running.runs import RunOutcome
 from . import halving_plan as plan_
+from .deliver import model_info
 from .halving_budget import CHECKPOINT_SECONDS, BudgetDecisions, BudgetError
 from .halving_lanes import Lanes, Pace
 from .halving_plan import HalvingSettings, steps_for
@@ -506,8 +507,12 @@ class _Run(BudgetDecisions):
         record = next(line for (b, r, t), line in self.records.items()
                       if t == best and r == len(self.plans[b]["rungs"]) - 1)
         state = self.state_of(best)
-        if self.model_path is not None:
-            save_model(self.model_path, state, self.F.corpus.vocab, self.F.source_corpus.name)
+        if self.model_path is not None:  # a model `fastrnn train --resume` continues on the run's split
+            info = model_info(self.F, self.model_path, record["steps"], record["fun"], dict(
+                run=self.writer.path if self.writer is not None else None, method=METHOD, trial=best,
+                point=record["x"], value=record["fun"], objective="heldout", seed=self.F.seed, dtype=self.F.dtype,
+                steps=record["steps"], whole=True))
+            save_model(self.model_path, state, self.F.corpus.vocab, self.F.source_corpus.name, info=info)
         brackets = len(self.plans)
         message = (f"{len(self.trials)} networks in {brackets} bracket{'s' if brackets > 1 else ''}; the answer trained "
                    f"{record['chars']:,} characters ({record['steps']:,} updates)")

@@ -41,6 +41,7 @@ from ..optimize.methods import (
     minimize,
 )
 from ..optimize.samplers import history_from_records
+from .halving_lanes import Pace, work
 from .run_files import (  # noqa: F401 (re-exported)
     BUDGET_COUNTERS,
     FORMAT_VERSION,
@@ -75,10 +76,6 @@ HELDOUT_SETTINGS = {
     "random": dict(batch=4),
     "tpe": dict(batch=4),
 }
-
-
-#: A time budget's batches are predicted this much longer than the measured speed says.
-TIME_MARGIN = 1.25
 
 
 def default_method(F: Objective) -> str:
@@ -328,36 +325,37 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
 
     own_hook = F.before_training
 
-    # The speed a time budget predicts batches from: per thread, in multiply-adds per second, as
-    # a batch's time is about max(its share of the threads, its largest network) of work.
-    measured = {"work": 0.0, "seconds": 0.0, "pending": None}
-    threads = F.threads or 1
+    # A time budget predicts each batch with halving's cost model and pace (per thread, learnt from
+    # the batches this run has trained: a batch lasts about max(its largest network, its share of
+    # the threads)); a slower batch is believed at once, as the machine may be shared.
+    pace = Pace()
+    lanes = F.threads or 1
+    itemsize = 4 if F.dtype == "float32" else 8
+    heldout_chars = len(F.heldout.data) if F.heldout is not None else 0
+    pending: list = [None]
 
-    def work(specs) -> float:
-        costs = [spec.cost for spec in specs]
-        return max(sum(costs) / threads, max(costs))
+    def works(specs) -> list[float]:
+        return [work(spec.hidden, spec.seq_length, spec.vocab_size, spec.steps * spec.seq_length, itemsize=itemsize)
+                + work(spec.hidden, spec.seq_length, spec.vocab_size, heldout_chars, scoring=True, itemsize=itemsize)
+                for spec in specs]
 
     def guard(specs) -> None:
         """Before a batch of new trainings: stop once the budget is spent, or when the batch would
-        overrun the time budget (predicted from the speed measured so far); the step is dropped."""
+        overrun the time budget (predicted from the pace measured so far); the step is dropped."""
         if own_hook is not None:
             own_hook(specs)
-        if measured["pending"] is not None:  # the previous batch has ended: its time is known
-            done, seconds_before = measured["pending"]
-            measured["work"] += done
-            measured["seconds"] += F.counters.seconds - seconds_before
-            measured["pending"] = None
+        if pending[0] is not None:  # the previous batch has ended: its time is known
+            done, seconds_before = pending[0]
+            pace.observe(done, lanes, F.counters.seconds - seconds_before)
+            pending[0] = None
         if spent() is not None or _overruns(specs):
             raise StopOptimization(Status.BUDGET)
-        measured["pending"] = (work(specs), F.counters.seconds)
+        pending[0] = (works(specs), F.counters.seconds)
 
     def _overruns(specs) -> bool:
-        if budget["budget_seconds"] is None or measured["work"] <= 0 or measured["seconds"] <= 0:
+        if budget["budget_seconds"] is None or not pace.known:
             return False
-        # a margin: large networks run fewer multiply-adds a second than small ones (their weights
-        # leave the cache), so a batch of them takes longer than the speed measured so far says
-        predicted = TIME_MARGIN * work(specs) / (measured["work"] / measured["seconds"])
-        return clock.elapsed() + predicted > budget["budget_seconds"]
+        return clock.elapsed() + pace.seconds(works(specs), lanes) > budget["budget_seconds"]
 
     # What step 0 cost: a gradient run does not start a step once less than that is left of its
     # budget (a step is several batches, and the budget would end it midway; a sampler's trial is one).
