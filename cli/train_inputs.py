@@ -26,6 +26,7 @@ from fastrnn.network.session import CurvePoint
 from fastrnn.network.training import new_state
 from fastrnn.objective.settings import DEFAULT_TRAIN_CHARS, HeldoutSettings, TextRef, settings_from_record
 from fastrnn.running.memory import MemoryLimitError
+from fastrnn.tuning.halving_store import companion_paths, is_halving_file
 from fastrnn.tuning.run_files import RunFileError, read_run
 from fastrnn.tuning.trials import best_trial
 
@@ -230,6 +231,10 @@ def from_run_plan(opts: dict, given: dict) -> Plan:
         raise click.UsageError("give --from-run (a tuning run's best point) or --resume (a saved model), not both")
     _refuse_with(dict(hidden="--hidden", seq_length="--seq", learning_rate="--lr"),
                  "--from-run trains the run's best point; drop it, or train a point of your own without --from-run")
+    if is_halving_file(path):
+        model = companion_paths(path)[1]
+        raise click.BadParameter(f"{path} is a successive-halving run: its answer is a trained network, saved as "
+                                 f"{model}; continue it with --resume {model}", param_hint="--from-run")
     try:
         run = read_run(path)
     except RunFileError as exc:

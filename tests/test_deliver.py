@@ -105,3 +105,11 @@ def test_the_halving_answer_trains_on_like_a_network_trained_straight(tmp_path):
                        "--heldout-chars", "1000", *longer], paper=False)
     assert straight.exit_code == 0, straight.output
     assert json.loads(resumed.stdout)["heldout_nats_per_char"] == json.loads(straight.stdout)["heldout_nats_per_char"]
+
+
+def test_from_run_on_a_halving_run_points_at_its_network(tmp_path):
+    out = tmp_path / "run.jsonl"
+    assert invoke(["tune", "--method", "halving", "--min-chars", "600", "--target-chars", "1800", "--starts", "3",
+                   "--top", "1", "--heldout-chars", "1000", "--out", str(out), "--quiet"], paper=False).exit_code == 0
+    assert_one_line_error(invoke(["train", "--from-run", str(out), "--quiet"], paper=False), "--from-run",
+                          "successive-halving run", f"--resume {tmp_path / 'run.npz'}")
