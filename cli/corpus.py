@@ -14,6 +14,7 @@ from fastrnn.backends import (
 )
 from fastrnn.network.checkpoint import CheckpointError, load_model
 from fastrnn.network.corpus import SHIPPED_TEXTS, CorpusError, default_corpus, shipped_text
+from fastrnn.tuning.halving_store import as_run_file, is_halving_file, read_halving
 from fastrnn.tuning.run_files import RunFileError, read_run
 
 
@@ -46,7 +47,7 @@ def plot_command(files, out, kind, x_axis, title):
             raise click.BadParameter("run files have trials, not a learning curve: give models or checkpoints",
                                      param_hint="--kind")
         try:
-            runs = [read_run(path) for path in files]
+            runs = [as_run_file(read_halving(path)) if is_halving_file(path) else read_run(path) for path in files]
         except RunFileError as exc:
             raise click.BadParameter(str(exc), param_hint="RUN.jsonl") from None
         if any(not run.records for run in runs):

@@ -113,3 +113,6 @@ def test_from_run_on_a_halving_run_points_at_its_network(tmp_path):
                    "--top", "1", "--heldout-chars", "1000", "--out", str(out), "--quiet"], paper=False).exit_code == 0
     assert_one_line_error(invoke(["train", "--from-run", str(out), "--quiet"], paper=False), "--from-run",
                           "successive-halving run", f"--resume {tmp_path / 'run.npz'}")
+    drawn = invoke(["plot", str(out), "-o", str(tmp_path / "trials.png")], paper=False)  # each rung its marker
+    assert drawn.exit_code == 0, drawn.output
+    assert (tmp_path / "trials.png").stat().st_size > 0

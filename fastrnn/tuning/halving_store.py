@@ -267,3 +267,18 @@ class RunWriter:
 
 __all__ = ["Checkpoints", "CheckpointError", "HalvingFile", "RunWriter", "companion_paths", "is_halving_file",
            "read_halving", "FORMAT", "FORMAT_VERSION"]
+
+
+def as_run_file(halving: HalvingFile):
+    """A halving run as :class:`~fastrnn.tuning.run_files.RunFile` (for plots): one record per
+    network and rung, its trial carrying the ``rung`` (its training characters), and the
+    counters it had spent by then."""
+    from .run_files import RunFile
+
+    settings = dict(halving.settings, method=f"halving (eta={halving.settings['halving'].get('eta')})", options={})
+    records = [dict(step=k, x=line["x"], fun=line["fun"], rule="halving", note=None,
+                    trial=dict(x=line["x"], fun=line["fun"], rung=line["chars"]),
+                    counters=dict(line["counters"], seconds=line.get("seconds", 0.0)), state={})
+               for k, line in enumerate(halving.of_type("record"))]
+    return RunFile(settings=settings, records=records, result=halving.result)
+
