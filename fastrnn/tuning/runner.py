@@ -41,7 +41,7 @@ from ..optimize.methods import (
     minimize,
 )
 from ..optimize.samplers import history_from_records
-from .halving_lanes import Pace, work
+from .halving_lanes import Lanes, Pace, calibrate, work
 from .run_files import (  # noqa: F401 (re-exported)
     BUDGET_COUNTERS,
     FORMAT_VERSION,
@@ -328,8 +328,11 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
     # A time budget predicts each batch with halving's cost model and pace (per thread, learnt from
     # the batches this run has trained: a batch lasts about max(its largest network, its share of
     # the threads)); a slower batch is believed at once, as the machine may be shared.
-    pace = Pace()
     lanes = F.threads or 1
+    # measured before the run (about 0.3 s, kernels loaded first): the first batch is then
+    # predicted from this machine's pace, not left to a guess or to one small network's time
+    pace = Pace(calibrate(Lanes(F), F.dtype) if budget["budget_seconds"] is not None and F.heldout is not None
+                else None)
     itemsize = 4 if F.dtype == "float32" else 8
     heldout_chars = len(F.heldout.data) if F.heldout is not None else 0
     pending: list = [None]
