@@ -31,8 +31,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from ..network.checkpoint import save_model
 from ..network.model import STATUS_OK, TrainState
 from ..objective.settings import differences, settings_from_record
@@ -52,7 +50,7 @@ from .halving_store import (
     companion_paths,
     read_halving,
 )
-from .run_files import RunFileError
+from .run_files import RunFileError, check_budgets
 
 METHOD = "halving"
 
@@ -94,9 +92,7 @@ def halve(F, settings: HalvingSettings | None = None, *, out=None, resume: bool 
     """
     settings = (settings or HalvingSettings()).resolved()
     _check_objective(F)
-    budgets = dict(budget_chars=_check_count("budget_chars", budget_chars),
-                   budget_trainings=_check_count("budget_trainings", budget_trainings),
-                   budget_seconds=_check_seconds(budget_seconds))
+    budgets = check_budgets(budget_chars, budget_trainings, budget_seconds)
     if resume and out is None:
         raise ValueError("resuming needs the run file")
     started = clock() if started is None else started
@@ -145,22 +141,6 @@ def _check_objective(F) -> None:
         raise ValueError("successive halving trains one network per trial: use beta 1 (--beta 1)")
     if definition.noise != "common":
         raise ValueError("successive halving seeds every network with --seed: use common noise (--noise common)")
-
-
-def _check_count(name: str, value) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    return int(value)
-
-
-def _check_seconds(value) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"budget_seconds must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def _check_same_run(saved: dict, settings: HalvingSettings, F, path) -> None:

@@ -23,6 +23,7 @@ wrong; :func:`run_is_finished` says whether a run has ended for good.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 from dataclasses import dataclass, fields
@@ -265,6 +266,21 @@ BUDGETS = {"budget_chars": "training_chars", "budget_trainings": "trainings_run"
 #: The objective's counters among them.
 BUDGET_COUNTERS = ("training_chars", "trainings_run")
 _UNITS = {"training_chars": "characters", "trainings_run": "trainings", "seconds": "seconds"}
+
+
+def check_budgets(budget_chars=None, budget_trainings=None, budget_seconds=None) -> dict:
+    """The budgets as :data:`BUDGETS` names them, each checked (None: no such budget); ValueError
+    naming the rule otherwise. Every tuning method checks its budgets here."""
+    for name, value in (("budget_chars", budget_chars), ("budget_trainings", budget_trainings)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if budget_seconds is not None and (
+            isinstance(budget_seconds, bool) or not isinstance(budget_seconds, (int, float, np.integer, np.floating))
+            or not math.isfinite(budget_seconds) or budget_seconds <= 0):
+        raise ValueError(f"budget_seconds must be a positive number of seconds, got {budget_seconds!r}")
+    return dict(budget_chars=None if budget_chars is None else int(budget_chars),
+                budget_trainings=None if budget_trainings is None else int(budget_trainings),
+                budget_seconds=None if budget_seconds is None else float(budget_seconds))
 
 
 def spent_since_start(counters: dict, settings: dict, elapsed: float | None = None) -> dict:

@@ -20,7 +20,6 @@ and names the line of the first one that is wrong.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import replace
@@ -50,6 +49,7 @@ from .run_files import (  # noqa: F401 (re-exported)
     RunFileError,
     budget_left_note,
     budget_spent,
+    check_budgets,
     counters_at_start,
     first_step_cost,
     read_run,
@@ -191,9 +191,7 @@ def tune(
     if resume and out is None:
         raise ValueError("resuming needs the run file")
     started = time.perf_counter()
-    budget = dict(budget_chars=_check_budget("budget_chars", budget_chars),
-                  budget_trainings=_check_budget("budget_trainings", budget_trainings),
-                  budget_seconds=_check_seconds(budget_seconds))
+    budget = check_budgets(budget_chars, budget_trainings, budget_seconds)
     check_run_arguments(method, options, max_steps, record_every, gtol)
     if x0 is not None:
         x0 = _check_x0(F, x0)
@@ -259,15 +257,6 @@ def _check_x0(F: Objective, x0) -> list[float]:
     return [float(v) for v in point]
 
 
-def _check_seconds(value) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"budget_seconds must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
 class _Clock:
     """A run's wall-clock seconds: those of earlier sessions (a resumed run's) plus this one's."""
 
@@ -276,14 +265,6 @@ class _Clock:
 
     def elapsed(self) -> float:
         return self.before + time.perf_counter() - self.started
-
-
-def _check_budget(name: str, value) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    return int(value)
 
 
 def search_problem(F: Objective):
