@@ -102,6 +102,8 @@ _OPTION_TYPES = {
     "positive_or_none": lambda option: click.FloatRange(min=0, min_open=True),
     "open_unit": lambda option: click.FloatRange(0, 1, min_open=True, max_open=True),
     "int_min1": lambda option: click.IntRange(1, MAX_COUNT),
+    "int_min0": lambda option: click.IntRange(0, MAX_COUNT),
+    "bool": lambda option: click.BOOL,
     "choice": lambda option: click.Choice(option.choices),
 }
 

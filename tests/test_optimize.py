@@ -431,9 +431,11 @@ def test_unknown_method_lists_the_valid_ones():
 @pytest.mark.parametrize(
     "method, option, valid",
     [
-        ("gd", "multiplier", "grad_method, grad_step, step"),
-        ("newton", "c", "fallback_step, grad_method, grad_step, hessian_method, hessian_step, multiplier"),
-        ("bfgs", "step", "bounds, c, fallback_step, grad_method, grad_step, max_halvings, min_step, tau"),
+        ("gd", "multiplier", "backtrack, grad_method, grad_step, min_step, restart_trials, snap, start_trials, step"),
+        ("newton", "c", "fallback_step, grad_method, grad_step, hessian_method, hessian_step, multiplier, snap, "
+                        "start_trials"),
+        ("bfgs", "step", "bounds, c, fallback_step, grad_method, grad_step, max_halvings, min_step, snap, "
+                         "start_trials, tau"),
     ],
 )
 def test_unknown_option_names_it_and_the_valid_ones(method, option, valid):

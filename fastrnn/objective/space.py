@@ -144,12 +144,13 @@ class SpaceView(Problem):
 
     def value_and_gradient(self, z, h, method, f0=None, diagnostics=None, evaluate=None):
         """(F, gradient in z): exact corner differences along h and s (common noise), a finite
-        difference in z along l; finite differences in z along all three otherwise. ``evaluate``
+        difference in z along l; finite differences in z along all three otherwise, and for
+        ``method="span"`` (wide central differences between whole networks, :meth:`snap`). ``evaluate``
         is the batch function the differences go through (the optimizer's counting one)."""
         evaluate = evaluate or self.evaluate_many
         z = np.asarray(z, dtype=float)
         point = self._point(z)
-        if not np.all(np.isfinite(point)) or not self.F.exact_cell_partials:
+        if method == "span" or not np.all(np.isfinite(point)) or not self.F.exact_cell_partials:
             return super().value_and_gradient(z, h, method, f0, diagnostics, evaluate)
         value, dF_dh, dF_ds = self.F.cell_partials(point)
         factors = self.space.chain_factors(point)

@@ -40,6 +40,20 @@ Distinct evaluations: forward gradient n + 1 (n when ``f0`` is given),
 central gradient 2n, recursive Hessian (n + 1)(n + 2)/2, stencil Hessian
 2 n**2 + 1.
 
+gradient, "span" (for the noisy RNN objective; :func:`span_value_and_gradient`), a
+central difference over a wide span h whose points are moved onto the problem's grid (whole h
+and s: one network each) and kept inside its box::
+
+    a = snap(x + h e_i),  b = snap(x - h e_i)                 (inside the box: at its edge
+    g_i = (f(a) - f(b)) / (a_i - b_i)                          x - 2h .. x or x .. x + 2h;
+                                                               0 where a_i == b_i)
+
+It measures the trend of f over the span, not its roughness: where f carries noise of size
+sigma on every scale (Adagrad's chaos), a difference over h has an error of about sigma / h, so
+a step of 1e-8 (or a one-unit difference along h) measures the noise alone. The divisor is the
+distance between the points actually evaluated, so snapping and clipping bias nothing but the
+place of the difference. Evaluations: 2n + 1 distinct points at most, in one batch.
+
 Wrap ``f`` in :class:`CountedFunction` to observe how many evaluations a
 derivative used.
 
@@ -110,6 +124,9 @@ from fastrnn.optimize.noise import (  # noqa: F401 (the constants: re-exported)
 )
 
 GRADIENT_METHODS = ("forward", "central")
+#: The rules an optimizer's ``grad_method`` may name: the plain ones and ``"span"``, which needs
+#: the problem's grid and box (:func:`span_value_and_gradient`).
+OPTIMIZER_GRADIENT_METHODS = (*GRADIENT_METHODS, "span")
 HESSIAN_METHODS = ("recursive", "stencil")
 
 DEFAULT_GRADIENT_STEP = 1e-8
@@ -394,6 +411,50 @@ def value_and_gradient(
     return value, grad
 
 
+def span_value_and_gradient(
+    f,
+    x,
+    h: float,
+    snap: Callable[[np.ndarray], np.ndarray] | None = None,
+    bounds=None,
+    f0: float | None = None,
+    diagnostics: dict | None = None,
+) -> tuple[float, np.ndarray]:
+    """``(f(x), gradient)`` by central differences over the span ``h`` (module docstring: "span").
+
+    ``snap`` moves a point onto the grid (identity by default); ``bounds`` (n (low, high) pairs
+    or None) keeps each difference's points in the box: at an edge the difference is one-sided,
+    over the same width 2h. All points go to ``f`` in one batch. ``diagnostics`` gets each component's
+    ``span``: the distance between its two points (0: the span did not leave x's grid cell)."""
+    x = _as_point(x)
+    h = _check_step(h)
+    snap = snap or (lambda point: point)
+    box = None if bounds is None else np.asarray(bounds, dtype=float)
+    pairs = []
+    for i in range(x.size):
+        high, low = _shifted(x, (i, h)), _shifted(x, (i, -h))
+        if box is not None:  # shifted into the box, keeping the width 2h where the box allows
+            if high[i] > box[i, 1]:
+                high[i] = max(box[i, 1], x[i])
+                low[i] = max(high[i] - 2 * h, min(box[i, 0], x[i]))
+            elif low[i] < box[i, 0]:
+                low[i] = min(box[i, 0], x[i])
+                high[i] = min(low[i] + 2 * h, max(box[i, 1], x[i]))
+        pairs.append((np.asarray(snap(high), dtype=float), np.asarray(snap(low), dtype=float)))
+    spans = np.array([high[i] - low[i] for i, (high, low) in enumerate(pairs)])
+
+    def combine(values):
+        differences = values[1::2] - values[2::2]
+        return np.divide(differences, spans, out=np.zeros(x.size), where=spans != 0)
+
+    points = [x] + [point for pair in pairs for point in pair]
+    stencil = _Stencil(points, combine)
+    known = None if f0 is None else [(x, float(f0))]
+    value, grad = _evaluate_stencils(f, [_value_stencil(x), stencil], known)
+    _fill(diagnostics, dict(span=spans.tolist()))
+    return value, grad
+
+
 def gradient(
     f,
     x,
@@ -446,22 +507,22 @@ def value_gradient_and_hessian(
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """``(f(x), gradient, Hessian)`` from ONE batch of distinct points.
 
-    With ``gradient_step="auto"``: f(x) and the Hessian in one batch, then the
-    noise-aware gradient (``diagnostics`` as in :func:`value_and_gradient`)
+    With ``gradient_step="auto"`` (or ``gradient_method="span"``): f(x) and the Hessian in one
+    batch, then the noise-aware (or span) gradient (``diagnostics`` as in :func:`value_and_gradient`)
     from ``own_gradient(x, h, method, f0, diagnostics)``: the problem's
     own (:meth:`fastrnn.optimize.problem.Problem.value_and_gradient`), or by default
     :func:`value_and_gradient` on f.
     """
-    _check_method(gradient_method, GRADIENT_METHODS, "gradient")
+    _check_method(gradient_method, OPTIMIZER_GRADIENT_METHODS if own_gradient else GRADIENT_METHODS, "gradient")
     _check_method(hessian_method, HESSIAN_METHODS, "hessian")
     x = _as_point(x)
     gradient_step = _check_gradient_step(gradient_step)
-    if _is_auto(gradient_step):
+    if _is_auto(gradient_step) or gradient_method == "span":
         value, hess = _evaluate_stencils(f, [_value_stencil(x), _hessian_stencil(x, hessian_step, hessian_method)])
         if own_gradient is None:
             _, grad = value_and_gradient(f, x, AUTO_STEP, gradient_method, value, diagnostics)
         else:
-            _, grad = own_gradient(x, AUTO_STEP, gradient_method, value, diagnostics)
+            _, grad = own_gradient(x, gradient_step, gradient_method, value, diagnostics)
         return value, grad, hess
     value, grad, hess = _evaluate_stencils(
         f,

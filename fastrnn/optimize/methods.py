@@ -11,7 +11,8 @@ its flags from the table.
 ==========  =============================================================================
 method      step rule
 ==========  =============================================================================
-gd          x <- x - step * g / |g|                              (normalised gradient)
+gd          x <- x - step * g / |g|                              (normalised gradient; with
+            backtrack = k: the first of the step and k halvings that lowers f)
 newton      x <- x - multiplier * H^-1 g; if det(H) == 0, a normalised gradient step of
             length fallback_step                                  ("gd-fallback")
 bfgs, dfp   x <- x + alpha p, p = -V g, alpha from a backtracking Armijo line search; V
@@ -69,8 +70,8 @@ import numpy as np
 from fastrnn.optimize.calculus import (
     AUTO_STEP,
     DEFAULT_RECURSIVE_HESSIAN_STEP,
-    GRADIENT_METHODS,
     HESSIAN_METHODS,
+    OPTIMIZER_GRADIENT_METHODS,
     step_lost_in_rounding,
 )
 from fastrnn.optimize.problem import Counted, as_problem
@@ -147,8 +148,8 @@ class Option(NamedTuple):
     """One option of a method: its default (the paper's), its rule, and what it does."""
 
     default: object
-    #: "positive", "open_unit" (0 < v < 1), "int_min1", "choice" (one of ``choices``),
-    #: "positive_or_none", "positive_or_auto", or "any" (checked where it is used).
+    #: "positive", "open_unit" (0 < v < 1), "int_min1", "int_min0", "bool", "choice" (one of
+    #: ``choices``), "positive_or_none", "positive_or_auto", or "any" (checked where it is used).
     rule: str
     help: str
     choices: tuple = ()
@@ -169,7 +170,11 @@ class Method(NamedTuple):
 _GRADIENT_OPTIONS = {
     "grad_step": Option(1e-8, "positive_or_auto",
                         "finite-difference step of the gradient, or 'auto' (noise-aware, per component)"),
-    "grad_method": Option("forward", "choice", "finite-difference rule of the gradient", GRADIENT_METHODS),
+    "grad_method": Option("forward", "choice", "finite-difference rule of the gradient (span: central differences "
+                          "over grad_step between points on the problem's grid)", OPTIMIZER_GRADIENT_METHODS),
+    "start_trials": Option(0, "int_min0", "start from the best of x0 and this many points uniform in the box "
+                           "(one parallel batch)"),
+    "snap": Option(False, "bool", "move every iterate onto the problem's grid (whole h and s)"),
 }
 _QUASI_NEWTON_OPTIONS = {
     "c": Option(0.99, "open_unit", "Armijo control of the line search"),
@@ -190,6 +195,10 @@ _SAMPLER_OPTIONS = {
 METHOD_TABLE: dict[str, Method] = {
     "gd": Method(GradientDescent, {
         "step": Option(0.1, "positive", "length of each normalised gradient step"),
+        "backtrack": Option(0, "int_min0", "halvings tried until a step lowers f (0: every step is taken)"),
+        "min_step": Option(1e-3, "positive", "with backtrack: the run converges once the step is shorter"),
+        "restart_trials": Option(0, "int_min0", "with backtrack: after a step finds no lower value, restart from the "
+                                 "best of x and this many new points uniform in the box (0: shorten the step)"),
         **_GRADIENT_OPTIONS,
     }),
     "newton": Method(Newton, {
@@ -230,8 +239,12 @@ def _check_option(name: str, option: Option, value) -> None:
         raise ValueError(f"option {name} must be a positive number, got {value!r}")
     if rule == "open_unit" and not _is_real(value, lambda v: 0 < v < 1):
         raise ValueError(f"option {name} must lie in (0, 1), got {value!r}")
-    if rule == "int_min1" and not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
-        raise ValueError(f"option {name} must be an int >= 1, got {value!r}")
+    for least in (0, 1):
+        if rule == f"int_min{least}" and not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                                               and value >= least):
+            raise ValueError(f"option {name} must be an int >= {least}, got {value!r}")
+    if rule == "bool" and not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"option {name} must be true or false, got {value!r}")
     if rule == "choice" and value not in option.choices:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(option.choices)}")
 
@@ -252,6 +265,8 @@ def resolve_options(method: str, options: dict) -> dict:
     resolved.update(options)
     for name, option in valid.items():
         _check_option(name, option, resolved[name])
+    if resolved.get("grad_method") == "span" and resolved.get("grad_step") == AUTO_STEP:
+        raise ValueError("grad_method 'span' needs a number as grad_step (the span of its differences), not 'auto'")
     return resolved
 
 
@@ -356,7 +371,7 @@ def minimize(
         elif stepper.uses_gradient and (_steps_lost(stepper.x, resolved) or problem.steps_lost(stepper.x)):
             status = Status.STEP_LOST
         elif stepper.uses_gradient and (np.linalg.norm(stepper.gradient) < gtol
-                                        or np.linalg.norm(stepper.gradient) == 0):
+                                        or np.linalg.norm(stepper.gradient) == 0 or stepper.stalled):
             status = Status.CONVERGED
         elif stepper.nit >= max_steps:
             status = Status.MAX_STEPS

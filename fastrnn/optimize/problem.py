@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .calculus import BatchFunction
+from .calculus import BatchFunction, span_value_and_gradient
 from .calculus import value_and_gradient as finite_difference_value_and_gradient
 
 
@@ -53,12 +53,16 @@ class Problem:
 
     def value_and_gradient(self, x, h, method: str, f0: float | None = None, diagnostics: dict | None = None,
                            evaluate: Callable | None = None) -> tuple[float, np.ndarray]:
-        """(f(x), gradient) by finite differences (:func:`fastrnn.optimize.calculus.value_and_gradient`).
+        """(f(x), gradient) by finite differences (:func:`fastrnn.optimize.calculus.value_and_gradient`;
+        ``method="span"``: :func:`~fastrnn.optimize.calculus.span_value_and_gradient` on this
+        problem's grid and box).
 
         ``evaluate`` is the batch function the derivative's points go through (the optimizer's
         counting one); :meth:`evaluate_many` by default."""
-        return finite_difference_value_and_gradient(BatchFunction(evaluate or self.evaluate_many), x, h, method, f0,
-                                                    diagnostics)
+        batch = BatchFunction(evaluate or self.evaluate_many)
+        if method == "span":
+            return span_value_and_gradient(batch, x, h, self.snap, self.bounds, f0, diagnostics)
+        return finite_difference_value_and_gradient(batch, x, h, method, f0, diagnostics)
 
     def initial_point(self, seed) -> np.ndarray:
         raise ValueError("give x0: this function has no initial_point(seed) to start from")

@@ -15,6 +15,11 @@ from fastrnn.optimize.calculus import AUTO_STEP, value_gradient_and_hessian
 from fastrnn.optimize.problem import Counted
 from fastrnn.optimize.samplers import check_box, trial_rng
 
+#: The rule of a step that found no lower value along the gradient (gd with ``backtrack``).
+NO_DECREASE_RULE = "gd-no-decrease"
+#: The rule of such a step when gd restarts (``restart_trials``).
+RESTART_RULE = "gd-restart"
+
 SKIPPED_UPDATE_NOTE = "skipped update: s.y <= 0"
 
 
@@ -92,13 +97,50 @@ class Stepper:
         self.note = None
         # the noise-aware gradient's diagnostics (grad_step="auto" only, else None)
         self.gradient_noise = None
+        # the start's trials (option start_trials), carried by the step-0 record
+        self.start_trials: list[dict] = []
+        # trial indices drawn so far by the start and restarts (trial_rng(seed, i), i = 1, 2, ...)
+        self.trials_drawn = 0
+        #: True once the step rule can make no further progress (the run then ends as converged).
+        self.stalled = False
 
     @classmethod
     def check_available(cls) -> None:
         """ValueError saying how to install what the method needs, if it is missing."""
 
     def start(self, x0: np.ndarray) -> None:
-        self._move_to(x0)
+        fun = None
+        if self.options.get("start_trials", 0) and np.all(np.isfinite(x0)):
+            x0, fun = self._best_start(np.asarray(x0, dtype=float), self.options["start_trials"])
+        self._move_to(self._snapped(x0), fun)
+
+    def _snapped(self, x: np.ndarray) -> np.ndarray:
+        """x on the problem's grid (option ``snap``; whole h and s for the RNN objective)."""
+        if not self.options.get("snap", False) or not np.all(np.isfinite(x)):
+            return x
+        return np.asarray(self.f.snap(np.asarray(x, dtype=float)), dtype=float)
+
+    def _best_start(self, x0: np.ndarray, trials: int, fun: float | None = None) -> tuple[np.ndarray, float]:
+        """(the best of x0 and ``trials`` points uniform in the problem's box, its value): one batch,
+        every point on the grid. Trial i is drawn from ``trial_rng(seed, i)``, as a sampler's; a
+        later call (gd's restarts) draws the next indices; ``fun``, if given, is f(x0), and x0 is
+        then taken as it is (the iterate)."""
+        box = check_box(self.f.bounds, x0.size, f"{self.method} with start_trials")
+        first = self.trials_drawn + 1
+        self.trials_drawn += trials
+        drawn = [trial_rng(self.seed, i).uniform(box[:, 0], box[:, 1]) for i in range(first, first + trials)]
+        drawn = [np.asarray(self.f.snap(point), dtype=float) for point in drawn]
+        if fun is None:
+            candidates = [np.asarray(self.f.snap(x0), dtype=float)] + drawn
+            values = np.asarray(self.f.evaluate_many(candidates), dtype=float)
+        else:  # a restart: x0 is the iterate, whose value is known
+            candidates = [x0] + drawn
+            values = np.concatenate([[fun], np.asarray(self.f.evaluate_many(drawn), dtype=float)])
+        self.start_trials = [{"x": c.tolist(), "fun": float(v)} for c, v in zip(candidates, values)]
+        ranked = np.where(np.isnan(values), np.inf, values)
+        best = int(np.argmin(ranked))  # the first of equal values: x0 before the trials
+        self.note = f"{'start' if fun is None else 'restart'}: the best of {len(candidates)} trials"
+        return candidates[best], float(values[best])
 
     def _move_to(self, x: np.ndarray, fun: float | None = None) -> None:
         """Make x the iterate and evaluate what the next step needs (``fun``: known f(x))."""
@@ -115,7 +157,8 @@ class Stepper:
         )
 
     def _new_diagnostics(self) -> dict | None:
-        return {} if self.options["grad_step"] == AUTO_STEP else None
+        """A dict the gradient fills with its diagnostics (noise-aware and span rules), else None."""
+        return {} if self.options["grad_step"] == AUTO_STEP or self.options["grad_method"] == "span" else None
 
     def _mark_non_finite(self) -> None:
         self.fun, self.gradient = np.nan, np.full(self.x.size, np.nan)
@@ -136,6 +179,8 @@ class Stepper:
             "rule": self.rule,
             "note": self.note,
             **({} if self.gradient_noise is None else {"gradient_noise": self.gradient_noise}),
+            **({"stalled": True} if self.stalled else {}),
+            **({"trials_drawn": self.trials_drawn} if self.trials_drawn else {}),
         }
 
     def restore(self, state: dict) -> None:
@@ -151,6 +196,8 @@ class Stepper:
         self.rule = state["rule"]
         self.note = state["note"]
         self.gradient_noise = state.get("gradient_noise")
+        self.stalled = bool(state.get("stalled", False))
+        self.trials_drawn = int(state.get("trials_drawn", 0))
         self._restore_extra(state)
 
     def _restore_extra(self, state: dict) -> None:
@@ -166,10 +213,12 @@ class Stepper:
             "note": self.note,
             "nfev": self.f.nfev,
             **({} if self.gradient_noise is None else {"gradient_noise": self.gradient_noise}),
+            **({"trials": self.start_trials} if self.start_trials else {}),
             "state": self.state(),
         }
 
     def step(self) -> None:
+        self.start_trials = []
         self.rule, self.note, x_new, fun_new = self._next_point()
         self.nit += 1
         self._move_to(x_new, fun_new)
@@ -180,10 +229,48 @@ class Stepper:
 
 
 class GradientDescent(Stepper):
-    """x <- x - step * g / |g|."""
+    """x <- x - step * g / |g|.
+
+    With ``backtrack`` = k > 0 a step must lower f: the step of the current length is tried, then
+    up to k halvings of it, and the first point with a lower value is taken. The next step's
+    length doubles back towards ``step`` after a success; after k + 1 failures x stays and the
+    length stays halved, so the next step (same gradient: with common random numbers F is a
+    fixed surface) tries shorter steps. Once the length is below ``min_step`` the run is
+    converged: no lower value along the gradient. With ``restart_trials`` = m > 0 that step
+    instead restarts: x becomes the best of x and m new points uniform in the box (one batch), and
+    the length is ``step`` again. f at a tried point is one batch, reused as the new iterate's
+    value."""
+
+    def start(self, x0):
+        self.length = self.options["step"]
+        super().start(x0)
+
+    def state(self):
+        return {**super().state(), **({"length": self.length} if self.options.get("backtrack") else {})}
+
+    def _restore_extra(self, state):
+        self.length = float(state.get("length", self.options["step"]))
 
     def _next_point(self):
-        return "gd", None, self.x + _normalised_step(self.gradient, self.options["step"]), None
+        if not self.options.get("backtrack"):
+            return "gd", None, self._snapped(self.x + _normalised_step(self.gradient, self.options["step"])), None
+        length = self.length
+        for _ in range(self.options["backtrack"] + 1):
+            trial = self._snapped(self.x + _normalised_step(self.gradient, length))
+            if not np.array_equal(trial, self.x):
+                value = float(self.f(trial))
+                if value < self.fun:
+                    self.length = min(2 * length, self.options["step"])
+                    return "gd", None, trial, value
+            length /= 2
+        if length < self.options["min_step"] and self.options.get("restart_trials"):
+            self.length = self.options["step"]
+            x_new, fun_new = self._best_start(self.x, self.options["restart_trials"], self.fun)
+            return RESTART_RULE, f"no lower value along the gradient; {self.note}", x_new, fun_new
+        self.length = length
+        self.stalled = length < self.options["min_step"]
+        return NO_DECREASE_RULE, f"no lower value in {self.options['backtrack'] + 1} tries; next length {length:.3g}", \
+            self.x, self.fun
 
 
 class Newton(Stepper):
@@ -220,8 +307,8 @@ class Newton(Stepper):
         newton_step = self._newton_step()
         if newton_step is None:
             fallback = _normalised_step(self.gradient, self.options["fallback_step"])
-            return "gd-fallback", None, self.x + fallback, None
-        return "newton", None, self.x - self.options["multiplier"] * newton_step, None
+            return "gd-fallback", None, self._snapped(self.x + fallback), None
+        return "newton", None, self._snapped(self.x - self.options["multiplier"] * newton_step), None
 
     def _newton_step(self) -> np.ndarray | None:
         """solve(H, g), or None when H is singular (the paper tests det(H) == 0)."""
@@ -272,9 +359,10 @@ class QuasiNewton(Stepper):
             return False
         return bool(np.any(self.x < self.bounds[:, 0]) or np.any(self.x > self.bounds[:, 1]))
 
-    def _line_search(self, direction: np.ndarray) -> tuple[float, float | None]:
+    def _line_search(self, direction: np.ndarray) -> tuple[np.ndarray, float | None]:
         """First alpha = tau**k, k < max_halvings, with
-        f(x + alpha p) <= f(x) + c alpha (p.g); returns (alpha, f there).
+        f(x + alpha p) <= f(x) + c alpha (p.g); returns (alpha p, f there). With ``snap`` each
+        trial point is moved onto the grid first, and the step is to the snapped point.
 
         Like the paper's loop, if no trial passes, the alpha after the last
         halving is returned untested (f there is then None).
@@ -283,11 +371,12 @@ class QuasiNewton(Stepper):
         slope = direction @ self.gradient
         alpha = 1.0
         for _ in range(self.options["max_halvings"]):
-            trial_value = self.f(self.x + alpha * direction)
+            trial = self._snapped(self.x + alpha * direction)
+            trial_value = self.f(trial)
             if trial_value <= self.fun + c * alpha * slope:
-                return alpha, trial_value
+                return trial - self.x, trial_value
             alpha *= tau
-        return alpha, None
+        return self._snapped(self.x + alpha * direction) - self.x, None
 
     def _next_point(self):
         options = self.options
@@ -295,13 +384,12 @@ class QuasiNewton(Stepper):
         # first gives the same iterates without spending the search's evaluations.
         if self._out_of_bounds():
             fallback = _normalised_step(self.gradient, options["fallback_step"])
-            return "gd-fallback-out-of-range", None, self.x + fallback, None
+            return "gd-fallback-out-of-range", None, self._snapped(self.x + fallback), None
         direction = -self.inverse_hessian @ self.gradient
-        alpha, fun_new = self._line_search(direction)
-        s = alpha * direction
+        s, fun_new = self._line_search(direction)
         if not np.linalg.norm(s) >= options["min_step"]:  # also catches a NaN step
             fallback = _normalised_step(self.gradient, options["fallback_step"])
-            return "gd-fallback-short-step", None, self.x + fallback, None
+            return "gd-fallback-short-step", None, self._snapped(self.x + fallback), None
         note = None if fun_new is not None else (
             f"line search: Armijo condition not met in {options['max_halvings']} tries"
         )

@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..objective.function import Counters
+from ..objective.settings import settings_from_record
 from ..optimize.methods import (
     METHOD_TABLE,
     METHODS,
@@ -291,14 +292,30 @@ def spent_since_start(counters: dict, settings: dict, elapsed: float | None = No
 
 
 def first_step_cost(run: RunFile) -> dict | None:
-    """What a gradient run's step 0 cost (the start point's value and gradient): the least any of
-    its steps costs, so the budget it needs to take one more. None for a sampler (a trial is one
-    batch: the budget never ends it midway) or a file with no step 0."""
+    """What a gradient run's step 0 cost (the start point's value and gradient; its start trials,
+    option ``start_trials``, excluded): the least any of its steps costs, so the budget it needs
+    to take one more. None for a sampler (a trial is one batch: the budget never ends it midway)
+    or a file with no step 0."""
     entry = METHOD_TABLE.get(run.settings.get("method"))
     if entry is None or entry.is_sampler or not run.records or run.records[0]["step"] != 0:
         return None
-    return {name: value for name, value in spent_since_start(run.records[0]["counters"], run.settings).items()
-            if name in BUDGET_COUNTERS}
+    spent = spent_since_start(run.records[0]["counters"], run.settings)
+    objective = settings_from_record(run.settings["objective"])
+    return step_cost_without_trials(spent, run.records[0], objective.updates, objective.beta)
+
+
+def step_cost_without_trials(spent: dict, record: dict, updates, beta: int) -> dict:
+    """The budget counters of ``spent`` (what step 0 cost) less the trials its record carries,
+    but for the one it started from: those are paid once, at the start, not by every step.
+
+    A trial is one network per replica (the trials are whole networks inside the box), of
+    ``updates(s)`` updates of s characters; a point tried twice was trained once."""
+    cost = {name: value for name, value in spent.items() if name in BUDGET_COUNTERS}
+    others = {tuple(trial["x"]) for trial in record.get("trials", [])} - {tuple(record["x"])}
+    for _, seq_length, _ in others:
+        cost["training_chars"] -= beta * updates(int(seq_length)) * int(seq_length)
+        cost["trainings_run"] -= beta
+    return cost
 
 
 def _left_and_cost(spent: dict, step_cost: dict | None, budgets: dict):

@@ -54,6 +54,7 @@ from .run_files import (  # noqa: F401 (re-exported)
     first_step_cost,
     read_run,
     run_is_finished,
+    step_cost_without_trials,
     trajectory_array,
 )
 
@@ -64,14 +65,19 @@ except ImportError:  # Windows: no advisory locks; two writers there are not det
 
 #: Optimizer settings for tuning in the log space of the held-out objective, used where the user
 #: gives none (the method table's defaults are the paper's, for its linear space). A step of 0.5
-#: moves h or s by a factor 1.41 or l by 10**0.5; the learning rate's difference step is 0.05
-#: decades (12%), far above the chaos of Adagrad at the paper's 1e-8. The samplers try 4 points a
+#: moves h or s by a factor 1.41 or l by 10**0.5, and the gradient's differences span as much on
+#: either side, far above the chaos of Adagrad at the paper's 1e-8. The samplers try 4 points a
 #: step, trained in parallel (a fixed number, not the thread count: the run depends on it).
 HELDOUT_SETTINGS = {
-    "gd": dict(step=0.5, grad_step=0.05),
-    "bfgs": dict(c=1e-4, fallback_step=0.5, grad_step=0.05),
-    "dfp": dict(c=1e-4, fallback_step=0.5, grad_step=0.05),
-    "newton": dict(grad_step=0.05, hessian_method="stencil"),
+    # issue 21 (docs/COMPARISON.md, "Making the gradient methods find good networks"): wide central
+    # differences between whole networks (a one-unit difference along h measures two random
+    # initialisations, not the trend), from the best of a first batch of trials, on whole h and s
+    "gd": dict(step=0.5, grad_method="span", grad_step=0.5, start_trials=8, snap=True, backtrack=3,
+               restart_trials=8, min_step=0.01),
+    "bfgs": dict(c=1e-4, fallback_step=0.5, grad_method="span", grad_step=0.5, start_trials=8, snap=True),
+    "dfp": dict(c=1e-4, fallback_step=0.5, grad_method="span", grad_step=0.5, start_trials=8, snap=True),
+    "newton": dict(grad_method="span", grad_step=0.5, hessian_method="stencil", hessian_step=0.5, start_trials=8,
+                   snap=True),
     # a step's trials train in parallel: every thread of a laptop busy, whatever its count
     "random": dict(batch=4),
     "tpe": dict(batch=4),
@@ -364,7 +370,7 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
             else:
                 unwritten[0] = entry
         if step == 0 and step != resumed_step and not METHOD_TABLE[method].is_sampler:
-            step_cost[0] = {name: value for name, value in spent_so_far().items() if name in BUDGET_COUNTERS}
+            step_cost[0] = step_cost_without_trials(spent_so_far(), record, F.updates, F.beta)
         now = clock.elapsed()
         step_seconds[0], step_ended[0] = (now - step_ended[0] if step_ended[0] is not None else 0.0), now
         return spent({**(step_cost[0] or {}), "seconds": step_seconds[0]})
