@@ -9,7 +9,7 @@ import numpy as np
 
 from fastrnn.network.corpus import CorpusError
 from fastrnn.objective.space import SpaceView
-from fastrnn.optimize.calculus import GRADIENT_METHODS, gradient, step_lost_in_rounding
+from fastrnn.optimize.calculus import OPTIMIZER_GRADIENT_METHODS, gradient, step_lost_in_rounding
 from fastrnn.running.memory import MemoryLimitError
 
 from .common import (
@@ -53,8 +53,10 @@ def objective_command(hidden, seq_length, learning_rate, as_json, F, seed, quiet
 @click.argument("learning_rate", metavar="LR", type=float, callback=finite_float)
 @click.option("--step", "grad_step", type=PositiveOrAuto(), default=None,
               help="Finite-difference step, or 'auto' (noise-aware) [paper: 1e-8; heldout: auto, in the search "
-                   "space's coordinates].")
-@click.option("--method", "grad_method", type=click.Choice(GRADIENT_METHODS), default="forward", show_default=True)
+                   "space's coordinates; --method span: 0.5].")
+@click.option("--method", "grad_method", type=click.Choice(OPTIMIZER_GRADIENT_METHODS), default="forward",
+              show_default=True, help="Difference rule; span (held-out): central differences over +-STEP in the "
+                                      "search space between whole networks, the gradient methods' held-out default.")
 @common_options
 @objective_options
 def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, F, seed, quiet):
@@ -63,8 +65,14 @@ def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, 
     difference along l, with the noise estimate and signal-to-noise ratio of each component."""
     point = (hidden, seq_length, learning_rate)
     searched_as_is = F.definition.searched_as_is  # the paper's way: differences of F in (h, s, l)
+    if grad_method == "span" and searched_as_is:
+        raise click.BadParameter("span differences move between whole networks in the search space: use them with "
+                                 "the held-out objective or --space log", param_hint="--method")
+    if grad_method == "span" and grad_step == "auto":
+        raise click.BadParameter("span differences need a number as --step (the span, e.g. 0.5), not auto",
+                                 param_hint="--step")
     if grad_step is None:
-        grad_step = 1e-8 if searched_as_is else "auto"
+        grad_step = 1e-8 if searched_as_is else 0.5 if grad_method == "span" else "auto"
     if grad_step != "auto" and step_lost_in_rounding(point, grad_step):
         raise click.BadParameter(f"{grad_step:g} is lost in rounding at {paper_form(point)} (x + h == x), so every "
                                  "difference along that axis would be 0; use a larger --step", param_hint="--step")

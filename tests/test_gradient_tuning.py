@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from fastrnn.cli.main import cli
 
-from cli.main import cli
 from fastrnn.objective.function import Objective
 from fastrnn.optimize.calculus import span_value_and_gradient
 from fastrnn.optimize.methods import Status, minimize, resolve_options
@@ -135,6 +135,16 @@ class OffGridBowl(Bowl):
     minimum = np.array([6.4, 3.0, 0.5])
 
 
+def test_backtracking_gd_lengthens_its_steps_while_they_succeed():
+    # from 9.9 away on a round bowl every step along the gradient succeeds: a small --step grows,
+    # doubling up to one unit of the log space (MAX_GROWN_STEP)
+    result = minimize(Bowl(), [0.0, 10.0, -3.0], "gd", max_steps=6, step=0.1, backtrack=3,
+                      grad_method="central", grad_step=1e-6)
+    xs = np.array([record["x"] for record in result.trajectory])
+    lengths = np.linalg.norm(np.diff(xs, axis=0), axis=1)
+    np.testing.assert_allclose(lengths, [0.1, 0.2, 0.4, 0.8, 1.0, 1.0], rtol=1e-9)
+
+
 def test_without_restarts_a_stalled_gd_converges_and_says_why():
     # the gradient points from 6 towards 6.4, but every step it allows rounds back to 6
     result = minimize(OffGridBowl(), [6.0, 3.0, 0.5], "gd", max_steps=50, step=0.5, backtrack=2, snap=True,
@@ -240,3 +250,25 @@ def test_bad_gradient_options_are_one_line_and_exit_2(args, message):
     result = CliRunner().invoke(cli, ["tune", "--method", "gd", "--steps", "1", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_fastrnn_gradient_shows_the_span_gradient_the_methods_use(corpus_file):
+    args = ["gradient", "40", "10", "0.1", "--corpus", corpus_file, "--train-chars", "600", "--heldout-chars", "1000"]
+    result = CliRunner().invoke(cli, [*args, "--method", "span"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["step"] == 0.5 and shown["counters"]["trainings_run"] == 7
+    assert len(shown["diagnostics"]["span"]) == 3 and min(shown["diagnostics"]["span"]) > 0.9
+    F = _F(corpus_file)
+    view = F.log_space()
+    _, expected = view.value_and_gradient(view.space.from_point([40, 10, 0.1]), 0.5, "span")
+    assert shown["gradient_in_space"] == expected.tolist()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "span", "--step", "auto"], "need a number as --step"),
+    (["--method", "span", "--objective", "paper"], "held-out objective or --space log"),
+])
+def test_fastrnn_gradient_refuses_span_where_it_means_nothing(args, message):
+    result = CliRunner().invoke(cli, ["gradient", "40", "10", "0.1", *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

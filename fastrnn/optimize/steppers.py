@@ -17,6 +17,9 @@ from fastrnn.optimize.samplers import check_box, trial_rng
 
 #: The rule of a step that found no lower value along the gradient (gd with ``backtrack``).
 NO_DECREASE_RULE = "gd-no-decrease"
+#: With ``backtrack``, gd's step length doubles after each success, up to this (or ``step`` if
+#: larger): one unit of the held-out objective's log space, a doubling of h or s, a decade of l.
+MAX_GROWN_STEP = 1.0
 #: The rule of such a step when gd restarts (``restart_trials``).
 RESTART_RULE = "gd-restart"
 
@@ -233,7 +236,8 @@ class GradientDescent(Stepper):
 
     With ``backtrack`` = k > 0 a step must lower f: the step of the current length is tried, then
     up to k halvings of it, and the first point with a lower value is taken. The next step's
-    length doubles back towards ``step`` after a success; after k + 1 failures x stays and the
+    length doubles after a success, up to max(step, MAX_GROWN_STEP), so a small ``step`` does not
+    hold a run back once its steps succeed; after k + 1 failures x stays and the
     length stays halved, so the next step (same gradient: with common random numbers F is a
     fixed surface) tries shorter steps. Once the length is below ``min_step`` the run is
     converged: no lower value along the gradient. With ``restart_trials`` = m > 0 that step
@@ -260,7 +264,7 @@ class GradientDescent(Stepper):
             if not np.array_equal(trial, self.x):
                 value = float(self.f(trial))
                 if value < self.fun:
-                    self.length = min(2 * length, self.options["step"])
+                    self.length = min(2 * length, max(self.options["step"], MAX_GROWN_STEP))
                     return "gd", None, trial, value
             length /= 2
         if length < self.options["min_step"] and self.options.get("restart_trials"):
