@@ -196,9 +196,10 @@ METHOD_TABLE: dict[str, Method] = {
     "gd": Method(GradientDescent, {
         "step": Option(0.1, "positive", "length of each normalised gradient step"),
         "backtrack": Option(0, "int_min0", "halvings tried until a step lowers f (0: every step is taken)"),
-        "min_step": Option(1e-3, "positive", "with backtrack: the run converges once the step is shorter"),
-        "restart_trials": Option(0, "int_min0", "with backtrack: after a step finds no lower value, restart from the "
-                                 "best of x and this many new points uniform in the box (0: shorten the step)"),
+        "min_step": Option(1e-3, "positive", "shortest step: gd with backtrack restarts or converges below it, bfgs "
+                           "and dfp fall back to a gradient-descent step"),
+        "restart_trials": Option(0, "int_min0", "with backtrack: once no step down to min_step lowers f, restart from "
+                                 "the best of x and this many new points uniform in the box (0: converge)"),
         **_GRADIENT_OPTIONS,
     }),
     "newton": Method(Newton, {
