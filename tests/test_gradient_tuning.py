@@ -272,3 +272,12 @@ def test_fastrnn_gradient_shows_the_span_gradient_the_methods_use(corpus_file):
 def test_fastrnn_gradient_refuses_span_where_it_means_nothing(args, message):
     result = CliRunner().invoke(cli, ["gradient", "40", "10", "0.1", *args])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_a_budget_that_cannot_pay_for_the_start_is_one_line_and_exit_2(corpus_file, tmp_path):
+    # the start (its point and 8 trials, one batch) cannot fit in 0.01 s: said so, not a traceback
+    args = ["tune", "--method", "gd", "--corpus", corpus_file, "--train-chars", "600", "--heldout-chars", "1000",
+            "--budget-seconds", "0.01", "--out", str(tmp_path / "run.jsonl")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "cannot pay for the start" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

@@ -126,6 +126,11 @@ class StopOptimization(Exception):
         self.status = status
 
 
+class BudgetTooSmall(ValueError):
+    """The run was stopped (:class:`StopOptimization`) before its start was evaluated: there is no
+    point to return. Raised by :func:`minimize` in place of the stop."""
+
+
 @dataclass(frozen=True)
 class OptimizeResult:
     """Outcome of :func:`minimize`; ``state`` resumes the run."""
@@ -349,7 +354,13 @@ def minimize(
     start = _initial_point(problem, x0, seed, state)
     stepper = stepper_class(Counted(problem), method, resolved, seed)
     if state is None:
-        stepper.start(start)
+        try:
+            stepper.start(start)
+        except StopOptimization as stop:
+            trials = resolved.get("start_trials", 0)
+            more = f", or fewer than the {trials} trials its start trains with it" if trials else ""
+            raise BudgetTooSmall(f"{stop}: the budget cannot pay for the start point's evaluation; give a larger "
+                                 f"budget{more}") from None
     elif stepper.uses_gradient:
         stepper.restore(state)
     else:
@@ -405,6 +416,7 @@ def minimize(
     )
 
 
-__all__ = ["METHOD_TABLE", "METHODS", "SKIPPED_UPDATE_NOTE", "STATUS_MESSAGES", "BFGSUpdate", "DFPUpdate", "Method",
+__all__ = ["METHOD_TABLE", "METHODS", "SKIPPED_UPDATE_NOTE", "STATUS_MESSAGES", "BFGSUpdate", "BudgetTooSmall",
+           "DFPUpdate", "Method",
            "OptimizeResult", "Option", "QuasiNewtonUpdate", "Status", "StopOptimization", "check_method",
            "check_run_arguments", "default_options", "minimize", "resolve_options"]

@@ -39,7 +39,7 @@ import numpy as np
 from ..objective.function import Objective
 from ..objective.reference import ngram_reference
 from ..objective.settings import HeldoutSettings
-from ..optimize.methods import METHOD_TABLE
+from ..optimize.methods import METHOD_TABLE, BudgetTooSmall
 from .compare import format_stats, median_range
 from .optuna_anchor import anchor_curve, run_optuna_hyperband
 from .run_files import read_run, run_is_finished
@@ -81,8 +81,12 @@ def _run_halving(race: RaceSettings, seed: int, path: str) -> None:
     try:
         halve(F, settings, out=path, resume=resume, budget_seconds=race.budget_seconds)
     except BudgetError as exc:  # the time is too short for one network at the target: no result, said so
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(json.dumps(dict(type="refused", why=str(exc))) + "\n")
+        _write_refused(path, str(exc))
+
+
+def _write_refused(path: str, why: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(dict(type="refused", why=why)) + "\n")
 
 
 def _refused(path: str) -> bool:
@@ -123,20 +127,27 @@ def race_methods() -> tuple[str, ...]:
 def _run_tune(race: RaceSettings, method: str, seed: int, path: str) -> None:
     F = Objective(dataclasses.replace(race.objective, seed=seed), threads=race.threads, backend=race.backend)
     resume = False
+    if _refused(path):
+        return
     if os.path.exists(path):
         stored = read_run(path)
         if run_is_finished(stored, budget_seconds=race.budget_seconds):
             return
         resume = stored if stored.records else False
-    tune(F, method, seed=seed, max_steps=1_000_000, record_every=1, out=path, resume=resume, overwrite=not resume,
-         budget_seconds=race.budget_seconds, **HELDOUT_SETTINGS.get(method, {}))
+    try:
+        tune(F, method, seed=seed, max_steps=1_000_000, record_every=1, out=path, resume=resume,
+             overwrite=not resume, budget_seconds=race.budget_seconds, **HELDOUT_SETTINGS.get(method, {}))
+    except BudgetTooSmall as exc:  # the time cannot pay for its start: no result, said so
+        _write_refused(path, str(exc))
 
 
 def tune_curve(path: str, target_chars: int) -> tuple[list[float], list[float]]:
     """(elapsed, best loss so far) of a :func:`tune` run file: every value it recorded is at the target
     length (its objective's train_chars)."""
-    run = read_run(path)
     elapsed, best, low = [], [], math.inf
+    if _refused(path):
+        return elapsed, best
+    run = read_run(path)
     for record in run.records:
         trials = record.get("trials") or ([record["trial"]] if "trial" in record else [{"fun": record["fun"]}])
         low = min([low, *(trial["fun"] for trial in trials)])
