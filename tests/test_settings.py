@@ -201,8 +201,9 @@ def test_every_committed_run_file_is_read_with_its_settings():
         run = read_run(path)
         settings = settings_from_record(run.settings["objective"])
         assert settings.kind == run.settings["objective"].get("kind", "paper")
-        if run.settings["method"] in ("random", "tpe"):
-            assert len(history_from_records(run.records)) == run.records[-1]["step"] + 1
+        if run.settings["method"] in ("random", "tpe"):  # the start, then `batch` trials a step
+            batch = run.settings["options"].get("batch", 1)
+            assert len(history_from_records(run.records)) == 1 + batch * run.records[-1]["step"]
 
 
 def test_a_newer_format_is_refused_in_one_line(small_corpus, tmp_path):
