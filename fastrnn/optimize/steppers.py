@@ -13,7 +13,7 @@ import numpy as np
 
 from fastrnn.optimize.calculus import AUTO_STEP, value_gradient_and_hessian
 from fastrnn.optimize.problem import Counted
-from fastrnn.optimize.samplers import check_box, trial_rng
+from fastrnn.optimize.samplers import RandomSampler, check_box, trial_rng
 
 #: The rule of a step that found no lower value along the gradient (gd with ``backtrack``).
 NO_DECREASE_RULE = "gd-no-decrease"
@@ -125,14 +125,14 @@ class Stepper:
 
     def _best_start(self, x0: np.ndarray, trials: int, fun: float | None = None) -> tuple[np.ndarray, float]:
         """(the best of x0 and ``trials`` points uniform in the problem's box, its value): one batch,
-        every point on the grid. Trial i is drawn from ``trial_rng(seed, i)``, as a sampler's; a
+        every point on the grid. Trial i is random search's proposal from ``trial_rng(seed, i)``; a
         later call (gd's restarts) draws the next indices; ``fun``, if given, is f(x0), and x0 is
         then taken as it is (the iterate)."""
         box = check_box(self.f.bounds, x0.size, f"{self.method} with start_trials")
         first = self.trials_drawn + 1
         self.trials_drawn += trials
-        drawn = [trial_rng(self.seed, i).uniform(box[:, 0], box[:, 1]) for i in range(first, first + trials)]
-        drawn = [np.asarray(self.f.snap(point), dtype=float) for point in drawn]
+        rngs = [trial_rng(self.seed, i) for i in range(first, first + trials)]
+        drawn = [np.asarray(self.f.snap(point), dtype=float) for point in RandomSampler(box, {}).ask([], rngs)]
         if fun is None:
             candidates = [np.asarray(self.f.snap(x0), dtype=float)] + drawn
             values = np.asarray(self.f.evaluate_many(candidates), dtype=float)
