@@ -166,6 +166,36 @@ def test_run_specs_scores_each_run_as_scoring_its_state(word_corpus, backend):
         assert outcome.smooth_loss == alone.smooth_loss and outcome.steps == alone.steps
 
 
+def test_runs_of_many_chunks_train_each_on_its_own_thread_as_alone(word_corpus, backend, monkeypatch):
+    """A batch longer than one kernel call trains each run chunk by chunk on one thread (no
+    barrier per chunk): each run equals itself trained alone, diverged ones included, and a bad
+    id stops the batch with the same error as the one-call path."""
+    import fastrnn.backends._base as base
+
+    monkeypatch.setattr(base, "CHUNK_COST", 20_000)  # every run here needs several calls
+    each, run_each = [], PackedRuns._run_each
+
+    def spy(packed, *args):
+        each.append(len(packed.H))
+        run_each(packed, *args)
+
+    monkeypatch.setattr(PackedRuns, "_run_each", spy)
+    states = _mixed_states(word_corpus)
+    steps = [60, 35, 80, 20, 45, 70, 90]
+    alone = [copy_state(state) for state in states]
+    backend.train_many(word_corpus.data, states, steps, threads=2)
+    assert each == [len(states)]
+    for state, single, n in zip(states, alone, steps):
+        backend.train_steps(word_corpus.data, single, n)
+        assert_same_run(state, single)
+    data = word_corpus.data.astype(np.int64)
+    data[200] = word_corpus.vocab_size
+    batch = [fresh_state(word_corpus, 8, 4, 0.1, seed=k) for k in range(3)]
+    with pytest.raises(ValueError, match="outside"):
+        backend.train_many(data, batch, 100, threads=2)
+    assert all(state.position <= 200 for state in batch)
+
+
 def test_each_packed_run_has_its_own_cache_lines(word_corpus, backend):
     """Two threads training neighbouring runs must never write to one cache line."""
     specs = [spec for spec in _mixed_specs(word_corpus) if spec.dtype == "float64"]

@@ -501,30 +501,59 @@ class PackedRuns:
 
     def run(self, backend: "PackedBackend", data, threads: int, cancel) -> None:
         """Train until every run has done its steps (or diverged), or ``cancel`` is set; the
-        states of :meth:`from_states` get what was trained even when this raises."""
+        states of :meth:`from_states` get what was trained even when this raises.
+
+        A batch that one kernel call finishes is one call, its runs spread over the kernel's own
+        threads. A longer batch is not called chunk by chunk for all runs at once: each call
+        would end at its slowest run's chunk, and chunks of unequal real time (a small network's
+        per-character overhead is not in :func:`step_cost`) would idle a thread at every call
+        (two networks of equal time took 141% CPU, not 200%). Each thread instead takes a whole
+        run, longest first, and trains it chunk by chunk on its own.
+        """
         try:
-            while (self.remaining > 0).any() and not (cancel is not None and cancel.is_set()):
-                self._call(backend, data, threads)
+            active = self.remaining > 0
+            if threads > 1 and active.sum() > 1 and (self.remaining[active] > self.chunk[active]).any():
+                self._run_each(backend, data, threads, cancel)
+            else:
+                while (self.remaining > 0).any() and not (cancel is not None and cancel.is_set()):
+                    self._call(backend, data, threads)
         finally:
             if self.runs:
                 self.write_back()
 
-    def _call(self, backend: "PackedBackend", data, threads: int) -> None:
-        steps = np.minimum(self.chunk, self.remaining)
-        last = np.empty_like(self.last)
-        done = np.zeros_like(self.done)
-        status = np.full_like(self.status, STATUS_OK)
-        args = (data, self.H, self.V, self.S, self.lr, steps, self.params, self.memory, self.param_offsets,
-                self.hprev, self.hprev_offsets, self.position, self.smooth, last, done, status)
+    def _run_each(self, backend: "PackedBackend", data, threads: int, cancel) -> None:
+        """Every run on one thread at a time, chunk by chunk (each call writes only run ``k``'s
+        slices and entries, so the threads never share an output)."""
+        todo = [k for k in range(len(self.H)) if self.remaining[k] > 0]
+        costs = [int(self.remaining[k]) * step_cost(int(self.H[k]), int(self.S[k]), int(self.V[k])) for k in todo]
+
+        def train(k):
+            while self.remaining[k] > 0 and not cancel.is_set():
+                self._call(backend, data, 1, k)
+
+        cancel = cancel if cancel is not None else threading.Event()
+        run_shared(train, [todo[i] for i in longest_first(costs)], threads, cancel)
+
+    def _call(self, backend: "PackedBackend", data, threads: int, run: int | None = None) -> None:
+        """One chunk of every unfinished run, or of run ``run`` alone (its one-run views)."""
+        window = slice(None) if run is None else slice(run, run + 1)
+        offsets = slice(None) if run is None else slice(run, run + 2)
+        steps = np.minimum(self.chunk[window], self.remaining[window])
+        last = np.empty_like(self.last[window])
+        done = np.zeros_like(self.done[window])
+        status = np.full_like(self.status[window], STATUS_OK)
+        args = (data, self.H[window], self.V[window], self.S[window], self.lr[window], steps, self.params, self.memory,
+                self.param_offsets[offsets], self.hprev, self.hprev_offsets[offsets], self.position[window],
+                self.smooth[window], last, done, status)
         backend._kernel_train_batch(args, min(threads, int((steps > 0).sum())))
         bad = status == STATUS_BAD_ID
         status[bad] = STATUS_OK  # trained up to the bad window: keep that, then refuse the data
         ran = steps > 0
-        self.last[ran] = last[ran]
-        self.done += done
-        self.status[ran] = status[ran]
+        self.last[window][ran] = last[ran]
+        self.done[window] += done
+        self.status[window][ran] = status[ran]
         # A run that diverged is finished; one that did not run had nothing left.
-        self.remaining = np.where(ran & (status == STATUS_OK), self.remaining - steps, 0)
+        self.remaining[window] = np.where(ran & (status == STATUS_OK), self.remaining[window] - steps, 0)
         if bad.any():
             raise ValueError(BAD_ID_MESSAGE)
 
