@@ -75,7 +75,7 @@ def pytest_terminal_summary(terminalreporter, config):
             rows.append(f"  {bench.group:40} {info['contender']:10} {100 * info['roofline_s'] / bench.stats.median:5.0f}% "
                         f"of the roofline bound ({1e6 * info['roofline_s']:,.1f} µs, set by {info['roofline_by']})")
     for group, medians in sorted(groups.items()):
-        baseline_name = next((name for name in ("numpy", "1 thread", "float64", "threads") if name in medians), None)
+        baseline_name = next((name for name in ("numpy", "1 thread", "1 worker", "float64", "threads") if name in medians), None)
         if baseline_name is None:
             continue
         baseline = medians[baseline_name]

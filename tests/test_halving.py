@@ -261,6 +261,55 @@ def test_a_time_budget_ends_in_time_and_spends_most_of_it_on_the_top_rung(text, 
     assert result.chars > 10 * 3600  # far beyond the search's longest rung
 
 
+class _Clock:
+    """A wall clock the test moves: the budget's time, not the machine's."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _late_after_bracket(clock, bracket: int, interrupt_at_stop: bool = False):
+    """on_event: once bracket ``bracket`` is planned, the clock jumps to 0.5 s before the budget's end."""
+    def on_event(entry):
+        if entry["type"] == "bracket" and entry["bracket"] == bracket:
+            clock.now = 99.5 - 1.0  # the budget is 100 s; the end's reserve is 1 s
+        if interrupt_at_stop and entry["type"] == "stop":
+            raise _Stop
+
+    return on_event
+
+
+def test_a_rung_the_time_cannot_finish_is_stopped_and_the_earlier_answer_stands(text, tmp_path):
+    """With a target, the time left is checked before each stretch of a rung: once an earlier bracket
+    has an answer, a rung that cannot finish is stopped (a ``stop`` line) and the run ends with that
+    answer, its checkpoint kept, the stopped networks' dropped; a run killed at the stop resumes to it."""
+    out = tmp_path / "late.jsonl"
+    clock = _Clock()
+    result = halve(_F(text), HalvingSettings(**SMALL), out=out, budget_seconds=100.0, clock=clock, started=0.0,
+                   on_event=_late_after_bracket(clock, 1))
+    run = read_halving(out)
+    stop, = run.of_type("stop")
+    assert (stop["bracket"], stop["rung"]) == (1, 0) and "cannot finish" in stop["note"]
+    assert not [line for line in run.of_type("record") if line["bracket"] == 1]
+    tops = [line for line in run.of_type("record") if line["bracket"] == 0 and line["rung"] == 2]
+    best = min(tops, key=lambda line: (line["fun"], line["trial"]))
+    assert (result.x, result.fun, result.trial) == (best["x"], best["fun"], best["trial"])
+    assert "the time ran out" in result.message
+    folder, model = companion_paths(out)
+    assert os.listdir(folder) == [f"trial-{best['trial']:06d}.npz"] and os.path.exists(model)
+
+    part = tmp_path / "part.jsonl"
+    clock = _Clock()
+    with pytest.raises(_Stop):
+        halve(_F(text), HalvingSettings(**SMALL), out=part, budget_seconds=100.0, clock=clock, started=0.0,
+              on_event=_late_after_bracket(clock, 1, interrupt_at_stop=True))
+    resumed = halve(_F(text), HalvingSettings(**SMALL), out=part, resume=True, budget_seconds=100.0, clock=clock)
+    assert (resumed.x, resumed.fun, resumed.trial) == (result.x, result.fun, result.trial)
+
+
 def test_budgets_too_small_for_one_network_are_refused_before_any_file(text, tmp_path):
     out = tmp_path / "run.jsonl"
     with pytest.raises(BudgetError, match="smaller than one network at --target-chars 3,600"):

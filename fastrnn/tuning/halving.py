@@ -14,6 +14,10 @@ How it runs (the shapes of a bracket, its rungs and how budgets size them:
   many networks a bracket starts, a promotion straight to the top when the time runs short, where
   the top rung stops). Each is written to the run file before it takes effect, and a resumed run
   follows the file, so it continues to the result the interrupted run was heading for.
+* **Within the time.** With a target and a time budget, a rung that the time left cannot finish
+  (the machine slowed, or a network trained slower than predicted) is stopped between two of its
+  stretches once an earlier bracket has an answer: a ``stop`` line, and that answer stands. The
+  stretches are then at most a quarter of the time left, so the run ends within its budget.
 * **Continued, not retrained.** A promoted network continues from its state (weights, Adagrad
   memory, hidden state, data position): the same bits as training it straight through. Every live
   network's checkpoint is written after each rung and every :data:`CHECKPOINT_SECONDS` within one,
@@ -133,6 +137,10 @@ def halve(F, settings: HalvingSettings | None = None, *, out=None, resume: bool 
             writer.close()
 
 
+class _OutOfTime(Exception):
+    """A rung was stopped by the time budget (its ``stop`` line is written)."""
+
+
 def _check_objective(F) -> None:
     definition = F.definition
     if definition.kind != "heldout":
@@ -191,6 +199,7 @@ class _Run(BudgetDecisions):
         self.plans: dict[int, dict] = {}
         self.segments: dict[int, dict] = {}
         self.top_caps: dict[int, int] = {}
+        self.stopped: dict | None = None  # the ``stop`` line: the time ran out in a rung
         self.steps: dict[int, int] = {}
         self.diverged: set[int] = set()
         self.states: dict[int, TrainState] = {}
@@ -218,6 +227,8 @@ class _Run(BudgetDecisions):
                     self.diverged.add(line["trial"])
             elif kind == "promotion":
                 self.promotions[(line["bracket"], line["from_rung"])] = line
+            elif kind == "stop":
+                self.stopped = line
             elif kind == "segment":
                 self.segments[line["bracket"]] = line
                 if line.get("cap") is not None:
@@ -248,11 +259,14 @@ class _Run(BudgetDecisions):
     # -- the run ------------------------------------------------------------------------------
     def execute(self) -> HalvingResult:
         bracket = 0
-        while True:
+        while self.stopped is None:
             plan = self.plans.get(bracket) or self.decide_plan(bracket)
             if plan is None:
                 break
-            self.run_bracket(bracket, plan)
+            try:
+                self.run_bracket(bracket, plan)
+            except _OutOfTime:
+                break
             bracket += 1
             if plan.get("auto"):
                 break
@@ -318,18 +332,21 @@ class _Run(BudgetDecisions):
         if not todo:
             return
         states = [self.state_of(t) for t in todo]
-        scores = self.train_to(todo, states, [steps_for(chars, st.seq_length) for st in states])
+        scores = self.train_to(todo, states, [steps_for(chars, st.seq_length) for st in states], where=(bracket, rung))
         self.save_checkpoints(todo, states)
         for trial, state, score in zip(todo, states, scores):
             self.record(bracket, rung, trial, state, score, chars)
 
-    def train_to(self, trials, states, targets, checkpoint: bool = True) -> list:
+    def train_to(self, trials, states, targets, checkpoint: bool = True, where: tuple | None = None) -> list:
         """Train each state to its target updates in segments of at most CHECKPOINT_SECONDS (each
-        followed by checkpoints), then score them; the scores."""
+        followed by checkpoints), then score them; the scores. ``where``: the (bracket, rung)
+        that the time budget may stop (see :meth:`_stop_if_out_of_time`)."""
         while True:
             left = [max(0, target - st.steps) if st.status == STATUS_OK else 0 for st, target in zip(states, targets)]
+            if where is not None:
+                self._stop_if_out_of_time(where, trials, states, left)
             if self.pace.known:
-                left = self._segment(states, left)
+                left = self._segment(states, left, self._stretch_seconds(where))
             last = all(max(0, target - st.steps - n) == 0 or st.status != STATUS_OK
                        for st, target, n in zip(states, targets, left))
             scores = self.advance(states, left, score=last)
@@ -339,15 +356,49 @@ class _Run(BudgetDecisions):
                 self.save_checkpoints(trials, states)
             self.progress(trials=list(trials))
 
-    def _segment(self, states, left) -> list[int]:
+    def _segment(self, states, left, limit: float = CHECKPOINT_SECONDS) -> list[int]:
         """The updates each network trains before the next checkpoint: a common stretch of text
-        whose predicted time is about CHECKPOINT_SECONDS."""
+        whose predicted time is about ``limit`` seconds."""
         seconds = self.pace.seconds([self.cost(st.hidden, st.seq_length, n * st.seq_length) for st, n in zip(states, left)],
                                     self.lanes.count)
-        if seconds <= CHECKPOINT_SECONDS:
+        if seconds <= limit:
             return left
-        share = CHECKPOINT_SECONDS / seconds
+        share = limit / seconds
         return [min(n, max(1, math.ceil(n * share))) if n else 0 for n in left]
+
+    def _may_stop(self) -> bool:
+        """Whether a time budget may stop a rung: only once an earlier bracket has an answer."""
+        return self.budgets["budget_seconds"] is not None and self.answer() is not None
+
+    def _stretch_seconds(self, where) -> float:
+        """Longest stretch between checkpoints; where the time may stop the rung, at most a
+        quarter of the time left, so that a slow stretch is seen before the budget is spent."""
+        if where is None or not self._may_stop():
+            return CHECKPOINT_SECONDS
+        return min(CHECKPOINT_SECONDS, max(1.0, 0.25 * self._time_left()))
+
+    def _stop_if_out_of_time(self, where, trials, states, left) -> None:
+        """A rung the time left cannot finish (training and scoring, at the pace measured so far)
+        is stopped, once an earlier bracket has an answer: a ``stop`` line, its networks'
+        checkpoints dropped, and the run ends with the answer it has (raises _OutOfTime)."""
+        if not self._may_stop() or not self.pace.known:
+            return
+        heldout = self.F.heldout.data.size
+        works = [self.cost(st.hidden, st.seq_length, n * st.seq_length) + self.cost(st.hidden, st.seq_length, heldout, True)
+                 for st, n in zip(states, left) if st.status == STATUS_OK]
+        need = self.pace.seconds(works, self.lanes.count)
+        if need <= self._time_left():
+            return
+        bracket, rung = where
+        self.stopped = dict(type="stop", bracket=bracket, rung=rung, trials=sorted(trials),
+                            note=f"the time left ({max(0.0, self._time_left()):.1f} s) cannot finish this rung "
+                                 f"(about {need:.1f} s); the answer of an earlier bracket stands")
+        self.write(dict(self.stopped))
+        for trial in trials:
+            self.states.pop(trial, None)
+        if self.checkpoints is not None:
+            self.checkpoints.drop([t for t in trials if t != self.answer()])
+        raise _OutOfTime
 
     def advance(self, states, steps, score: bool) -> list:
         works = [self.cost(st.hidden, st.seq_length, n * st.seq_length) for st, n in zip(states, steps)]
@@ -466,6 +517,9 @@ class _Run(BudgetDecisions):
         """The trials whose networks the run still needs: promoted but not yet recorded at their
         rung, recorded at a rung that has not promoted yet, and the answer so far."""
         live = set()
+        if self.stopped is not None:  # the run ends with the answer it has
+            best = self.answer()
+            return {best} if best is not None else set()
         for (bracket, _), line in self.promotions.items():
             live |= {t for t in line["trials"] if (bracket, line["rung"], t) not in self.records}
         for (bracket, rung, trial) in self.records:
@@ -496,6 +550,8 @@ class _Run(BudgetDecisions):
         brackets = len(self.plans)
         message = (f"{len(self.trials)} networks in {brackets} bracket{'s' if brackets > 1 else ''}; the answer trained "
                    f"{record['chars']:,} characters ({record['steps']:,} updates)")
+        if self.stopped is not None:
+            message += f"; bracket {self.stopped['bracket']} was stopped at rung {self.stopped['rung']}: the time ran out"
         entry = dict(type="result", x=record["x"], fun=record["fun"], bits=record["fun"] / math.log(2.0),
                      chars=record["chars"], steps=record["steps"], trial=best, model=self.model_path, message=message,
                      counters=self.counters())

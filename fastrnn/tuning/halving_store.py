@@ -44,7 +44,7 @@ from .runner import _ends_with_newline, _open_run_file, _write  # the tuner's lo
 FORMAT = "fastrnn-halving"
 FORMAT_VERSION = 1
 CHECKPOINT_KIND = "fastrnn-halving-checkpoint"
-LINE_TYPES = ("settings", "calibration", "bracket", "trial", "record", "promotion", "segment", "result")
+LINE_TYPES = ("settings", "calibration", "bracket", "trial", "record", "promotion", "segment", "stop", "result")
 
 
 class CheckpointError(ValueError):
@@ -185,6 +185,7 @@ _REQUIRED = {
     "record": ("trial", "bracket", "rung", "chars", "steps", "x", "fun", "counters"),
     "promotion": ("bracket", "rung", "trials"),
     "segment": ("bracket", "chars", "values"),
+    "stop": ("bracket", "rung", "note"),
     "result": ("x", "fun", "chars", "trial", "counters"),
 }
 
