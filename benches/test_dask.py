@@ -102,3 +102,36 @@ def test_default_method_workers(benchmark, corpus, clusters, tmp_path, workers):
     first = tune()  # compiles the kernels and ships the texts to the workers
     benchmark.extra_info["answer"] = [first.x, first.fun]
     benchmark.pedantic(tune, rounds=3)
+
+
+@pytest.mark.parametrize("workers", (1, WORKERS))
+def test_default_method_throughput(benchmark, corpus, clusters, tmp_path, workers):
+    """The default tuner as ``fastrnn tune --budget-seconds 30 --dtype float32`` runs it (successive
+    halving, the budget choosing its rungs, the two top networks training most of the time), on a
+    LocalCluster of 1 and of 2 workers. Both end at the budget, so the figure is the training done
+    in it: the cost model's work units (:func:`fastrnn.tuning.halving_lanes.work`) of every update
+    trained, per second of the whole run (calibration, search, scoring and files included).
+    Issue 19's target: 2 workers at least 1.7x one."""
+    from fastrnn.tuning.halving import halve
+    from fastrnn.tuning.halving_lanes import work
+    from fastrnn.tuning.halving_store import read_halving
+
+    executor = clusters[workers]
+    benchmark.group = "default tuner 30 s on dask workers"
+    benchmark.extra_info["contender"] = f"{workers} worker{'s' if workers > 1 else ''}"
+    rounds, rates = itertools.count(), []
+
+    def tune():
+        out = tmp_path / f"run{next(rounds)}.jsonl"
+        result = halve(Objective(corpus, heldout_chars=5_000, seed=0, dtype="float32", executor=executor),
+                       out=out, budget_seconds=30.0)
+        steps: dict = {}
+        for line in read_halving(out).of_type("record"):
+            steps[line["trial"]] = (line["x"], max(line["steps"], steps.get(line["trial"], (None, 0))[1]))
+        done = sum(work(h, s, corpus.vocab_size, n * s) for (h, s, _), n in steps.values())
+        rates.append(done / result.seconds)
+
+    tune()  # compiles the kernels and ships the texts to the workers
+    rates.clear()
+    benchmark.pedantic(tune, rounds=3)
+    benchmark.extra_info["work_per_second"] = sorted(rates)[len(rates) // 2]

@@ -272,10 +272,11 @@ class _Clock:
 
 
 def _late_after_bracket(clock, bracket: int, interrupt_at_stop: bool = False):
-    """on_event: once bracket ``bracket`` is planned, the clock jumps to 0.5 s before the budget's end."""
+    """on_event: once bracket ``bracket`` is planned, the clock jumps to 0.5 s before the budget's
+    end, within the end's reserve (1 s): no stretch of training fits any more."""
     def on_event(entry):
         if entry["type"] == "bracket" and entry["bracket"] == bracket:
-            clock.now = 99.5 - 1.0  # the budget is 100 s; the end's reserve is 1 s
+            clock.now = 99.5  # the budget is 100 s
         if interrupt_at_stop and entry["type"] == "stop":
             raise _Stop
 

@@ -42,6 +42,7 @@ import weakref
 from concurrent.futures import CancelledError
 from typing import Sequence
 
+import dask
 import numpy as np
 from dask.base import tokenize
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, wait
@@ -383,11 +384,18 @@ class DaskExecutor:
 _by_client: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
+#: Tasks the scheduler hands a worker thread at a time. Dask's default (1.1, rounded up: 2 for a
+#: one-thread worker) queues a second task behind the running one; a rung's second-costliest
+#: network then waits behind its costliest while the other worker runs out of work.
+WORKER_SATURATION = 1.0
+
+
 def _local_cluster(workers: int) -> LocalCluster:
     # No dashboard; the scheduler's HTTP server (always started) on a free port, so a second
     # cluster on the machine does not warn that port 8787 is taken.
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                        scheduler_kwargs=dict(dashboard_address="127.0.0.1:0"), silence_logs=logging.ERROR)
+    with dask.config.set({"distributed.scheduler.worker-saturation": WORKER_SATURATION}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                            scheduler_kwargs=dict(dashboard_address="127.0.0.1:0"), silence_logs=logging.ERROR)
 
 
 def _reason(exc) -> str:

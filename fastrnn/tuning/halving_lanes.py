@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -134,9 +135,15 @@ class Lanes:
         groups = group_runs(specs, self.count)
         tasks = [[(_pack(states[k]), int(steps[k])) for k in group] for group in groups]
         try:
-            sent = executor.client.scatter(tasks, hash=False)  # the states travel as data, not in the task graph
-            futures = executor.client.map(_advance_group, [self.backend.name] * len(tasks), [data_key] * len(tasks),
-                                          [heldout_key] * len(tasks), sent, pure=False, retries=executor.retries)
+            # The states go with their tasks, not scattered first: scattered data is placed on the
+            # workers round-robin, and each task then runs where its data lies (a static split
+            # that left a worker idle while the other trained a rung's largest networks). Sent
+            # with the tasks, they go to whichever worker is free, costliest first.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Ll]arge.*graph", category=UserWarning)
+                futures = executor.client.map(_advance_group, [self.backend.name] * len(tasks),
+                                              [data_key] * len(tasks), [heldout_key] * len(tasks), tasks, pure=False,
+                                              retries=executor.retries)
             results = executor._gather(futures, [[specs[k] for k in group] for group in groups])
         except (OSError, _cancelled_error()) as exc:
             raise executor._lost(exc) from None
