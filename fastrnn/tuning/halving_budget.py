@@ -40,7 +40,7 @@ class BudgetError(ValueError):
 
 class BudgetDecisions:
     """The budget's decisions; expects the run's ``settings``, ``budgets``, ``pace``, ``lanes``,
-    ``plans``, ``trials``, ``steps``, ``F`` and ``elapsed()``, ``write()``."""
+    ``plans``, ``trials``, ``trial_lines``, ``steps``, ``F`` and ``elapsed()``, ``write()``."""
 
     @property
     def auto(self) -> bool:
@@ -68,7 +68,13 @@ class BudgetDecisions:
         return work(hidden, seq_length, self.vocab_size, chars, scoring, itemsize)
 
     def average_work(self, chars: float, scoring: bool = False) -> float:
-        """Work of a network of the search space's average cost (log-uniform h and s)."""
+        """Work of a network of average cost: of the networks the last bracket drew (a sampler
+        that learns keeps drawing near them), or before any, of the search space (log-uniform h
+        and s)."""
+        last = max((line["bracket"] for line in self.trial_lines.values()), default=None)
+        if last is not None:
+            drawn = [self.trials[t] for t, line in self.trial_lines.items() if line["bracket"] == last]
+            return float(np.mean([self.cost(c.hidden, c.seq_length, chars, scoring) for c in drawn]))
         sizes = np.exp(np.linspace(math.log(20), math.log(800), 41))
         lengths = np.exp(np.linspace(math.log(5), math.log(40), 7))
         return float(np.mean([self.cost(int(h), int(round(s)), chars, scoring) for h in sizes for s in lengths]))
