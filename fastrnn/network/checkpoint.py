@@ -34,7 +34,8 @@ _WEIGHT_NAMES = Weights._fields
 
 
 class CheckpointError(ValueError):
-    """A model file that is missing, unreadable, not a fastrnn model, or of an unknown format."""
+    """A model file or checkpoint that is missing, unreadable, not fastrnn's (or not this run's), or
+    of an unknown format; or a file or folder that cannot be written."""
 
 
 @dataclass
@@ -75,6 +76,13 @@ def save_model(path: str | os.PathLike, state: TrainState, vocab, corpus_name: s
         corpus_name=np.array(corpus_name),
         info=np.array(json.dumps(_json_safe(info or {}), allow_nan=False)),
     )
+    write_npz_atomically(path, arrays, "model file")
+
+
+def write_npz_atomically(path: str, arrays: dict, what: str) -> None:
+    """``np.savez`` of ``arrays`` to ``path``, atomically: written to a temporary file, synced, then
+    renamed over ``path``, so a killed writer never leaves a torn file in its place.
+    CheckpointError naming ``what`` and the reason when it cannot be written."""
     tmp = f"{path}.tmp-{os.getpid()}"  # not *.npz: a killed writer leaves nothing that looks like a model
     try:
         with open(tmp, "wb") as f:
@@ -83,7 +91,7 @@ def save_model(path: str | os.PathLike, state: TrainState, vocab, corpus_name: s
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise CheckpointError(f"cannot write model file {path!r}: {exc.strerror or exc}") from exc
+        raise CheckpointError(f"cannot write {what} {path!r}: {exc.strerror or exc}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

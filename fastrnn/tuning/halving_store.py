@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..network.checkpoint import CheckpointError, write_npz_atomically
 from ..network.model import TrainState
 from .run_files import RunFileError
 from .runner import _ends_with_newline, _open_run_file, _write  # the tuner's locking and writing
@@ -47,8 +48,6 @@ CHECKPOINT_KIND = "fastrnn-halving-checkpoint"
 LINE_TYPES = ("settings", "calibration", "bracket", "trial", "record", "promotion", "segment", "stop", "result")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or not this run's (or a folder that cannot be written)."""
 
 
 def companion_paths(run_path) -> tuple[str, str]:
@@ -94,26 +93,15 @@ class Checkpoints:
 
     def save(self, trial: int, state: TrainState) -> None:
         """Write ``state`` atomically (a torn file never replaces a good one)."""
-        path = self.path(trial)
-        tmp = f"{path}.tmp-{os.getpid()}.npz"
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, kind=np.array(CHECKPOINT_KIND), run_id=np.array(self.run_id),
-                         fingerprint=np.array(self.fingerprint), trial=np.int64(trial), params=state.params,
-                         memory=state.memory, hprev=np.asarray(state.hprev, dtype=state.params.dtype),
-                         hidden=np.int64(state.hidden), seq_length=np.int64(state.seq_length),
-                         learning_rate=np.float64(state.learning_rate), vocab_size=np.int64(state.vocab_size),
-                         position=np.int64(state.position), smooth_loss=np.float64(state.smooth_loss),
-                         last_loss=np.float64(state.last_loss), steps=np.int64(state.steps),
-                         status=np.int64(state.status), seed=np.int64(-1 if state.seed is None else state.seed))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise CheckpointError(f"cannot write checkpoint {path!r}: {exc.strerror or exc}") from None
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_npz_atomically(self.path(trial), dict(
+            kind=np.array(CHECKPOINT_KIND), run_id=np.array(self.run_id), fingerprint=np.array(self.fingerprint),
+            trial=np.int64(trial), params=state.params, memory=state.memory,
+            hprev=np.asarray(state.hprev, dtype=state.params.dtype), hidden=np.int64(state.hidden),
+            seq_length=np.int64(state.seq_length), learning_rate=np.float64(state.learning_rate),
+            vocab_size=np.int64(state.vocab_size), position=np.int64(state.position),
+            smooth_loss=np.float64(state.smooth_loss), last_loss=np.float64(state.last_loss),
+            steps=np.int64(state.steps), status=np.int64(state.status),
+            seed=np.int64(-1 if state.seed is None else state.seed)), "checkpoint")
 
     def load(self, trial: int, config) -> TrainState:
         """Trial ``trial``'s state; CheckpointError (one line) if missing, unreadable or foreign."""
