@@ -184,13 +184,15 @@ def _interrupt_after(n_records: int):
     return on_event
 
 
-@pytest.mark.parametrize("k", [5, 19, 25])
+@pytest.mark.parametrize("k", [5, 19, 25, 43])
 def test_a_resumed_run_ends_as_an_uninterrupted_one(text, tmp_path, k):
+    """k = 43: inside the second bracket's first rung (26 records a bracket), with 17 networks of that
+    rung recorded and not yet promoted, whose checkpoints the replay of the first bracket must keep."""
     settings = HalvingSettings(**{**SMALL, "target_chars": 10_800, "sampler": "tpe"}) if k == 25 else \
         HalvingSettings(**SMALL)
     if settings.sampler == "tpe":
         pytest.importorskip("optuna")
-    budgets = dict(budget_chars=120_000) if k == 25 else {}
+    budgets = dict(budget_chars=120_000) if k == 25 else dict(budget_chars=60_000) if k == 43 else {}
     whole = halve(_F(text), settings, out=tmp_path / "whole.jsonl", **budgets)
     part = tmp_path / "part.jsonl"
     with pytest.raises(_Stop):
@@ -199,6 +201,8 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(text, tmp_path, k):
     resumed = halve(_F(text), settings, out=part, resume=True, **budgets)
     assert (resumed.x, resumed.fun, resumed.chars, resumed.trial) == (whole.x, whole.fun, whole.chars, whole.trial)
     assert _lines(part) == _lines(tmp_path / "whole.jsonl")
+    if k == 43:
+        assert len(read_halving(part).of_type("bracket")) >= 2
     again = halve(_F(text), settings, out=part, resume=True, **budgets)  # finished: returned as stored
     assert again.finished_before and again.x == whole.x
 

@@ -505,9 +505,10 @@ class _Run(BudgetDecisions):
         return position, scores
 
     def conclude(self, bracket: int, members: list[int], top_rung: int) -> None:
-        """Keep the answer's checkpoint; drop the other top networks'."""
+        """Keep the answer's checkpoint; drop this bracket's other networks'. Only this bracket's:
+        a resumed run replays its finished brackets while it holds the live networks of a later one."""
         best = self.answer()
-        dropped = [t for t in self.states if t != best]
+        dropped = [t for t in self.states if t != best and self.trial_lines[t]["bracket"] == bracket]
         for trial in dropped:
             self.states.pop(trial, None)
         if self.checkpoints is not None:
