@@ -394,10 +394,12 @@ class _Run(BudgetDecisions):
                             note=f"the time left ({max(0.0, self._time_left()):.1f} s) cannot finish this rung "
                                  f"(about {need:.1f} s); the answer of an earlier bracket stands")
         self.write(dict(self.stopped))
-        for trial in trials:
+        best = self.answer()  # of an earlier bracket; this bracket's networks (every wave and rung) go
+        dropped = set(trials) | {t for t in self.states if self.trial_lines[t]["bracket"] == bracket}
+        for trial in dropped - {best}:
             self.states.pop(trial, None)
         if self.checkpoints is not None:
-            self.checkpoints.drop([t for t in trials if t != self.answer()])
+            self.checkpoints.drop(sorted(dropped - {best}))
         raise _OutOfTime
 
     def advance(self, states, steps, score: bool) -> list:
