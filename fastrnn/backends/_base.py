@@ -524,6 +524,7 @@ class PackedRuns:
     def _run_each(self, backend: "PackedBackend", data, threads: int, cancel) -> None:
         """Every run on one thread at a time, chunk by chunk (each call writes only run ``k``'s
         slices and entries, so the threads never share an output)."""
+        cancel = cancel if cancel is not None else threading.Event()
         todo = [k for k in range(len(self.H)) if self.remaining[k] > 0]
         costs = [int(self.remaining[k]) * step_cost(int(self.H[k]), int(self.S[k]), int(self.V[k])) for k in todo]
 
@@ -531,7 +532,6 @@ class PackedRuns:
             while self.remaining[k] > 0 and not cancel.is_set():
                 self._call(backend, data, 1, k)
 
-        cancel = cancel if cancel is not None else threading.Event()
         run_shared(train, [todo[i] for i in longest_first(costs)], threads, cancel)
 
     def _call(self, backend: "PackedBackend", data, threads: int, run: int | None = None) -> None:

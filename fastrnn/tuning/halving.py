@@ -394,12 +394,7 @@ class _Run(BudgetDecisions):
                             note=f"the time left ({max(0.0, self._time_left()):.1f} s) cannot finish this rung "
                                  f"(about {need:.1f} s); the answer of an earlier bracket stands")
         self.write(dict(self.stopped))
-        best = self.answer()  # of an earlier bracket; this bracket's networks (every wave and rung) go
-        dropped = set(trials) | {t for t in self.states if self.trial_lines[t]["bracket"] == bracket}
-        for trial in dropped - {best}:
-            self.states.pop(trial, None)
-        if self.checkpoints is not None:
-            self.checkpoints.drop(sorted(dropped - {best}))
+        self._drop_bracket(bracket, trials)
         raise _OutOfTime
 
     def advance(self, states, steps, score: bool) -> list:
@@ -507,14 +502,19 @@ class _Run(BudgetDecisions):
         return position, scores
 
     def conclude(self, bracket: int, members: list[int], top_rung: int) -> None:
-        """Keep the answer's checkpoint; drop this bracket's other networks'. Only this bracket's:
-        a resumed run replays its finished brackets while it holds the live networks of a later one."""
+        """Keep the answer's checkpoint; drop the bracket's other networks'."""
+        self._drop_bracket(bracket, members)
+
+    def _drop_bracket(self, bracket: int, trials) -> None:
+        """Forget ``trials`` and every network of ``bracket`` held in memory, with their
+        checkpoints, except the answer's. Only this bracket's: a resumed run replays its finished
+        brackets while it holds the live networks of a later one."""
         best = self.answer()
-        dropped = [t for t in self.states if t != best and self.trial_lines[t]["bracket"] == bracket]
+        dropped = (set(trials) | {t for t in self.states if self.trial_lines[t]["bracket"] == bracket}) - {best}
         for trial in dropped:
             self.states.pop(trial, None)
         if self.checkpoints is not None:
-            self.checkpoints.drop([t for t in members if t != best] + [t for t in dropped if t != best])
+            self.checkpoints.drop(sorted(dropped))
 
     def live_trials(self) -> set[int]:
         """The trials whose networks the run still needs: promoted but not yet recorded at their
