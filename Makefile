@@ -17,7 +17,7 @@ RUN_FILE := runs/main.jsonl
 # The default tuner: successive halving on the held-out objective (networks scored on held-out
 # text; the best continue training, the answer's network trained longest), in float32, for
 # 4 minutes of wall-clock time, the saved network included.
-MAIN_JOB := tune --budget-seconds 240 --dtype float32
+MAIN_JOB := tune --budget-seconds 240
 
 .PHONY: run test
 

@@ -81,8 +81,9 @@ def common_options(func):
     @click.option("--backend", type=click.Choice(BACKEND_NAMES), default=DEFAULT_BACKEND, show_default=True,
                   help="Training kernel.")
     @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Random seed.")
-    @click.option("--dtype", type=click.Choice(DTYPES), default="float64", show_default=True,
-                  help="Training precision (float32: compiled backends only).")
+    @click.option("--dtype", type=click.Choice(DTYPES), default=None,
+                  help="Training precision (float32: compiled backends only) [the held-out objective: float32; "
+                       "the paper's: float64].")
     @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
     @functools.wraps(func)
     def wrapper(*args, corpus_path, backend, **kwargs):
@@ -90,10 +91,11 @@ def common_options(func):
             kwargs["backend"] = get_backend(backend)
         except BackendUnavailable as exc:
             raise click.BadParameter(str(exc), param_hint="--backend") from None
-        try:
-            check_backend_dtype(kwargs["backend"], kwargs["dtype"])
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--dtype") from None
+        if kwargs["dtype"] is not None:  # the default is the objective's kind's, checked where F is made
+            try:
+                check_backend_dtype(kwargs["backend"], kwargs["dtype"])
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--dtype") from None
         if corpus_path is None and (kwargs.get("resume") is not None or kwargs.get("from_run") is not None):
             kwargs["corpus"] = None  # `tune --resume`, `train --resume / --from-run` read the corpus a file names
             return func(*args, **kwargs)

@@ -203,6 +203,6 @@ def _objective_command(result: HalvingResult, source) -> str | None:
         parts += ["--heldout-chars", str(definition.heldout_chars)]
     if definition.seed != 0:
         parts += ["--seed", str(definition.seed)]
-    if definition.dtype != "float64":
+    if definition.dtype != definition.default_dtype:
         parts += ["--dtype", definition.dtype]
     return " ".join(parts)

@@ -17,6 +17,7 @@ import click
 from click.core import ParameterSource
 
 from fastrnn._validation import MAX_COUNT
+from fastrnn.backends import check_backend_dtype, get_backend
 from fastrnn.network.corpus import Corpus, CorpusError, load_corpus
 from fastrnn.objective.function import Objective
 from fastrnn.objective.settings import KINDS, Evaluation, ObjectiveSettings, flags, settings_class, settings_from_record
@@ -195,6 +196,10 @@ def build_objective(args: dict, settings: ObjectiveSettings | None = None) -> Ob
     combinations exit 2 naming the flag."""
     if settings is None:
         settings = build_settings(args["kind"], args["given"], args["corpus"], args["seed"], args["dtype"])
+    try:  # the kind's default precision may be one the backend does not train
+        check_backend_dtype(get_backend(args["evaluation"].backend), settings.dtype)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--dtype") from None
     try:
         return Objective(settings, evaluation=args["evaluation"])
     except CorpusError as exc:

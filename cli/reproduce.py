@@ -40,6 +40,7 @@ from .progress import RunBars
 def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, corpus, backend, seed, dtype, quiet,
                       executor):
     """Run the paper's trials and write a Markdown report beside its published numbers."""
+    from fastrnn.objective.settings import PaperSettings
     from fastrnn.tuning import reproduce
 
     try:
@@ -61,7 +62,8 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
 
     try:
         report = reproduce.reproduce(numbers, corpus, out_dir, command=command, noise=noise, seed=seed,
-                                     threads=threads or default_threads(), backend=backend.name, dtype=dtype,
+                                     threads=threads or default_threads(), backend=backend.name,
+                                     dtype=dtype or PaperSettings.default_dtype,
                                      scale=scale, intensive=intensive, progress=progress, on_trial=on_trial,
                                      executor=executor)
     except RunFileError as exc:

@@ -198,10 +198,15 @@ def new_plan(opts: dict, given: dict) -> Plan:
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--seq") from None
     length = _length(opts["steps"], opts["train_chars"])
-    settings, train, heldout = _split_settings(corpus, given, length, opts["seed"], opts["dtype"], opts["no_heldout"])
+    dtype = opts["dtype"] or HeldoutSettings.default_dtype  # as a tuning trial of the held-out objective trains
+    try:
+        check_backend_dtype(opts["backend"], dtype)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--dtype") from None
+    settings, train, heldout = _split_settings(corpus, given, length, opts["seed"], dtype, opts["no_heldout"])
     target = _target(settings, opts["steps"], length, seq_length)
     eval_every, checkpoint_every, folder = _intervals(opts, seq_length, target)
-    state = _new_state(train, opts["hidden"], seq_length, opts["learning_rate"], opts["seed"], opts["dtype"])
+    state = _new_state(train, opts["hidden"], seq_length, opts["learning_rate"], opts["seed"], dtype)
     return Plan(state, corpus.vocab, corpus, train, heldout, settings, target, eval_every, checkpoint_every, folder,
                 _stem(opts["save_path"]), opts["backend"])
 

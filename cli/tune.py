@@ -17,13 +17,14 @@ from click.core import ParameterSource
 from fastrnn._validation import MAX_COUNT
 from fastrnn.backends import (
     BackendUnavailable,
+    check_backend_dtype,
     get_backend,
 )
 from fastrnn.network.checkpoint import CheckpointError
 from fastrnn.network.corpus import CorpusError
 from fastrnn.objective.function import DEFAULT_TRAIN_CHARS
 from fastrnn.objective.heldout import DEFAULT_HELDOUT_CHARS, MIN_HELDOUT_CHARS
-from fastrnn.objective.settings import Evaluation
+from fastrnn.objective.settings import Evaluation, HeldoutSettings
 from fastrnn.optimize.methods import METHOD_TABLE, METHODS, default_options
 from fastrnn.tuning.deliver import deliver, model_path_for
 from fastrnn.tuning.run_files import RunFileError, read_run, run_is_finished
@@ -345,6 +346,11 @@ def compare_command(methods, repeats, budget_chars, budget_seconds, target_chars
     if (budget_chars is None) == (budget_seconds is None):
         raise click.BadParameter("give one budget: --budget-chars (equal training) or --budget-seconds (equal wall-clock "
                                  "time)", param_hint="--budget-chars")
+    dtype = dtype or HeldoutSettings.default_dtype  # compare tunes the held-out objective
+    try:
+        check_backend_dtype(backend, dtype)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--dtype") from None
     if budget_seconds is not None:
         _race(methods, repeats, budget_seconds, target_chars, min_chars, eta, train_chars, heldout_chars, beta, threads,
               out_dir, corpus, backend, dtype, quiet)
@@ -393,7 +399,6 @@ def compare_command(methods, repeats, budget_chars, budget_seconds, target_chars
 def _race(methods, repeats, budget_seconds, target_chars, min_chars, eta, train_chars, heldout_chars, beta, threads,
           out_dir, corpus, backend, dtype, quiet):
     """`compare --budget-seconds`: every method for the same wall-clock time (fastrnn.tuning.race)."""
-    from fastrnn.objective.settings import HeldoutSettings
     from fastrnn.tuning import race
 
     if train_chars is not None:

@@ -66,7 +66,8 @@ def training_fingerprints(corpus) -> dict:
 def objective_fingerprints(corpus) -> dict:
     from fastrnn.objective.function import Objective
 
-    heldout = Objective(corpus, beta=2, train_chars=2_000, heldout_chars=1_000, threads=1, backend=BACKEND)
+    heldout = Objective(corpus, beta=2, train_chars=2_000, heldout_chars=1_000, threads=1, backend=BACKEND,
+                        dtype="float64")
     paper = Objective(corpus, alpha=30, beta=2, kind="paper", threads=1, backend=BACKEND)
     point = [30.5, 7.25, 0.05]
     return {
@@ -90,7 +91,7 @@ def tuning_fingerprints(corpus) -> dict:
                 import optuna  # noqa: F401
             except ImportError:
                 continue
-        F = Objective(corpus, train_chars=400, heldout_chars=1_000, threads=1, backend=BACKEND)
+        F = Objective(corpus, train_chars=400, heldout_chars=1_000, threads=1, backend=BACKEND, dtype="float64")
         result = tune(F, method, seed=2, max_steps=3, budget_trainings=24)
         out[f"tune/{method}"] = _digest(np.asarray(result.x, dtype=np.float64), np.float64(result.fun),
                                         np.int64(result.nit))

@@ -44,8 +44,8 @@ def _assert_one_line_error(result, *fragments):
 
 def test_train_prints_json_and_saves_a_model(runner, corpus_file, small_corpus, tmp_path):
     model = tmp_path / "m.npz"
-    result = _invoke(runner, ["train", "--corpus", corpus_file, "--hidden", "24", "--seq", "8", "--lr", "0.1",
-                              "--steps", "150", "--seed", "3", "--save", str(model), "--quiet"])
+    result = _invoke(runner, ["train", "--dtype", "float64", "--corpus", corpus_file, "--hidden", "24", "--seq", "8",
+                              "--lr", "0.1", "--steps", "150", "--seed", "3", "--save", str(model), "--quiet"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     expected = train(small_corpus, 24, 8, 0.1, 150, seed=3)

@@ -7,6 +7,8 @@ Chunking, thread counts and divergence are tested for both precisions in test_ke
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,56 @@ def test_probabilities_below_float32s_normal_range_are_flushed_to_zero(small_cor
     others = np.arange(V) != absent
     np.testing.assert_array_equal(dby_n[others], dby_c[others])
     assert loss_n == pytest.approx(loss_c, rel=1e-6)
+
+
+# -- the default precision of each objective (issue 19) ---------------------------------------------
+
+def test_the_held_out_objective_trains_in_float32_by_default_and_the_papers_in_float64(small_corpus):
+    from fastrnn.objective import Objective
+    from fastrnn.objective.settings import HeldoutSettings, PaperSettings, settings_from_record
+
+    assert HeldoutSettings().dtype == "float32" and PaperSettings().dtype == "float64"
+    default = Objective(small_corpus, train_chars=2_000, heldout_chars=1_000, threads=1)
+    assert default.dtype == "float32" and default.settings()["dtype"] == "float32"
+    explicit = Objective(small_corpus, train_chars=2_000, heldout_chars=1_000, threads=1, dtype="float32")
+    assert default((30, 7, 0.05)) == explicit((30, 7, 0.05))
+    assert Objective(small_corpus, alpha=20, kind="paper", threads=1).dtype == "float64"
+    # a run file written before float32 existed has no dtype: it was float64, and resumes so
+    record = HeldoutSettings(corpus=small_corpus).record()
+    del record["dtype"]
+    assert settings_from_record(record).dtype == "float64"
+
+
+def test_cli_defaults_follow_the_objective_and_the_numpy_backend_names_the_fix(corpus_file, tmp_path):
+    from click.testing import CliRunner
+    from fastrnn.cli.main import cli
+
+    runner = CliRunner()
+
+    def value(*args):
+        result = runner.invoke(cli, ["objective", "30", "7", "0.05", "--corpus", corpus_file, *args])
+        assert result.exit_code == 0, result.output
+        return float(result.stdout)
+
+    held_out = ["--train-chars", "2000", "--heldout-chars", "1000"]
+    assert value(*held_out) == value(*held_out, "--dtype", "float32") != value(*held_out, "--dtype", "float64")
+    paper = ["--objective", "paper", "--alpha", "20"]
+    assert value(*paper) == value(*paper, "--dtype", "float64") != value(*paper, "--dtype", "float32")
+
+    for command in (["objective", "30", "7", "0.05", *held_out], ["train", "--steps", "10", "-q"],
+                    ["tune", "--method", "random", "--budget-trainings", "1", "-q"]):
+        result = runner.invoke(cli, [*command, "--corpus", corpus_file, "--backend", "numpy"])
+        assert result.exit_code == 2, result.output
+        message = result.stderr.strip().splitlines()
+        assert len(message) == 1 and "--dtype float64" in message[0] and "Traceback" not in result.output
+
+    # a run made in float64 resumes in float64 without --dtype
+    run = tmp_path / "run.jsonl"
+    tune = ["tune", "--method", "random", "--corpus", corpus_file, "--train-chars", "2000", "--heldout-chars", "1000",
+            "-q", "--seed", "1"]
+    assert runner.invoke(cli, [*tune, "--dtype", "float64", "--budget-trainings", "2", "--out", str(run)]).exit_code == 0
+    result = runner.invoke(cli, ["tune", "--resume", str(run), "--budget-trainings", "12", "-q"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in open(run, encoding="utf-8")]
+    assert lines[0]["objective"]["dtype"] == "float64" and lines[-1]["type"] == "result"
+    assert lines[-1]["nfev"] > 5  # it trained on, in float64

@@ -418,7 +418,7 @@ def test_a_run_on_dask_workers_equals_the_threads_run(text, tmp_path):
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     try:
         with DaskExecutor(distributed.Client(cluster, set_as_default=False)) as executor:
-            F = Objective(text, heldout_chars=1000, seed=2, executor=executor)
+            F = Objective(text, heldout_chars=1000, seed=2, executor=executor, dtype="float64")
             halve(F, HalvingSettings(**SMALL, starts=6), out=tmp_path / "dask.jsonl")
             executor.client.close()
     finally:

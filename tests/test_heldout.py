@@ -34,7 +34,7 @@ def corpus() -> Corpus:
 
 @pytest.fixture
 def F(corpus) -> Objective:
-    return Objective(corpus, beta=2, train_chars=TRAIN_CHARS, heldout_chars=1500, threads=2)
+    return Objective(corpus, beta=2, train_chars=TRAIN_CHARS, heldout_chars=1500, threads=2, dtype="float64")
 
 
 # -- the split ---------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def test_ctrl_c_in_train_saves_the_partial_model(corpus_file, small_corpus, tmp_
     interrupt_on_call(4)  # three chunks done
     model = tmp_path / "m.npz"
     result = CliRunner().invoke(cli, ["train", "--hidden", "16", "--seq", "8", "--steps", "1000", "--seed", "2",
-                                      "--corpus", corpus_file, "--save", str(model)])
+                                      "--dtype", "float64", "--corpus", corpus_file, "--save", str(model)])
     done = 3 * PROGRESS_CHUNK
     _assert_one_line_error(result, 130, f"interrupted; the model after {done} updates is saved to {model}")
     saved = load_model(model)
@@ -139,6 +139,6 @@ def test_ctrl_c_in_train_without_save_or_before_a_chunk(corpus_file, tmp_path, i
 
 def test_train_json_is_unchanged_by_the_snapshots(corpus_file, small_corpus, tmp_path):
     result = CliRunner().invoke(cli, ["train", "--hidden", "16", "--seq", "8", "--steps", "250", "--seed", "1",
-                                      "--corpus", corpus_file, "--save", str(tmp_path / "m.npz")])
+                                      "--dtype", "float64", "--corpus", corpus_file, "--save", str(tmp_path / "m.npz")])
     assert result.exit_code == 0
     assert json.loads(result.stdout)["smooth_loss"] == train(small_corpus, 16, 8, 0.1, 250, seed=1).smooth_loss

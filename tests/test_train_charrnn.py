@@ -290,6 +290,7 @@ def interrupt_on_call(monkeypatch):
 def test_ctrl_c_writes_a_last_checkpoint_that_continues_exactly(corpus_file, small_corpus, tmp_path, interrupt_on_call):
     folder = tmp_path / "ckpt"
     args = ["train", "--corpus", corpus_file, "--hidden", "16", "--seq", "8", "--steps", "1500", "--seed", "2",
+            "--dtype", "float64",
             "--checkpoint-every", "3200", "--checkpoint-dir", str(folder), "--save", str(tmp_path / "m.npz")]
     interrupt_on_call(7)
     result = invoke(args)
@@ -320,8 +321,8 @@ def test_a_killed_training_keeps_its_last_checkpoint(corpus_file, small_corpus, 
     """SIGTERM: a last checkpoint after the last whole chunk, exit 130. kill -9: the periodic
     checkpoints written so far, each complete (written atomically). Each equals straight training."""
     folder = tmp_path / "ckpt"
-    command = [sys.executable, "-m", "fastrnn.cli.main", "train", "--corpus", corpus_file, "--hidden", "16", "--seq",
-               "8", "--steps", "100000000", "--seed", "5", "--checkpoint-every", "16000", "--checkpoint-dir",
+    command = [sys.executable, "-m", "fastrnn.cli.main", "train", "--dtype", "float64", "--corpus", corpus_file, "--hidden",
+               "16", "--seq", "8", "--steps", "100000000", "--seed", "5", "--checkpoint-every", "16000", "--checkpoint-dir",
                str(folder), "-q"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

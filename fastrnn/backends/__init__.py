@@ -75,8 +75,10 @@ def check_backend_dtype(backend: Backend, dtype) -> str:
     """The dtype's name if ``backend`` trains in it, else ValueError saying which backends do."""
     name = check_dtype(dtype).name
     if name not in backend.dtypes:
+        other = next(d for d in backend.dtypes if d != name)
         raise ValueError(f"the {backend.name} backend trains in {', '.join(backend.dtypes)} only; "
-                         f"use the {' or '.join(COMPILED_BACKENDS)} backend for {name}")
+                         f"use the {' or '.join(COMPILED_BACKENDS)} backend for {name}, or train in {other} "
+                         f"(--dtype {other})")
     return name
 
 

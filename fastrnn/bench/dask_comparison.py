@@ -33,7 +33,8 @@ def _evaluation_seconds(corpus: Corpus, executor, hidden: int, seq_length: int, 
     """
     started = time.perf_counter()
     for k in range(evaluations):
-        Objective(corpus, alpha=alpha, beta=beta, executor=executor)((hidden, seq_length, 0.1 + 1e-9 * (salt + k)))
+        Objective(corpus, alpha=alpha, beta=beta, dtype="float64", executor=executor)((hidden, seq_length,
+                                                                                       0.1 + 1e-9 * (salt + k)))
     return (time.perf_counter() - started) / evaluations
 
 
@@ -99,7 +100,7 @@ def tuning_step_profile(corpus: Corpus, executor, beta: int = 8, alpha: int = 10
     """
     from ..optimize.methods import minimize
 
-    F = Objective(corpus, alpha=alpha, beta=beta, executor=executor)
+    F = Objective(corpus, alpha=alpha, beta=beta, dtype="float64", executor=executor)
     inner = F.executor
     in_batches = [0.0]
     original = inner.run

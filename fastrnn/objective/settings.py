@@ -89,6 +89,7 @@ class ObjectiveSettings:
     title: ClassVar[str]
     #: The coordinates of the penalty and of tuning when ``space`` is not given.
     default_space: ClassVar[str]
+    default_dtype: ClassVar[str]
     #: Whether F's values are cross-entropies per character (in nats).
     values_in_nats: ClassVar[bool]
     #: The tuning method when none is given; None: the best of docs/COMPARISON.md.
@@ -102,7 +103,8 @@ class ObjectiveSettings:
     noise: str = setting("common", Flag("--noise", "choice", "common: replica r uses seed+r everywhere; fresh: new "
                                         "seeds every evaluation (the paper's).", NOISE_KINDS))
     seed: int = setting(0)
-    dtype: str = setting("float64")
+    #: Training precision; None: the kind's default (float32 held out, float64 for the paper's).
+    dtype: str | None = setting(None)
     space: str | None = setting(None, Flag("--space", "choice", "Search coordinates: log (log2 h, log2 s, log10 l) "
                                            "or linear [heldout: log; paper: linear].", SPACES))
     #: What a diverged run is worth; None: the kind's default (see :meth:`resolved`).
@@ -114,6 +116,7 @@ class ObjectiveSettings:
         if self.noise not in NOISE_KINDS:
             raise ValueError(f"unknown noise {self.noise!r}; valid: {', '.join(NOISE_KINDS)}")
         set_("seed", check_seed(self.seed, self.beta))
+        set_("dtype", self.dtype or self.default_dtype)
         if self.dtype not in DTYPES:
             raise ValueError(f"unsupported dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
         set_("space", get_space(self.space or self.default_space).name)
@@ -195,6 +198,8 @@ class PaperSettings(ObjectiveSettings):
     kind: ClassVar[str] = "paper"
     title: ClassVar[str] = "paper's"
     default_space: ClassVar[str] = "linear"
+    #: The paper's numerics, exactly.
+    default_dtype: ClassVar[str] = "float64"
     values_in_nats: ClassVar[bool] = False
     default_method: ClassVar[str | None] = "gd"
 
@@ -229,6 +234,9 @@ class HeldoutSettings(ObjectiveSettings):
     kind: ClassVar[str] = "heldout"
     title: ClassVar[str] = "held-out"
     default_space: ClassVar[str] = "log"
+    #: About twice as fast as float64 at h >= 100, and it finds networks as good
+    #: (docs/COMPARISON.md, "float32").
+    default_dtype: ClassVar[str] = "float32"
     values_in_nats: ClassVar[bool] = True
 
     train_chars: int | None = setting(None, Flag(
@@ -335,7 +343,7 @@ def settings_from_record(record: dict) -> ObjectiveSettings:
     """The settings a run file's ``objective`` line holds; texts as :class:`TextRef`.
 
     Reads format 1 too: no ``kind`` there means the paper's objective, whose space was only
-    written when not linear; a held-out run split off its own text recorded the split's name and
+    written when not linear, and no ``dtype`` means float64; a held-out run split off its own text recorded the split's name and
     fingerprint (here: no separate held-out text), and a separate text's SHA-256 as
     ``heldout_source_fingerprint``."""
     kind = record.get("kind", "paper")
@@ -352,6 +360,7 @@ def settings_from_record(record: dict) -> ObjectiveSettings:
         values[item.name] = value
     if record.get("heldout_fraction") is not None:
         values.pop("heldout", None)  # format 1 named the split's held-out part here
+    values.setdefault("dtype", "float64")  # a file without it predates float32: every run was float64
     return cls(**values)
 
 

@@ -60,7 +60,7 @@ def compare(
     beta: int = 1,
     final_factor: int = 10,
     backend="numba",
-    dtype: str = "float64",
+    dtype: str | None = None,
     threads: int | None = None,
     command: str = "",
     progress: Callable[[str, dict], None] | None = None,
