@@ -25,12 +25,12 @@ import math
 import os
 import statistics
 import time
-import warnings
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..objective.function import Objective
+from .plots import plot_bands
 from .run_files import RunFileError, read_run
 from .runner import HELDOUT_SETTINGS, tune
 
@@ -235,37 +235,17 @@ def report(summary: dict) -> str:
 
 
 def _plot(runs, methods, repeats, budget_chars, out, template) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     grid = np.linspace(0, budget_chars, 200)
-    fig, ax = plt.subplots(figsize=(8, 5))
+    rows = {}
     for method in methods:
-        curves = []
+        rows[method] = []
         for seed in range(repeats):
             chars, best = best_so_far(runs[method, seed])
-            curve = np.full(grid.size, np.nan)
-            for k, limit in enumerate(grid):
-                within = best[chars <= limit]
-                curve[k] = within[-1] if within.size else np.nan
-            curves.append(curve)
-        curves = np.array(curves)
-        with warnings.catch_warnings():  # before a run's first record its curve is all NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            median = np.nanmedian(curves, axis=0)
-            low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
-        line, = ax.plot(grid, median, label=method)
-        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15)
+            index = np.searchsorted(chars, grid, side="right") - 1  # the last record within each budget
+            rows[method].append(np.where(index >= 0, best[np.maximum(index, 0)], np.nan))
     # A network with a wild learning rate can score tens of nats; the interesting range is near the
     # best values, up to a little above a uniform guess (ln V).
     finite = [best for method in methods for seed in range(repeats) for best in best_so_far(runs[method, seed])[1]]
-    ax.set_ylim(min(finite) - 0.05, math.log(template.corpus.vocab_size) + 0.25)
-    ax.set_xlabel("training characters spent")
-    ax.set_ylabel("best held-out loss found (nats/char)")
-    ax.set_title(f"{template.source_corpus.name}: median and range over {repeats} seeds")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    plot_bands(grid, rows, out, xlabel="training characters spent", ylabel="best held-out loss found (nats/char)",
+               title=f"{template.source_corpus.name}: median and range over {repeats} seeds",
+               ylim=(min(finite) - 0.05, math.log(template.corpus.vocab_size) + 0.25))

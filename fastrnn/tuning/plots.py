@@ -1,10 +1,12 @@
-"""Figures: the paper's hyperparameters over optimisation steps, a tuning run's trials, and the
-learning curves of trained networks. Each writes one PNG (matplotlib, without a display)."""
+"""Figures: the paper's hyperparameters over optimisation steps, a tuning run's trials, the
+learning curves of trained networks, and methods compared over seeds (median and range). Each
+writes one PNG (matplotlib, without a display)."""
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -212,3 +214,35 @@ def plot_curves(curves: Sequence, labels: Sequence[str], out: str | os.PathLike,
     ax.set_title(title or "learning curve")
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def plot_bands(grid, rows: dict, out: str | os.PathLike, *, xlabel: str, ylabel: str, title: str,
+               ylim: tuple[float, float], reference: tuple[str, float] | None = None) -> None:
+    """Methods compared over seeds: for each ``rows[label]`` (one row per seed, a value per point
+    of ``grid``, NaN before the seed has one), the median as a line and the range as a band; a
+    dashed ``reference`` (label, value) line across."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, values in rows.items():
+        median, low, high = band(values)
+        line, = ax.plot(grid, median, label=label)
+        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15)
+    if reference is not None:
+        ax.axhline(reference[1], color="black", linestyle="--", linewidth=1, label=reference[0])
+    ax.set_ylim(*ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def band(values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(median, lowest, highest) over the rows of ``values``, ignoring NaN (NaN where a column has
+    no value)."""
+    values = np.asarray(values, dtype=float)
+    with warnings.catch_warnings():  # a column before every seed's first value is all NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(values, axis=0), np.nanmin(values, axis=0), np.nanmax(values, axis=0)

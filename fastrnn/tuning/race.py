@@ -31,7 +31,6 @@ import math
 import os
 import statistics
 import time
-import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -42,6 +41,7 @@ from ..objective.settings import HeldoutSettings
 from ..optimize.methods import METHOD_TABLE, BudgetTooSmall
 from .compare import format_stats, median_range
 from .optuna_anchor import anchor_curve, run_optuna_hyperband
+from .plots import band, plot_bands
 from .run_files import read_run, run_is_finished
 from .runner import HELDOUT_SETTINGS, tune
 
@@ -290,37 +290,23 @@ def race_report(summary: dict) -> str:
 
 
 def _plot(race_settings, methods, repeats, curves, ngram_nats, out) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     budget = race_settings.budget_seconds
     grid = np.linspace(0, budget, 200)
-    fig, ax = plt.subplots(figsize=(8, 5))
+    rows = {method: [[best_at(curves[f"{method}/{seed}"], t) for t in grid] for seed in range(repeats)]
+            for method in methods}
     lows, highs = [ngram_nats], []
-    for method in methods:
-        rows = np.array([[best_at(curves[f"{method}/{seed}"], t) for t in grid] for seed in range(repeats)])
-        with warnings.catch_warnings():  # before a run's first network at the target its curve is NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            median, low, high = np.nanmedian(rows, axis=0), np.nanmin(rows, axis=0), np.nanmax(rows, axis=0)
-        line, = ax.plot(grid, median, label=method)
-        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15)
+    for values in rows.values():
+        median, low, _ = band(values)
         if np.isfinite(low).any():
             lows.append(float(np.nanmin(low)))
             highs.append(float(np.nanmax(median)))
-    ax.axhline(ngram_nats, color="black", linestyle="--", linewidth=1, label="character n-gram")
     # the interesting range: from the best value (or the n-gram's) to where the medians start,
     # at most a little above a uniform guess (a blown-up network is worth ln V)
     top = min(max(highs, default=min(lows) + 1.0), math.log(race_settings.objective.corpus.vocab_size)) + 0.1
-    ax.set_ylim(min(lows) - 0.05, top)
-    ax.set_xlabel("wall-clock seconds")
-    ax.set_ylabel(f"best held-out loss at {race_settings.target_chars:,} chars (nats/char)")
-    ax.set_title(f"{race_settings.objective.corpus.name}: median and range over {repeats} seeds")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    plot_bands(grid, rows, out, xlabel="wall-clock seconds",
+               ylabel=f"best held-out loss at {race_settings.target_chars:,} chars (nats/char)",
+               title=f"{race_settings.objective.corpus.name}: median and range over {repeats} seeds",
+               ylim=(min(lows) - 0.05, top), reference=("character n-gram", ngram_nats))
 
 
 def _load(path: str) -> dict:
