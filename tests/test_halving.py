@@ -23,7 +23,6 @@ from fastrnn.network.scoring import heldout_loss
 from fastrnn.objective import Objective
 from fastrnn.tuning import halving_plan as plan
 from fastrnn.tuning.halving import BudgetError, HalvingSettings, halve
-from fastrnn.tuning.halving_sampler import ranked_history
 from fastrnn.tuning.halving_store import CheckpointError, Checkpoints, companion_paths, read_halving
 from fastrnn.tuning.run_files import RunFileError
 
@@ -90,18 +89,6 @@ def test_a_bracket_costs_its_rungs_at_their_bound():
     C = plan.auto_top_chars(1000, [(7, 0), (10, 0)], 0)
     cost = lambda C: -(-C // 7) * 7 + -(-C // 10) * 10  # noqa: E731
     assert cost(C) <= 1000 < cost(C + 1)
-
-
-def test_tpe_learns_from_every_network_ranked_by_how_far_it_got():
-    """TPE's history holds every network at its longest rung: promoted ones above those stopped
-    earlier (so the bad learning rates that the first rung dropped stay known), then by value."""
-    z = {t: (float(t), 0.0, 0.0) for t in range(5)}
-    results = [(0, 400, z[0], 2.5), (1, 400, z[1], 2.1), (2, 400, z[2], 3.9), (3, 400, z[3], 2.2),
-               (1, 1200, z[1], 1.9), (3, 1200, z[3], 1.8), (4, 400, z[4], 2.1)]
-    history = ranked_history(results, minimum=5)
-    # 3 and 1 reached 1200 (3 better there); then the rest at 400 by value: 4 (2.1), 0 (2.5), 2 (3.9)
-    assert history == [(z[3], 0.0), (z[1], 1.0), (z[4], 2.0), (z[0], 3.0), (z[2], 4.0)]
-    assert ranked_history(results, minimum=6) == []  # five networks have a result
 
 
 @pytest.mark.parametrize("values, fragment", [

@@ -97,7 +97,7 @@ class HalvingSettings:
     wave: int | None = _setting(None, HalvingFlag(
         "--wave", "count", "halving: networks sampled at once in the lowest rung; later waves learn from earlier "
         "ones [top x eta^2]."))
-    #: TPE proposes once this many networks have a result (random before).
+    #: TPE proposes once a rung has this many results (random before).
     startup: int = _setting(10)
     #: Without a target: the most of the budget the search (the selective rungs) may take.
     search_share: float = _setting(0.25)

@@ -1,5 +1,5 @@
 """How successive halving chooses new networks: uniformly in the search space, or with TPE fitted on
-every network so far, ranked by how far it got and then by its value there (:func:`ranked_history`).
+the results of the longest rung that has enough of them (as BOHB does).
 
 A proposal is a whole network: h and s are rounded to whole numbers (inside the sane box), l is
 kept as drawn. Each proposal is a function of the run's seed, the trial's index and the results
@@ -51,23 +51,14 @@ def trial_generator(seed: int, trial: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(trial), 1922])  # 1922: this method's stream, not the samplers'
 
 
-def ranked_history(results: Sequence[tuple[int, int, tuple, float]], minimum: int) -> list[tuple[tuple, float]]:
-    """Every network so far as (z, rank) for TPE, best first: ``results`` holds (trial, rung
-    characters, z, value) records. A network counts at its longest rung; one that reached a longer
-    rung ranks above one stopped earlier, then by its value there, then by trial (as Optuna's TPE
-    ranks pruned trials: by the last step they reached, then by its value). Empty while fewer than
-    ``minimum`` networks have a result.
-
-    Fitting TPE on the longest rung alone would keep only promoted networks: after a few brackets
-    all of them good, so the model would no longer know where the bad learning rates lie."""
-    furthest: dict[int, tuple[int, tuple, float]] = {}
-    for trial, chars, z, value in results:
-        if trial not in furthest or chars > furthest[trial][0]:
-            furthest[trial] = (chars, tuple(z), float(value))
-    if len(furthest) < minimum:
-        return []
-    order = sorted(furthest, key=lambda t: (-furthest[t][0], furthest[t][2], t))
-    return [(furthest[trial][1], float(rank)) for rank, trial in enumerate(order)]
+def longest_history(results: Sequence[tuple[int, tuple, float]], minimum: int) -> list[tuple[tuple, float]]:
+    """The (z, value) results of the longest rung with at least ``minimum`` of them; ``results``
+    holds (rung characters, z, value). Empty when no rung has enough."""
+    by_length: dict[int, list] = {}
+    for chars, z, value in results:
+        by_length.setdefault(chars, []).append((tuple(z), float(value)))
+    enough = [chars for chars, found in by_length.items() if len(found) >= minimum]
+    return by_length[max(enough)] if enough else []
 
 
 def propose(sampler: str, seed: int, space: Space, trials: Sequence[int], history: Sequence[tuple[tuple, float]]
@@ -103,4 +94,4 @@ def _tpe(box: np.ndarray, seed: int, trials: Sequence[int], history) -> list[np.
     return points
 
 
-__all__ = ["Config", "config_at", "propose", "ranked_history", "search_box", "trial_generator"]
+__all__ = ["Config", "config_at", "longest_history", "propose", "search_box", "trial_generator"]
