@@ -41,6 +41,22 @@ def test_a_race_reports_every_method_and_reuses_finished_runs(tmp_path, corpus_f
     assert {name: (out / name).read_bytes() for name in run_files} == before
 
 
+def test_a_race_gives_halving_networks_at_the_target(tmp_path, corpus_file):
+    """The race above gives each method 1.5 s, too short for halving (refused there); with 8 s it
+    trains networks to the target and is judged by them."""
+    out = tmp_path / "race"
+    args = ["compare", "--corpus", corpus_file, "--budget-seconds", "8", "--target-chars", "600", "--heldout-chars",
+            "1000", "--methods", "halving", "--repeats", "1", "--out", str(out), "--quiet"]
+    result = invoke(args, paper=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "race.json").read_text(encoding="utf-8"))
+    final, = summary["methods"]["halving"]["final_values"]
+    run = [json.loads(line) for line in (out / "halving-seed0.jsonl").read_text(encoding="utf-8").splitlines()]
+    tops = [line["fun"] for line in run if line["type"] == "record" and line["chars"] == 600]
+    assert run[-1]["type"] == "result" and run[-1]["chars"] == 600
+    assert tops and final == min(tops) and math.isfinite(final)
+
+
 @pytest.mark.parametrize("extra, flag", [
     (["--budget-chars", "1000"], "--budget-chars"),           # two budgets
     (["--train-chars", "600"], "--train-chars"),               # a race judges at --target-chars
