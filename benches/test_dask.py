@@ -48,7 +48,8 @@ def test_evaluation(benchmark, corpus, executors, contender, hidden, seq_length)
     Every round has its own learning rate, so Dask cannot hand back a result it still holds.
     """
     executor = executors[contender]
-    Objective(corpus, alpha=2, beta=BETA, dtype="float64", executor=executor)((hidden, seq_length, 0.2))  # warm-up
+    warm_up = Objective(corpus, alpha=2, beta=BETA, dtype="float64", executor=executor)
+    warm_up((hidden, seq_length, 0.2))  # compile, ship the text
     benchmark.group = f"executor beta={BETA} H={hidden} S={seq_length}"
     benchmark.extra_info["contender"] = contender
 

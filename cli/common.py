@@ -74,6 +74,14 @@ def read_corpus(corpus_path):
         raise click.BadParameter(str(exc), param_hint="--corpus") from None
 
 
+def require_backend_dtype(backend, dtype: str) -> str:
+    """``dtype`` if ``backend`` (a Backend) trains in it; else exit 2 naming --dtype and the fix."""
+    try:
+        return check_backend_dtype(backend, dtype)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--dtype") from None
+
+
 def common_options(func):
     """--corpus, --backend, --seed, --dtype and --quiet, shared by every command that trains."""
 
@@ -92,10 +100,7 @@ def common_options(func):
         except BackendUnavailable as exc:
             raise click.BadParameter(str(exc), param_hint="--backend") from None
         if kwargs["dtype"] is not None:  # the default is the objective's kind's, checked where F is made
-            try:
-                check_backend_dtype(kwargs["backend"], kwargs["dtype"])
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint="--dtype") from None
+            require_backend_dtype(kwargs["backend"], kwargs["dtype"])
         if corpus_path is None and (kwargs.get("resume") is not None or kwargs.get("from_run") is not None):
             kwargs["corpus"] = None  # `tune --resume`, `train --resume / --from-run` read the corpus a file names
             return func(*args, **kwargs)

@@ -17,12 +17,12 @@ import click
 from click.core import ParameterSource
 
 from fastrnn._validation import MAX_COUNT
-from fastrnn.backends import check_backend_dtype, get_backend
+from fastrnn.backends import get_backend
 from fastrnn.network.corpus import Corpus, CorpusError, load_corpus
 from fastrnn.objective.function import Objective
 from fastrnn.objective.settings import KINDS, Evaluation, ObjectiveSettings, flags, settings_class, settings_from_record
 
-from .common import executor_options, finite_float
+from .common import executor_options, finite_float, require_backend_dtype
 
 #: Every flag that defines F: {field: (Flag, kinds it belongs to, default)}.
 FLAGS = flags()
@@ -196,10 +196,7 @@ def build_objective(args: dict, settings: ObjectiveSettings | None = None) -> Ob
     combinations exit 2 naming the flag."""
     if settings is None:
         settings = build_settings(args["kind"], args["given"], args["corpus"], args["seed"], args["dtype"])
-    try:  # the kind's default precision may be one the backend does not train
-        check_backend_dtype(get_backend(args["evaluation"].backend), settings.dtype)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--dtype") from None
+    require_backend_dtype(get_backend(args["evaluation"].backend), settings.dtype)  # the kind's default, too
     try:
         return Objective(settings, evaluation=args["evaluation"])
     except CorpusError as exc:

@@ -30,6 +30,7 @@ from fastrnn.tuning.halving_store import companion_paths, is_halving_file
 from fastrnn.tuning.run_files import RunFileError, read_run
 from fastrnn.tuning.trials import best_trial
 
+from .common import require_backend_dtype
 from .objective_options import FLAGS, resume_text
 
 #: The split's flags, shared with the tuner (fields of HeldoutSettings).
@@ -198,11 +199,7 @@ def new_plan(opts: dict, given: dict) -> Plan:
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--seq") from None
     length = _length(opts["steps"], opts["train_chars"])
-    dtype = opts["dtype"] or HeldoutSettings.default_dtype  # as a tuning trial of the held-out objective trains
-    try:
-        check_backend_dtype(opts["backend"], dtype)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--dtype") from None
+    dtype = require_backend_dtype(opts["backend"], opts["dtype"] or HeldoutSettings.default_dtype)  # as a trial trains
     settings, train, heldout = _split_settings(corpus, given, length, opts["seed"], dtype, opts["no_heldout"])
     target = _target(settings, opts["steps"], length, seq_length)
     eval_every, checkpoint_every, folder = _intervals(opts, seq_length, target)

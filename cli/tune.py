@@ -17,7 +17,6 @@ from click.core import ParameterSource
 from fastrnn._validation import MAX_COUNT
 from fastrnn.backends import (
     BackendUnavailable,
-    check_backend_dtype,
     get_backend,
 )
 from fastrnn.network.checkpoint import CheckpointError
@@ -38,6 +37,7 @@ from .common import (
     is_default,
     make_out_dir,
     paper_form,
+    require_backend_dtype,
 )
 from .halving import HALVING_METHODS, halving_options, is_halving_run, refuse_halving_flags, run_halving
 from .objective_options import (
@@ -346,11 +346,7 @@ def compare_command(methods, repeats, budget_chars, budget_seconds, target_chars
     if (budget_chars is None) == (budget_seconds is None):
         raise click.BadParameter("give one budget: --budget-chars (equal training) or --budget-seconds (equal wall-clock "
                                  "time)", param_hint="--budget-chars")
-    dtype = dtype or HeldoutSettings.default_dtype  # compare tunes the held-out objective
-    try:
-        check_backend_dtype(backend, dtype)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--dtype") from None
+    dtype = require_backend_dtype(backend, dtype or HeldoutSettings.default_dtype)  # compare tunes the held-out F
     if budget_seconds is not None:
         _race(methods, repeats, budget_seconds, target_chars, min_chars, eta, train_chars, heldout_chars, beta, threads,
               out_dir, corpus, backend, dtype, quiet)

@@ -343,9 +343,9 @@ def settings_from_record(record: dict) -> ObjectiveSettings:
     """The settings a run file's ``objective`` line holds; texts as :class:`TextRef`.
 
     Reads format 1 too: no ``kind`` there means the paper's objective, whose space was only
-    written when not linear, and no ``dtype`` means float64; a held-out run split off its own text recorded the split's name and
-    fingerprint (here: no separate held-out text), and a separate text's SHA-256 as
-    ``heldout_source_fingerprint``."""
+    written when not linear, and no ``dtype`` means float64; a held-out run split off its own
+    text recorded the split's name and fingerprint (here: no separate held-out text), and a
+    separate text's SHA-256 as ``heldout_source_fingerprint``."""
     kind = record.get("kind", "paper")
     cls = settings_class(kind)
     values = {}
