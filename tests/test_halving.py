@@ -91,11 +91,35 @@ def test_a_bracket_costs_its_rungs_at_their_bound():
     assert cost(C) <= 1000 < cost(C + 1)
 
 
+def test_hyperband_shapes_start_later_brackets_higher_with_about_the_same_cost():
+    settings = HalvingSettings(min_chars=100, target_chars=2700)
+    rungs = plan.fixed_rungs(100, 2700, 3)
+    shapes = [plan.bracket_shape(settings, rungs, b) for b in range(5)]
+    # Hyperband's n_s = ceil((K+1) eta^s / (s+1)) = 27, 12, 6, 4, scaled by top = 2; then the cycle again
+    assert shapes == [([100, 300, 900, 2700], 54), ([300, 900, 2700], 24), ([900, 2700], 12), ([2700], 8),
+                      ([100, 300, 900, 2700], 54)]
+    costs = [plan.plan_chars(r, plan.counts(n, 3, 2, len(r))) for r, n in shapes[:4]]
+    assert max(costs) / min(costs) < 1.4  # each shape costs about what the deepest does
+    assert [plan.bracket_shape(HalvingSettings(min_chars=100, target_chars=2700, starts=27), rungs, b)[1]
+            for b in range(4)] == [27, 12, 6, 4]  # --starts sizes the deepest; the others scale with it
+    deepest = HalvingSettings(min_chars=100, target_chars=2700, brackets="deepest")
+    assert {tuple(plan.bracket_shape(deepest, rungs, b)[0]) for b in range(4)} == {tuple(rungs)}
+    assert plan.bracket_shape(settings, [2700], 3) == plan.bracket_shape(deepest, [2700], 3) == ([2700], 2)
+
+
+def test_a_run_file_from_before_bracket_shapes_resumes_with_every_bracket_deepest():
+    saved = {k: v for k, v in HalvingSettings(**SMALL).record().items() if k != "brackets"}
+    assert plan.settings_from_record(saved).brackets == "deepest"
+    assert plan.setting_differences(saved, HalvingSettings(**SMALL, brackets="deepest")) == []
+    assert plan.setting_differences(saved, HalvingSettings(**SMALL)) == [("brackets", "deepest", "hyperband")]
+
+
 @pytest.mark.parametrize("values, fragment", [
     (dict(min_chars=5000, target_chars=4000), "--min-chars 5,000 is above --target-chars 4,000"),
     (dict(eta=1), "eta must be a whole number >= 2"),
     (dict(top=3, starts=2), "--starts 2 is fewer than the --top 3"),
     (dict(min_chars=10), "min_chars must be a whole number >= 40"),
+    (dict(brackets="widest"), "unknown bracket shapes 'widest'; valid: hyperband, deepest"),
 ])
 def test_settings_that_do_not_fit_are_refused(values, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -162,6 +186,24 @@ def test_a_run_promotes_the_best_and_its_values_are_F_at_the_rung_length(text, t
     assert run.result["counters"]["trainings_run"] == 18
 
 
+def test_hyperband_brackets_start_networks_higher_and_the_answer_is_the_best_top_of_any(text, tmp_path):
+    out = tmp_path / "run.jsonl"
+    result = halve(_F(text), HalvingSettings(**SMALL), out=out, budget_chars=60_000)
+    run = read_halving(out)
+    brackets = run.of_type("bracket")
+    assert [b["rungs"] for b in brackets] == [[400, 1200, 3600], [1200, 3600], [3600]]
+    assert [b["counts"] for b in brackets] == [[18, 6, 2], [9, 3], [6]]
+    records = run.of_type("record")
+    started_higher = next(r for r in records if r["bracket"] == 1)
+    assert (started_higher["rung"], started_higher["chars"]) == (0, 1200)
+    assert _F(text, train_chars=1200).discrete(*started_higher["x"]) == started_higher["fun"]
+    tops = [r for r in records if r["chars"] == 3600]
+    assert len(tops) == 2 + 3 + 6
+    best = min(tops, key=lambda r: (r["fun"], r["trial"]))
+    assert (result.x, result.fun, result.trial) == (best["x"], best["fun"], best["trial"])
+    assert os.listdir(companion_paths(out)[0]) == [f"trial-{result.trial:06d}.npz"]
+
+
 def test_the_run_is_a_function_of_the_seed_whatever_the_threads(text, tmp_path):
     halve(_F(text, threads=1), HalvingSettings(**SMALL), out=tmp_path / "one.jsonl")
     halve(_F(text, threads=2), HalvingSettings(**SMALL), out=tmp_path / "two.jsonl")
@@ -184,15 +226,17 @@ def _interrupt_after(n_records: int):
     return on_event
 
 
-@pytest.mark.parametrize("k", [5, 19, 25, 43])
+@pytest.mark.parametrize("k", [5, 19, 25, 30, 43])
 def test_a_resumed_run_ends_as_an_uninterrupted_one(text, tmp_path, k):
-    """k = 43: inside the second bracket's first rung (26 records a bracket), with 17 networks of that
-    rung recorded and not yet promoted, whose checkpoints the replay of the first bracket must keep."""
+    """k = 43: every bracket deepest, inside the second bracket's first rung (26 records a bracket),
+    with 17 networks of that rung recorded and not yet promoted, whose checkpoints the replay of the
+    first bracket must keep. k = 30: Hyperband's second shape (9 networks starting at 1,200
+    characters), 4 of them recorded."""
     settings = HalvingSettings(**{**SMALL, "target_chars": 10_800, "sampler": "tpe"}) if k == 25 else \
-        HalvingSettings(**SMALL)
+        HalvingSettings(**SMALL, brackets="deepest") if k == 43 else HalvingSettings(**SMALL)
     if settings.sampler == "tpe":
         pytest.importorskip("optuna")
-    budgets = dict(budget_chars=120_000) if k == 25 else dict(budget_chars=60_000) if k == 43 else {}
+    budgets = dict(budget_chars=120_000) if k == 25 else dict(budget_chars=60_000) if k in (30, 43) else {}
     whole = halve(_F(text), settings, out=tmp_path / "whole.jsonl", **budgets)
     part = tmp_path / "part.jsonl"
     with pytest.raises(_Stop):
@@ -201,8 +245,9 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(text, tmp_path, k):
     resumed = halve(_F(text), settings, out=part, resume=True, **budgets)
     assert (resumed.x, resumed.fun, resumed.chars, resumed.trial) == (whole.x, whole.fun, whole.chars, whole.trial)
     assert _lines(part) == _lines(tmp_path / "whole.jsonl")
-    if k == 43:
-        assert len(read_halving(part).of_type("bracket")) >= 2
+    if k in (30, 43):
+        brackets = read_halving(part).of_type("bracket")
+        assert len(brackets) >= 2 and brackets[1]["rungs"] == ([400, 1200, 3600] if k == 43 else [1200, 3600])
     again = halve(_F(text), settings, out=part, resume=True, **budgets)  # finished: returned as stored
     assert again.finished_before and again.x == whole.x
 

@@ -8,10 +8,15 @@ Two shapes of a bracket (:func:`fixed_rungs`, :func:`auto_rounds`):
 
 * **A target** (``target_chars``): rungs ``target / eta**k`` for k = K .. 0, every ratio eta, the
   lowest no shorter than ``min_chars`` (so in [min_chars, eta * min_chars); by default
-  ``target / eta**3``, four rungs). A full bracket starts ``top * eta**K`` networks; each rung keeps
-  the best 1/eta (rounded up, never fewer than ``top``), and ``top`` networks reach the target.
-  Brackets repeat while the budgets allow; one smaller than full is started when that is all a
-  budget affords.
+  ``target / eta**3``, four rungs). The deepest bracket starts ``top * eta**K`` networks (or
+  ``starts``) at the lowest rung; each rung keeps the best 1/eta (rounded up, never fewer than
+  ``top``), and ``top`` networks reach the target. Brackets repeat while the budgets allow; one
+  smaller than full is started when that is all a budget affords. Their shapes
+  (:func:`bracket_shape`): ``brackets="hyperband"`` (the default) cycles Hyperband's K + 1 shapes
+  (Li et al., JMLR 2018): shape s = K, K-1, .., 0 starts ``ceil(N (K+1) / ((s+1) eta**(K-s)))``
+  networks (N the deepest's) at rung K - s, so each costs about as much as the deepest, and later
+  shapes bring more networks to the target from longer first rungs, a hedge against networks that
+  only win short races; ``brackets="deepest"`` starts every bracket at the lowest rung.
 * **No target** (a budget in characters or seconds chooses it): one bracket. ``starts`` networks
   (``top * eta**2`` by default: two selections) begin at the lowest rung; selective rungs at
   ``min_chars * eta**k`` keep the best 1/eta until ``top`` networks remain, and these train as long
@@ -40,6 +45,10 @@ DEFAULT_MIN_CHARS = 100_000
 MIN_AUTO_CHARS = 10_000
 #: Sampler names: TPE (Optuna's, the ``fastrnn[optuna]`` extra) or uniform in the search space.
 SAMPLERS = ("tpe", "random")
+#: Bracket shapes with a target: Hyperband's cycle, or every bracket from the lowest rung.
+BRACKETS = ("hyperband", "deepest")
+#: How a run file written before a setting existed reads it (the behaviour of that fastrnn).
+_BEFORE = {"brackets": "deepest"}
 
 
 class HalvingFlag(NamedTuple):
@@ -87,8 +96,12 @@ class HalvingSettings:
                                        "bracket (one per core keeps the cores busy) [2]."))
     #: None: a full bracket with a target (top * eta**K), else top * eta**2.
     starts: int | None = _setting(None, HalvingFlag(
-        "--starts", "count", "halving: networks started in a bracket [a full bracket; top x eta^2 without "
-        "--target-chars]."))
+        "--starts", "count", "halving: networks started in a bracket (with --target-chars, in the deepest; "
+        "Hyperband's other shapes scale it) [a full bracket, top x eta^K; top x eta^2 without --target-chars]."))
+    brackets: str = _setting("hyperband", HalvingFlag(
+        "--brackets", "choice", "halving with --target-chars: hyperband cycles Hyperband's bracket shapes (each "
+        "later one starts fewer networks at a longer rung); deepest starts every bracket at the lowest rung "
+        "[hyperband].", choices=BRACKETS))
     #: None: tpe where Optuna is installed, else random (resolved when the run starts).
     sampler: str | None = _setting(None, HalvingFlag(
         "--sampler", "choice", "halving: how new networks are chosen [tpe with the optuna extra, else random].",
@@ -114,6 +127,8 @@ class HalvingSettings:
                              f"{self.target_chars:,}")
         if self.starts is not None and self.starts < self.top:
             raise ValueError(f"--starts {self.starts} is fewer than the --top {self.top} networks a bracket ends with")
+        if self.brackets not in BRACKETS:
+            raise ValueError(f"unknown bracket shapes {self.brackets!r}; valid: {', '.join(BRACKETS)}")
         if self.sampler is not None and self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         share = self.search_share
@@ -151,13 +166,14 @@ def flags() -> dict[str, tuple[HalvingFlag, object]]:
 
 def setting_differences(saved: dict, wanted: HalvingSettings) -> list[tuple[str, object, object]]:
     """``(field, saved, wanted)`` of each field where a run file's ``halving`` line differs."""
+    saved = {**_BEFORE, **saved}
     return [(item.name, saved.get(item.name), getattr(wanted, item.name))
             for item in dataclasses.fields(HalvingSettings) if saved.get(item.name) != getattr(wanted, item.name)]
 
 
 def settings_from_record(record: dict) -> HalvingSettings:
     names = {item.name for item in dataclasses.fields(HalvingSettings)}
-    return HalvingSettings(**{k: v for k, v in record.items() if k in names})
+    return HalvingSettings(**{k: v for k, v in {**_BEFORE, **record}.items() if k in names})
 
 
 # -- rungs and counts ---------------------------------------------------------------------------
@@ -188,6 +204,20 @@ def counts(starts: int, eta: int, top: int, rungs: int) -> list[int]:
 def full_starts(settings: HalvingSettings, rungs: int) -> int:
     """Networks a bracket starts: ``starts`` if given, else a full bracket (``top * eta**K``)."""
     return settings.starts if settings.starts is not None else settings.top * settings.eta ** (rungs - 1)
+
+
+def bracket_shape(settings: HalvingSettings, rungs: list[int], bracket: int) -> tuple[list[int], int]:
+    """With a target: bracket ``bracket``'s rungs and the networks a full one starts, for the
+    run's ``rungs`` (:func:`fixed_rungs`). Hyperband's shapes in turn, s = K, K-1, .., 0: shape s
+    trains the top s + 1 rungs and starts ``ceil(N (K+1) / ((s+1) eta**(K-s)))`` networks, N the
+    deepest bracket's (:func:`full_starts`), never fewer than ``top``; its rungs then cost about
+    what the deepest's do (Hyperband's n_s = ceil((K+1) eta**s / (s+1)), scaled by N / eta**K)."""
+    deepest = full_starts(settings, len(rungs))
+    if settings.brackets == "deepest":
+        return list(rungs), deepest
+    K = len(rungs) - 1
+    s = K - bracket % (K + 1)
+    return list(rungs[K - s:]), max(settings.top, -(-deepest * (K + 1) // ((s + 1) * settings.eta ** (K - s))))
 
 
 def auto_rounds(settings: HalvingSettings, starts: int, min_chars: int) -> tuple[list[int], list[int]]:
@@ -282,6 +312,6 @@ def steps_for(chars: int, seq_length: int) -> int:
 
 
 __all__ = ["HalvingSettings", "HalvingFlag", "SAMPLERS", "flags", "setting_differences", "settings_from_record",
-           "fixed_rungs", "promoted_count", "counts", "full_starts", "auto_rounds", "auto_starts", "plan_chars",
-           "fixed_min_chars", "largest_length", "DEFAULT_MIN_CHARS", "MIN_AUTO_CHARS",
+           "fixed_rungs", "bracket_shape", "BRACKETS", "promoted_count", "counts", "full_starts", "auto_rounds",
+           "auto_starts", "plan_chars", "fixed_min_chars", "largest_length", "DEFAULT_MIN_CHARS", "MIN_AUTO_CHARS",
            "largest_fitting", "auto_top_chars", "steps_for", "bound_chars", "sampler_available"]
