@@ -23,6 +23,7 @@ from fastrnn.network.scoring import heldout_loss
 from fastrnn.objective import Objective
 from fastrnn.tuning import halving_plan as plan
 from fastrnn.tuning.halving import BudgetError, HalvingSettings, halve
+from fastrnn.tuning.halving_sampler import History, rung_history
 from fastrnn.tuning.halving_store import CheckpointError, Checkpoints, companion_paths, read_halving
 from fastrnn.tuning.run_files import RunFileError
 
@@ -112,6 +113,42 @@ def test_a_run_file_from_before_bracket_shapes_resumes_with_every_bracket_deepes
     assert plan.settings_from_record(saved).brackets == "deepest"
     assert plan.setting_differences(saved, HalvingSettings(**SMALL, brackets="deepest")) == []
     assert plan.setting_differences(saved, HalvingSettings(**SMALL)) == [("brackets", "deepest", "hyperband")]
+
+
+def test_tpe_learns_from_one_rung_and_counts_the_networks_dropped_below_it_as_worse():
+    A, B, D, E = (0.0, 1.0, -1.0), (0.1, 1.0, -0.5), (0.2, 1.0, -1.2), (0.3, 1.0, -1.5)
+    results = [(100, A, 2.5), (100, B, 3.1), (100, D, 2.6), (300, A, 2.2), (300, D, 2.1), (900, E, 1.9)]
+    history = rung_history(results, minimum=2)
+    assert history.chars == 300 and sorted(history.reached) == [(A, 2.2), (D, 2.1)]
+    assert history.dropped == [(B, {100: 3.1})]  # E, started above the rung, says nothing about it
+    assert not rung_history(results, minimum=4)
+
+
+def test_tpe_proposals_stay_away_from_where_the_dropped_networks_were():
+    """A rung holds only the networks promoted to it, all decent; fitted on them alone TPE took the
+    region around them for the bad one and proposed learning rates nobody had survived with (0.3-0.9
+    on tinyshakespeare). The dropped networks tell it where the bad ones lie."""
+    pytest.importorskip("optuna")
+    from fastrnn.objective.settings import HeldoutSettings
+    from fastrnn.objective.space import get_space
+    from fastrnn.tuning.halving_sampler import propose
+
+    space = get_space(HeldoutSettings().space)
+    rng = np.random.default_rng(0)
+    def z_of(h, s, lr):
+        return tuple(space.from_point([h, s, lr]))
+
+    good = [(z_of(int(rng.integers(60, 200)), int(rng.integers(5, 20)), float(rng.uniform(0.02, 0.08))),
+             float(rng.uniform(1.9, 2.1))) for _ in range(18)]
+    bad = [(z_of(int(rng.integers(20, 800)), int(rng.integers(5, 40)), lr), {100: 3.5})
+           for lr in np.exp(rng.uniform(np.log(0.2), np.log(1.0), 30))]
+    bad += [(z_of(int(rng.integers(20, 800)), int(rng.integers(5, 40)), lr), {100: 3.5})
+            for lr in np.exp(rng.uniform(np.log(1e-4), np.log(0.005), 30))]
+    configs, used = propose("tpe", 3, space, range(100, 120), History(300, good, bad))
+    assert used == "tpe"
+    assert sum(0.005 < c.learning_rate < 0.2 for c in configs) >= 18
+    alone, _ = propose("tpe", 3, space, range(100, 120), History(300, good, []))
+    assert sum(0.005 < c.learning_rate < 0.2 for c in alone) < 18  # what the dropped networks change
 
 
 @pytest.mark.parametrize("values, fragment", [

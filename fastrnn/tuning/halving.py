@@ -44,7 +44,7 @@ from .deliver import model_info
 from .halving_budget import CHECKPOINT_SECONDS, BudgetDecisions, BudgetError
 from .halving_lanes import Lanes, Pace
 from .halving_plan import HalvingSettings, steps_for
-from .halving_sampler import Config, longest_history, propose
+from .halving_sampler import Config, propose, rung_history
 from .halving_store import (
     FORMAT,
     FORMAT_VERSION,
@@ -297,7 +297,7 @@ class _Run(BudgetDecisions):
         if all(t in self.trials for t in wave):
             return
         results = [(line["chars"], self.trials[line["trial"]].z, line["fun"]) for line in self.records.values()]
-        history = longest_history(results, self.settings.startup)
+        history = rung_history(results, self.settings.startup)
         configs, used = propose(self.settings.sampler, self.F.seed, self.F.space, wave, history)
         for trial, config in zip(wave, configs):
             self.trials[trial] = config

@@ -150,7 +150,7 @@ class BudgetDecisions:
         n, c = plan_.auto_starts(s), s.min_chars
         # the first wave's networks as the bracket will draw them (a proposal is a function of the
         # seed, its trial and the results before it: none yet), to plan with their real sizes
-        first = propose(s.sampler, self.F.seed, self.F.space, range(min(n, s.wave)), [])[0] if seconds else []
+        first = propose(s.sampler, self.F.seed, self.F.space, range(min(n, s.wave)))[0] if seconds else []
         known = [(config.hidden, config.seq_length) for config in first]
 
         def fits(n, c):
