@@ -74,12 +74,16 @@ def read_corpus(corpus_path):
         raise click.BadParameter(str(exc), param_hint="--corpus") from None
 
 
-def require_backend_dtype(backend, dtype: str) -> str:
-    """``dtype`` if ``backend`` (a Backend) trains in it; else exit 2 naming --dtype and the fix."""
+def require_backend_dtype(backend, dtype: str, given: bool = True) -> str:
+    """``dtype`` if ``backend`` (a Backend) trains in it; else exit 2 naming the fix, and the flag:
+    --dtype when the user ``given`` it, else --backend (the precision is the default)."""
     try:
         return check_backend_dtype(backend, dtype)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--dtype") from None
+        if given:
+            raise click.BadParameter(str(exc), param_hint="--dtype") from None
+        raise click.BadParameter(f"{exc}; {dtype} is the precision here without --dtype",
+                                 param_hint="--backend") from None
 
 
 def common_options(func):

@@ -196,7 +196,8 @@ def build_objective(args: dict, settings: ObjectiveSettings | None = None) -> Ob
     combinations exit 2 naming the flag."""
     if settings is None:
         settings = build_settings(args["kind"], args["given"], args["corpus"], args["seed"], args["dtype"])
-    require_backend_dtype(get_backend(args["evaluation"].backend), settings.dtype)  # the kind's default, too
+    require_backend_dtype(get_backend(args["evaluation"].backend), settings.dtype,  # the kind's default, too
+                          given=args["dtype"] is not None)
     try:
         return Objective(settings, evaluation=args["evaluation"])
     except CorpusError as exc:

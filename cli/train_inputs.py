@@ -199,7 +199,8 @@ def new_plan(opts: dict, given: dict) -> Plan:
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--seq") from None
     length = _length(opts["steps"], opts["train_chars"])
-    dtype = require_backend_dtype(opts["backend"], opts["dtype"] or HeldoutSettings.default_dtype)  # as a trial trains
+    dtype = require_backend_dtype(opts["backend"], opts["dtype"] or HeldoutSettings.default_dtype,  # as a trial trains
+                                  given=opts["dtype"] is not None)
     settings, train, heldout = _split_settings(corpus, given, length, opts["seed"], dtype, opts["no_heldout"])
     target = _target(settings, opts["steps"], length, seq_length)
     eval_every, checkpoint_every, folder = _intervals(opts, seq_length, target)

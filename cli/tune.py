@@ -346,7 +346,8 @@ def compare_command(methods, repeats, budget_chars, budget_seconds, target_chars
     if (budget_chars is None) == (budget_seconds is None):
         raise click.BadParameter("give one budget: --budget-chars (equal training) or --budget-seconds (equal wall-clock "
                                  "time)", param_hint="--budget-chars")
-    dtype = require_backend_dtype(backend, dtype or HeldoutSettings.default_dtype)  # compare tunes the held-out F
+    dtype = require_backend_dtype(backend, dtype or HeldoutSettings.default_dtype,  # compare tunes the held-out F
+                                  given=dtype is not None)
     if budget_seconds is not None:
         _race(methods, repeats, budget_seconds, target_chars, min_chars, eta, train_chars, heldout_chars, beta, threads,
               out_dir, corpus, backend, dtype, quiet)

@@ -132,6 +132,12 @@ def test_cli_defaults_follow_the_objective_and_the_numpy_backend_names_the_fix(c
         assert result.exit_code == 2, result.output
         message = result.stderr.strip().splitlines()
         assert len(message) == 1 and "--dtype float64" in message[0] and "Traceback" not in result.output
+        # no --dtype was given: the message says the precision is the default, and names --backend
+        assert "Invalid value for --backend" in message[0] and "float32 is the precision here without --dtype" \
+            in message[0]
+    result = runner.invoke(cli, ["objective", "30", "7", "0.05", *held_out, "--corpus", corpus_file, "--backend",
+                                 "numpy", "--dtype", "float32"])
+    assert result.exit_code == 2 and "Invalid value for --dtype" in result.stderr
 
     # a run made in float64 resumes in float64 without --dtype
     run = tmp_path / "run.jsonl"
