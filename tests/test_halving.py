@@ -467,6 +467,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(text_file, tmp_path, extra, flag, 
 def test_cli_halving_flags_belong_to_halving_and_a_folder_that_cannot_be_written_is_refused(text_file, tmp_path):
     result = CliRunner().invoke(cli, ["tune", "--method", "random", "--min-chars", "400", "--corpus", text_file])
     assert result.exit_code == 2 and "--min-chars" in result.stderr and "is for --method halving" in result.stderr
+    result = CliRunner().invoke(cli, ["tune", "--method", "halving", "--brackets", "deepest", "--budget-seconds", "5",
+                                      "--corpus", text_file, "--out", str(tmp_path / "no-target.jsonl")])
+    assert result.exit_code == 2 and "Invalid value for --brackets" in result.stderr and "give --target-chars" in \
+        result.stderr and len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "no-target.jsonl").exists()
     out = tmp_path / "run.jsonl"
     (tmp_path / "run.ckpt").write_text("in the way")
     result = CliRunner().invoke(cli, [*ARGS, "--corpus", text_file, "--out", str(out)])
