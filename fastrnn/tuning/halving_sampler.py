@@ -3,9 +3,9 @@ the results of the longest rung that has enough of them (as BOHB does), the netw
 before that rung counted as worse than any that reached it (as Optuna's TPE counts pruned trials).
 
 A rung holds only the networks promoted to it, all decent: fitted on them alone TPE takes the
-region around them for the bad one and proposes what nobody has survived with (learning rates of
-0.3-0.9 on tinyshakespeare, half of each later bracket wasted). The dropped networks say where the
-bad ones lie.
+region around them for the bad one and proposes what nobody has survived with (in one
+tinyshakespeare run, 9 of a bracket's first 12 learning rates lay between 0.33 and 0.95, where
+the promoted networks had 0.04-0.17). The dropped networks say where the bad ones lie.
 
 A proposal is a whole network: h and s are rounded to whole numbers (inside the sane box), l is
 kept as drawn. Each proposal is a function of the run's seed, the trial's index and the results
