@@ -114,9 +114,8 @@ class BudgetDecisions:
         trainings_left = None if trainings is None else trainings - len(self.trials)
         if self.auto:
             return self._auto_plan(trainings_left)
-        rungs, full = plan_.bracket_shape(s, plan_.fixed_rungs(plan_.fixed_min_chars(s) if s.target_chars else
-                                                               s.min_chars or plan_.DEFAULT_MIN_CHARS,
-                                                               self.target, s.eta), bracket)
+        lowest = plan_.fixed_min_chars(s) if s.target_chars else s.min_chars or plan_.DEFAULT_MIN_CHARS
+        rungs, full = plan_.bracket_shape(s, plan_.fixed_rungs(lowest, self.target, s.eta), bracket)
         budgeted = any(v is not None for v in self.budgets.values())
         if bracket > 0 and not budgeted:
             return None

@@ -16,6 +16,7 @@ number of threads or workers.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -80,10 +81,7 @@ def rung_history(results: Sequence[tuple[int, tuple, float]], minimum: int) -> H
     by_network: dict[tuple, dict[int, float]] = {}
     for chars, z, value in results:
         by_network.setdefault(tuple(z), {})[chars] = float(value)
-    counts: dict[int, int] = {}
-    for found in by_network.values():
-        for chars in found:
-            counts[chars] = counts.get(chars, 0) + 1
+    counts = Counter(chars for found in by_network.values() for chars in found)
     enough = [chars for chars, n in counts.items() if n >= minimum]
     if not enough:
         return NO_HISTORY
