@@ -63,6 +63,9 @@ class TuneProgress:
 
     def postfix(self, record: dict, form) -> str:
         self.best = min(self.best, record["fun"])
+        if record.get("rule") == "skipped":
+            skipped = len(record.get("trials", [None]))
+            return f"{skipped} trial{'s' * (skipped > 1)} skipped: {record['note']}; best={self.best:.4f}"
         if "trial" in record:
             trial = record["trial"]
             return f"trial={form(trial['x'])} F={trial['fun']:.4f} best={self.best:.4f}"

@@ -4,9 +4,9 @@ from __future__ import annotations
 from fastrnn.cli.progress import TuneProgress
 
 
-def _record(step, chars, trainings, fun=3.0, trial=None):
+def _record(step, chars, trainings, fun=3.0, trial=None, **fields):
     record = {"step": step, "x": [40.0, 10.0, 0.1], "fun": fun,
-              "counters": {"training_chars": chars, "trainings_run": trainings}}
+              "counters": {"training_chars": chars, "trainings_run": trainings}, **fields}
     if trial is not None:
         record["trial"] = trial
     return record
@@ -40,6 +40,18 @@ def test_a_sampler_shows_its_trial_beside_the_best():
     shown.postfix(_record(1, 0, 1, fun=2.5), _form)
     text = shown.postfix(_record(2, 0, 2, fun=2.5, trial={"x": [64.0, 20.0, 0.01], "fun": 3.1}), _form)
     assert text == "trial=[64, 20, 0.01] F=3.1000 best=2.5000"
+
+
+def test_a_skipped_batch_says_why():
+    shown = TuneProgress(100, None, 20, {"training_chars": 0, "trainings_run": 0})
+    shown.postfix(_record(1, 0, 1, fun=2.5), _form)
+    skipped = _record(2, 0, 2, fun=2.5, rule="skipped", note="the batch would take about 9.0 s, 4.0 s are left",
+                      trials=[{"x": [700.0, 30.0, 0.01], "fun": None, "skipped": True}] * 2)
+    assert shown.postfix(skipped, _form) == ("2 trials skipped: the batch would take about 9.0 s, 4.0 s are left; "
+                                             "best=2.5000")
+    one = _record(3, 0, 2, fun=2.5, rule="skipped", note="the batch would take about 9.0 s, 3.0 s are left",
+                  trial={"x": [700.0, 30.0, 0.01], "fun": None, "skipped": True})
+    assert shown.postfix(one, _form).startswith("1 trial skipped: ")
 
 
 def test_an_interrupt_closes_the_bar_before_it_says_so(corpus_file, monkeypatch):

@@ -215,6 +215,26 @@ def test_wrong_shaped_lines_exit_2_with_the_line_number(tmp_path, corpus_file, d
         read_run(out)
 
 
+@pytest.mark.parametrize("trial,fine", [
+    ({"x": [30.0, 10.0, 0.1], "fun": None, "skipped": True}, True),  # skipped before training (a time budget)
+    ({"x": [30.0, 10.0, 0.1], "fun": None}, False),  # a value lost, not a skipped trial
+    ({"x": [30.0, 10.0, 0.1], "fun": 2.5, "skipped": True}, True),  # the value is what counts
+])
+def test_a_sampler_record_holds_a_value_or_says_its_trial_was_skipped(tmp_path, corpus_file, trial, fine):
+    out = tmp_path / "run.jsonl"
+    args = ["tune", "--method", "random", "--alpha", "4", "--corpus", corpus_file, "--steps", "2", "--quiet",
+            "--out", str(out)]
+    assert invoke(args).exit_code == 0
+    lines = out.read_text().splitlines()
+    lines[2] = json.dumps({**json.loads(lines[2]), "trial": trial})
+    out.write_text("\n".join(lines) + "\n")
+    if fine:
+        read_run(out)
+    else:
+        with pytest.raises(RunFileError, match="line 3: its record has a malformed 'trial'"):
+            read_run(out)
+
+
 def test_missing_directory(tmp_path, corpus_file):
     out = tmp_path / "no" / "such" / "run.jsonl"
     assert_one_line_error(invoke(_start(corpus_file, out, "2")), "--out", "does not exist")

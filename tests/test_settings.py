@@ -100,6 +100,26 @@ def test_a_sampler_asked_for_k_points_gives_the_next_k_trials():
     assert np.array_equal(two[0], one[0]) and not np.array_equal(two[0], two[1])
 
 
+def test_tpe_leaves_skipped_trials_out_of_its_model():
+    # a skipped trial (value None: its batch would have overrun a time budget) was never trained:
+    # it is a failed trial to Optuna, so TPE proposes as if it had not been asked
+    pytest.importorskip("optuna")
+    from fastrnn.optimize.samplers import TPESampler
+
+    box = np.array([[0.0, 1.0], [0.0, 1.0]])
+    rng = np.random.default_rng(5)
+    history = [(list(rng.uniform(0, 1, 2)), float(v)) for v in rng.uniform(0, 1, 15)]
+    with_skipped = history[:7] + [([0.5, 0.5], None), ([0.9, 0.1], None)] + history[7:]
+
+    def ask(history):
+        sampler = TPESampler(box, {"startup_trials": 10})
+        return [point.tolist() for point in sampler.ask(history, [trial_rng(0, 20 + j) for j in range(3)])], sampler
+
+    (plain, _), (skipped, sampler) = ask(history), ask(with_skipped)
+    assert skipped == plain
+    assert [t.state.name for t in sampler._study.trials[:17]].count("FAIL") == 2
+
+
 def test_tpe_keeps_one_study_and_rebuilds_it_from_the_history(small_corpus):
     pytest.importorskip("optuna")
     from fastrnn.optimize.samplers import TPESampler

@@ -12,6 +12,7 @@ from fastrnn.cli.main import cli
 from fastrnn.objective.function import Objective
 from fastrnn.tuning import reproduce
 from fastrnn.tuning.runner import RunFileError, read_run, tune
+from fastrnn.tuning.trials import trials as run_trials
 
 ALPHA = 5
 
@@ -248,6 +249,38 @@ def test_tune_restores_the_objectives_own_hook(small_corpus):
     F.before_training = own
     tune(F, "random", seed=0, max_steps=2, budget_trainings=1)
     assert F.before_training is own
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_a_sampler_skips_a_batch_that_would_overrun_its_time_and_goes_on(small_corpus, tmp_path, monkeypatch, method):
+    # A sampler stopped at the first batch predicted to overrun its time budget: one large network
+    # drawn early ended a 120 s TPE run after 3 s. Now the batch is skipped, recorded as such, and
+    # the sampler asks again.
+    import time as time_module
+
+    if method == "tpe":
+        pytest.importorskip("optuna")
+    tune(_heldout_F(small_corpus), method, seed=0, max_steps=1)  # kernels loaded before the clock is faked
+    monkeypatch.setattr(time_module, "perf_counter", _FakeClock())
+    out = tmp_path / "run.jsonl"
+    tune(_heldout_F(small_corpus), method, seed=0, budget_seconds=30.0, out=out)
+    records = read_run(out).records
+    rules = [record["rule"] for record in records]
+    assert "skipped" in rules and rules[-1] == method  # it trained on after skipping
+    k = rules.index("skipped")
+    skipped, before = records[k], records[k - 1]
+    assert skipped["trial"]["fun"] is None and skipped["trial"]["skipped"] is True
+    assert "the batch would take about" in skipped["note"]
+    assert (skipped["x"], skipped["fun"]) == (before["x"], before["fun"])  # nothing trained, the best unchanged
+    assert skipped["counters"]["trainings_run"] == before["counters"]["trainings_run"]
+    assert all(trial.fun is not None for trial in run_trials(read_run(out)))  # reports list trained networks only
+
+    # The skipped trial keeps its place in the history: resumed from just after it, the run asks
+    # for the next trial what the uninterrupted run asked (TPE learns nothing from a skipped trial).
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:lines.index(next(line for line in lines if '"skipped"' in line)) + 1]))
+    tune(_heldout_F(small_corpus), method, seed=0, budget_seconds=30.0, max_steps=k + 1, out=out, resume=True)
+    assert read_run(out).records[k + 1]["trial"]["x"] == records[k + 1]["trial"]["x"]
 
 
 @pytest.mark.parametrize("bad", [dict(stepp=0.1), dict(max_steps=-1), dict(record_every=0), dict(record_every=True),

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -87,43 +86,7 @@ from fastrnn.optimize.steppers import (  # noqa: F401 (the update rules and the 
     QuasiNewtonUpdate,
     SampleRun,
 )
-
-
-class Status(IntEnum):
-    """Why :func:`minimize` stopped (the values are those stored in run files)."""
-
-    CONVERGED = 0
-    MAX_STEPS = 1
-    NON_FINITE = 2
-    CALLBACK = 3
-    STEP_LOST = 4
-    BUDGET = 5
-
-    @property
-    def message(self) -> str:
-        return STATUS_MESSAGES[self]
-
-
-STATUS_MESSAGES = {
-    Status.CONVERGED: "converged",
-    Status.MAX_STEPS: "maximum number of steps reached",
-    Status.NON_FINITE: "non-finite objective value or gradient",
-    Status.CALLBACK: "stopped by callback",
-    Status.STEP_LOST: "difference step lost in rounding (x + h == x)",
-    Status.BUDGET: "training budget spent",
-}
-
-
-class StopOptimization(Exception):
-    """Raised while the function is evaluated to end the run with ``status`` (e.g. BUDGET: the
-    guard :func:`fastrnn.tuning.tune` hands the objective as its ``before_training`` hook).
-
-    A step it interrupts is dropped: the run ends at the last whole step.
-    """
-
-    def __init__(self, status: "Status", message: str = ""):
-        super().__init__(message or status.message)
-        self.status = status
+from fastrnn.optimize.stops import STATUS_MESSAGES, SkipTrials, Status, StopOptimization  # noqa: F401 (re-exported)
 
 
 class BudgetTooSmall(ValueError):
@@ -418,5 +381,5 @@ def minimize(
 
 __all__ = ["METHOD_TABLE", "METHODS", "SKIPPED_UPDATE_NOTE", "STATUS_MESSAGES", "BFGSUpdate", "BudgetTooSmall",
            "DFPUpdate", "Method",
-           "OptimizeResult", "Option", "QuasiNewtonUpdate", "Status", "StopOptimization", "check_method",
+           "OptimizeResult", "Option", "QuasiNewtonUpdate", "SkipTrials", "Status", "StopOptimization", "check_method",
            "check_run_arguments", "default_options", "minimize", "resolve_options"]

@@ -14,6 +14,9 @@ search draws each trial from its own generator, so its trials do not depend on k
 batch with Optuna's constant liar (the batch's earlier proposals count as bad results, so the
 later ones look elsewhere).
 
+A trial whose value is None was skipped (its batch was turned away before training, e.g. by a time
+budget it would overrun): random search ignores values, TPE counts it as a failed trial.
+
 The history lives once, in the run: :func:`fastrnn.optimize.minimize` keeps it, and each of its
 records carries its own trial (``record["trial"]``), so a run file grows by one trial per step.
 :func:`history_from_records` rebuilds it from records (also from format-1 files, whose records
@@ -29,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-#: One trial: the point (in the optimizer's coordinates) and its value.
+#: One trial: the point (in the optimizer's coordinates) and its value (None: skipped, not evaluated).
 Trial = tuple
 
 
@@ -58,7 +61,8 @@ def history_from_records(records: Sequence[dict]) -> list[Trial]:
             history = [(list(z), float(v)) for z, v in record["state"]["trials"]]
             continue
         for trial in record.get("trials", [record["trial"]] if "trial" in record else []):
-            history.append((list(trial.get("z", trial["x"])), float(trial["fun"])))
+            value = trial["fun"]
+            history.append((list(trial.get("z", trial["x"])), None if value is None else float(value)))
     return history
 
 
@@ -124,8 +128,11 @@ class TPESampler(Sampler):
 
         inside = [(z, v) for z, v in history[self._seen:]
                   if np.all((self.box[:, 0] <= z) & (z <= self.box[:, 1]))]
+        # a skipped trial (value None) was never evaluated: a failed trial, which TPE leaves out of
+        # its model (the point is neither good nor bad), as Optuna does with a trial that raised
         self._study.add_trials([
-            optuna.trial.create_trial(params=dict(zip(self._names, z)), distributions=self._distributions, value=v)
+            optuna.trial.create_trial(params=dict(zip(self._names, z)), distributions=self._distributions,
+                                      **(dict(state=optuna.trial.TrialState.FAIL) if v is None else dict(value=v)))
             for z, v in inside])
         self._seen = len(history)
 

@@ -14,6 +14,7 @@ import numpy as np
 from fastrnn.optimize.calculus import AUTO_STEP, value_gradient_and_hessian
 from fastrnn.optimize.problem import Counted
 from fastrnn.optimize.samplers import RandomSampler, check_box, trial_rng
+from fastrnn.optimize.stops import SkipTrials
 
 #: The rule of a step that found no lower value along the gradient (gd with ``backtrack``).
 NO_DECREASE_RULE = "gd-no-decrease"
@@ -424,7 +425,12 @@ class SampleRun:
     more than one), and a state carries none (resuming takes the history from the records).
 
     The trials of step k are those with indices 1 + (k - 1) b .. k b, asked from the history before
-    them, so the run is a function of the seed and the batch size b, whatever evaluates them."""
+    them, so the run is a function of the seed and the batch size b, whatever evaluates them.
+
+    A batch the function turns away before training it (:class:`~fastrnn.optimize.stops.SkipTrials`:
+    a time budget cannot pay for it) is a step too: its trials enter the history as skipped (value
+    None; TPE counts them as failed trials), its record says so (``rule`` "skipped", each trial
+    ``fun`` None and ``skipped`` true), and the next step asks again, from new generators."""
 
     uses_gradient = False
 
@@ -470,11 +476,12 @@ class SampleRun:
         self.x, self.fun = np.array(state["x"], dtype=float), float(state["fun"])
         self.rule, self.note = state["rule"], state["note"]
         self.seed = state.get("seed", self.seed)
-        self.history = [(list(z), float(v)) for z, v in history][:1 + self.nit * self.batch]
+        self.history = [(list(z), None if v is None else float(v)) for z, v in history][:1 + self.nit * self.batch]
         self._make_sampler(self.x.size)
 
     def record(self) -> dict:
-        trials = [{"x": list(z), "fun": value} for z, value in self.history[-(self.batch if self.nit else 1):]]
+        trials = [{"x": list(z), "fun": value, **({"skipped": True} if value is None else {})}
+                  for z, value in self.history[-(self.batch if self.nit else 1):]]
         own = {"trial": trials[0]} if len(trials) == 1 else {"trials": trials}
         return {"step": self.nit, "x": self.x.tolist(), "fun": float(self.fun), "rule": self.rule,
                 "note": self.note, "nfev": self.f.nfev, **own, "state": self.state()}
@@ -484,11 +491,17 @@ class SampleRun:
         rngs = [trial_rng(self.seed, first + j) for j in range(self.batch)]
         candidates = [np.asarray(self.f.snap(np.asarray(candidate, dtype=float)), dtype=float)
                       for candidate in self.sampler.ask(self.history, rngs)]
-        values = self.f.evaluate_many(candidates)  # one batch: trained in parallel
+        try:
+            values = self.f.evaluate_many(candidates)  # one batch: trained in parallel
+        except SkipTrials as skip:
+            self.history.extend((candidate.tolist(), None) for candidate in candidates)
+            self.nit += 1
+            self.rule, self.note = "skipped", str(skip)
+            return
         for candidate, value in zip(candidates, values):
             value = float(value)
             self.history.append((candidate.tolist(), value))
             if value < self.fun:  # the first of equal values stays the best
                 self.x, self.fun = candidate, value
         self.nit += 1
-        self.rule = self.method
+        self.rule, self.note = self.method, None

@@ -150,7 +150,7 @@ def tune_curve(path: str, target_chars: int) -> tuple[list[float], list[float]]:
     run = read_run(path)
     for record in run.records:
         trials = record.get("trials") or ([record["trial"]] if "trial" in record else [{"fun": record["fun"]}])
-        low = min([low, *(trial["fun"] for trial in trials)])
+        low = min([low, *(trial["fun"] for trial in trials if trial["fun"] is not None)])
         elapsed.append(float(record.get("elapsed", 0.0)))
         best.append(low)
     return elapsed, best

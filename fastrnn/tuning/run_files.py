@@ -215,7 +215,10 @@ def _check_trial(entry: dict, settings: dict) -> str | None:
 
 
 def _is_trial(value) -> bool:
-    return isinstance(value, dict) and _is_point(value.get("x")) and _is_number(value.get("fun"))
+    """A trial: its point and value, or a skipped one (value null, ``skipped`` true)."""
+    if not isinstance(value, dict) or not _is_point(value.get("x")):
+        return False
+    return _is_number(value.get("fun")) or (value.get("fun") is None and value.get("skipped") is True)
 
 
 def _check_record(entry: dict, settings: dict) -> str | None:

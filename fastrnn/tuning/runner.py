@@ -34,6 +34,7 @@ from ..optimize.methods import (
     METHOD_TABLE,
     METHODS,
     OptimizeResult,
+    SkipTrials,
     Status,
     StopOptimization,
     check_run_arguments,
@@ -143,6 +144,11 @@ def _check_same_run(saved: dict, wanted: dict, F: Objective, path) -> None:
                            "new --out file"[:1000])
 
 
+#: A sampler under a time budget stops after this many batches in a row were skipped (each
+#: predicted to overrun it): the time left pays for none of the networks it draws.
+MAX_SKIPPED_BATCHES = 10
+
+
 def tune(
     F: Objective,
     method: str = "gd",
@@ -185,10 +191,13 @@ def tune(
     trial is one batch, which a budget never ends midway.) What ``F`` trained before
     the run does not count (the run file keeps its counters at the start, if any).
     ``budget_seconds`` limits the run's wall-clock time, from this call on, the tuner's own work
-    included; the run also stops once less is left than its last step took, so it ends within
-    the budget. Records keep the run's ``elapsed`` seconds, so a resumed run counts the time
-    spent before. (A time budget makes the run depend on the machine's speed and load: the
-    other budgets do not.)
+    included. Each batch of new trainings is predicted from the pace measured so far: a gradient
+    run stops before a batch that would overrun the budget (and once less is left than its last
+    step took); a sampler skips such a batch and asks for another (its trials are recorded as
+    skipped), and stops after ``MAX_SKIPPED_BATCHES`` skipped in a row, so a run that drew one
+    network too large for the time left goes on with cheaper ones. Records keep the run's
+    ``elapsed`` seconds, so a resumed run counts the time spent before. (A time budget makes the
+    run depend on the machine's speed and load: the other budgets do not.)
 
     Every argument is checked before the run file is touched: a refused call changes no file.
     """
@@ -285,8 +294,9 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
     started = time.perf_counter()
     problem = search_problem(F)
     space = problem.space if isinstance(problem, SpaceView) else None
+    is_sampler = METHOD_TABLE[method].is_sampler
     # a sampler's records hold its history: every one is written
-    every = 1 if METHOD_TABLE[method].is_sampler else record_every
+    every = 1 if is_sampler else record_every
 
     def in_hsl(record: dict) -> dict:
         if space is None:
@@ -329,23 +339,44 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
                 + work(spec.hidden, spec.seq_length, spec.vocab_size, heldout_chars, scoring=True, itemsize=itemsize)
                 for spec in specs]
 
+    skipped_in_a_row = [0]
+    cheapest = [np.inf]  # the work of the cheapest network this run has met (trained or skipped)
+
     def guard(specs) -> None:
-        """Before a batch of new trainings: stop once the budget is spent, or when the batch would
-        overrun the time budget (predicted from the pace measured so far); the step is dropped."""
+        """Before a batch of new trainings: stop once the budget is spent; when the batch would
+        overrun the time budget (predicted from the pace measured so far), a sampler skips it and
+        a gradient run stops (the step is dropped)."""
         if own_hook is not None:
             own_hook(specs)
         if pending[0] is not None:  # the previous batch has ended: its time is known
             done, seconds_before = pending[0]
             pace.observe(done, lanes, F.counters.seconds - seconds_before)
             pending[0] = None
-        if spent() is not None or _overruns(specs):
+        if spent() is not None:
             raise StopOptimization(Status.BUDGET)
+        overrun = _overrun(specs)
+        if overrun is not None:
+            if not is_sampler or skipped_in_a_row[0] >= MAX_SKIPPED_BATCHES or _nothing_fits():
+                raise StopOptimization(Status.BUDGET)
+            skipped_in_a_row[0] += 1
+            raise SkipTrials(overrun)
+        skipped_in_a_row[0] = 0
         pending[0] = (works(specs), F.counters.seconds)
 
-    def _overruns(specs) -> bool:
+    def _nothing_fits() -> bool:
+        """Whether the time left pays for none of the networks met so far, each alone (asking
+        for more would only spend the time left)."""
+        return clock.elapsed() + pace.seconds([cheapest[0]], lanes) > budget["budget_seconds"]
+
+    def _overrun(specs) -> str | None:
+        """Why the batch would overrun the time budget, or None."""
         if budget["budget_seconds"] is None or not pace.known:
-            return False
-        return clock.elapsed() + pace.seconds(works(specs), lanes) > budget["budget_seconds"]
+            return None
+        cheapest[0] = min(cheapest[0], *works(specs))
+        need, left = pace.seconds(works(specs), lanes), budget["budget_seconds"] - clock.elapsed()
+        if need <= left:
+            return None
+        return f"the batch would take about {need:.1f} s, {max(left, 0.0):.1f} s are left"
 
     # What step 0 cost: a gradient run does not start a step once less than that is left of its
     # budget (a step is several batches, and the budget would end it midway; a sampler's trial is one).
@@ -373,6 +404,8 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
             step_cost[0] = step_cost_without_trials(spent_so_far(), record, F.updates, F.beta)
         now = clock.elapsed()
         step_seconds[0], step_ended[0] = (now - step_ended[0] if step_ended[0] is not None else 0.0), now
+        if is_sampler and pace.known:  # the guard predicts each batch: a cheaper one than the last may fit
+            return spent(step_cost[0])
         return spent({**(step_cost[0] or {}), "seconds": step_seconds[0]})
 
     if x0 is not None and space is not None:
@@ -389,10 +422,13 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         result = replace(result, x=space.to_point(result.x), trajectory=[in_hsl(r) for r in result.trajectory])
     if result.status == Status.BUDGET:
         now = spent_so_far()
-        note = budget_left_note(now, {**(step_cost[0] or {}), "seconds": step_seconds[0]}, budget)
+        predicted = is_sampler and pace.known
+        note = budget_left_note(now, step_cost[0] if predicted else {**(step_cost[0] or {}), "seconds": step_seconds[0]},
+                                budget)
         if note is None and budget["budget_seconds"] is not None and now["seconds"] < budget["budget_seconds"]:
+            tried = f" ({skipped_in_a_row[0] + 1} batches in a row)" if predicted and skipped_in_a_row[0] else ""
             note = (f"the {budget['budget_seconds'] - now['seconds']:.1f} seconds left are too few for the next "
-                    "batch of trainings, at the speed measured so far")
+                    f"batch of trainings{tried}, at the speed measured so far")
         if note is not None:
             result = replace(result, message=f"{result.message} ({note})")
     if sink is not None:

@@ -1,7 +1,8 @@
 """The trials of a run file: each point a run evaluated, its value and what the run had spent by then.
 
-A sampler's record (random, tpe) carries the trial it made (``record["trial"]``; in a format-1
-file the new entries of ``state["trials"]``, in the search space's coordinates); a gradient
+A sampler's record (random, tpe) carries the trial it made (``record["trial"]``, or a batch's
+``record["trials"]``; in a format-1 file the new entries of ``state["trials"]``, in the search
+space's coordinates; a trial skipped before training, value None, is left out); a gradient
 method's record is its iterate (``x``, ``fun``). :func:`trials` reads either; :func:`best_trial`
 is the trial ``fastrnn train --from-run`` trains: the lowest value among the points whose
 networks were trained (inside the sane box, where no penalty stands in for a network).
@@ -50,8 +51,8 @@ def trials(run: RunFile) -> list[Trial]:
         counters = record.get("counters") or {}
         chars, seconds = float(counters.get("training_chars", math.nan)), float(counters.get("seconds", math.nan))
         state = record.get("state") or {}
-        if "trial" in record:
-            entries = [(record["trial"]["x"], record["trial"]["fun"], record["trial"])]
+        if "trial" in record or "trials" in record:  # a step's trial, or a batch's
+            entries = [(trial["x"], trial["fun"], trial) for trial in record.get("trials", [record.get("trial")])]
         elif "trials" in state:  # format 1: every trial so far, in the search space's coordinates
             if space is None:
                 space = get_space(settings_from_record(run.settings["objective"]).space)
@@ -61,6 +62,8 @@ def trials(run: RunFile) -> list[Trial]:
         else:
             entries = [(record["x"], record["fun"], {})]
         for x, fun, extra in entries:
+            if fun is None:  # skipped: never trained
+                continue
             found.append(Trial(int(record["step"]), tuple(float(v) for v in x), float(fun), chars, seconds, dict(extra)))
     return found
 
