@@ -274,6 +274,8 @@ def test_a_sampler_skips_a_batch_that_would_overrun_its_time_and_goes_on(small_c
     assert (skipped["x"], skipped["fun"]) == (before["x"], before["fun"])  # nothing trained, the best unchanged
     assert skipped["counters"]["trainings_run"] == before["counters"]["trainings_run"]
     assert all(trial.fun is not None for trial in run_trials(read_run(out)))  # reports list trained networks only
+    message = read_run(out).result["message"]
+    assert "training budget spent" in message
 
     # The skipped trial keeps its place in the history: resumed from just after it, the run asks
     # for the next trial what the uninterrupted run asked (TPE learns nothing from a skipped trial).

@@ -426,9 +426,13 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         note = budget_left_note(now, step_cost[0] if predicted else {**(step_cost[0] or {}), "seconds": step_seconds[0]},
                                 budget)
         if note is None and budget["budget_seconds"] is not None and now["seconds"] < budget["budget_seconds"]:
-            tried = f" ({skipped_in_a_row[0] + 1} batches in a row)" if predicted and skipped_in_a_row[0] else ""
-            note = (f"the {budget['budget_seconds'] - now['seconds']:.1f} seconds left are too few for the next "
-                    f"batch of trainings{tried}, at the speed measured so far")
+            left = budget["budget_seconds"] - now["seconds"]
+            if predicted and skipped_in_a_row[0]:
+                note = (f"the {left:.1f} seconds left pay for none of the last {skipped_in_a_row[0] + 1} batches "
+                        "proposed, at the speed measured so far")
+            else:
+                note = (f"the {left:.1f} seconds left are too few for the next batch of trainings, at the speed "
+                        "measured so far")
         if note is not None:
             result = replace(result, message=f"{result.message} ({note})")
     if sink is not None:
