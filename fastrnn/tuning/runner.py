@@ -372,8 +372,9 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         """Why the batch would overrun the time budget, or None."""
         if budget["budget_seconds"] is None or not pace.known:
             return None
-        cheapest[0] = min(cheapest[0], *works(specs))
-        need, left = pace.seconds(works(specs), lanes), budget["budget_seconds"] - clock.elapsed()
+        batch = works(specs)
+        cheapest[0] = min(cheapest[0], *batch)
+        need, left = pace.seconds(batch, lanes), budget["budget_seconds"] - clock.elapsed()
         if need <= left:
             return None
         return f"the batch would take about {need:.1f} s, {max(left, 0.0):.1f} s are left"
