@@ -105,10 +105,6 @@ def run_halving(*, halving_given, budget_seconds, budget_chars, budget_trainings
             _print_result(stored_result(saved), saved, quiet, finished=resume)
             return
     else:
-        if halving_given["brackets"] is not None and halving_given["target_chars"] is None:
-            raise click.BadParameter("shapes the brackets of a run with --target-chars; without one, a budget "
-                                     "chooses the length in one bracket: give --target-chars or drop --brackets",
-                                     param_hint="--brackets")
         try:
             settings = HalvingSettings(**{k: v for k, v in halving_given.items() if v is not None})
         except ValueError as exc:

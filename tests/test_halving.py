@@ -113,6 +113,12 @@ def test_a_run_file_from_before_bracket_shapes_resumes_with_every_bracket_deepes
     assert plan.settings_from_record(saved).brackets == "deepest"
     assert plan.setting_differences(saved, HalvingSettings(**SMALL, brackets="deepest")) == []
     assert plan.setting_differences(saved, HalvingSettings(**SMALL)) == [("brackets", "deepest", "hyperband")]
+    # without a target there are no shapes: a file that recorded the old default there (hyperband)
+    # or none (older still) resumes with settings that have none
+    for record in ({"min_chars": 400, "brackets": "hyperband"}, {"min_chars": 400}):
+        assert plan.settings_from_record(record).brackets is None
+        assert plan.setting_differences(record, HalvingSettings(min_chars=400)) == []
+    assert HalvingSettings(target_chars=2700).brackets == "hyperband"
 
 
 def test_tpe_learns_from_one_rung_and_counts_the_networks_dropped_below_it_as_worse():
@@ -156,7 +162,9 @@ def test_tpe_proposals_stay_away_from_where_the_dropped_networks_were():
     (dict(eta=1), "eta must be a whole number >= 2"),
     (dict(top=3, starts=2), "--starts 2 is fewer than the --top 3"),
     (dict(min_chars=10), "min_chars must be a whole number >= 40"),
-    (dict(brackets="widest"), "unknown bracket shapes 'widest'; valid: hyperband, deepest"),
+    (dict(target_chars=2700, brackets="widest"), "unknown bracket shapes 'widest'; valid: hyperband, deepest"),
+    # a library caller's shapes without a target would be ignored: refused as on the command line
+    (dict(min_chars=100, brackets="deepest"), "--brackets shapes the brackets of a run with --target-chars"),
 ])
 def test_settings_that_do_not_fit_are_refused(values, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -469,7 +477,7 @@ def test_cli_halving_flags_belong_to_halving_and_a_folder_that_cannot_be_written
     assert result.exit_code == 2 and "--min-chars" in result.stderr and "is for --method halving" in result.stderr
     result = CliRunner().invoke(cli, ["tune", "--method", "halving", "--brackets", "deepest", "--budget-seconds", "5",
                                       "--corpus", text_file, "--out", str(tmp_path / "no-target.jsonl")])
-    assert result.exit_code == 2 and "Invalid value for --brackets" in result.stderr and "give --target-chars" in \
+    assert result.exit_code == 2 and "Error: --brackets shapes the brackets" in result.stderr and "give --target-chars" in \
         result.stderr and len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "no-target.jsonl").exists()
     out = tmp_path / "run.jsonl"
     (tmp_path / "run.ckpt").write_text("in the way")

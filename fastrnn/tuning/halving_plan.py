@@ -98,7 +98,8 @@ class HalvingSettings:
     starts: int | None = _setting(None, HalvingFlag(
         "--starts", "count", "halving: networks started in a bracket (with --target-chars, in the deepest; "
         "Hyperband's other shapes scale it) [a full bracket, top x eta^K; top x eta^2 without --target-chars]."))
-    brackets: str = _setting("hyperband", HalvingFlag(
+    #: None: hyperband with a target; without one there is one bracket and no shape (given, an error).
+    brackets: str | None = _setting(None, HalvingFlag(
         "--brackets", "choice", "halving with --target-chars: hyperband cycles Hyperband's bracket shapes (each "
         "later one starts fewer networks at a longer rung); deepest starts every bracket at the lowest rung "
         "[hyperband].", choices=BRACKETS))
@@ -127,7 +128,13 @@ class HalvingSettings:
                              f"{self.target_chars:,}")
         if self.starts is not None and self.starts < self.top:
             raise ValueError(f"--starts {self.starts} is fewer than the --top {self.top} networks a bracket ends with")
-        if self.brackets not in BRACKETS:
+        if self.target_chars is None:
+            if self.brackets is not None:
+                raise ValueError("--brackets shapes the brackets of a run with --target-chars; without one, a budget "
+                                 "chooses the length in one bracket: give --target-chars or drop --brackets")
+        elif self.brackets is None:
+            set_("brackets", "hyperband")
+        elif self.brackets not in BRACKETS:
             raise ValueError(f"unknown bracket shapes {self.brackets!r}; valid: {', '.join(BRACKETS)}")
         if self.sampler is not None and self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
@@ -164,16 +171,26 @@ def flags() -> dict[str, tuple[HalvingFlag, object]]:
             if item.metadata["flag"] is not None}
 
 
+def _as_now(saved: dict) -> dict:
+    """A run file's ``halving`` line as these settings read it: a setting it predates takes the
+    behaviour of the fastrnn that wrote it (``_BEFORE``); without a target there are no bracket
+    shapes (files written before that rule recorded the default, hyperband, there)."""
+    saved = {**_BEFORE, **saved}
+    if saved.get("target_chars") is None:
+        saved["brackets"] = None
+    return saved
+
+
 def setting_differences(saved: dict, wanted: HalvingSettings) -> list[tuple[str, object, object]]:
     """``(field, saved, wanted)`` of each field where a run file's ``halving`` line differs."""
-    saved = {**_BEFORE, **saved}
+    saved = _as_now(saved)
     return [(item.name, saved.get(item.name), getattr(wanted, item.name))
             for item in dataclasses.fields(HalvingSettings) if saved.get(item.name) != getattr(wanted, item.name)]
 
 
 def settings_from_record(record: dict) -> HalvingSettings:
     names = {item.name for item in dataclasses.fields(HalvingSettings)}
-    return HalvingSettings(**{k: v for k, v in {**_BEFORE, **record}.items() if k in names})
+    return HalvingSettings(**{k: v for k, v in _as_now(record).items() if k in names})
 
 
 # -- rungs and counts ---------------------------------------------------------------------------
