@@ -330,6 +330,9 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
     # predicted from this machine's pace, not left to a guess or to one small network's time
     pace = Pace(calibrate(Lanes(F), F.dtype) if budget["budget_seconds"] is not None and F.heldout is not None
                 else None)
+    # a sampler's guard predicts each batch, so a cheaper one than the last may still fit: it does
+    # not stop merely because less is left than its last step took, as a gradient run does
+    batches_predicted = is_sampler and pace.known
     itemsize = 4 if F.dtype == "float32" else 8
     heldout_chars = len(F.heldout.data) if F.heldout is not None else 0
     pending: list = [None]
@@ -389,6 +392,10 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
     # interrupted (Ctrl-C, SIGTERM), so resuming does not redo finished steps.
     unwritten: list[dict | None] = [None]
 
+    def stop_cost() -> dict | None:
+        """What the next step is expected to cost, for :func:`budget_spent`."""
+        return step_cost[0] if batches_predicted else {**(step_cost[0] or {}), "seconds": step_seconds[0]}
+
     def callback(record: dict):
         record = in_hsl(record)
         if on_step is not None:
@@ -401,13 +408,11 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
                 _write(sink, entry)
             else:
                 unwritten[0] = entry
-        if step == 0 and step != resumed_step and not METHOD_TABLE[method].is_sampler:
+        if step == 0 and step != resumed_step and not is_sampler:
             step_cost[0] = step_cost_without_trials(spent_so_far(), record, F.updates, F.beta)
         now = clock.elapsed()
         step_seconds[0], step_ended[0] = (now - step_ended[0] if step_ended[0] is not None else 0.0), now
-        if is_sampler and pace.known:  # the guard predicts each batch: a cheaper one than the last may fit
-            return spent(step_cost[0])
-        return spent({**(step_cost[0] or {}), "seconds": step_seconds[0]})
+        return spent(stop_cost())
 
     if x0 is not None and space is not None:
         x0 = space.from_point(x0)
@@ -423,12 +428,10 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         result = replace(result, x=space.to_point(result.x), trajectory=[in_hsl(r) for r in result.trajectory])
     if result.status == Status.BUDGET:
         now = spent_so_far()
-        predicted = is_sampler and pace.known
-        note = budget_left_note(now, step_cost[0] if predicted else {**(step_cost[0] or {}), "seconds": step_seconds[0]},
-                                budget)
+        note = budget_left_note(now, stop_cost(), budget)
         if note is None and budget["budget_seconds"] is not None and now["seconds"] < budget["budget_seconds"]:
             left = budget["budget_seconds"] - now["seconds"]
-            if predicted and skipped_in_a_row[0]:
+            if batches_predicted and skipped_in_a_row[0]:
                 note = (f"the {left:.1f} seconds left pay for none of the last {skipped_in_a_row[0] + 1} batches "
                         "proposed, at the speed measured so far")
             else:
