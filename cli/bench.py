@@ -63,6 +63,13 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
     from fastrnn import bench
 
     if executor_name == "dask":
+        ignored = [flag for flag, param in (("--backends", "backend_names"), ("--dtypes", "dtype_names"),
+                                            ("--roofline", "roofline"), ("--phases", "phases"), ("--repeat", "repeat"))
+                   if not is_default(param)]
+        if ignored:
+            raise click.UsageError(f"--executor dask compares a Dask cluster with threads on the numba backend in "
+                                   f"float64; it takes none of {', '.join(ignored)}: drop them, or drop --executor "
+                                   "dask to compare backends")
         _bench_dask(corpus_path, rounds, 8 if is_default("beta") else beta, alpha, workers)
         return
 
@@ -83,6 +90,14 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
     dtypes = [name.strip() for name in dtype_names.split(",") if name.strip()]
     if not dtypes or any(d not in DTYPES for d in dtypes):
         raise click.BadParameter(f"valid: {', '.join(DTYPES)}", param_hint="--dtypes")
+    if not is_default("workers"):
+        raise click.UsageError("--workers sizes the --executor dask comparison; the backends are compared on one "
+                               "thread and on two: drop --workers, or add --executor dask")
+    measured = [(name, dtype) for name in names for dtype in dtypes if _trains(name, dtype)]
+    if not measured:
+        raise click.BadParameter(f"none of the backends named ({', '.join(names)}) is available here in "
+                                 f"{' or '.join(dtypes)} (numpy trains in float64 only; `fastrnn backends` lists "
+                                 "what is available): name others", param_hint="--backends/--dtypes")
     try:
         corpus = load_corpus(corpus_path)
     except CorpusError as exc:
@@ -128,6 +143,13 @@ def bench_command(corpus_path, backend_names, rounds, dtype_names, beta, alpha, 
                    "data warm in cache), against its own bound; the sum of the phases' bounds is a kernel that runs "
                    "each at its ceiling, one after the other (model in fastrnn/bench/phases.py, phase_models):\n")
         click.echo(bench.phases_markdown([run.phases for run in runs]))
+
+
+def _trains(name: str, dtype: str) -> bool:
+    try:
+        return dtype in get_backend(name).dtypes
+    except BackendUnavailable:
+        return False
 
 
 def _check_bench_corpus(corpus, seq_lengths) -> None:

@@ -32,6 +32,9 @@ class OneLineErrors(click.Group):
         try:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
+            if _is_bare_call(exc):  # `fastrnn` alone asks what it can do: the help, not an error
+                click.echo(exc.ctx.get_help())
+                sys.exit(0)
             # click spreads some messages (a Choice's options) over lines; an error is one line.
             message = " ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
             if isinstance(exc, click.NoSuchOption) and _is_number(exc.option_name):
@@ -54,6 +57,11 @@ class OneLineErrors(click.Group):
             sys.exit(1)
 
 
+def _is_bare_call(exc: click.ClickException) -> bool:
+    """Whether ``exc`` is click's answer to a group called without a command (NoArgsIsHelpError, click >= 8.2)."""
+    return type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -71,7 +79,9 @@ def read_corpus(corpus_path):
     try:
         return load_corpus(corpus_path)
     except CorpusError as exc:
-        raise click.BadParameter(str(exc), param_hint="--corpus") from None
+        missing = corpus_path is not None and not os.path.exists(corpus_path)
+        hint = ", or omit --corpus to train on the built-in Shakespeare corpus" if missing else ""
+        raise click.BadParameter(f"{exc}{hint}", param_hint="--corpus") from None
 
 
 def require_backend_dtype(backend, dtype: str, given: bool = True) -> str:

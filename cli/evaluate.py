@@ -80,6 +80,13 @@ def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, 
         raise click.BadParameter(f"at {paper_form(point)} the corners a whole number apart are one float (h or s >= "
                                  "2**52), so every difference along h and s would be 0; give a smaller HIDDEN and SEQ",
                                  param_hint="HIDDEN")
+    if not searched_as_is and grad_step != "auto":
+        view = SpaceView(F)
+        widths = np.diff(view.bounds, axis=1).ravel()
+        if grad_step >= widths.min():
+            raise click.BadParameter(f"{grad_step:g} is not below the sane box's width along every axis of the search "
+                                     f"space ({', '.join(f'{w:.3g}' for w in widths)} in log2 h, log2 s, log10 l): a "
+                                     "difference over it leaves the box; use a smaller --step", param_hint="--step")
     diagnostics = {}
     try:
         if searched_as_is:
@@ -97,6 +104,15 @@ def gradient_command(hidden, seq_length, learning_rate, grad_step, grad_method, 
         raise click.UsageError(str(exc)) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    unmeasured = [name for name, span in zip(("h", "s", "l"), diagnostics.get("span", ())) if span == 0]
+    if unmeasured:
+        raise click.BadParameter(f"the span +-{grad_step:g} reaches no other whole network along "
+                                 f"{' and '.join(unmeasured)} from {paper_form(point)}, so the gradient there is not "
+                                 "measured; use a larger --step (e.g. 0.5)", param_hint="--step")
+    if not np.all(np.isfinite(g)):
+        raise click.BadParameter(f"the gradient at {paper_form(point)} with step {grad_step} is not finite "
+                                 f"({g.tolist()}): a difference left the range where F is defined; use a smaller "
+                                 "--step", param_hint="--step")
     diverged = F.counters.trainings_diverged
     if diverged and not quiet:
         threshold = "" if F.definition.divergence_threshold(F.corpus.vocab_size) == math.inf else (

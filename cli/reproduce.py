@@ -56,7 +56,7 @@ def reproduce_command(trial_spec, out_dir, noise, threads, scale, intensive, cor
         bars(label, record["step"], f"x={paper_form(record['x'])} F={record['fun']:.4f}")
 
     def on_trial(summary):
-        if not quiet:
+        if not quiet and sys.stderr.isatty():  # progress: for a person at a terminal (report.md has the finals)
             finals = "; ".join(paper_form(run["final"]) for run in summary["runs"])
             click.echo(f"trial {summary['number']}: {finals}", err=True)
 

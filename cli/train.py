@@ -117,11 +117,16 @@ def train_command(save_path, quiet, **opts):
             bar.close()  # the message starts on a line of its own, and the bar is not drawn again after it
             _interrupted(stop, plan, save_path, written)
     final = curve[-1] if curve and curve[-1].steps == state.steps else None
-    if save_path is not None:
-        _save(save_path, state, plan, final, "--save")
-    emit_json(_result(plan, final, curve, save_path, written))
-    if state.status == STATUS_DIVERGED:
-        click.echo(f"Error: training diverged after {state.steps} updates (non-finite loss or weights); "
+    diverged = state.status == STATUS_DIVERGED
+    # a diverged network cannot be sampled or continued: it must not take the place of a model
+    # already at --save (the one it was resumed from, say)
+    saved = save_path if save_path is not None and not diverged else None
+    if saved is not None:
+        _save(saved, state, plan, final, "--save")
+    emit_json(_result(plan, final, curve, saved, written))
+    if diverged:
+        kept = "" if save_path is None else f"; nothing written to {save_path}"
+        click.echo(f"Error: training diverged after {state.steps} updates (non-finite loss or weights){kept}; "
                    "try a smaller --lr", err=True)
         sys.exit(1)
 

@@ -186,3 +186,79 @@ def test_cli_counts_beyond_int64_are_refused(corpus_file, args):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "99999999999999999999" in lines[0]
+
+
+def test_a_diverged_training_does_not_replace_the_model_at_save(runner, corpus_file, tmp_path, poison_new_runs):
+    model = tmp_path / "m.npz"
+    assert _invoke(runner, ["train", "--corpus", corpus_file, "--hidden", "8", "--seq", "5", "--steps", "3",
+                            "--save", str(model), "--quiet"]).exit_code == 0
+    before = model.read_bytes()
+    poison_new_runs(np.inf)
+    result = _invoke(runner, ["train", "--corpus", corpus_file, "--hidden", "8", "--seq", "5", "--steps", "3",
+                              "--save", str(model), "--quiet"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["saved"] is None
+    assert f"nothing written to {model}" in result.stderr
+    assert model.read_bytes() == before  # the good model stays, and `sample` still reads it
+    assert _invoke(runner, ["sample", str(model), "--chars", "20"]).exit_code == 0
+
+
+def test_heldout_text_inside_the_training_text_is_refused(runner, corpus_file, tmp_path, small_corpus):
+    """A held-out loss on text the network trained on measures memory: refused, for every command."""
+    inside = tmp_path / "inside.txt"
+    inside.write_text(small_corpus.text[2000:5000], encoding="utf-8")
+    for args in (["ngram", "--corpus", corpus_file, "--heldout", corpus_file],
+                 ["objective", "24", "8", "0.1", "--objective", "heldout", "--corpus", corpus_file, "--heldout",
+                  str(inside), "--train-chars", "200"],
+                 ["train", "--corpus", corpus_file, "--heldout", str(inside), "--steps", "2"]):
+        _assert_one_line_error(_invoke(runner, args), "is part of the training text", "drop --heldout")
+
+
+def test_heldout_fraction_and_heldout_text_conflict(runner, corpus_file, tmp_path, small_corpus):
+    other = tmp_path / "other.txt"
+    other.write_text(small_corpus.text[::-1], encoding="utf-8")
+    for command in (["objective", "24", "8", "0.1", "--objective", "heldout", "--train-chars", "200"],
+                    ["train", "--steps", "2"]):
+        result = _invoke(runner, [*command, "--corpus", corpus_file, "--heldout", str(other),
+                                  "--heldout-fraction", "0.3"])
+        _assert_one_line_error(result, "--heldout-fraction or --heldout")
+
+
+def test_a_missing_heldout_file_is_not_told_to_omit_corpus(runner, corpus_file, tmp_path):
+    result = _invoke(runner, ["train", "--corpus", corpus_file, "--heldout", str(tmp_path / "nosuch.txt")])
+    _assert_one_line_error(result, "--heldout", "does not exist")
+    assert "omit --corpus" not in result.stderr
+    _assert_one_line_error(_invoke(runner, ["train", "--corpus", str(tmp_path / "nosuch.txt")]), "omit --corpus")
+
+
+def test_gradient_steps_that_measure_nothing_are_refused(runner, corpus_file):
+    point = ["gradient", "50", "5", "0.1", "--objective", "heldout", "--corpus", corpus_file, "--train-chars", "200"]
+    _assert_one_line_error(_invoke(runner, [*point, "--step", "1e300"]), "--step", "width")
+    # a span that stays in (50, 5)'s grid cell along h and s: those components would read 0
+    _assert_one_line_error(_invoke(runner, [*point, "--method", "span", "--step", "1e-9"]), "--step",
+                           "reaches no other whole network along h and s")
+    fine = _invoke(runner, [*point, "--method", "span", "--step", "0.5", "--quiet"])
+    assert fine.exit_code == 0, fine.output
+    assert all(math.isfinite(v) for v in json.loads(fine.stdout)["gradient"])
+
+
+def test_a_malformed_scheduler_address_is_one_line(runner, corpus_file):
+    pytest.importorskip("distributed")
+    for address in ("foo", "tcp://localhost", "http://127.0.0.1:8786"):
+        result = _invoke(runner, ["objective", "24", "8", "0.1", "--corpus", corpus_file, "--train-chars", "200",
+                                  "--scheduler", address])
+        _assert_one_line_error(result, "is not a Dask scheduler address", "tcp://HOST:PORT")
+
+
+def test_bench_refuses_flags_it_would_ignore(runner):
+    _assert_one_line_error(_invoke(runner, ["bench", "--executor", "dask", "--dtypes", "float32", "--roofline"]),
+                           "--dtypes, --roofline")
+    _assert_one_line_error(_invoke(runner, ["bench", "--workers", "4"]), "--workers")
+    _assert_one_line_error(_invoke(runner, ["bench", "--backends", "numpy", "--dtypes", "float32"]),
+                           "float64 only")
+
+
+def test_fastrnn_alone_prints_its_help(runner):
+    result = runner.invoke(cli, [], prog_name="fastrnn")
+    assert result.exit_code == 0
+    assert "Commands:" in result.stdout and "tune" in result.stdout

@@ -97,7 +97,7 @@ def test_require_length():
     with pytest.raises(CorpusError) as error:
         corpus.require_length(9)
     assert str(error.value) == (
-        "corpus has 10 characters; seq_length 9 needs at least 11; use a longer text or a shorter --seq"
+        "corpus has 10 characters; seq_length 9 needs at least 11; use a longer text or a shorter sequence length"
     )
 
 

@@ -97,7 +97,7 @@ class Corpus:
         if len(self) < seq_length + 2:
             raise CorpusError(
                 f"corpus has {len(self)} characters; seq_length {seq_length} needs at least "
-                f"{seq_length + 2}; use a longer text or a shorter --seq"
+                f"{seq_length + 2}; use a longer text or a shorter sequence length"
             )
 
 
@@ -127,8 +127,7 @@ def load_corpus(path: str | os.PathLike | None = None) -> Corpus:
         raw = Path(name).read_bytes()
     except FileNotFoundError:
         raise CorpusError(
-            f"corpus file {name} does not exist; check the path, or omit --corpus "
-            "to use the built-in Shakespeare corpus"
+            f"text file {name} does not exist; check the path"
         ) from None
     except PermissionError:
         raise CorpusError(

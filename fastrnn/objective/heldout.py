@@ -45,6 +45,10 @@ def split_heldout(corpus: Corpus, fraction: float = DEFAULT_HELDOUT_FRACTION, he
         heldout_name, train_name, fraction = heldout_corpus.name, corpus.name, None
         vocab = tuple(sorted(set(corpus.vocab) | set(heldout_corpus.vocab)))
     heldout_text = heldout_text[:heldout_chars]
+    if heldout is not None and heldout_text in train_text:
+        raise CorpusError(f"the held-out text ({heldout_name}) is part of the training text ({train_name}): a loss on it "
+                          "measures memory, not what the network learnt; give --heldout a text --corpus does not "
+                          "contain, or drop --heldout to hold out the end of --corpus")
     if len(heldout_text) < MIN_HELDOUT_CHARS:
         raise CorpusError(f"the held-out text ({heldout_name}) has {len(heldout_text):,} characters; at least "
                           f"{MIN_HELDOUT_CHARS:,} are needed to rank networks: use a longer corpus, a larger "

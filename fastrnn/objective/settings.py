@@ -256,7 +256,8 @@ class HeldoutSettings(ObjectiveSettings):
         super().__post_init__()
         set_ = object.__setattr__.__get__(self)
         if self.alpha is not None and self.train_chars is not None:
-            raise ValueError("give the training length as train_chars or as alpha (updates), not both")
+            raise ValueError("give the training length as train_chars (--train-chars) or as alpha (--alpha, updates), "
+                             "not both")
         if self.alpha is None:
             train_chars = DEFAULT_TRAIN_CHARS if self.train_chars is None else check_int("train_chars",
                                                                                          self.train_chars, 1)
@@ -266,6 +267,9 @@ class HeldoutSettings(ObjectiveSettings):
                                  f"length), got {train_chars}")
             set_("train_chars", train_chars)
         if self.heldout is not None:
+            if self.heldout_fraction not in (None, DEFAULT_HELDOUT_FRACTION):
+                raise ValueError(f"give a held-out fraction of the corpus ({self.heldout_fraction!r}) or separate "
+                                 "held-out text, not both: --heldout-fraction or --heldout")
             set_("heldout_fraction", None)
         elif (isinstance(self.heldout_fraction, bool) or not isinstance(self.heldout_fraction, (int, float))
               or not 0 < self.heldout_fraction <= 0.5):

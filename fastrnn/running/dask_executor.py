@@ -154,6 +154,23 @@ def _warm_up(backend_name: str, dtype: str) -> int:
 
 
 # -- the client side ----------------------------------------------------------------------------
+def _check_address(scheduler: str) -> None:
+    """ExecutorError unless ``scheduler`` is an address a Client can dial (a scheme Dask knows,
+    a host and a port). Checked before the Client is made: one made from a malformed address
+    fails in its constructor and then spends its connect timeout closing itself."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend as comm_backend
+
+    try:
+        scheme, location = parse_address(str(scheduler))
+        comm_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise ExecutorError(f"--scheduler {scheduler!r} is not a Dask scheduler address ({_reason(exc)}); give "
+                            "one as tcp://HOST:PORT (the address `dask scheduler` prints)") from None
+
+
 class DaskExecutor:
     """Runs every batch on a Dask cluster.
 
@@ -180,6 +197,7 @@ class DaskExecutor:
                  no_worker_timeout: float = 120.0, connect_timeout: float = 10.0):
         self._owned: list = []  # what close() shuts down: only what this executor started
         if client is None and scheduler is not None:
+            _check_address(scheduler)
             try:
                 client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
             except (OSError, TimeoutError) as exc:
