@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import shlex
 import sys
 import time
@@ -114,6 +115,7 @@ def run_halving(*, halving_given, budget_seconds, budget_chars, budget_trainings
     F = build_objective(objective_args, definition)
     shown = _Progress(budgets)
     where = resume or out
+    before = file_state(out) if resume is None else None
     with progress_bar(total=shown.total, quiet=quiet, desc="tune halving", unit=shown.unit,
                       unit_scale=shown.unit == "char") as bar:
         def on_event(entry):
@@ -131,10 +133,24 @@ def run_halving(*, halving_given, budget_seconds, budget_chars, budget_trainings
             raise click.UsageError(str(exc)) from None
         except KeyboardInterrupt:
             bar.close()
-            hint = f"; continue with --resume {where}" if where else ""
+            if where is None:
+                hint = ""
+            elif resume is not None or file_state(out) != before:
+                hint = f"; continue with --resume {where}"
+            else:  # interrupted before the run wrote its first line
+                hint = f" before the run started; {out} was not written"
             click.echo(f"Error: interrupted{hint}", err=True)
             sys.exit(130)
     _print_result(result, F, quiet)
+
+
+def file_state(path):
+    """What tells whether a file was written: (inode, size, modification time), or None."""
+    try:
+        stat = os.stat(path)
+    except (OSError, TypeError, ValueError):
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 class _Progress:

@@ -26,7 +26,7 @@ from fastrnn.objective.heldout import DEFAULT_HELDOUT_CHARS, MIN_HELDOUT_CHARS
 from fastrnn.objective.settings import Evaluation, HeldoutSettings
 from fastrnn.optimize.methods import METHOD_TABLE, METHODS, default_options
 from fastrnn.tuning.deliver import deliver, model_path_for
-from fastrnn.tuning.run_files import RunFileError, read_run, run_is_finished
+from fastrnn.tuning.run_files import RunFileError, read_run, run_is_finished, stored_method
 from fastrnn.tuning.runner import HELDOUT_SETTINGS, default_method, tune
 
 from .common import (
@@ -39,7 +39,14 @@ from .common import (
     paper_form,
     require_backend_dtype,
 )
-from .halving import HALVING_METHODS, halving_options, is_halving_run, refuse_halving_flags, run_halving
+from .halving import (
+    HALVING_METHODS,
+    file_state,
+    halving_options,
+    is_halving_run,
+    refuse_halving_flags,
+    run_halving,
+)
 from .objective_options import (
     build_objective,
     objective_flags,
@@ -132,8 +139,13 @@ _OPTION_TYPES = {
               help="Stop within this many seconds of wall-clock time (the tuner's own included; a resumed run counts "
                    "its earlier time).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Write the run to this JSON Lines file (a new one, unless --force).")
-@click.option("--force", is_flag=True, help="Let --out overwrite an existing file.")
+              help="Write the run to this JSON Lines file, a new one (unless --force), creating its folders; the "
+                   "held-out objective's answer is saved beside it as a model file (run.jsonl: run.npz), which must "
+                   "not exist either. Nothing is written before the run starts: a refused run leaves the disk as "
+                   "it was.")
+@click.option("--force", is_flag=True,
+              help="Let --out replace an existing run file and the files beside it (its model file; a halving run's "
+                   "checkpoints).")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue the run in this file with the settings stored in it (--steps, --record-every and "
                    "the budgets may change; other options given must match it).")
@@ -148,6 +160,8 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         raise click.BadParameter("--resume continues its own file; drop --out or give the same path", param_hint="--out")
     if resume is not None and force:
         raise click.BadParameter("--resume continues a run and never overwrites it; drop --force", param_hint="--force")
+    if resume is not None and method is not None:
+        _check_resumed_method(resume, method)
     # the held-out objective's default: successive halving, the winner at equal time (docs/COMPARISON.md)
     by_default = method is None and resume is None and objective_args["kind"] in (None, "heldout")
     if by_default or is_halving_run(method, resume):
@@ -184,6 +198,10 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
     if resume is None and F.space.name == "log":
         options = {**HELDOUT_SETTINGS.get(method, {}), **options}  # the paper's defaults are for its linear space
     shown = TuneProgress(max_steps, budget_chars, budget_trainings, F.counters.as_dict(), budget_seconds)
+    # a new run's model file (the held-out objective's answer) is its own: an existing one is refused
+    # unless --force, as the run file is (fastrnn.tuning.tune's companions)
+    companions = (model_path_for(out),) if resume is None and out is not None and F.kind == "heldout" else ()
+    before = file_state(out) if resume is None else None
     started = time.perf_counter()
     with progress_bar(total=shown.total, quiet=quiet, desc=f"tune {method}", unit=shown.unit,
                       unit_scale=shown.unit == "char") as bar:
@@ -198,7 +216,7 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
             result = tune(F, method, x0=x0, seed=seed, max_steps=max_steps, record_every=record_every, gtol=gtol,
                           out=resume or out, resume=run or False, overwrite=force, on_step=on_step,
                           budget_chars=budget_chars, budget_trainings=budget_trainings, budget_seconds=budget_seconds,
-                          **options)
+                          companions=companions, **options)
         except RunFileError as exc:
             raise click.BadParameter(str(exc), param_hint="--resume" if resume else "--out") from None
         except ValueError as exc:
@@ -206,7 +224,12 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
         except KeyboardInterrupt:
             bar.close()  # the message starts on a line of its own, and the bar is not drawn again after it
             where = resume or out
-            hint = f"; continue with --resume {where}" if where else ""
+            if where is None:
+                hint = ""
+            elif resume is not None or file_state(out) != before:
+                hint = f"; continue with --resume {where}"
+            else:  # a new run writes its file once its start is done: nothing to resume
+                hint = f" before the run's first record; {out} was not written"
             click.echo(f"Error: interrupted{hint}", err=True)
             sys.exit(130)
     click.echo(exact_form(result.x))
@@ -240,6 +263,16 @@ def _deliver_network(F, point, run_path: str | None, quiet: bool) -> None:
                    f"{network.seed}, trained on {network.train_chars:,} characters: held-out loss "
                    f"{network.nats_per_char:.4f} nats/char ({network.bits_per_char:.4f} bits/char), saved to "
                    f"{network.path}; sample it with: fastrnn sample {shlex.quote(network.path)}", err=True)
+
+
+def _check_resumed_method(path: str, method: str) -> None:
+    """--method given with --resume must be the run's own (its file says which it is): one line
+    naming both otherwise, before either method's reader calls the other's file damaged."""
+    stored = stored_method(path)
+    if stored is not None and stored != method:
+        raise click.BadParameter(f"{method} conflicts with {stored}: {path} is a {stored} run file; drop --method to "
+                                 "resume it (the file says which method it is), or start a new run with --out",
+                                 param_hint="--method")
 
 
 def _read_run_option(path: str):
@@ -422,17 +455,30 @@ def _race(methods, repeats, budget_seconds, target_chars, min_chars, eta, train_
                                  threads=threads, backend=backend.name)
     make_out_dir(out_dir)
     command = "fastrnn compare " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["compare"] else "fastrnn compare"
+    # one bar over the runs, only for a person at a terminal (not with --quiet), as --budget-chars's
+    # bars; made at the first run, so a refusal before any run is the only line on stderr
+    bars = []
 
     def progress(label):
-        if not quiet:
-            click.echo(f"race: {label} ({budget_seconds:g} s)", err=True)
+        if not bars:
+            bars.append(progress_bar(total=len(names) * repeats, quiet=quiet, desc="race", unit="run"))
+        else:
+            bars[0].update(1)  # the previous run is done
+        bars[0].set_postfix_str(f"{label} ({budget_seconds:g} s)")
 
     try:
         report = race.race(settings, names, out_dir, repeats=repeats, command=command, progress=progress)
+        if bars:
+            bars[0].update(1)  # the last run is done too
+    except race.NoResult as exc:
+        raise click.BadParameter(str(exc), param_hint="--budget-seconds") from None
     except RunFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--out") from None
     except CorpusError as exc:
         raise click.BadParameter(str(exc), param_hint="--corpus") from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    finally:
+        for bar in bars:
+            bar.close()
     click.echo(report)

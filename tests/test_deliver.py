@@ -116,3 +116,44 @@ def test_from_run_on_a_halving_run_points_at_its_network(tmp_path):
     drawn = invoke(["plot", str(out), "-o", str(tmp_path / "trials.png")], paper=False)  # each rung its marker
     assert drawn.exit_code == 0, drawn.output
     assert (tmp_path / "trials.png").stat().st_size > 0
+
+
+def test_a_new_run_refuses_an_existing_model_file_unless_forced_and_its_own_resume_works(tmp_path):
+    # --out m.jsonl silently overwrote m.npz, an earlier run's network, at the end of the run
+    out, model = tmp_path / "m.jsonl", tmp_path / "m.npz"
+    model.write_bytes(b"an earlier network")
+    args = ["tune", "--method", "random", "--steps", "1", *ARGS, "--quiet"]
+    assert_one_line_error(invoke(args + ["--out", str(out)], paper=False), "--out", f"model file '{model}' exists",
+                          "--force", "another --out")
+    assert model.read_bytes() == b"an earlier network" and not out.exists()
+    forced = invoke(args + ["--out", str(out), "--force"], paper=False)
+    assert forced.exit_code == 0, forced.output
+    assert load_model(model).state.hidden > 0  # this run's network replaced it
+    again = invoke(["tune", "--resume", str(out)], paper=False)  # the run that wrote it: no new run
+    assert again.exit_code == 0 and "is finished" in again.stderr
+    longer = invoke(["tune", "--resume", str(out), "--steps", "2", "--quiet"], paper=False)
+    assert longer.exit_code == 0, longer.output
+    assert json.loads(out.read_text(encoding="utf-8").splitlines()[-1])["nit"] == 2
+    assert load_model(model).state.hidden > 0
+
+
+def test_a_forced_run_drops_the_replaced_runs_model_once_it_starts(tmp_path):
+    from fastrnn.tuning.run_files import RunFileError
+
+    out, model = tmp_path / "r.jsonl", tmp_path / "r.npz"
+    out.write_text("an earlier run\n")
+    model.write_bytes(b"its network")
+    with pytest.raises(RunFileError, match="exists"):
+        tune(_F(), "random", seed=0, max_steps=1, out=out, companions=(str(model),))
+    (tmp_path / "s.npz").write_bytes(b"another network")
+    with pytest.raises(RunFileError, match="model file .*s.npz"):
+        tune(_F(), "random", seed=0, max_steps=1, out=tmp_path / "s.jsonl", companions=(str(tmp_path / "s.npz"),))
+    assert not (tmp_path / "s.jsonl").exists()
+
+    def interrupt(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # interrupted at once: no stale network left beside the new run
+        tune(_F(), "random", seed=0, max_steps=1, out=out, overwrite=True, companions=(str(model),), on_step=interrupt)
+    assert not model.exists()
+    assert [json.loads(line)["type"] for line in out.read_text().splitlines()] == ["settings"]

@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..objective.function import Objective
+from ..objective.settings import differences, settings_from_record
 from .plots import plot_bands
 from .run_files import RunFileError, read_run
 from .runner import HELDOUT_SETTINGS, tune
@@ -106,10 +107,17 @@ def compare(
 
 
 def _tune(F, method, seed, path, budget_chars, on_step):
-    """The run in ``path``: resumed (its settings checked by :func:`tune`), or started."""
+    """The run in ``path``: resumed or reused (its settings checked first: a run made with other
+    settings is refused, finished or not, naming what differs), or started."""
     resume = False
     if os.path.exists(path):
         stored = read_run(path)  # a damaged file is reported (RunFileError), never silently replaced
+        conflict = stored_run_conflict(stored.settings, F.definition, method, seed)
+        if stored.settings.get("budget_seconds") is not None:
+            conflict = "it ran for a time budget (a race, compare --budget-seconds), not a budget in characters"
+        if conflict:
+            raise RunFileError(f"{path!r} holds a run made with other settings: {conflict}; use the same settings or "
+                               "another --out folder")
         spent_to = stored.settings.get("budget_chars")
         if stored.result is not None and spent_to is not None and spent_to > budget_chars:
             raise RunFileError(f"{path!r} was tuned with a budget of {spent_to:,} characters, more than this "
@@ -118,6 +126,21 @@ def _tune(F, method, seed, path, budget_chars, on_step):
     tune(F, method, seed=seed, max_steps=100_000, record_every=1, out=path, resume=resume, overwrite=not resume,
          budget_chars=budget_chars, on_step=on_step, **METHOD_SETTINGS[method])
     return read_run(path)
+
+
+def stored_run_conflict(saved: dict, definition, method: str, seed: int) -> str | None:
+    """What differs between a run file's settings line and the run a comparison would make in its
+    place (the method, its settings, the seed, the objective: ``definition``, every default
+    resolved), or None. A comparison checks this before it reuses a run, finished or not."""
+    wanted = dict(method=method, options=json.loads(json.dumps(METHOD_SETTINGS.get(method, {}))), seed=seed)
+    for key, value in wanted.items():
+        if saved.get(key) != value:
+            return f"its {key} is {saved.get(key)!r}, this comparison's is {value!r}"
+    differ = differences(settings_from_record(saved["objective"]), definition)
+    if differ:
+        shown = "; ".join(f"{name} {ours!r} there, {theirs!r} here" for name, ours, theirs in differ[:3])
+        return f"its objective differs ({shown})"
+    return None
 
 
 def best_so_far(run) -> tuple[np.ndarray, np.ndarray]:

@@ -39,10 +39,10 @@ import numpy as np
 
 from ..network.checkpoint import CheckpointError, write_npz_atomically
 from ..network.model import TrainState
-from .run_files import RunFileError
-from .runner import _ends_with_newline, _open_run_file, _write  # the tuner's locking and writing
+from .run_files import HALVING_FORMAT, RunFileError, check_new_run_path, json_lines, read_run_bytes
+from .run_sink import RunFileSink, _ends_with_newline, _write  # the tuner's locking and writing
 
-FORMAT = "fastrnn-halving"
+FORMAT = HALVING_FORMAT
 FORMAT_VERSION = 1
 CHECKPOINT_KIND = "fastrnn-halving-checkpoint"
 LINE_TYPES = ("settings", "calibration", "bracket", "trial", "record", "promotion", "segment", "stop", "result")
@@ -182,35 +182,15 @@ def read_halving(path) -> HalvingFile:
     """Parse and check a halving run file; a torn last line is ignored. RunFileError names the
     first line that is wrong."""
     name = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise RunFileError(f"run file {name!r} does not exist") from None
-    except OSError as exc:
-        raise RunFileError(f"cannot read run file {name!r}: {exc.strerror or exc}") from None
-    entries, end, offset = [], 0, 0
-    pieces = raw.split(b"\n")
-    for number, piece in enumerate(pieces, 1):
-        complete = number < len(pieces)
-        offset += len(piece) + complete
-        if not piece.strip():
-            end = offset if complete else end
-            continue
-        try:
-            entry = json.loads(piece.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            if not complete:
-                break
-            raise RunFileError(f"{name!r} line {number} is not JSON; the file is damaged") from None
+    entries, end = json_lines(read_run_bytes(path), name)  # not a run file at all: said so
+    settings = entries[0][1]
+    if settings.get("format") != FORMAT and isinstance(settings.get("method"), str) and "run_id" not in settings:
+        raise RunFileError(f"{name!r} is a {settings['method']} run, not a successive-halving one: resume it as "
+                           "such (without --method halving: the file says which method it is)")
+    for number, entry in entries:
         problem = _problem(entry)
         if problem:
             raise RunFileError(f"{name!r} line {number}: {problem}; the file is damaged")
-        entries.append((number, entry))
-        end = offset
-    if not entries or entries[0][1]["type"] != "settings":
-        raise RunFileError(f"{name!r} is not a halving run file (no settings line first)")
-    settings = entries[0][1]
     if settings.get("format") != FORMAT or settings["format_version"] != FORMAT_VERSION:
         raise RunFileError(f"{name!r} is not a halving run file of format {FORMAT_VERSION} (a newer fastrnn wrote it?)")
     for number, entry in entries[1:]:
@@ -230,16 +210,18 @@ class RunWriter:
     """Appends lines to a run file it holds locked (see :func:`fastrnn.tuning.runner.tune`)."""
 
     def __init__(self, path, resume_end: int | None, overwrite: bool):
+        """A resumed run's file is opened at once and cut after its last complete line; a new
+        run's is checked and (if it exists) held locked, but created or truncated only by the first
+        line written (:class:`~fastrnn.tuning.runner.RunFileSink`)."""
         self.path = os.fspath(path)
-        self.sink = _open_run_file(path, resume_end is not None, overwrite)
+        self.sink = RunFileSink(path, resume_end is not None, overwrite)
+        if resume_end is None:
+            return
         try:
-            if resume_end is None:
-                self.sink.truncate(0)
-            else:
-                self.sink.truncate(resume_end)
-                self.sink.seek(resume_end)
-                if resume_end and not _ends_with_newline(self.sink, resume_end):
-                    self.sink.write(b"\n")
+            self.sink.truncate(resume_end)
+            self.sink.seek(resume_end)
+            if resume_end and not _ends_with_newline(self.sink, resume_end):
+                self.sink.write(b"\n")
         except OSError as exc:
             self.sink.close()
             raise RunFileError(f"cannot write run file {self.path!r}: {exc.strerror or exc}") from None
@@ -248,13 +230,39 @@ class RunWriter:
         _write(self.sink, entry)
 
     def close(self) -> None:
-        try:
-            self.sink.close()
-        except OSError:
-            pass
+        self.sink.close()
 
 
-__all__ = ["Checkpoints", "CheckpointError", "HalvingFile", "RunWriter", "companion_paths", "is_halving_file",
+def check_new_run(out, overwrite: bool) -> None:
+    """What a new run at ``out`` cannot start with (RunFileError, before anything is written): a
+    folder as ``out``, a folder that cannot hold it; unless ``overwrite``, an existing run file,
+    model file, or checkpoints in the checkpoint folder (an earlier run's, which it would replace)."""
+    folder, model = companion_paths(out)
+    check_new_run_path(out, overwrite, companions=(model,))
+    if overwrite:
+        return
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        return  # Checkpoints.prepare says it cannot write there
+    if os.path.isdir(folder) and any(_is_checkpoint(name) for name in os.listdir(folder)):
+        raise RunFileError(f"checkpoint folder {folder!r} holds an earlier run's checkpoints; use --force to "
+                           "replace them, or give another --out")
+
+
+def _is_checkpoint(name: str) -> bool:
+    return name.startswith("trial-") and name.endswith(".npz")
+
+
+def clear_old_files(folder: str, model: str) -> None:
+    """A new run (--force) starts without the overwritten run's checkpoints and model."""
+    for name in os.listdir(folder):
+        if _is_checkpoint(name):
+            os.remove(os.path.join(folder, name))
+    if os.path.exists(model):
+        os.remove(model)
+
+
+__all__ = ["Checkpoints", "CheckpointError", "HalvingFile", "RunWriter", "check_new_run", "clear_old_files",
+           "companion_paths", "is_halving_file",
            "read_halving", "FORMAT", "FORMAT_VERSION"]
 
 

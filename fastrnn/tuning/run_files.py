@@ -69,11 +69,19 @@ class RunFile:
         return f"{self.settings['method']}" + (f" ({detail})" if detail else "")
 
 
-def read_run(path: str | os.PathLike) -> RunFile:
-    """Parse and check a run file; a torn last line (an interrupted write) is ignored.
+#: What a command given something that is not a run file should be given instead.
+RUN_FILE_FIX = "give a run file (JSON Lines, from tune --out or reproduce)"
+#: The ``format`` of a successive-halving run file's settings line (fastrnn.tuning.halving_store).
+HALVING_FORMAT = "fastrnn-halving"
 
-    RunFileError names the first line that is not JSON or not shaped as a run file's line.
-    """
+
+def not_a_run_file(name: str, why: str) -> RunFileError:
+    """The error for a file that is no fastrnn run file at all (not a damaged one)."""
+    return RunFileError(f"{name!r} is not a fastrnn run file ({why}); {RUN_FILE_FIX}")
+
+
+def read_run_bytes(path: str | os.PathLike) -> bytes:
+    """A run file's bytes; RunFileError (one line) for a missing, unreadable or model file."""
     name = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -85,8 +93,14 @@ def read_run(path: str | os.PathLike) -> RunFile:
     except OSError as exc:
         raise RunFileError(f"cannot read run file {name!r}: {exc.strerror or exc}") from None
     if raw.startswith(b"PK\x03\x04"):  # a zip archive: what `fastrnn train --save` writes
-        raise RunFileError(f"{name!r} is a model file (fastrnn train --save), not a run file: give a run file "
-                           "(JSON Lines, from tune --out or reproduce)")
+        raise RunFileError(f"{name!r} is a model file (fastrnn train --save), not a run file: {RUN_FILE_FIX}")
+    return raw
+
+
+def json_lines(raw: bytes, name: str) -> tuple[list[tuple[int, object]], int]:
+    """([(line number, parsed JSON)], byte length of the complete lines) of a JSON Lines file; a
+    torn last line (an interrupted write) is left out. RunFileError: a file whose first line is not
+    JSON is not a run file; a later line that is not JSON damages one."""
     entries, end, offset = [], 0, 0
     lines = raw.split(b"\n")
     for number, line in enumerate(lines, 1):
@@ -101,17 +115,48 @@ def read_run(path: str | os.PathLike) -> RunFile:
         except (json.JSONDecodeError, UnicodeDecodeError):
             if not complete:
                 break  # the write that was interrupted
+            if not entries:
+                raise not_a_run_file(name, f"line {number} is not JSON") from None
             raise RunFileError(f"{name!r} line {number} is not JSON; the file is damaged") from None
         entries.append((number, entry))
         end = line_end
     if not entries:
-        raise RunFileError(f"{name!r} is not a fastrnn run file (it is empty)")
+        raise not_a_run_file(name, "it holds no complete JSON line" if raw.strip() else "it is empty")
+    number, first = entries[0]
+    if not isinstance(first, dict) or first.get("type") != "settings":
+        raise not_a_run_file(name, f"line {number} is not the settings line a run file starts with")
+    return entries, end
+
+
+def stored_method(path: str | os.PathLike) -> str | None:
+    """The method a run file's settings line names (``halving`` for a successive-halving run), or
+    None when the file cannot say (missing, not a run file: its reader names the problem)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20)
+        entry = json.loads(first.decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(entry, dict) or entry.get("type") != "settings" or not isinstance(entry.get("method"), str):
+        return None
+    return entry["method"]
+
+
+def read_run(path: str | os.PathLike) -> RunFile:
+    """Parse and check a run file; a torn last line (an interrupted write) is ignored.
+
+    RunFileError names the first line that is not JSON or not shaped as a run file's line, or says
+    the file is not a run file at all (its first line is no settings line).
+    """
+    name = os.fspath(path)
+    entries, end = json_lines(read_run_bytes(path), name)
+    if entries[0][1].get("format") == HALVING_FORMAT:
+        raise RunFileError(f"{name!r} is a successive-halving run (tune --method halving), not a run of "
+                           f"{', '.join(METHODS)}")
     for number, entry in entries:
         if not isinstance(entry, dict) or entry.get("type") not in _CHECKS:
             raise RunFileError(f"{name!r} line {number} is not a run file entry (a JSON object whose type is "
                                f"settings, record or result); the file is damaged")
-    if entries[0][1]["type"] != "settings":
-        raise RunFileError(f"{name!r} is not a fastrnn run file (no settings line first)")
     settings = entries[0][1]
     last_step = None
     for number, entry in entries:
@@ -127,6 +172,38 @@ def read_run(path: str | os.PathLike) -> RunFile:
     records = [e for _, e in entries if e["type"] == "record"]
     last = entries[-1][1]
     return RunFile(settings, records, last if last["type"] == "result" else None, end)
+
+
+# -- where a new run's file may go -----------------------------------------------------------------
+
+def check_new_run_path(path: str | os.PathLike, overwrite: bool, companions=()) -> None:
+    """Refuse (RunFileError, one line) what a new run writing ``path`` cannot start with, before
+    anything is written: a folder given as the run file, a folder that cannot hold it (a missing
+    folder is fine: it is created when the run writes its first line), and, unless ``overwrite``,
+    an existing run file or an existing file among ``companions`` (the files a run keeps beside its
+    run file: its model), which a new run would replace."""
+    name = os.fspath(path)
+    if name.endswith(os.sep) or (os.altsep and name.endswith(os.altsep)) or os.path.isdir(name):
+        example = os.path.join(name.rstrip(os.sep + (os.altsep or "")) or name, "run.jsonl")
+        raise RunFileError(f"run file {name!r} names a folder; give a file name, such as {example!r}")
+    folder = os.path.dirname(os.path.abspath(name))
+    existing = folder
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise RunFileError(f"cannot write run file {name!r}: {existing!r} is a file, not a folder; choose another "
+                           "folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "cannot be written" if existing == folder else "cannot take the folders it needs"
+        raise RunFileError(f"cannot write run file {name!r}: folder {existing!r} {what}; choose another folder")
+    if overwrite:
+        return
+    if os.path.lexists(name):
+        raise RunFileError(f"run file {name!r} exists; use --resume to continue it or --force to overwrite it")
+    for companion in companions:
+        if os.path.isfile(companion):
+            raise RunFileError(f"model file {os.fspath(companion)!r} exists (an earlier run's network, where this "
+                               "run would save its own); use --force to replace it, or give another --out")
 
 
 # -- the shape of each kind of line: None if fine, else what is wrong ---------------------------
@@ -328,14 +405,35 @@ def _left_and_cost(spent: dict, step_cost: dict | None, budgets: dict):
             yield counter, limit - spent[counter], (step_cost or {}).get(counter) or 0
 
 
+def format_seconds(seconds: float) -> str:
+    """Seconds for a message: one decimal, or three significant digits when that is long (1e+308)."""
+    seconds = float(seconds)
+    return f"{seconds:.1f}" if abs(seconds) < 1e6 else f"{seconds:.3g}"
+
+
+def _number(counter: str, value) -> str:
+    return format_seconds(value) if counter == "seconds" else f"{int(value):,}"
+
+
 def budget_left_note(spent: dict, step_cost: dict | None, budgets: dict) -> str | None:
     """Why a run stopped with budget left (what is left is less than a step costs), or None."""
     for counter, left, cost in _left_and_cost(spent, step_cost, budgets):
         if 0 < left < cost:
             if counter == "seconds":
-                return f"the {left:.1f} seconds left cannot pay for another step: the last step took {cost:.1f}"
+                return (f"the {format_seconds(left)} seconds left cannot pay for another step: the last step took "
+                        f"{format_seconds(cost)}")
             return f"the {left:,} {_UNITS[counter]} left cannot pay for another step: step 0 cost {cost:,}"
     return None
+
+
+def budget_stop_note(spent: dict, step_cost: dict | None, budgets: dict) -> str | None:
+    """Which budget stopped a run: the first one spent (``4 trainings of a budget of 4``), else the
+    one whose rest cannot pay for a step (:func:`budget_left_note`), else None."""
+    for name, counter in BUDGETS.items():
+        limit = budgets.get(name)
+        if limit is not None and limit - spent[counter] <= 0:
+            return f"{_number(counter, spent[counter])} {_UNITS[counter]} of a budget of {_number(counter, limit)}"
+    return budget_left_note(spent, step_cost, budgets)
 
 
 def budget_spent(spent: dict, step_cost: dict | None, budgets: dict) -> bool:

@@ -11,7 +11,9 @@ Safety. A file is only ever appended to by :func:`tune`, which holds an advisory
 (``fcntl.flock``, where the platform has it) while the run lasts, so a second process
 writing or resuming the same file gets a :class:`RunFileError` ("in use by another
 process") instead of interleaving its records. A new run refuses an existing file unless
-``overwrite=True``. Resuming first cuts off a torn last line (a killed writer) so the next
+``overwrite=True``, and writes its file (creating its folders, or truncating the file it
+replaces) only once its step 0 is done: a run refused before that leaves the disk as it was
+(:class:`RunFileSink`). Resuming first cuts off a torn last line (a killed writer) so the next
 record starts on a line of its own, and a finished run is not continued: its result is
 returned as stored, with nothing appended. :func:`read_run` checks the shape of every line
 and names the line of the first one that is wrong.
@@ -19,7 +21,6 @@ and names the line of the first one that is wrong.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import replace
@@ -48,21 +49,19 @@ from .run_files import (  # noqa: F401 (re-exported)
     FORMAT_VERSIONS,
     RunFile,
     RunFileError,
-    budget_left_note,
     budget_spent,
+    budget_stop_note,
     check_budgets,
+    check_new_run_path,
     counters_at_start,
     first_step_cost,
+    format_seconds,
     read_run,
     run_is_finished,
     step_cost_without_trials,
     trajectory_array,
 )
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; two writers there are not detected
-    fcntl = None
+from .run_sink import RunFileSink, _ends_with_newline, _write  # noqa: F401 (re-exported: halving_store's, tests')
 
 #: Optimizer settings for tuning in the log space of the held-out objective, used where the user
 #: gives none (the method table's defaults are the paper's, for its linear space). A step of 0.5
@@ -165,6 +164,7 @@ def tune(
     budget_chars: int | None = None,
     budget_trainings: int | None = None,
     budget_seconds: float | None = None,
+    companions: tuple = (),
     **options,
 ) -> OptimizeResult:
     """Minimise ``F`` with ``method``; write the run to ``out`` (JSON Lines) as it goes.
@@ -173,8 +173,14 @@ def tune(
     match; ``max_steps`` may grow); a finished run is returned as stored, nothing appended.
     ``resume`` may also be the :class:`RunFile` of ``out`` already read (the command line reads
     it once, to take its settings).
-    A new run refuses an existing ``out`` unless ``overwrite=True``. ``on_step(record)`` sees
-    every step with the objective's counters so far, e.g. for a progress bar. RunFileError for a file that cannot be used.
+    A new run refuses an existing ``out`` unless ``overwrite=True``, and a folder as ``out``; a
+    missing folder is created. ``companions``: the files that belong to the run in ``out`` (the
+    command line's model file beside it): a new run refuses one that exists unless
+    ``overwrite=True``, and then deletes it as it replaces the run file. A new run's file is
+    written (created or truncated) only once its step 0 is done, so a run refused before (a budget
+    that cannot pay for its start, say) leaves the disk as it was; until then an existing file is
+    held locked, unchanged. ``on_step(record)`` sees every step with the objective's counters so
+    far, e.g. for a progress bar. RunFileError for a file that cannot be used.
 
     The optimizer works in the objective's search space (``F.space``, :mod:`fastrnn.objective.space`):
     for the log space it minimises the objective as a function of (log2 h, log2 s, log10 l).
@@ -212,7 +218,8 @@ def tune(
         x0 = _check_x0(F, x0)
     started_at = _spend(F.counters)
     settings = _settings(F, method, options, seed, max_steps, record_every, gtol, x0, budget, started_at)
-    sink = None if out is None else _open_run_file(out, bool(resume), overwrite)
+    sink = None if out is None else RunFileSink(out, bool(resume), overwrite, header=None if resume else settings,
+                                                companions=companions)
     hook = F.before_training
     try:
         state = history = first_cost = None
@@ -238,22 +245,13 @@ def tune(
                 if last.get("noise_state") is not None:
                     F.set_noise_state(last["noise_state"])
                 x0 = None
-        elif sink is not None:
-            try:
-                sink.truncate(0)
-            except OSError as exc:
-                raise RunFileError(f"cannot write run file {os.fspath(out)!r}: {exc.strerror or exc}") from None
-            _write(sink, settings)
         clock = _Clock(started, elapsed_before)
         return _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, history, on_step, options,
                     budget, started_at, first_cost, clock)
     finally:
         F.before_training = hook
         if sink is not None:
-            try:
-                sink.close()  # also releases the lock
-            except OSError:
-                pass  # only the bytes of a write that failed, and was reported, are left to flush
+            sink.close()  # also releases the lock
 
 
 def _spend(counters) -> dict:
@@ -380,7 +378,7 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         need, left = pace.seconds(batch, lanes), budget["budget_seconds"] - clock.elapsed()
         if need <= left:
             return None
-        return f"the batch would take about {need:.1f} s, {max(left, 0.0):.1f} s are left"
+        return f"the batch would take about {format_seconds(need)} s, {format_seconds(max(left, 0.0))} s are left"
 
     # What step 0 cost: a gradient run does not start a step once less than that is left of its
     # budget (a step is several batches, and the budget would end it midway; a sampler's trial is one).
@@ -397,6 +395,8 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         return step_cost[0] if batches_predicted else {**(step_cost[0] or {}), "seconds": step_seconds[0]}
 
     def callback(record: dict):
+        if sink is not None:
+            sink.start()  # a new run's file: written now that its start is done (held locked for on_step)
         record = in_hsl(record)
         if on_step is not None:
             on_step({**record, "counters": F.counters.as_dict(), "elapsed": clock.elapsed()})
@@ -428,14 +428,16 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
         result = replace(result, x=space.to_point(result.x), trajectory=[in_hsl(r) for r in result.trajectory])
     if result.status == Status.BUDGET:
         now = spent_so_far()
-        note = budget_left_note(now, stop_cost(), budget)
+        # the budget that stopped it: one spent, else one whose rest cannot pay for a step, else the
+        # time left, too short for the next batch predicted
+        note = budget_stop_note(now, stop_cost(), budget)
         if note is None and budget["budget_seconds"] is not None and now["seconds"] < budget["budget_seconds"]:
-            left = budget["budget_seconds"] - now["seconds"]
+            left = format_seconds(budget["budget_seconds"] - now["seconds"])
             if batches_predicted and skipped_in_a_row[0]:
-                note = (f"the {left:.1f} seconds left pay for none of the last {skipped_in_a_row[0] + 1} batches "
+                note = (f"the {left} seconds left pay for none of the last {skipped_in_a_row[0] + 1} batches "
                         "proposed, at the speed measured so far")
             else:
-                note = (f"the {left:.1f} seconds left are too few for the next batch of trainings, at the speed "
+                note = (f"the {left} seconds left are too few for the next batch of trainings, at the speed "
                         "measured so far")
         if note is not None:
             result = replace(result, message=f"{result.message} ({note})")
@@ -450,41 +452,6 @@ def _run(F, method, x0, seed, max_steps, record_every, gtol, sink, state, histor
             **({"budget_seconds": budget["budget_seconds"]} if budget["budget_seconds"] is not None else {}),
         ))
     return result
-
-
-def _open_run_file(path, resume: bool, overwrite: bool):
-    """The run file opened for reading and writing (binary), locked against other writers."""
-    name = os.fspath(path)
-    if not resume and not overwrite and os.path.exists(name):
-        raise RunFileError(f"run file {name!r} exists; use --resume to continue it or --force to overwrite it")
-    directory = os.path.dirname(os.path.abspath(name))
-    try:
-        fd = os.open(name, os.O_RDWR | (0 if resume else os.O_CREAT), 0o666)
-    except FileNotFoundError as exc:
-        if not os.path.isdir(directory):
-            raise RunFileError(f"cannot write run file {name!r}: directory {directory!r} does not exist") from None
-        if not resume:  # the directory is there but refuses new files (/proc, say)
-            raise RunFileError(f"cannot create run file {name!r} in {directory!r}: {exc.strerror}; "
-                               "choose another folder") from None
-        raise RunFileError(f"run file {name!r} does not exist") from None
-    except OSError as exc:
-        raise RunFileError(f"cannot open run file {name!r}: {exc.strerror or exc}") from None
-    sink = os.fdopen(fd, "r+b")
-    if fcntl is not None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            sink.close()
-            raise RunFileError(f"run file {name!r} is in use by another process (it holds the file's lock); "
-                               "wait for it to end or use another file") from None
-    return sink
-
-
-def _ends_with_newline(sink, end: int) -> bool:
-    sink.seek(end - 1)
-    last = sink.read(1)
-    sink.seek(end)
-    return last == b"\n"
 
 
 #: Keys a run file's records add to the optimizer's records.
@@ -506,15 +473,6 @@ def _stored_result(run: RunFile) -> OptimizeResult:
 def _file_record(record: dict, F: Objective, clock: _Clock) -> dict:
     return dict(type="record", **record, counters=F.counters.as_dict(), noise_state=F.noise_state(),
                 elapsed=clock.elapsed())
-
-
-def _write(sink, entry: dict) -> None:
-    try:
-        sink.write((json.dumps(entry, allow_nan=True) + "\n").encode("utf-8"))
-        sink.flush()
-    except OSError as exc:
-        raise RunFileError(f"cannot write the run file: {exc.strerror or exc}; the records written so far are kept "
-                           "(resume the run once it can be written)") from None
 
 
 __all__ = ["FORMAT_VERSION", "FORMAT_VERSIONS", "HELDOUT_SETTINGS", "RunFile", "RunFileError", "default_method",
