@@ -520,3 +520,115 @@ def test_a_run_on_dask_workers_equals_the_threads_run(text, tmp_path):
         cluster.close()
     halve(_F(text), HalvingSettings(**SMALL, starts=6), out=tmp_path / "threads.jsonl")
     assert _lines(tmp_path / "dask.jsonl") == _lines(tmp_path / "threads.jsonl")
+
+
+# -- what a new run may replace, and what --resume is given (audit) -----------------------------------
+TINY = dict(min_chars=600, target_chars=1800, eta=3, top=1, starts=3, sampler="random")
+
+
+def test_a_new_run_refuses_an_earlier_runs_model_and_checkpoints_unless_forced(text, tmp_path):
+    out = tmp_path / "m.jsonl"
+    folder, model = companion_paths(out)
+    with open(model, "wb") as f:
+        f.write(b"an earlier network")
+    with pytest.raises(RunFileError, match="model file .*m.npz' exists.*--force"):
+        halve(_F(text), HalvingSettings(**TINY), out=out)
+    with open(model, "rb") as f:
+        assert f.read() == b"an earlier network"
+    assert not out.exists() and not os.path.exists(folder)
+    os.remove(model)
+    os.mkdir(folder)
+    with open(os.path.join(folder, "trial-000007.npz"), "wb") as f:
+        f.write(b"an earlier checkpoint")
+    with pytest.raises(RunFileError, match="checkpoint folder .* holds an earlier run's checkpoints.*--force"):
+        halve(_F(text), HalvingSettings(**TINY), out=out)
+    assert os.listdir(folder) == ["trial-000007.npz"] and not out.exists()
+    with open(model, "wb") as f:
+        f.write(b"an earlier network")
+    result = halve(_F(text), HalvingSettings(**TINY), out=out, overwrite=True)
+    assert os.listdir(folder) == [f"trial-{result.trial:06d}.npz"]  # the earlier run's checkpoint went
+    assert load_model(model).state.hidden == result.x[0]
+    again = halve(_F(text), HalvingSettings(**TINY), out=out, resume=True)  # its own run: no refusal
+    assert again.finished_before and again.x == result.x
+
+
+def test_cli_out_folders_are_created_and_a_folder_as_out_is_refused_before_anything(text_file, tmp_path):
+    args = ["tune", "--method", "halving", "--heldout-chars", "1000", "--min-chars", "600", "--target-chars", "1800",
+            "--starts", "3", "--top", "1", "--sampler", "random", "--corpus", text_file, "--quiet"]
+    folder = str(tmp_path / "newdir2") + os.sep
+    result = CliRunner().invoke(cli, [*args, "--out", folder])
+    assert result.exit_code == 2 and "names a folder" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not os.path.exists(folder)
+    out = tmp_path / "a" / "b" / "run.jsonl"  # created, as for every method
+    result = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_halving(out).result is not None
+    # resuming it as another method's run: named, not called damaged
+    result = CliRunner().invoke(cli, ["tune", "--resume", str(out), "--method", "gd"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "--method" in lines[0] and "gd conflicts with halving" in lines[0] and "is a halving run file" in lines[0]
+    assert "drop --method" in lines[0] and "damaged" not in lines[0]
+
+
+def test_extrapolated_loss_is_exact_on_its_power_law_and_favours_networks_still_learning():
+    alpha = plan.CURVE_EXPONENT
+
+    def curve(c, floor, scale):
+        return floor + scale * c ** -alpha
+
+    for floor, scale in ((1.4, 30.0), (2.0, 9.0)):
+        predicted = plan.extrapolated_loss(curve(1e5, floor, scale), curve(3e5, floor, scale), 3.0, 200.0)
+        assert predicted == pytest.approx(curve(6e7, floor, scale), rel=1e-12)
+    # equal values at the last rung: the one that gained more between the rungs is predicted lower
+    assert plan.extrapolated_loss(2.6, 2.2, 3.0, 100.0) < plan.extrapolated_loss(2.3, 2.2, 3.0, 100.0)
+    # one that got worse is predicted worse still; no length ahead, no change
+    assert plan.extrapolated_loss(2.1, 2.2, 3.0, 100.0) > 2.2
+    assert plan.extrapolated_loss(2.6, 2.2, 3.0, 1.0) == 2.2
+
+
+def test_without_a_target_promotions_after_the_first_rung_rank_by_the_extrapolated_loss(text, tmp_path):
+    settings = HalvingSettings(min_chars=400, eta=3, top=2, starts=18, sampler="random")
+    out = tmp_path / "auto.jsonl"
+    halve(_F(text), settings, out=out, budget_chars=240_000)
+    run = read_halving(out)
+    first, last = run.of_type("promotion")
+    assert "predicted" not in first  # one value per network yet: ranked by it
+    records = {(r["rung"], r["trial"]): r for r in run.of_type("record")}
+    predicted = dict((t, v) for t, v in last["predicted"])
+    assert sorted(predicted) == sorted(first["trials"])
+    spent = sum(r["steps"] * r["x"][1] for (rung, _), r in records.items() if rung == 1) + sum(
+        r["steps"] * r["x"][1] for (rung, t), r in records.items() if rung == 0 and t not in predicted)
+    for trial, value in predicted.items():
+        below, now = records[(0, trial)]["fun"], records[(1, trial)]["fun"]
+        horizon = 1200 + (240_000 - spent) / 2
+        assert value == pytest.approx(plan.extrapolated_loss(below, now, 3.0, horizon / 1200), rel=1e-12)
+    ranked = sorted(predicted, key=lambda t: (predicted[t], t))
+    assert last["trials"] == sorted(ranked[:2])
+    assert [t for t, _ in last["predicted"]] == ranked
+
+
+def test_calibration_times_a_long_enough_batch_twice_and_keeps_the_shorter(monkeypatch):
+    """A one-off cost inside the timing that ends the calibration (numba compiling a kernel variant
+    on the first run after installing) must not pass for a slow machine: the batch is timed again."""
+    from fastrnn.tuning import halving_lanes
+
+    clock = [0.0]
+    monkeypatch.setattr(halving_lanes.time, "perf_counter", lambda: clock[0])
+    per_update = 2e-4  # seconds per update of a (128, 25) network on one lane
+    compiled = []
+
+    class FakeLanes:
+        count, vocab_size = 2, 65
+
+        def advance(self, states, steps, score):
+            if not score and steps[0] >= 640 and not compiled:
+                compiled.append(True)
+                clock[0] += 5.0  # the compile, once
+            clock[0] += per_update * max(steps)
+            return [None] * len(states)
+
+    found = halving_lanes.calibrate(FakeLanes(), "float32")
+    assert compiled
+    # the pace of the trainings alone: per_update seconds for an update's work (25 characters)
+    assert found == pytest.approx(per_update / halving_lanes.work(128, 25, 65, 25, itemsize=4), rel=1e-12)

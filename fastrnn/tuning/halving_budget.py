@@ -170,6 +170,24 @@ class BudgetDecisions:
         self.write(dict(entry))
         return entry
 
+    def top_horizon(self, trial: int, plan: dict, length: int) -> float | None:
+        """Without a target: the characters network ``trial`` (trained to ``length``) would have
+        read at the end of the top phase, were it promoted there now: the time left (less the
+        end's reserve) shared by the top networks, each on its own lane at the pace measured, and
+        the characters left shared equally; the smaller, or None when neither budget is known."""
+        top = plan["counts"][-1]
+        config = self.trials[trial]
+        ahead = []
+        seconds = self._time_left()
+        if seconds is not None and self.pace.known:
+            share = max(0.0, seconds) * min(self.lanes.count, top) / top
+            ahead.append(share / (self.pace.seconds_per_unit * self.cost(config.hidden, config.seq_length, 1.0)))
+        chars = self.budgets["budget_chars"]
+        if chars is not None:
+            spent = sum(self.steps[t] * self.trials[t].seq_length for t in self.steps)
+            ahead.append(max(0, chars - spent) / top)
+        return length + min(ahead) if ahead else None
+
     def _time_left(self) -> float | None:
         seconds = self.budgets["budget_seconds"]
         return None if seconds is None else seconds - self.elapsed() - self.reserve()
