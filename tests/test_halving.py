@@ -587,8 +587,14 @@ def test_extrapolated_loss_is_exact_on_its_power_law_and_favours_networks_still_
     assert plan.extrapolated_loss(2.6, 2.2, 3.0, 1.0) == 2.2
 
 
-def test_without_a_target_promotions_after_the_first_rung_rank_by_the_extrapolated_loss(text, tmp_path):
+def test_without_a_target_promotions_after_the_first_rung_rank_by_the_extrapolated_loss(text, tmp_path,
+                                                                                      monkeypatch):
     settings = HalvingSettings(min_chars=400, eta=3, top=2, starts=18, sampler="random")
+    short = tmp_path / "short.jsonl"
+    halve(_F(text), settings, out=short, budget_chars=240_000)
+    # rungs shorter than MIN_EXTRAPOLATED_CHARS (networks still in their first descent): by value
+    assert all("predicted" not in line for line in read_halving(short).of_type("promotion"))
+    monkeypatch.setattr(plan, "MIN_EXTRAPOLATED_CHARS", 400)  # this test's rungs count as long
     out = tmp_path / "auto.jsonl"
     halve(_F(text), settings, out=out, budget_chars=240_000)
     run = read_halving(out)

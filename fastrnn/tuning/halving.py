@@ -458,8 +458,9 @@ class _Run(BudgetDecisions):
         through its two last rung values, to :meth:`top_horizon`), by which the rung ranks them: a
         time budget's answer trains 50 to 500 times the search's longest rung, and ranked by their
         values there, a small network levelling off took one of the two top places in each of three
-        600 s runs on tinyshakespeare. None (rank by value) otherwise."""
-        if not plan.get("auto") or rung == 0:
+        600 s runs on tinyshakespeare. None (rank by value) otherwise, and when the rung below is
+        shorter than :data:`~fastrnn.tuning.halving_plan.MIN_EXTRAPOLATED_CHARS`."""
+        if not plan.get("auto") or rung == 0 or plan["rungs"][rung - 1] < plan_.MIN_EXTRAPOLATED_CHARS:
             return None
         lengths = plan["rungs"]
         predicted = {}
