@@ -327,12 +327,13 @@ def auto_top_chars(budget_left: int, networks, start: int) -> int:
 #: in training characters). Fitted to the top networks of 600 s runs on tinyshakespeare: 0.17 for
 #: (188, 12, 0.059) over 0.3-53 M characters, 0.44 for (22, 20, 0.155), which levels off at 2.04.
 CURVE_EXPONENT = 0.3
-#: The shortest rung below the ranked one from which a loss is extrapolated: shorter, networks are
-#: still in their first descent, where the power law does not hold. In 240 s runs on the built-in
-#: corpus (rungs of 51-65 thousand and 154-196 thousand characters), (233, 25, 0.069) fell from
-#: 3.06 to 2.58 between the rungs, was predicted at 1.66-1.80, took a top place and ended at 2.02;
-#: from rungs of 262,078 and 400,575 characters the ranking held (600 s on tinyshakespeare).
-MIN_EXTRAPOLATED_CHARS = 250_000
+#: The shortest rung below the ranked one from which a loss is extrapolated: shorter, networks may
+#: still be in their first descent, where the power law does not hold. Set between the runs at hand:
+#: from rungs of 51-65 thousand characters (240 s on the built-in corpus), (233, 25, 0.069), which
+#: fell from 3.06 to 2.58 between the rungs, was predicted at 1.66-1.80, took a top place and ended
+#: at 2.02 (once as the answer); from rungs of 94-400 thousand (600 s on tinyshakespeare) the
+#: ranking kept small networks that level off out of the top phase, or changed nothing.
+MIN_EXTRAPOLATED_CHARS = 90_000
 
 
 def extrapolated_loss(below: float, value: float, ratio: float, ahead: float, alpha: float = CURVE_EXPONENT) -> float:
