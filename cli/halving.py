@@ -133,15 +133,21 @@ def run_halving(*, halving_given, budget_seconds, budget_chars, budget_trainings
             raise click.UsageError(str(exc)) from None
         except KeyboardInterrupt:
             bar.close()
-            if where is None:
-                hint = ""
-            elif resume is not None or file_state(out) != before:
-                hint = f"; continue with --resume {where}"
-            else:  # interrupted before the run wrote its first line
-                hint = f" before the run started; {out} was not written"
-            click.echo(f"Error: interrupted{hint}", err=True)
+            click.echo(f"Error: interrupted{interrupted_hint(resume, out, before)}", err=True)
             sys.exit(130)
     _print_result(result, F, quiet)
+
+
+def interrupted_hint(resume, out, before) -> str:
+    """What a Ctrl-C message adds: how to continue the run, or (a new run interrupted before it wrote
+    its first line, ``out``'s :func:`file_state` still ``before``) that nothing was written."""
+    if resume is not None:
+        return f"; continue with --resume {resume}"
+    if out is None:
+        return ""
+    if file_state(out) != before:
+        return f"; continue with --resume {out}"
+    return f" before the run started; {out} was not written"
 
 
 def file_state(path):

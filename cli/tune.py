@@ -43,6 +43,7 @@ from .halving import (
     HALVING_METHODS,
     file_state,
     halving_options,
+    interrupted_hint,
     is_halving_run,
     refuse_halving_flags,
     run_halving,
@@ -223,14 +224,7 @@ def tune_command(method, options, max_steps, gtol, record_every, x0, out, force,
             raise click.UsageError(str(exc)) from None
         except KeyboardInterrupt:
             bar.close()  # the message starts on a line of its own, and the bar is not drawn again after it
-            where = resume or out
-            if where is None:
-                hint = ""
-            elif resume is not None or file_state(out) != before:
-                hint = f"; continue with --resume {where}"
-            else:  # a new run writes its file once its start is done: nothing to resume
-                hint = f" before the run's first record; {out} was not written"
-            click.echo(f"Error: interrupted{hint}", err=True)
+            click.echo(f"Error: interrupted{interrupted_hint(resume, out, before)}", err=True)
             sys.exit(130)
     click.echo(exact_form(result.x))
     if not quiet:

@@ -330,8 +330,8 @@ CURVE_EXPONENT = 0.3
 #: The shortest rung below the ranked one from which a loss is extrapolated: shorter, networks may
 #: still be in their first descent, where the power law does not hold. Set between the runs at hand:
 #: from rungs of 51-65 thousand characters (240 s on the built-in corpus), (233, 25, 0.069), which
-#: fell from 3.06 to 2.58 between the rungs, was predicted at 1.66-1.80, took a top place and ended
-#: at 2.02 (once as the answer); from rungs of 94-400 thousand (600 s on tinyshakespeare) the
+#: fell from 3.06 to 2.58 between the rungs (in one), was predicted at 1.61-1.80, took a top place and
+#: ended at 2.01-2.04 (once as the answer); from rungs of 94-400 thousand (600 s on tinyshakespeare) the
 #: ranking kept small networks that level off out of the top phase, or changed nothing.
 MIN_EXTRAPOLATED_CHARS = 90_000
 
