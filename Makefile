@@ -6,6 +6,8 @@
 # Both use the project-local virtual environment .venv. It is created and the project installed
 # into it (building the Cython extension) only when .venv is missing or pyproject.toml, setup.py
 # or the extension's sources changed since the last install, so a second call starts at once.
+# The install ends by compiling the numba kernels (fastrnn.tuning.warm_up), so that the first
+# run's time budget goes to training, not to compiling.
 
 PYTHON ?= python3
 VENV := .venv
@@ -37,4 +39,5 @@ $(INSTALLED): pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxd ext/*.h)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test,optuna,dask]"
+	$(BIN)/python -m fastrnn.tuning.warm_up
 	@touch $@
