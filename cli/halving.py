@@ -20,6 +20,7 @@ from fastrnn.tuning.halving_plan import HalvingSettings, flags, settings_from_re
 from fastrnn.tuning.halving_store import CheckpointError, is_halving_file, read_halving
 from fastrnn.tuning.run_files import RunFileError
 
+from .common import finite_float
 from .objective_options import build_objective, resumed_settings
 from .progress import progress_bar
 
@@ -35,6 +36,7 @@ _NOT_HALVING = (("max_steps", "--steps"), ("gtol", "--gtol"), ("record_every", "
 _TYPES = {
     "count": lambda flag: click.IntRange(flag.minimum, MAX_COUNT),
     "choice": lambda flag: click.Choice(flag.choices),
+    "share": lambda flag: click.FloatRange(0, 1, max_open=True),
 }
 
 
@@ -42,7 +44,8 @@ def halving_options(func):
     """The halving flags (from :class:`HalvingSettings`' fields); the command receives
     ``halving_given`` ({field: value or None}). ``--budget-seconds`` is tune's, for every method."""
     for name, (flag, _default) in reversed(FLAGS.items()):
-        func = click.option(flag.name, name, type=_TYPES[flag.rule](flag), default=None, help=flag.help)(func)
+        func = click.option(flag.name, name, type=_TYPES[flag.rule](flag), default=None, help=flag.help,
+                            callback=finite_float if flag.rule == "share" else None)(func)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -207,9 +210,10 @@ def _print_result(result: HalvingResult, source, quiet: bool, finished: str | No
 
 
 def _objective_command(result: HalvingResult, source) -> str | None:
-    """`fastrnn objective` with the run's settings: gives the answer's held-out loss bit for bit."""
+    """`fastrnn objective` with the run's settings: gives the answer's held-out loss bit for bit;
+    None when it cannot (an answer whose rate decayed: F trains at a constant rate)."""
     definition = getattr(source, "definition", None)
-    if definition is None:
+    if definition is None or result.cooldown is not None:
         return None
     h, s, lr = result.x
     parts = ["fastrnn", "objective", str(h), str(s), repr(float(lr)), "--train-chars", str(result.chars)]

@@ -41,7 +41,7 @@ from ..objective.settings import differences, settings_from_record
 from ..running.runs import RunOutcome
 from . import halving_plan as plan_
 from .deliver import model_info
-from .halving_budget import CHECKPOINT_SECONDS, BudgetDecisions, BudgetError
+from .halving_budget import CHECKPOINT_SECONDS, BudgetDecisions, BudgetError, stretch_seconds
 from .halving_lanes import Lanes, Pace
 from .halving_plan import HalvingSettings, steps_for
 from .halving_sampler import Config, propose, rung_history
@@ -56,6 +56,7 @@ from .halving_store import (
     companion_paths,
     read_halving,
 )
+from .halving_top import TopPhase
 from .run_files import RunFileError, check_budgets
 
 METHOD = "halving"
@@ -75,6 +76,8 @@ class HalvingResult:
     seconds: float
     model: str | None = None  # the model file (None without a run file)
     finished_before: bool = False  # a resumed run that had already finished
+    #: Where its learning rate decayed to zero, [first update, last], or None (a constant rate).
+    cooldown: list | None = None
     state: TrainState | None = field(default=None, repr=False)  # the network (None for a finished file)
 
     @property
@@ -173,10 +176,10 @@ def stored_result(saved) -> HalvingResult:
     line = saved.result
     return HalvingResult(x=line["x"], fun=line["fun"], chars=line["chars"], steps=line["steps"], trial=line["trial"],
                          message=line["message"], counters=line["counters"], seconds=line["seconds"],
-                         model=line.get("model"), finished_before=True)
+                         model=line.get("model"), finished_before=True, cooldown=line.get("cooldown"))
 
 
-class _Run(BudgetDecisions):
+class _Run(BudgetDecisions, TopPhase):
     """One run: its recorded lines replayed, then continued (see the module docstring)."""
 
     def __init__(self, F, settings: HalvingSettings, budgets: dict, clock, started, on_event, saved):
@@ -194,6 +197,7 @@ class _Run(BudgetDecisions):
         self.plans: dict[int, dict] = {}
         self.segments: dict[int, dict] = {}
         self.top_caps: dict[int, int] = {}
+        self.cooldowns: dict[int, dict] = {}
         self.stopped: dict | None = None  # the ``stop`` line: the time ran out in a rung
         self.steps: dict[int, int] = {}
         self.diverged: set[int] = set()
@@ -224,6 +228,8 @@ class _Run(BudgetDecisions):
                 self.promotions[(line["bracket"], line["from_rung"])] = line
             elif kind == "stop":
                 self.stopped = line
+            elif kind == "cooldown":
+                self.replay_cooldown(line)
             elif kind == "segment":
                 self.segments[line["bracket"]] = line
                 if line.get("cap") is not None:
@@ -370,7 +376,7 @@ class _Run(BudgetDecisions):
         quarter of the time left, so that a slow stretch is seen before the budget is spent."""
         if where is None or not self._may_stop():
             return CHECKPOINT_SECONDS
-        return min(CHECKPOINT_SECONDS, max(1.0, 0.25 * self._time_left()))
+        return stretch_seconds(self._time_left())
 
     def _stop_if_out_of_time(self, where, trials, states, left) -> None:
         """A rung the time left cannot finish (training and scoring, at the pace measured so far)
@@ -443,7 +449,9 @@ class _Run(BudgetDecisions):
             if predicted is not None:
                 line["predicted"] = [[t, predicted[t]] for t in ranked]
             self.promotions[(bracket, rung)] = line
-            self.write(dict(line))
+            entry = dict(line)
+            self.write(entry)
+            line["seconds"] = entry["seconds"]  # as a resumed run reads it: when the top phase began
         promoted = list(line["trials"])
         dropped = [t for t in members if t not in promoted]
         for trial in dropped:
@@ -472,54 +480,6 @@ class _Run(BudgetDecisions):
             predicted[trial] = now["fun"] if now.get("diverged") or before.get("diverged") else plan_.extrapolated_loss(
                 before["fun"], now["fun"], lengths[rung] / lengths[rung - 1], horizon / lengths[rung])
         return predicted
-
-    def train_top(self, bracket: int, members: list[int], below: int) -> None:
-        """Without a target: the top networks train as long as the budget allows, in stretches
-        each scored (a ``segment`` line) and checkpointed; where they stop is the top rung. A time
-        budget gives each network an equal share of the time (each trains as far as its own speed
-        takes it: at equal time is how networks compare for a time budget); a character budget
-        alone, an equal length of text (the same for any machine)."""
-        top_rung = len(self.plans[bracket]["rungs"]) - 1
-        if all((bracket, top_rung, t) in self.records for t in members):
-            return
-        states = [self.state_of(t) for t in members]
-        if self.budgets["budget_seconds"] is not None:
-            scores = self._train_top_for_time(bracket, members, states)
-            lengths = [st.steps * st.seq_length for st in states]
-        else:
-            position, scores = self._train_top_to_cap(bracket, members, states, below)
-            lengths = [position] * len(states)
-        if scores is None:  # nothing trained in this session: score them where they are
-            scores = self.advance(states, [0] * len(states), True)
-        for trial, state, score, chars in zip(members, states, scores, lengths):
-            self.record(bracket, top_rung, trial, state, score, chars)
-
-    def _segment_line(self, bracket, members, states, scores, chars: int) -> None:
-        self.save_checkpoints(members, states)
-        values = [[t, self.value(st, sc)[0]] for t, st, sc in zip(members, states, scores)]
-        entry = dict(type="segment", bracket=bracket, chars=chars, lengths=[st.steps * st.seq_length for st in states],
-                     values=values, counters=self.counters())
-        self.segments[bracket] = entry
-        self.write(entry)
-
-    def _train_top_for_time(self, bracket, members, states):
-        scores = None
-        while (steps := self._time_slices(states)) is not None:
-            scores = self.advance(states, steps, True)
-            self._segment_line(bracket, members, states, scores, min(st.steps * st.seq_length for st in states))
-        return scores
-
-    def _train_top_to_cap(self, bracket, members, states, below):
-        cap = self._top_chars_cap(bracket, states, below)
-        position = max([below, self.segments.get(bracket, {}).get("chars", 0)]
-                       + [st.steps * st.seq_length for st in states])
-        position = min(position, cap) if cap is not None else position
-        scores = None
-        while (mark := self._next_mark(states, position, cap)) is not None:
-            scores = self.advance(states, [max(0, steps_for(mark, st.seq_length) - st.steps) for st in states], True)
-            position = mark
-            self._segment_line(bracket, members, states, scores, mark)
-        return position, scores
 
     def conclude(self, bracket: int, members: list[int], top_rung: int) -> None:
         """Keep the answer's checkpoint; drop the bracket's other networks'."""
@@ -564,24 +524,28 @@ class _Run(BudgetDecisions):
         record = next(line for (b, r, t), line in self.records.items()
                       if t == best and r == len(self.plans[b]["rungs"]) - 1)
         state = self.state_of(best)
+        decay = self.cooldowns.get(record["bracket"], {}).get(best)
+        decay = decay if decay is not None and record["steps"] > decay.start else None  # None: a constant rate
         if self.model_path is not None:  # a model `fastrnn train --resume` continues on the run's split
             info = model_info(self.F, self.model_path, record["steps"], record["fun"], dict(
                 run=self.writer.path if self.writer is not None else None, method=METHOD, trial=best,
                 point=record["x"], value=record["fun"], objective="heldout", seed=self.F.seed, dtype=self.F.dtype,
-                steps=record["steps"], whole=True))
+                steps=record["steps"], whole=True, cooldown=decay.as_list() if decay is not None else None))
             save_model(self.model_path, state, self.F.corpus.vocab, self.F.source_corpus.name, info=info)
         brackets = len(self.plans)
         message = (f"{len(self.trials)} networks in {brackets} bracket{'s' if brackets > 1 else ''}; the answer trained "
                    f"{record['chars']:,} characters ({record['steps']:,} updates)")
+        if decay is not None:
+            message += f"; {decay.describe(record['steps'])}"
         if self.stopped is not None:
             message += f"; bracket {self.stopped['bracket']} was stopped at rung {self.stopped['rung']}: the time ran out"
         entry = dict(type="result", x=record["x"], fun=record["fun"], bits=record["fun"] / math.log(2.0),
                      chars=record["chars"], steps=record["steps"], trial=best, model=self.model_path, message=message,
-                     counters=self.counters())
+                     counters=self.counters(), cooldown=decay.as_list() if decay is not None else None)
         self.write(entry)
         return HalvingResult(x=record["x"], fun=record["fun"], chars=record["chars"], steps=record["steps"], trial=best,
                              message=message, counters=entry["counters"], seconds=entry["seconds"],
-                             model=self.model_path, state=state)
+                             model=self.model_path, state=state, cooldown=entry["cooldown"])
 
 
 __all__ = ["halve", "stored_result", "HalvingResult", "HalvingSettings", "BudgetError", "METHOD", "CHECKPOINT_SECONDS"]

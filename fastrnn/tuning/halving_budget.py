@@ -34,6 +34,17 @@ CHECKPOINT_SECONDS = 30.0
 SEARCH_OVERRUN = 2.0
 
 
+#: The shortest stretch of the top phase worth training (and scoring).
+MIN_STRETCH_SECONDS = 0.5
+
+
+def stretch_seconds(left: float) -> float:
+    """The longest stretch of training a time budget risks with ``left`` seconds to go: at most a
+    quarter of them (at least a second), so that a stretch slower than predicted is seen, and the
+    pace corrected, before the budget is spent."""
+    return min(CHECKPOINT_SECONDS, max(1.0, 0.25 * left))
+
+
 class BudgetError(ValueError):
     """Budgets the rungs do not fit (too small for one network)."""
 
@@ -167,7 +178,9 @@ class BudgetDecisions:
         top = plan_.promoted_count(sizes[-1], s.eta, s.top) if sizes else n
         entry = dict(type="bracket", bracket=0, auto=True, rungs=lengths + [None], counts=sizes + [top], starts=n)
         self.plans[0] = entry
-        self.write(dict(entry))
+        written = dict(entry)
+        self.write(written)
+        entry["seconds"] = written["seconds"]  # as a resumed run reads it
         return entry
 
     def top_horizon(self, trial: int, plan: dict, length: int) -> float | None:
@@ -248,15 +261,16 @@ class BudgetDecisions:
         step = int(CHECKPOINT_SECONDS / per_char) if per_char > 0 else cap - position
         return position + min(max(step, 1), cap - position)
 
-    def _time_slices(self, states) -> list[int] | None:
+    def _time_slices(self, states, limit: float | None = None) -> list[int] | None:
         """A time budget without a target: each top network's updates in the next stretch (an equal
-        share of about CHECKPOINT_SECONDS of the lanes, less what the end needs when time is short,
-        within what a character budget leaves), or None when no network has time for one update."""
+        share of the lanes for :func:`stretch_seconds`, or ``limit`` seconds, less what the end
+        needs when time is short, within what a character budget leaves), or None when no network
+        has time for one update."""
         left = self._time_left()
         scoring = self.pace.seconds([self.cost(st.hidden, st.seq_length, self.F.heldout.data.size, True)
                                      for st in states], self.lanes.count)
-        usable = min(CHECKPOINT_SECONDS, left - scoring)
-        if usable < 0.5:
+        usable = min(stretch_seconds(left), left - scoring, *([] if limit is None else [limit]))
+        if usable < MIN_STRETCH_SECONDS:
             return None
         share = usable * min(self.lanes.count, len(states)) / len(states)
         a = self.pace.seconds_per_unit

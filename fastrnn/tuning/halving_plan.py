@@ -47,8 +47,10 @@ MIN_AUTO_CHARS = 10_000
 SAMPLERS = ("tpe", "random")
 #: Bracket shapes with a target: Hyperband's cycle, or every bracket from the lowest rung.
 BRACKETS = ("hyperband", "deepest")
+#: Without a target: the share of the top phase over which the learning rate decays to zero.
+DEFAULT_COOLDOWN = 0.2
 #: How a run file written before a setting existed reads it (the behaviour of that fastrnn).
-_BEFORE = {"brackets": "deepest"}
+_BEFORE = {"brackets": "deepest", "cooldown": 0.0}
 
 
 class HalvingFlag(NamedTuple):
@@ -115,6 +117,12 @@ class HalvingSettings:
     startup: int = _setting(10)
     #: Without a target: the most of the budget the search (the selective rungs) may take.
     search_share: float = _setting(0.25)
+    #: Without a target: the last share of the top phase over which the top networks' learning rate
+    #: decays linearly to zero (:mod:`fastrnn.tuning.halving_top`). None: DEFAULT_COOLDOWN
+    #: without a target, 0 with one (resolved when the run starts).
+    cooldown: float | None = _setting(None, HalvingFlag(
+        "--cooldown", "share", "halving without --target-chars: the last share of the top phase over which the "
+        f"top networks' learning rate decays linearly to zero (0 keeps it constant) [{DEFAULT_COOLDOWN}]."))
 
     def __post_init__(self):
         set_ = object.__setattr__.__get__(self)
@@ -142,6 +150,15 @@ class HalvingSettings:
         if isinstance(share, bool) or not isinstance(share, numbers.Real) or not 0 < share < 1:
             raise ValueError(f"search_share must lie in (0, 1), got {share!r}")
         set_("search_share", float(share))
+        cooldown = self.cooldown
+        if cooldown is not None:
+            if isinstance(cooldown, bool) or not isinstance(cooldown, numbers.Real) or not 0 <= cooldown < 1:
+                raise ValueError(f"--cooldown must lie in [0, 1) (a share of the top phase), got {cooldown!r}")
+            if cooldown and self.target_chars is not None:
+                raise ValueError("--cooldown decays the learning rate at the end of a top phase that a budget sizes; "
+                                 "with --target-chars networks train at one rate, as `fastrnn train` trains them: "
+                                 "drop --cooldown or --target-chars")
+            set_("cooldown", float(cooldown))
 
     def resolved(self) -> HalvingSettings:
         """These settings with the sampler and wave filled in; ValueError if the sampler cannot run here."""
@@ -149,7 +166,8 @@ class HalvingSettings:
         if not sampler_available(sampler):
             raise ValueError("the tpe sampler needs Optuna: pip install 'fastrnn[optuna]' (or --sampler random)")
         wave = self.wave or self.top * self.eta ** 2
-        return dataclasses.replace(self, sampler=sampler, wave=wave)
+        cooldown = self.cooldown if self.cooldown is not None else 0.0 if self.fixed_target else DEFAULT_COOLDOWN
+        return dataclasses.replace(self, sampler=sampler, wave=wave, cooldown=cooldown)
 
     def record(self) -> dict:
         return dataclasses.asdict(self)

@@ -23,6 +23,9 @@ The run file's lines (each a JSON object, flushed as written; a torn last line i
 ``promotion`` the trials a rung promotes (the best 1/eta, ties to the lower trial index), with a note
               when the budget made it promote straight to the top
 ``segment``   progress of the top rung without a target: characters so far and each network's loss
+``cooldown``  without a target, where the top networks' learning rate decays to zero: each
+              trial's first and last update of the decay (:mod:`fastrnn.tuning.halving_top`;
+              format version 2)
 ``result``    the answer: (h, s, l), fun, bits, characters, updates, trial, model file, message,
               counters, seconds
 """
@@ -43,9 +46,12 @@ from .run_files import HALVING_FORMAT, RunFileError, check_new_run_path, json_li
 from .run_sink import RunFileSink, _ends_with_newline, _write  # the tuner's locking and writing
 
 FORMAT = HALVING_FORMAT
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions read: 2 added the ``cooldown`` line (a version-1 file resumes without a cooldown).
+FORMAT_VERSIONS = (1, 2)
 CHECKPOINT_KIND = "fastrnn-halving-checkpoint"
-LINE_TYPES = ("settings", "calibration", "bracket", "trial", "record", "promotion", "segment", "stop", "result")
+LINE_TYPES = ("settings", "calibration", "bracket", "trial", "record", "promotion", "segment", "cooldown", "stop",
+              "result")
 
 
 
@@ -173,6 +179,7 @@ _REQUIRED = {
     "record": ("trial", "bracket", "rung", "chars", "steps", "x", "fun", "counters"),
     "promotion": ("bracket", "rung", "trials"),
     "segment": ("bracket", "chars", "values"),
+    "cooldown": ("bracket", "trials", "updates"),
     "stop": ("bracket", "rung", "note"),
     "result": ("x", "fun", "chars", "trial", "counters"),
 }
@@ -187,11 +194,14 @@ def read_halving(path) -> HalvingFile:
     if settings.get("format") != FORMAT and isinstance(settings.get("method"), str) and "run_id" not in settings:
         raise RunFileError(f"{name!r} is a {settings['method']} run, not a successive-halving one: resume it as "
                            "such (without --method halving: the file says which method it is)")
+    if isinstance(settings, dict) and settings.get("format") == FORMAT and \
+            settings.get("format_version") not in FORMAT_VERSIONS:
+        raise RunFileError(f"{name!r} is not a halving run file of format {FORMAT_VERSION} (a newer fastrnn wrote it?)")
     for number, entry in entries:
         problem = _problem(entry)
         if problem:
             raise RunFileError(f"{name!r} line {number}: {problem}; the file is damaged")
-    if settings.get("format") != FORMAT or settings["format_version"] != FORMAT_VERSION:
+    if settings.get("format") != FORMAT:
         raise RunFileError(f"{name!r} is not a halving run file of format {FORMAT_VERSION} (a newer fastrnn wrote it?)")
     for number, entry in entries[1:]:
         if entry["type"] == "settings":

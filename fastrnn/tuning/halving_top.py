@@ -1,0 +1,233 @@
+"""The top phase without a target (a mixin of :class:`fastrnn.tuning.halving._Run`): the top
+networks train as long as the budget allows, in stretches each scored (a ``segment`` line) and
+checkpointed, and their learning rate cools down to zero at the end.
+
+**Stretches.** A time budget gives each network an equal share of the time (each trains as far as
+its own speed takes it: at equal time is how networks compare for a time budget); a character budget
+alone, an equal length of text (the same for any machine), up to a cap decided once.
+
+**Cooldown.** The run knows where the top networks' training ends. Over the last
+:attr:`~fastrnn.tuning.halving_plan.HalvingSettings.cooldown` share of the top phase (0.2 by
+default) each network's learning rate decays linearly from its own to zero: a warmup-stable-decay
+(trapezoidal) schedule, which matches a schedule fitted to the length while the length stays open
+until the decay starts (Hägele et al., NeurIPS 2024). At a constant rate a long-trained char-RNN's
+held-out loss wanders with the text it read last (up to 0.07 nats between 30 s stretches for
+(374, 7, 0.0154) on tinyshakespeare); the decay settles it where the rate is high and costs little
+where Adagrad has already made it small.
+
+**Bits.** The decay is a function of the update count alone: updates ``[start, end)`` are cut into
+:data:`COOLDOWN_PIECES` equal pieces (the kernels take one rate per call), piece k trained at
+``l (1 - (k + 1/2) / COOLDOWN_PIECES)``; a network stops at ``end``. So the same network trains the
+same bits however its training is stretched, checkpointed and resumed.
+
+**Where it starts** (a ``cooldown`` line, written before it takes effect and followed on resume):
+
+* a character budget: at the share of the top phase's characters (below the cap), for every
+  network the update that reaches it; ``end`` the cap's (a function of the settings);
+* a time budget: once the time left is the share of the top phase's time (from the promotion to
+  the top rung to the end's reserve), at each network's update count then; ``end`` adds the
+  updates its lane is measured to train in the time left (each stretch scored). A network the
+  machine makes slower than predicted is scored where the time stops it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .halving_budget import MIN_STRETCH_SECONDS, stretch_seconds
+from .halving_plan import steps_for
+
+#: Pieces of one learning rate each that the decay is made of.
+COOLDOWN_PIECES = 20
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """A network's decay: from update ``start`` (its full rate) to ``end`` (zero; it stops there)."""
+
+    start: int
+    end: int
+
+    def boundary(self, piece: int) -> int:
+        """The first update of ``piece`` (``COOLDOWN_PIECES`` gives ``end``)."""
+        return self.start + (self.end - self.start) * piece // COOLDOWN_PIECES
+
+    def runs(self, step: int, count: int) -> list[tuple[int, float]]:
+        """Updates ``[step, step + count)`` as ``(updates, factor of the rate)`` runs of one rate,
+        in order; ValueError past ``end``."""
+        if step + count > self.end:
+            raise ValueError(f"updates up to {step + count:,} run past the cooldown's end ({self.end:,})")
+        runs = []
+        if step < self.start:
+            before = min(count, self.start - step)
+            runs.append((before, 1.0))
+            step, count = step + before, count - before
+        piece = 0
+        while count > 0:
+            while self.boundary(piece + 1) <= step:
+                piece += 1
+            n = min(count, self.boundary(piece + 1) - step)
+            runs.append((n, 1.0 - (piece + 0.5) / COOLDOWN_PIECES))
+            step, count = step + n, count - n
+        return runs
+
+    def as_list(self) -> list[int]:
+        return [self.start, self.end]
+
+    def describe(self, steps: int) -> str:
+        """What the decay did to a network stopped at update ``steps``."""
+        if steps >= self.end:
+            return f"its learning rate decayed to zero over its last {self.end - self.start:,} updates"
+        factor = self.runs(steps - 1, 1)[-1][1] if steps > self.start else 1.0
+        return (f"its learning rate decayed over its last {steps - self.start:,} updates, to {factor:.0%} of it "
+                f"where the time stopped it ({self.end - steps:,} updates before zero)")
+
+
+def _stretches(left: float, scoring: float) -> int:
+    """How many stretches (each scored) :meth:`_time_slices` cuts ``left`` seconds into."""
+    count = 0
+    while (usable := min(stretch_seconds(left), left - scoring)) >= MIN_STRETCH_SECONDS:
+        left -= usable + scoring
+        count += 1
+    return count
+
+
+class TopPhase:
+    """Training the top networks without a target (beside
+    :class:`~fastrnn.tuning.halving_budget.BudgetDecisions`); expects the run's ``settings``,
+    ``budgets``, ``cooldowns`` ({bracket: {trial: Cooldown}}), ``segments``, ``promotions``,
+    ``plans``, ``records``, ``pace``, ``lanes``, ``F`` and ``advance()``, ``write()``, ``record()``,
+    ``value()``, ``state_of()``, ``save_checkpoints()``, ``counters()``."""
+
+    def train_top(self, bracket: int, members: list[int], below: int) -> None:
+        """The top networks train as long as the budget allows (see the module docstring); where
+        they stop is the top rung."""
+        top_rung = len(self.plans[bracket]["rungs"]) - 1
+        if all((bracket, top_rung, t) in self.records for t in members):
+            return
+        states = [self.state_of(t) for t in members]
+        if self.budgets["budget_seconds"] is not None:
+            scores = self._train_top_for_time(bracket, members, states)
+            lengths = [st.steps * st.seq_length for st in states]
+        else:
+            position, scores = self._train_top_to_cap(bracket, members, states, below)
+            lengths = [position] * len(states)
+        if scores is None:  # nothing trained in this session: score them where they are
+            scores = self.advance(states, [0] * len(states), True)
+        for trial, state, score, chars in zip(members, states, scores, lengths):
+            self.record(bracket, top_rung, trial, state, score, chars)
+
+    def _segment_line(self, bracket, members, states, scores, chars: int) -> None:
+        self.save_checkpoints(members, states)
+        values = [[t, self.value(st, sc)[0]] for t, st, sc in zip(members, states, scores)]
+        entry = dict(type="segment", bracket=bracket, chars=chars, lengths=[st.steps * st.seq_length for st in states],
+                     values=values, counters=self.counters())
+        self.segments[bracket] = entry
+        self.write(entry)
+
+    def _train_top_for_time(self, bracket, members, states):
+        scores = None
+        while True:
+            stable = self.stable_seconds(bracket)
+            if stable is not None and stable < MIN_STRETCH_SECONDS:
+                self.cooldown_for_time(bracket, members, states)
+                stable = None
+            steps = self._time_slices(states, stable)
+            decays = self.decays(bracket, members)
+            if steps is not None:
+                steps = [min(n, max(0, d.end - st.steps)) if d is not None else n
+                         for n, st, d in zip(steps, states, decays)]
+            if steps is None or max(steps, default=0) == 0:
+                return scores
+            scores = self.advance_cooled(states, steps, decays, True)
+            self._segment_line(bracket, members, states, scores, min(st.steps * st.seq_length for st in states))
+
+    def _train_top_to_cap(self, bracket, members, states, below):
+        cap = self._top_chars_cap(bracket, states, below)
+        position = max([below, self.segments.get(bracket, {}).get("chars", 0)]
+                       + [st.steps * st.seq_length for st in states])
+        position = min(position, cap) if cap is not None else position
+        self.cooldown_for_chars(bracket, members, states, below, cap)
+        decays = self.decays(bracket, members)
+        scores = None
+        while (mark := self._next_mark(states, position, cap)) is not None:
+            steps = [max(0, steps_for(mark, st.seq_length) - st.steps) for st in states]
+            scores = self.advance_cooled(states, steps, decays, True)
+            position = mark
+            self._segment_line(bracket, members, states, scores, mark)
+        return position, scores
+
+    def decays(self, bracket: int, members) -> list:
+        """Each top network's Cooldown (None before the decay is decided)."""
+        decided = self.cooldowns.get(bracket, {})
+        return [decided.get(t) for t in members]
+
+    def replay_cooldown(self, line: dict) -> None:
+        self.cooldowns[line["bracket"]] = {t: Cooldown(*pair) for t, pair in zip(line["trials"], line["updates"])}
+
+    def _write_cooldown(self, bracket: int, members, decays: list[Cooldown], note: str) -> dict:
+        line = dict(type="cooldown", bracket=bracket, trials=list(members), updates=[d.as_list() for d in decays],
+                    note=note)
+        self.write(dict(line))
+        self.replay_cooldown(line)
+        return self.cooldowns[bracket]
+
+    def cooldown_for_chars(self, bracket: int, members, states, below: int, cap: int | None) -> dict | None:
+        """A character budget's decay (decided once the cap is), or None without one."""
+        share = self.settings.cooldown
+        if bracket in self.cooldowns or not share or cap is None:
+            return self.cooldowns.get(bracket)
+        begins = cap - int(share * (cap - below))
+        decays = [Cooldown(min(steps_for(begins, st.seq_length), steps_for(cap, st.seq_length)),
+                           steps_for(cap, st.seq_length)) for st in states]
+        return self._write_cooldown(bracket, members, decays, f"the rate decays from {begins:,} characters to {cap:,}")
+
+    def stable_seconds(self, bracket: int) -> float | None:
+        """A time budget: the seconds left before the decay starts (None once it has, or without one)."""
+        share = self.settings.cooldown
+        if bracket in self.cooldowns or not share:
+            return None
+        span = self.budgets["budget_seconds"] - self.reserve() - self._top_started(bracket)
+        return self._time_left() - share * max(0.0, span)
+
+    def _top_started(self, bracket: int) -> float:
+        """When the top phase began: the promotion to the top rung (or the bracket's plan)."""
+        top_rung = len(self.plans[bracket]["rungs"]) - 1
+        for (b, _), line in self.promotions.items():
+            if b == bracket and line["rung"] == top_rung:
+                return float(line.get("seconds", 0.0))
+        return float(self.plans[bracket].get("seconds", 0.0))
+
+    def cooldown_for_time(self, bracket: int, members, states) -> dict | None:
+        """A time budget's decay, decided now: each network from its update count to the updates
+        its lane trains in the time left, less a scoring per stretch (as :meth:`_time_slices` spends it)."""
+        left = max(0.0, self._time_left())
+        scoring = self.pace.seconds([self.cost(st.hidden, st.seq_length, self.F.heldout.data.size, True)
+                                     for st in states], self.lanes.count)
+        usable = max(0.0, left - scoring * _stretches(left, scoring))
+        share = usable * min(self.lanes.count, len(states)) / len(states)
+        a = self.pace.seconds_per_unit
+        decays = [Cooldown(st.steps, st.steps + (int(share / (a * self.cost(st.hidden, st.seq_length, st.seq_length)))
+                                                 if st.status == 0 else 0)) for st in states]
+        if all(d.end == d.start for d in decays):
+            return None  # no time for an update: the phase ends where it is
+        return self._write_cooldown(bracket, members, decays, f"the rate decays over the last {left:.1f} s")
+
+    def advance_cooled(self, states, steps, decays, score: bool) -> list:
+        """:meth:`advance`, each network in ``decays`` (a list beside ``states``, None entries for
+        none) trained at its decayed rates, piece by piece; the rates are restored after."""
+        runs = [d.runs(st.steps, n) if d is not None else [(n, 1.0)] for st, n, d in zip(states, steps, decays)]
+        rates = [st.learning_rate for st in states]
+        rounds = max((len(r) for r in runs), default=0)
+        if rounds == 0:
+            return self.advance(states, steps, score)
+        try:
+            for k in range(rounds):
+                for st, rate, run in zip(states, rates, runs):
+                    st.learning_rate = rate * run[k][1] if k < len(run) else rate
+                counts = [run[k][0] if k < len(run) else 0 for run in runs]
+                scores = self.advance(states, counts, score and k == rounds - 1)
+        finally:
+            for st, rate in zip(states, rates):
+                st.learning_rate = rate
+        return scores
