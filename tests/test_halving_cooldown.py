@@ -17,7 +17,7 @@ from fastrnn.tuning import halving_plan as plan
 from fastrnn.tuning.halving import HalvingSettings, halve
 from fastrnn.tuning.halving_lanes import Pace
 from fastrnn.tuning.halving_store import companion_paths, read_halving
-from fastrnn.tuning.halving_top import COOLDOWN_PIECES, Cooldown
+from fastrnn.tuning.halving_top import COOLDOWN_PIECES, Cooldown, rounds_of
 
 from helpers import synthetic_text
 
@@ -67,6 +67,22 @@ def test_the_decay_is_a_function_of_the_update_however_its_training_is_split(sta
         assert factors == expected
     with pytest.raises(ValueError, match="past the cooldown's end"):
         decay.runs(end - 1, 2)
+
+
+def test_rounds_keep_each_networks_rates_and_cut_every_stretch_at_the_same_fractions():
+    decays = [Cooldown(100, 140), None, Cooldown(0, 1000), Cooldown(5, 9)]
+    positions, steps = [90, 3, 10, 5], [50, 7, 600, 4]
+    rounds = rounds_of(positions, steps, decays)
+    for k, (position, n, decay) in enumerate(zip(positions, steps, decays)):
+        trained = [f for counts, factors in rounds for f in [factors[k]] * counts[k]]
+        expected = [_factor(u, decay.start, decay.end) if decay else 1.0 for u in range(position, position + n)]
+        assert trained == expected
+    done = [0] * len(steps)
+    for counts, _ in rounds:  # every round ends each network's stretch at the same fraction (to an update)
+        done = [d + c for d, c in zip(done, counts)]
+        fractions = [d / n for d, n in zip(done, steps)]
+        assert max(fractions) - min(fractions) <= max(1 / n for n in steps)
+    assert rounds_of(positions, steps, [None] * 4) == [] and rounds_of([100], [0], [Cooldown(100, 140)]) == []
 
 
 def test_a_character_budget_delivers_straight_training_with_the_documented_decay(text, tmp_path):

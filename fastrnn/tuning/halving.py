@@ -12,8 +12,10 @@ How it runs (the shapes of a bracket, its rungs and how budgets size them:
   function of its settings and seed, whatever the number of threads or Dask workers.
 * **Recorded decisions.** A time budget makes decisions from the machine's measured speed (how
   many networks a bracket starts, a promotion straight to the top when the time runs short, where
-  the top rung stops). Each is written to the run file before it takes effect, and a resumed run
-  follows the file, so it continues to the result the interrupted run was heading for.
+  the top networks' learning rate starts to decay and where it reaches zero, where the top rung
+  stops: :mod:`fastrnn.tuning.halving_top`). Each is written to the run file before it takes
+  effect, and a resumed run follows the file, so it continues to the result the interrupted run
+  was heading for.
 * **Within the time.** With a target and a time budget, a rung that the time left cannot finish
   (the machine slowed, or a network trained slower than predicted) is stopped between two of its
   stretches once an earlier bracket has an answer: a ``stop`` line, and that answer stands. The

@@ -32,7 +32,9 @@ same bits however its training is stretched, checkpointed and resumed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 from .halving_budget import MIN_STRETCH_SECONDS, stretch_seconds
 from .halving_plan import steps_for
@@ -215,19 +217,45 @@ class TopPhase:
 
     def advance_cooled(self, states, steps, decays, score: bool) -> list:
         """:meth:`advance`, each network in ``decays`` (a list beside ``states``, None entries for
-        none) trained at its decayed rates, piece by piece; the rates are restored after."""
-        runs = [d.runs(st.steps, n) if d is not None else [(n, 1.0)] for st, n, d in zip(states, steps, decays)]
-        rates = [st.learning_rate for st in states]
-        rounds = max((len(r) for r in runs), default=0)
-        if rounds == 0:
+        none) trained at its decayed rates (:func:`rounds_of`); the rates are restored after."""
+        rounds = rounds_of([st.steps for st in states], steps, decays)
+        if not rounds:
             return self.advance(states, steps, score)
+        rates = [st.learning_rate for st in states]
         try:
-            for k in range(rounds):
-                for st, rate, run in zip(states, rates, runs):
-                    st.learning_rate = rate * run[k][1] if k < len(run) else rate
-                counts = [run[k][0] if k < len(run) else 0 for run in runs]
-                scores = self.advance(states, counts, score and k == rounds - 1)
+            for k, (counts, factors) in enumerate(rounds):
+                for st, rate, factor in zip(states, rates, factors):
+                    st.learning_rate = rate * factor
+                scores = self.advance(states, counts, score and k == len(rounds) - 1)
         finally:
             for st, rate in zip(states, rates):
                 st.learning_rate = rate
         return scores
+
+
+def rounds_of(positions, steps, decays) -> list[tuple[list[int], list[float]]]:
+    """Networks at updates ``positions`` training ``steps`` more, each at one rate per piece of its
+    decay (None: a constant rate), as rounds trained together: ``(updates, factors of the rate)``,
+    one of each per network. The rounds cut every network's stretch at the same fractions of it
+    (each network's own rate changes among them), so a round's networks take about as long as one
+    another (their stretches were sized to equal times) and no lane waits for another."""
+    if not any(decay is not None and n > 0 for n, decay in zip(steps, decays)):
+        return []
+    cuts = {Fraction(0), Fraction(1)}
+    for position, n, decay in zip(positions, steps, decays):
+        if decay is not None and n > 0:
+            done = 0
+            for count, _ in decay.runs(position, n):
+                done += count
+                cuts.add(Fraction(done, n))
+    edges = sorted(cuts)
+    rounds = []
+    for low, high in zip(edges, edges[1:]):
+        counts, factors = [], []
+        for position, n, decay in zip(positions, steps, decays):
+            first, last = math.floor(low * n), math.floor(high * n)
+            counts.append(last - first)
+            runs = decay.runs(position + first, last - first) if decay is not None and last > first else [(0, 1.0)]
+            factors.append(runs[0][1])
+        rounds.append((counts, factors))
+    return rounds
