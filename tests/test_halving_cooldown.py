@@ -29,13 +29,6 @@ def text() -> Corpus:
     return Corpus.from_text(synthetic_text(30_000, seed=4), name="cooldown text")
 
 
-@pytest.fixture
-def text_file(tmp_path, text) -> str:
-    path = tmp_path / "text.txt"
-    path.write_text(text.text, encoding="utf-8")
-    return str(path)
-
-
 def _F(text, threads=2):
     return Objective(text, heldout_chars=1000, seed=2, threads=threads)
 
@@ -176,7 +169,7 @@ def test_a_time_budget_starts_the_decay_for_the_last_share_of_the_top_phase(text
     assert result.cooldown == decays[result.trial] or records[result.trial]["steps"] == decays[result.trial][0]
 
 
-def test_settings_refuse_a_cooldown_that_cannot_apply_and_old_files_resume_without_one(text_file, tmp_path):
+def test_settings_refuse_a_cooldown_that_cannot_apply_and_old_files_resume_without_one(corpus_file, tmp_path):
     assert HalvingSettings().resolved().cooldown == plan.DEFAULT_COOLDOWN
     assert HalvingSettings(target_chars=2700).resolved().cooldown == 0.0
     for bad in (1.0, -0.1, float("nan"), True):
@@ -186,7 +179,7 @@ def test_settings_refuse_a_cooldown_that_cannot_apply_and_old_files_resume_witho
         HalvingSettings(target_chars=2700, cooldown=0.2)
     old = {k: v for k, v in HalvingSettings(**AUTO).resolved().record().items() if k != "cooldown"}
     assert plan.settings_from_record(old).cooldown == 0.0
-    base = ["tune", "--method", "halving", "--corpus", str(text_file), "--heldout-chars", "1000"]
+    base = ["tune", "--method", "halving", "--corpus", corpus_file, "--heldout-chars", "1000"]
     for extra, fragment in ((["--cooldown", "nan"], "must be a finite number"),
                             (["--cooldown", "1"], "not in the range 0<=x<1"),
                             (["--cooldown", "0.3", "--target-chars", "3600"], "drop --cooldown or --target-chars")):
