@@ -267,12 +267,21 @@ class BudgetDecisions:
         needs when time is short, within what a character budget leaves), or None when no network
         has time for one update."""
         left = self._time_left()
-        scoring = self.pace.seconds([self.cost(st.hidden, st.seq_length, self.F.heldout.data.size, True)
-                                     for st in states], self.lanes.count)
-        usable = min(stretch_seconds(left), left - scoring, *([] if limit is None else [limit]))
+        usable = min(stretch_seconds(left), left - self._scoring_seconds(states), *([] if limit is None else [limit]))
         if usable < MIN_STRETCH_SECONDS:
             return None
-        share = usable * min(self.lanes.count, len(states)) / len(states)
+        steps = self._updates_in(states, usable)
+        return steps if max(steps, default=0) >= 1 else None
+
+    def _scoring_seconds(self, states) -> float:
+        """Predicted seconds to score ``states`` on the held-out text, on the lanes."""
+        return self.pace.seconds([self.cost(st.hidden, st.seq_length, self.F.heldout.data.size, True)
+                                  for st in states], self.lanes.count)
+
+    def _updates_in(self, states, seconds: float) -> list[int]:
+        """Each healthy network's updates in ``seconds`` of the lanes shared equally (each at its
+        own cost, at the pace measured), within what a character budget leaves."""
+        share = seconds * min(self.lanes.count, len(states)) / len(states)
         a = self.pace.seconds_per_unit
         steps = [int(share / (a * self.cost(st.hidden, st.seq_length, st.seq_length))) if st.status == 0 else 0
                  for st in states]
@@ -283,4 +292,4 @@ class BudgetDecisions:
             if wanted > left_chars:
                 scale = max(0.0, left_chars) / wanted
                 steps = [int(n * scale) for n in steps]
-        return steps if max(steps, default=0) >= 1 else None
+        return steps

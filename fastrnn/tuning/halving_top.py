@@ -202,15 +202,12 @@ class TopPhase:
 
     def cooldown_for_time(self, bracket: int, members, states) -> dict | None:
         """A time budget's decay, decided now: each network from its update count to the updates
-        its lane trains in the time left, less a scoring per stretch (as :meth:`_time_slices` spends it)."""
+        its lane trains in the time left, less a scoring per stretch (as :meth:`_time_slices` spends
+        it), within what a character budget leaves."""
         left = max(0.0, self._time_left())
-        scoring = self.pace.seconds([self.cost(st.hidden, st.seq_length, self.F.heldout.data.size, True)
-                                     for st in states], self.lanes.count)
+        scoring = self._scoring_seconds(states)
         usable = max(0.0, left - scoring * _stretches(left, scoring))
-        share = usable * min(self.lanes.count, len(states)) / len(states)
-        a = self.pace.seconds_per_unit
-        decays = [Cooldown(st.steps, st.steps + (int(share / (a * self.cost(st.hidden, st.seq_length, st.seq_length)))
-                                                 if st.status == 0 else 0)) for st in states]
+        decays = [Cooldown(st.steps, st.steps + n) for st, n in zip(states, self._updates_in(states, usable))]
         if all(d.end == d.start for d in decays):
             return None  # no time for an update: the phase ends where it is
         return self._write_cooldown(bracket, members, decays, f"the rate decays over the last {left:.1f} s")
