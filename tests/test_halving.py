@@ -23,11 +23,12 @@ from fastrnn.network.scoring import heldout_loss
 from fastrnn.objective import Objective
 from fastrnn.tuning import halving_plan as plan
 from fastrnn.tuning.halving import BudgetError, HalvingSettings, halve
+from fastrnn.tuning.halving_lanes import Lanes
 from fastrnn.tuning.halving_sampler import History, rung_history
 from fastrnn.tuning.halving_store import CheckpointError, Checkpoints, companion_paths, read_halving
 from fastrnn.tuning.run_files import RunFileError
 
-from helpers import synthetic_text
+from helpers import assert_same_run, synthetic_text
 
 SMALL = dict(min_chars=400, target_chars=3600, eta=3, top=2, sampler="random")
 
@@ -515,11 +516,19 @@ def test_a_run_on_dask_workers_equals_the_threads_run(text, tmp_path):
         with DaskExecutor(distributed.Client(cluster, set_as_default=False)) as executor:
             F = Objective(text, heldout_chars=1000, seed=2, executor=executor, dtype="float64")
             halve(F, HalvingSettings(**SMALL, starts=6), out=tmp_path / "dask.jsonl")
+            shipped = [TrainState.fresh(h, 7, 0.05, text.vocab_size, seed=h, dtype="float64") for h in (16, 30)]
+            on_workers = Lanes(F).advance(shipped, [300, 200], score=True)
             executor.client.close()
     finally:
         cluster.close()
     halve(_F(text), HalvingSettings(**SMALL, starts=6), out=tmp_path / "threads.jsonl")
     assert _lines(tmp_path / "dask.jsonl") == _lines(tmp_path / "threads.jsonl")
+    here = [TrainState.fresh(h, 7, 0.05, text.vocab_size, seed=h, dtype="float64") for h in (16, 30)]
+    on_threads = Lanes(_F(text, dtype="float64")).advance(here, [300, 200], score=True)
+    for a, b in zip(shipped, here):
+        assert_same_run(a, b)
+    assert on_workers.scores == on_threads.scores
+    assert all(s > 0 for s in on_workers.seconds)  # each state trained in a call of its own on its worker
 
 
 # -- what a new run may replace, and what --resume is given (audit) -----------------------------------

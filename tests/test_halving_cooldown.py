@@ -136,7 +136,8 @@ def test_a_run_killed_in_its_decay_resumes_to_the_uninterrupted_answer(text, tmp
     The pace is fixed (a character budget's stretches follow it) so that the decay spans several
     stretches, at the same places in both runs."""
     monkeypatch.setattr("fastrnn.tuning.halving_lanes.MIN_TIMED_SECONDS", float("inf"))  # never re-measured
-    monkeypatch.setattr(Pace, "__init__", lambda self, seconds_per_unit=None: setattr(self, "seconds_per_unit", 1e-9))
+    fixed = Pace.__init__
+    monkeypatch.setattr(Pace, "__init__", lambda self, seconds_per_unit=None: fixed(self, 1e-9))
     monkeypatch.setattr("fastrnn.tuning.halving_budget.CHECKPOINT_SECONDS", 5.0)
     whole = tmp_path / "whole.jsonl"
     first = halve(_F(text), HalvingSettings(**AUTO), out=whole, budget_chars=240_000)

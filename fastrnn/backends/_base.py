@@ -11,6 +11,7 @@ executors (:class:`~fastrnn.running.runs.RunOutcome`, :func:`~fastrnn.running.ru
 from __future__ import annotations
 
 import threading
+import time
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -238,13 +239,23 @@ class Backend:
         return states
 
     def train_many(self, data: np.ndarray, states: Sequence[TrainState], n_steps: int | Sequence[int],
-                   threads: int | None = None, cancel: threading.Event | None = None) -> None:
+                   threads: int | None = None, cancel: threading.Event | None = None) -> np.ndarray:
         """Advance every state by ``n_steps`` (one count for all, or one per state), using up to
-        ``threads`` threads."""
+        ``threads`` threads. Returns the seconds each state's training took on its own thread
+        (here every state is one task; 0 for no steps)."""
         threads = self._usable_threads(threads)
         steps = _steps_per_run(n_steps, len(states))
         costs = [n * step_cost(s.hidden, s.seq_length, s.vocab_size) for n, s in zip(steps, states)]
-        self._run_tasks(lambda k: self._train_in_chunks(data, states[k], steps[k], cancel), costs, threads, cancel)
+        seconds = np.zeros(len(states))
+
+        def train(k):
+            if steps[k] > 0 and states[k].status == STATUS_OK:
+                began = time.perf_counter()
+                self._train_in_chunks(data, states[k], steps[k], cancel)
+                seconds[k] = time.perf_counter() - began
+
+        self._run_tasks(train, costs, threads, cancel)
+        return seconds
 
     # -- shared machinery ------------------------------------------------------------------------
     def check_state(self, state: TrainState) -> None:
@@ -375,9 +386,11 @@ class PackedBackend(Backend):
         return batches
 
     def train_many(self, data, states: Sequence[TrainState], n_steps: int | Sequence[int], threads=None,
-                   cancel=None) -> None:
+                   cancel=None) -> np.ndarray:
         """Advance every state by ``n_steps`` (one count for all, or one per state) in packed
-        batches, as :meth:`train_fresh` trains."""
+        batches, as :meth:`train_fresh` trains. Returns each state's seconds of training on a
+        thread of its own (:attr:`PackedRuns.seconds`; NaN where its kernel calls trained other
+        states too, 0 for a state that did not train)."""
         threads = self._usable_threads(threads)
         steps = _steps_per_run(n_steps, len(states))
         picked = [k for k, s in enumerate(states) if s.status == STATUS_OK and steps[k] > 0]
@@ -385,9 +398,14 @@ class PackedBackend(Backend):
         for s in runs:
             self.check_state(s)
             check_data(data, s.seq_length)
+        seconds = np.zeros(len(states))
         for group in self._groups(runs, run_steps, lambda s: s.params.dtype):
-            PackedRuns.from_states([runs[k] for k in group], [run_steps[k] for k in group], self.pack_align).run(
-                self, data, threads, cancel)
+            packed = PackedRuns.from_states([runs[k] for k in group], [run_steps[k] for k in group], self.pack_align)
+            try:
+                packed.run(self, data, threads, cancel)
+            finally:
+                seconds[[picked[k] for k in group]] = packed.seconds
+        return seconds
 
     @staticmethod
     def _groups(runs: Sequence, steps: Sequence[int], dtype_of, idle: bool = False) -> list[list[int]]:
@@ -449,6 +467,9 @@ class PackedRuns:
         self.last = np.full(R, np.nan)
         self.done = np.zeros(R, dtype=np.int64)
         self.status = np.full(R, STATUS_OK, dtype=np.int64)
+        #: Seconds each run trained in :meth:`run` on a thread of its own (NaN for a run whose
+        #: kernel calls trained other runs too: one call for all, or one thread stepping them all).
+        self.seconds = np.zeros(R)
         self.runs: Sequence[TrainState] = ()
 
     @classmethod
@@ -515,8 +536,12 @@ class PackedRuns:
             if threads > 1 and active.sum() > 1 and (self.remaining[active] > self.chunk[active]).any():
                 self._run_each(backend, data, threads, cancel)
             else:
+                began = time.perf_counter()
+                self.seconds[active] = np.nan
                 while (self.remaining > 0).any() and not (cancel is not None and cancel.is_set()):
                     self._call(backend, data, threads)
+                if active.sum() == 1:  # alone in its calls: their time is its own
+                    self.seconds[active] = time.perf_counter() - began
         finally:
             if self.runs:
                 self.write_back()
@@ -529,8 +554,10 @@ class PackedRuns:
         costs = [int(self.remaining[k]) * step_cost(int(self.H[k]), int(self.S[k]), int(self.V[k])) for k in todo]
 
         def train(k):
+            began = time.perf_counter()
             while self.remaining[k] > 0 and not cancel.is_set():
                 self._call(backend, data, 1, k)
+            self.seconds[k] = time.perf_counter() - began
 
         run_shared(train, [todo[i] for i in longest_first(costs)], threads, cancel)
 

@@ -401,13 +401,17 @@ class _Run(BudgetDecisions, TopPhase):
         raise _OutOfTime
 
     def advance(self, states, steps, score: bool) -> list:
-        works = [self.cost(st.hidden, st.seq_length, n * st.seq_length) for st, n in zip(states, steps)]
+        trained = [self.cost(st.hidden, st.seq_length, n * st.seq_length) for st, n in zip(states, steps)]
+        works = trained
         if score:
             works = [w + self.cost(st.hidden, st.seq_length, self.F.heldout.data.size, scoring=True)
                      for w, st in zip(works, states)]
         began = time.perf_counter()
-        scores = self.lanes.advance(states, steps, score)
+        scores, seconds = self.lanes.advance(states, steps, score)
         self.pace.observe(works, self.lanes.count, time.perf_counter() - began)
+        for state, work, own in zip(states, trained, seconds):
+            if state.status == STATUS_OK:  # a diverged network stopped short of its work
+                self.pace.observe_shape((state.hidden, state.seq_length), work, own)
         for trial, state in self.states.items():
             self.steps[trial] = state.steps
         return scores

@@ -194,7 +194,8 @@ class BudgetDecisions:
         seconds = self._time_left()
         if seconds is not None and self.pace.known:
             share = max(0.0, seconds) * min(self.lanes.count, top) / top
-            ahead.append(share / (self.pace.seconds_per_unit * self.cost(config.hidden, config.seq_length, 1.0)))
+            pace = self.pace.of_shape((config.hidden, config.seq_length))
+            ahead.append(share / (pace * self.cost(config.hidden, config.seq_length, 1.0)))
         chars = self.budgets["budget_chars"]
         if chars is not None:
             spent = sum(self.steps[t] * self.trials[t].seq_length for t in self.steps)
@@ -280,10 +281,10 @@ class BudgetDecisions:
 
     def _updates_in(self, states, seconds: float) -> list[int]:
         """Each healthy network's updates in ``seconds`` of the lanes shared equally (each at its
-        own cost, at the pace measured), within what a character budget leaves."""
+        own cost, at the pace measured for its shape), within what a character budget leaves."""
         share = seconds * min(self.lanes.count, len(states)) / len(states)
-        a = self.pace.seconds_per_unit
-        steps = [int(share / (a * self.cost(st.hidden, st.seq_length, st.seq_length))) if st.status == 0 else 0
+        steps = [int(share / (self.pace.of_shape((st.hidden, st.seq_length))
+                              * self.cost(st.hidden, st.seq_length, st.seq_length))) if st.status == 0 else 0
                  for st in states]
         chars = self.budgets["budget_chars"]
         if chars is not None:

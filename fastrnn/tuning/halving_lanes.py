@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -54,10 +54,16 @@ class Pace:
     A batch's time is predicted as ``a * max(longest network, total / lanes)``. Each observation
     moves ``a`` halfway, but a slower one is taken at once: on a shared machine the budget must
     hold when others take the cores.
+
+    The cost model is off by up to half for some shapes, so each shape (h, s) trained on a lane
+    of its own also gets its own ``a`` (:meth:`observe_shape`, the same rule), which
+    :meth:`of_shape` prefers: networks sized to equal times by it end together, and no lane
+    waits for another.
     """
 
     def __init__(self, seconds_per_unit: float | None = None):
         self.seconds_per_unit = seconds_per_unit
+        self.shapes: dict[tuple[int, int], float] = {}
 
     @property
     def known(self) -> bool:
@@ -70,11 +76,38 @@ class Pace:
 
     def observe(self, works: Sequence[float], lanes: int, seconds: float) -> None:
         span = max(max(works, default=0.0), sum(works) / max(1, lanes))
-        if span <= 0 or seconds < MIN_TIMED_SECONDS:  # fixed costs (Python, hand-offs) would dominate
-            return
-        measured = seconds / span
-        old = self.seconds_per_unit
-        self.seconds_per_unit = measured if old is None else max(measured, 0.5 * (old + measured))
+        measured = _per_unit(span, seconds)
+        if measured is not None:
+            self.seconds_per_unit = _moved(self.seconds_per_unit, measured)
+
+    def of_shape(self, shape: tuple[int, int]) -> float | None:
+        """Seconds per unit of a network of ``shape`` (h, s): its own, else the run's."""
+        return self.shapes.get(shape, self.seconds_per_unit)
+
+    def observe_shape(self, shape: tuple[int, int], work: float, seconds: float) -> None:
+        """A network of ``shape`` trained ``work`` units in ``seconds`` on a lane of its own (NaN: not known)."""
+        measured = _per_unit(work, seconds)
+        if measured is not None:
+            self.shapes[shape] = _moved(self.shapes.get(shape), measured)
+
+
+def _per_unit(work: float, seconds: float) -> float | None:
+    if not work > 0 or not seconds >= MIN_TIMED_SECONDS:  # fixed costs (Python, hand-offs) would dominate
+        return None
+    return seconds / work
+
+
+def _moved(old: float | None, measured: float) -> float:
+    return measured if old is None else max(measured, 0.5 * (old + measured))
+
+
+class Advanced(NamedTuple):
+    """What :meth:`Lanes.advance` returns, one entry per state: its held-out score (or None), and
+    the seconds its training took on a lane of its own (NaN when its lane trained others in the
+    same kernel calls; 0 when it did not train)."""
+
+    scores: list
+    seconds: list
 
 
 class Lanes:
@@ -99,16 +132,17 @@ class Lanes:
     def describe(self) -> dict:
         return self.executor.describe() if hasattr(self.executor, "describe") else {"executor": "threads"}
 
-    def advance(self, states: list[TrainState], steps: Sequence[int], score: bool) -> list[float | None]:
+    def advance(self, states: list[TrainState], steps: Sequence[int], score: bool) -> Advanced:
         """Train each state ``steps`` more updates in place; with ``score``, each healthy network's
         mean held-out loss per character (None for the others, and for all without ``score``)."""
         if self.dask:
             return self._advance_dask(states, steps, score)
         cancel = threading.Event()
         try:
-            self.backend.train_many(self.data, states, list(steps), threads=self.threads, cancel=cancel)
-            return self._scores(self.backend, states, self.heldout, self.threads, cancel) if score else \
+            seconds = self.backend.train_many(self.data, states, list(steps), threads=self.threads, cancel=cancel)
+            scores = self._scores(self.backend, states, self.heldout, self.threads, cancel) if score else \
                 [None] * len(states)
+            return Advanced(scores, [float(x) for x in seconds])
         except BaseException:
             cancel.set()
             raise
@@ -148,11 +182,12 @@ class Lanes:
         except (OSError, _cancelled_error()) as exc:
             raise executor._lost(exc) from None
         scores: list = [None] * len(states)
+        seconds = [0.0] * len(states)
         for group, result in zip(groups, results):
-            for k, (packed, value) in zip(group, result):
+            for k, (packed, value, own) in zip(group, result):
                 _unpack_into(states[k], packed)
-                scores[k] = value
-        return scores
+                scores[k], seconds[k] = value, own
+        return Advanced(scores, seconds)
 
 
 def _cancelled_error():
@@ -193,10 +228,12 @@ def _advance_group(backend_name: str, data_key: str, heldout_key: str | None, it
 
     backend = get_backend(backend_name)
     states = [_unpack(packed) for packed, _ in items]
-    backend.train_many(_shipped(data_key), states, [n for _, n in items], threads=1)
+    data = _shipped(data_key)
+    # one state per call, so that each one's time is its own (the same bits as all in one call)
+    seconds = [float(backend.train_many(data, [state], [n], threads=1)[0]) for state, (_, n) in zip(states, items)]
     scores = Lanes._scores(backend, states, _shipped(heldout_key), 1) if heldout_key is not None else \
         [None] * len(states)
-    return [(_pack(state), value) for state, value in zip(states, scores)]
+    return [(_pack(state), value, own) for state, value, own in zip(states, scores, seconds)]
 
 
 def calibrate(lanes: Lanes, dtype: str, seconds: float = MIN_TIMED_SECONDS) -> float:
