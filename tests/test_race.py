@@ -212,3 +212,18 @@ def test_compare_at_equal_characters_names_the_folder(tmp_path, corpus_file):
     result = invoke(other, paper=False)
     assert_one_line_error(result, "--out", "train_chars 600 there, 700 here", "another --out folder")
     assert "--out file" not in result.stderr
+
+
+def test_the_reports_kept_in_docs_are_strict_json():
+    """Readers other than Python's (jq, JavaScript) refuse NaN and Infinity: the published
+    summaries and run files hold null there, as fastrnn now writes them."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    summaries, runs = sorted(docs.rglob("*.json")), sorted(docs.rglob("*.jsonl"))
+    assert summaries and runs, "docs/ keeps the race summaries and run files"
+    for path in summaries:
+        strict_json(path.read_text(encoding="utf-8"))
+    for path in runs:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            strict_json(line)
