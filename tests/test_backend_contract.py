@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fastrnn.backends import RunSpec
-from fastrnn.backends._base import ALIGN, PackedRuns
+from fastrnn.backends._packed import ALIGN, PackedRuns
 from fastrnn.network.model import STATUS_DIVERGED, TrainState, parameter_count
 
 from helpers import assert_same_run, copy_state, fresh_state

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _rnn_cython
-from ._base import KernelResult, PackedBackend, longest_first
+from ._base import KernelResult, longest_first
+from ._packed import PackedBackend
 
 
 class CythonBackend(PackedBackend):

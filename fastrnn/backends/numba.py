@@ -8,7 +8,8 @@ import threading
 import numba
 
 from . import _numba_kernel
-from ._base import KernelResult, PackedBackend
+from ._base import KernelResult
+from ._packed import PackedBackend
 
 
 class NumbaBackend(PackedBackend):
