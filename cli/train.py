@@ -23,7 +23,7 @@ from .common import (
 )
 from .objective_options import setting_option
 from .progress import progress_bar
-from .train_inputs import SPLIT_FIELDS, Plan, from_run_plan, new_plan, resume_plan
+from .train_inputs import SPLIT_FIELDS, Plan, from_run_plan, new_plan, resume_plan, settle_cooldown
 
 _SPLIT_HELP = dict(
     heldout_fraction="Share of the corpus, at its end, held out (as the tuner splits it) [0.1].",
@@ -60,11 +60,16 @@ def split_options(func):
 @click.option("--resume", type=click.Path(dir_okay=False), default=None, metavar="MODEL.npz",
               help="Continue a saved model or checkpoint, on its own text and settings, to its target or to "
                    "--train-chars / --steps (counted from its first update).")
+@click.option("--cooldown", type=click.FloatRange(0, 1, max_open=True), default=None, callback=finite_float,
+              metavar="SHARE",
+              help="Decay the learning rate linearly to zero over the last SHARE of the updates this command trains, "
+                   "as the tuner's top networks end (in 20 pieces; a checkpoint inside it resumes to its end). "
+                   "[default: 0, a constant rate]")
 @click.option("--from-run", type=click.Path(dir_okay=False), default=None, metavar="RUN.jsonl",
               help="Train the best trial of a tuning run with the run's settings (its text, split, training length, "
                    "seed, dtype, backend); flags given replace them.")
 @common_options
-def train_command(save_path, quiet, **opts):
+def train_command(save_path, quiet, cooldown, **opts):
     """Train one network as char-rnn does: training and held-out loss per character at intervals
     (progress on stderr), checkpoints named by their held-out loss, continuing any of them
     (--resume); the result as a JSON object on stdout.
@@ -84,6 +89,7 @@ def train_command(save_path, quiet, **opts):
         plan = from_run_plan(opts, given)
     else:
         plan = new_plan(opts, given)
+    settle_cooldown(plan, cooldown)
     state, seq_length = plan.state, plan.state.seq_length
     if plan.from_run is not None and plan.resumed_from is None:
         _from_run_note(plan)
@@ -112,7 +118,7 @@ def train_command(save_path, quiet, **opts):
                 plan.train, state, plan.target_steps, heldout=plan.heldout, backend=plan.backend,
                 eval_every=plan.eval_every, checkpoint_every=plan.checkpoint_every, curve=plan.curve,
                 seconds=plan.seconds, progress=report, on_point=show,
-                on_checkpoint=write_checkpoint if plan.checkpoint_every else None)
+                on_checkpoint=write_checkpoint if plan.checkpoint_every else None, cooldown=plan.cooldown)
         except TrainingInterrupted as stop:
             bar.close()  # the message starts on a line of its own, and the bar is not drawn again after it
             _interrupted(stop, plan, save_path, written)
@@ -151,6 +157,9 @@ def _from_run_note(plan: Plan) -> None:
     if changed:
         reasons.append(f"it trains with {', '.join(changed)} (the run's trials: {trial['steps']:,} updates, seed "
                        f"{trial['seed']}, {trial['dtype']})")
+    if plan.cooldown is not None:
+        reasons.append(f"its learning rate decays over its last {plan.cooldown.end - plan.cooldown.start:,} updates "
+                       "(the run's trials trained at a constant rate)")
     if reasons:
         click.echo(f"note: this network's held-out loss is not the trial's {trial['value']!r}: " + "; ".join(reasons),
                    err=True)
@@ -192,6 +201,7 @@ def _result(plan: Plan, final: CurvePoint | None, curve, save_path, written) -> 
         seconds=round(curve[-1].seconds if curve else plan.seconds, 4),
         curve=[point.record() for point in curve], saved=save_path, checkpoints=written,
         resumed_from=plan.resumed_from, from_run=plan.from_run,
+        cooldown=None if plan.cooldown is None else plan.cooldown.as_list(),
     )
 
 

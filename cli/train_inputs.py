@@ -22,6 +22,7 @@ from fastrnn.backends import BackendUnavailable, check_backend_dtype, get_backen
 from fastrnn.network.checkpoint import CheckpointError, check_writable_folder, load_model
 from fastrnn.network.corpus import Corpus, CorpusError
 from fastrnn.network.model import STATUS_DIVERGED, TrainState
+from fastrnn.network.schedule import Cooldown
 from fastrnn.network.session import CurvePoint
 from fastrnn.network.training import new_state
 from fastrnn.objective.settings import DEFAULT_TRAIN_CHARS, HeldoutSettings, TextRef, settings_from_record
@@ -58,6 +59,8 @@ class Plan:
     seconds: float = 0.0
     from_run: dict | None = None
     resumed_from: str | None = None
+    #: The learning rate's decay (--cooldown, or the one a resumed file is inside); None: constant.
+    cooldown: Cooldown | None = None
 
     def info(self, point: CurvePoint | None) -> dict:
         """What a model file records about this training (fastrnn.network.checkpoint)."""
@@ -72,6 +75,7 @@ class Plan:
             curve=[p.record() for p in self.curve],
             seconds=point.seconds if point is not None else self.curve[-1].seconds if self.curve else self.seconds,
             fastrnn_version=fastrnn.__version__, from_run=self.from_run,
+            cooldown=None if self.cooldown is None else self.cooldown.as_list(),
         )
 
 
@@ -353,6 +357,26 @@ def resume_plan(opts: dict, given: dict) -> Plan:
     backend = opts["backend"] if explicit("backend") else _backend(info.get("backend", "numba"), state.dtype.name,
                                                                     "--resume")
     curve = [CurvePoint.from_record(point) for point in info.get("curve", [])]
+    stored_cooldown = info.get("cooldown")
     return Plan(state, model.vocab, corpus, train, heldout, settings, target, eval_every, checkpoint_every, folder,
                 info.get("checkpoint_stem") or _stem(opts["save_path"]), backend, curve=curve,
-                seconds=float(info.get("seconds", 0.0)), from_run=info.get("from_run"), resumed_from=path)
+                seconds=float(info.get("seconds", 0.0)), from_run=info.get("from_run"), resumed_from=path,
+                cooldown=None if stored_cooldown is None else Cooldown(*stored_cooldown))
+
+
+def settle_cooldown(plan: Plan, share: float | None) -> None:
+    """The decay this training follows: a resumed file's, when it stopped inside it (it goes on to
+    its end, as the training that was stopped would have), else the last ``share`` (--cooldown) of
+    the updates this command trains, else none (a constant rate)."""
+    stored, state = plan.cooldown, plan.state
+    if stored is not None and state.steps < stored.end:
+        where = (f"{plan.resumed_from} stopped inside a learning-rate cooldown (updates {stored.start:,} to "
+                 f"{stored.end:,})")
+        if share is not None:
+            raise click.BadParameter(f"{where}; resume it without --cooldown to finish that one", param_hint="--cooldown")
+        if plan.target_steps != stored.end:
+            flag = "--steps" if explicit("steps") else "--train-chars"
+            raise click.BadParameter(f"{where}; resume it to its end, update {stored.end:,} (drop {flag}), then "
+                                     "continue from there", param_hint=flag)
+        return
+    plan.cooldown = Cooldown.over_last(share or 0.0, state.steps, plan.target_steps)

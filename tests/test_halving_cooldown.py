@@ -12,12 +12,13 @@ from fastrnn.cli.main import cli
 from fastrnn.network.checkpoint import load_model
 from fastrnn.network.corpus import Corpus
 from fastrnn.network.model import TrainState
+from fastrnn.network.schedule import COOLDOWN_PIECES, Cooldown
 from fastrnn.objective import Objective
 from fastrnn.tuning import halving_plan as plan
 from fastrnn.tuning.halving import HalvingSettings, halve
 from fastrnn.tuning.halving_lanes import Pace
 from fastrnn.tuning.halving_store import companion_paths, read_halving
-from fastrnn.tuning.halving_top import COOLDOWN_PIECES, Cooldown, rounds_of
+from fastrnn.tuning.halving_top import rounds_of
 
 from helpers import synthetic_text
 

@@ -7,6 +7,10 @@ update, so a resumed training evaluates where an uninterrupted one does), at eve
 :class:`CurvePoint` (training and held-out loss per character against characters read) to the
 learning curve; at a checkpoint it hands the state and that point to ``on_checkpoint``.
 
+With a ``cooldown`` (:class:`~fastrnn.network.schedule.Cooldown`) the learning rate decays to zero
+over its updates, as the tuner's top networks end; the rate is a function of the update count, so
+this too is the same bits however the training is split.
+
 Evaluating never changes the network: the training is the same bits whatever the intervals, and
 continuing a saved state equals training straight through (the state holds the weights, Adagrad's
 memory, the hidden state, the data pointer and the smoothed loss; the kernels continue it exactly).
@@ -32,6 +36,7 @@ import numpy as np
 from ..backends import DEFAULT_BACKEND, Backend, get_backend
 from .corpus import Corpus
 from .model import TrainState
+from .schedule import Cooldown
 from .scoring import heldout_losses
 from .training import train
 
@@ -107,6 +112,7 @@ def train_with_evaluations(
     progress: Callable[[TrainState], None] | None = None,
     on_point: Callable[[CurvePoint], None] | None = None,
     on_checkpoint: Callable[[TrainState, CurvePoint], None] | None = None,
+    cooldown: Cooldown | None = None,
 ) -> list[CurvePoint]:
     """Train ``state`` in place up to ``target_steps`` updates (or until it diverges); return the
     learning curve (``curve``, extended). See the module docstring.
@@ -115,17 +121,22 @@ def train_with_evaluations(
     evaluated); ``seconds`` is the time earlier sessions took; ``progress(state)`` is called after
     every chunk of updates, ``on_point(point)`` after every evaluation, ``on_checkpoint(state,
     point)`` at every checkpoint (including the target's, when checkpointing). An exception from a
-    callback stops the training (the state stays consistent).
+    callback stops the training (the state stays consistent). With ``cooldown`` the state is
+    trained at its decayed rates and keeps its own rate (its ``end`` must not lie before
+    ``target_steps``).
     """
+    if cooldown is not None and cooldown.end < target_steps:
+        raise ValueError(f"the cooldown ends at update {cooldown.end:,}, before the target {target_steps:,}")
     runner = get_backend(backend)
     curve = [] if curve is None else curve
     started = time.perf_counter() - seconds
     snapshot: list[TrainState | None] = [None]
     keep = on_checkpoint is not None or progress is not None
+    rate = state.learning_rate
 
     def chunk_done(current: TrainState) -> None:
         if keep:
-            snapshot[0] = copy_state(current)
+            snapshot[0] = dataclasses.replace(copy_state(current), learning_rate=rate)
         if progress is not None:
             progress(current)
 
@@ -133,7 +144,15 @@ def train_with_evaluations(
         while state.steps < target_steps and not state.diverged:
             stops = [target_steps, next_boundary(state.steps, eval_every), next_boundary(state.steps, checkpoint_every)]
             stop = min(s for s in stops if s is not None)
-            train(corpus, steps=stop - state.steps, backend=runner, progress=chunk_done, state=state)
+            runs = [(stop - state.steps, 1.0)] if cooldown is None else cooldown.runs(state.steps, stop - state.steps)
+            try:
+                for count, factor in runs:
+                    state.learning_rate = rate * factor
+                    train(corpus, steps=count, backend=runner, progress=chunk_done, state=state)
+                    if state.diverged:
+                        break
+            finally:
+                state.learning_rate = rate
             if state.diverged:
                 break
             point = CurvePoint(state.steps, state.steps * state.seq_length, state.smooth_loss / state.seq_length,

@@ -15,10 +15,10 @@ held-out loss wanders with the text it read last (up to 0.07 nats between 30 s s
 (374, 7, 0.0154) on tinyshakespeare); the decay settles it where the rate is high and costs little
 where Adagrad has already made it small.
 
-**Bits.** The decay is a function of the update count alone: updates ``[start, end)`` are cut into
-:data:`COOLDOWN_PIECES` equal pieces (the kernels take one rate per call), piece k trained at
-``l (1 - (k + 1/2) / COOLDOWN_PIECES)``; a network stops at ``end``. So the same network trains the
-same bits however its training is stretched, checkpointed and resumed.
+**Bits.** The decay is a function of the update count alone (:class:`~fastrnn.network.schedule.Cooldown`:
+updates ``[start, end)`` cut into ``COOLDOWN_PIECES`` equal pieces of one rate each; a network
+stops at ``end``). So the same network trains the same bits however its training is stretched,
+checkpointed and resumed, and ``fastrnn train --cooldown`` trains by the same rule.
 
 **Where it starts** (a ``cooldown`` line, written before it takes effect and followed on resume):
 
@@ -33,56 +33,11 @@ same bits however its training is stretched, checkpointed and resumed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from fractions import Fraction
 
+from ..network.schedule import Cooldown
 from .halving_budget import MIN_STRETCH_SECONDS, stretch_seconds
 from .halving_plan import steps_for
-
-#: Pieces of one learning rate each that the decay is made of.
-COOLDOWN_PIECES = 20
-
-
-@dataclass(frozen=True)
-class Cooldown:
-    """A network's decay: from update ``start`` (its full rate) to ``end`` (zero; it stops there)."""
-
-    start: int
-    end: int
-
-    def boundary(self, piece: int) -> int:
-        """The first update of ``piece`` (``COOLDOWN_PIECES`` gives ``end``)."""
-        return self.start + (self.end - self.start) * piece // COOLDOWN_PIECES
-
-    def runs(self, step: int, count: int) -> list[tuple[int, float]]:
-        """Updates ``[step, step + count)`` as ``(updates, factor of the rate)`` runs of one rate,
-        in order; ValueError past ``end``."""
-        if step + count > self.end:
-            raise ValueError(f"updates up to {step + count:,} run past the cooldown's end ({self.end:,})")
-        runs = []
-        if step < self.start:
-            before = min(count, self.start - step)
-            runs.append((before, 1.0))
-            step, count = step + before, count - before
-        piece = 0
-        while count > 0:
-            while self.boundary(piece + 1) <= step:
-                piece += 1
-            n = min(count, self.boundary(piece + 1) - step)
-            runs.append((n, 1.0 - (piece + 0.5) / COOLDOWN_PIECES))
-            step, count = step + n, count - n
-        return runs
-
-    def as_list(self) -> list[int]:
-        return [self.start, self.end]
-
-    def describe(self, steps: int) -> str:
-        """What the decay did to a network stopped at update ``steps``."""
-        if steps >= self.end:
-            return f"its learning rate decayed to zero over its last {self.end - self.start:,} updates"
-        factor = self.runs(steps - 1, 1)[-1][1] if steps > self.start else 1.0
-        return (f"its learning rate decayed over its last {steps - self.start:,} updates, to {factor:.0%} of it "
-                f"where the time stopped it ({self.end - steps:,} updates before zero)")
 
 
 def _stretches(left: float, scoring: float) -> int:
