@@ -248,9 +248,9 @@ class Backend:
 
         def train(k):
             if steps[k] > 0 and states[k].status == STATUS_OK:
-                began = time.perf_counter()
+                began = time.monotonic()
                 self._train_in_chunks(data, states[k], steps[k], cancel)
-                seconds[k] = time.perf_counter() - began
+                seconds[k] = time.monotonic() - began
 
         self._run_tasks(train, costs, threads, cancel)
         return seconds
