@@ -586,32 +586,14 @@ def test_extrapolated_loss_is_exact_on_its_power_law_and_favours_networks_still_
     def curve(c, floor, scale):
         return floor + scale * c ** -alpha
 
-    def two_point(below, value, ratio, ahead):  # the line through two values, written out
-        gain = ratio ** -alpha * (1.0 - ahead ** -alpha) / (1.0 - ratio ** -alpha)
-        return value - (below - value) * gain
-
-    lengths = [1e5, 1.4e5, 1.9e5, 2.5e5, 3e5, 4e5]
     for floor, scale in ((1.4, 30.0), (2.0, 9.0)):
-        for used in (lengths[::4], lengths):
-            predicted = plan.extrapolated_loss([(c, curve(c, floor, scale)) for c in used], 6e7)
-            assert predicted == pytest.approx(curve(6e7, floor, scale), rel=1e-12)
-        # one value far off its curve (a network flipping to a worse level for a moment) moves nothing
-        off = [(c, curve(c, floor, scale) + (2.4 if c == 1.9e5 else 0.0)) for c in lengths]
-        assert plan.extrapolated_loss(off, 6e7) == pytest.approx(curve(6e7, floor, scale), rel=1e-12)
-    for below, value in ((2.6, 2.2), (2.3, 2.2), (2.1, 2.2)):
-        assert plan.extrapolated_loss([(1e5, below), (3e5, value)], 3e7) == \
-            pytest.approx(two_point(below, value, 3.0, 100.0), rel=1e-12)
+        predicted = plan.extrapolated_loss(curve(1e5, floor, scale), curve(3e5, floor, scale), 3.0, 200.0)
+        assert predicted == pytest.approx(curve(6e7, floor, scale), rel=1e-12)
     # equal values at the last rung: the one that gained more between the rungs is predicted lower
-    assert plan.extrapolated_loss([(1e5, 2.6), (3e5, 2.2)], 3e7) < plan.extrapolated_loss([(1e5, 2.3), (3e5, 2.2)], 3e7)
+    assert plan.extrapolated_loss(2.6, 2.2, 3.0, 100.0) < plan.extrapolated_loss(2.3, 2.2, 3.0, 100.0)
     # one that got worse is predicted worse still; no length ahead, no change
-    assert plan.extrapolated_loss([(1e5, 2.1), (3e5, 2.2)], 3e7) > 2.2
-    assert plan.extrapolated_loss([(3e5, 2.2), (1e5, 2.6)], 3e5) == 2.2
-
-
-def test_curve_marks_spread_geometrically_inside_the_rung_from_the_extrapolations_shortest_length():
-    assert plan.curve_marks(100_000, 300_000, 4) == [131_607, 173_205, 227_951]
-    assert plan.curve_marks(40_000, 120_000, 4) == [91_180]  # shorter ones are not read
-    assert plan.curve_marks(20_000, 60_000, 4) == [] and plan.curve_marks(0, 60_000) == []
+    assert plan.extrapolated_loss(2.1, 2.2, 3.0, 100.0) > 2.2
+    assert plan.extrapolated_loss(2.6, 2.2, 3.0, 1.0) == 2.2
 
 
 def test_without_a_target_promotions_after_the_first_rung_rank_by_the_extrapolated_loss(text, tmp_path,
@@ -619,9 +601,8 @@ def test_without_a_target_promotions_after_the_first_rung_rank_by_the_extrapolat
     settings = HalvingSettings(min_chars=400, eta=3, top=2, starts=18, sampler="random")
     short = tmp_path / "short.jsonl"
     halve(_F(text), settings, out=short, budget_chars=240_000)
-    # rungs shorter than MIN_EXTRAPOLATED_CHARS (networks still in their first descent): by value, no marks
+    # rungs shorter than MIN_EXTRAPOLATED_CHARS (networks still in their first descent): by value
     assert all("predicted" not in line for line in read_halving(short).of_type("promotion"))
-    assert read_halving(short).of_type("curve") == []
     monkeypatch.setattr(plan, "MIN_EXTRAPOLATED_CHARS", 400)  # this test's rungs count as long
     out = tmp_path / "auto.jsonl"
     halve(_F(text), settings, out=out, budget_chars=240_000)
@@ -629,38 +610,17 @@ def test_without_a_target_promotions_after_the_first_rung_rank_by_the_extrapolat
     first, last = run.of_type("promotion")
     assert "predicted" not in first  # one value per network yet: ranked by it
     records = {(r["rung"], r["trial"]): r for r in run.of_type("record")}
-    # the second rung's networks were scored at 526, 693 and 912 characters besides its ends: each
-    # value is F at that length, bit for bit (the scoring left the training untouched)
-    curves = run.of_type("curve")
-    assert [(c["rung"], c["chars"]) for c in curves] == [(1, 526), (1, 693), (1, 912)]
-    assert all(c["trials"] == first["trials"] for c in curves)
-    for c in curves:
-        x = records[(1, c["trials"][0])]["x"]
-        assert c["values"][0] == _F(text, train_chars=c["chars"]).discrete(*x)
     predicted = dict((t, v) for t, v in last["predicted"])
     assert sorted(predicted) == sorted(first["trials"])
     spent = sum(r["steps"] * r["x"][1] for (rung, _), r in records.items() if rung == 1) + sum(
         r["steps"] * r["x"][1] for (rung, t), r in records.items() if rung == 0 and t not in predicted)
     for trial, value in predicted.items():
-        k = first["trials"].index(trial)
-        points = [(400, records[(0, trial)]["fun"])] + [(c["chars"], c["values"][k]) for c in curves] + [
-            (1200, records[(1, trial)]["fun"])]
+        below, now = records[(0, trial)]["fun"], records[(1, trial)]["fun"]
         horizon = 1200 + (240_000 - spent) / 2
-        assert value == pytest.approx(plan.extrapolated_loss(points, horizon), rel=1e-12)
+        assert value == pytest.approx(plan.extrapolated_loss(below, now, 3.0, horizon / 1200), rel=1e-12)
     ranked = sorted(predicted, key=lambda t: (predicted[t], t))
     assert last["trials"] == sorted(ranked[:2])
     assert [t for t, _ in last["predicted"]] == ranked
-    # killed just after a mark's values were written, the run resumes to the same file
-    part = tmp_path / "part.jsonl"
-
-    def stop_after_a_mark(entry):
-        if entry["type"] == "curve" and entry["chars"] == 693:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        halve(_F(text), settings, out=part, budget_chars=240_000, on_event=stop_after_a_mark)
-    halve(_F(text), settings, out=part, budget_chars=240_000, resume=True)
-    assert _lines(part) == _lines(out)
 
 
 def test_calibration_times_a_long_enough_batch_twice_and_keeps_the_shorter(monkeypatch):

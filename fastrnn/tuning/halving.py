@@ -195,7 +195,6 @@ class _Run(BudgetDecisions, TopPhase):
         self.trials: dict[int, Config] = {}
         self.trial_lines: dict[int, dict] = {}
         self.records: dict[tuple, dict] = {}
-        self.curves: dict[tuple, dict[int, float]] = {}  # (bracket, rung, trial): values inside the rung
         self.promotions: dict[tuple, dict] = {}
         self.plans: dict[int, dict] = {}
         self.segments: dict[int, dict] = {}
@@ -227,9 +226,6 @@ class _Run(BudgetDecisions, TopPhase):
                 self.steps[line["trial"]] = line["steps"]
                 if line.get("diverged"):
                     self.diverged.add(line["trial"])
-            elif kind == "curve":
-                for trial, value in zip(line["trials"], line["values"]):
-                    self.curves.setdefault((line["bracket"], line["rung"], trial), {})[line["chars"]] = value
             elif kind == "promotion":
                 self.promotions[(line["bracket"], line["from_rung"])] = line
             elif kind == "stop":
@@ -339,32 +335,10 @@ class _Run(BudgetDecisions, TopPhase):
         if not todo:
             return
         states = [self.state_of(t) for t in todo]
-        for mark in self.marks_of(bracket, rung):
-            if all(mark in self.curves.get((bracket, rung, t), {}) for t in todo):
-                continue
-            scores = self.train_to(todo, states, [steps_for(mark, st.seq_length) for st in states], where=(bracket, rung))
-            self.record_curve(bracket, rung, todo, states, scores, mark)
-            self.save_checkpoints(todo, states)  # after the curve line: a checkpoint past a mark has its values
         scores = self.train_to(todo, states, [steps_for(chars, st.seq_length) for st in states], where=(bracket, rung))
         self.save_checkpoints(todo, states)
         for trial, state, score in zip(todo, states, scores):
             self.record(bracket, rung, trial, state, score, chars)
-
-    def marks_of(self, bracket: int, rung: int) -> list[int]:
-        """Without a target, the lengths inside a search rung at which its networks are scored for
-        the extrapolation (:func:`~fastrnn.tuning.halving_plan.curve_marks`); none otherwise, and
-        in run files written before marks (whose rungs were scored at their ends only)."""
-        plan = self.plans[bracket]
-        if not plan.get("auto") or not plan.get("curve_points"):
-            return []
-        return plan_.rung_marks(plan["rungs"], rung, self.settings.eta, plan["curve_points"])
-
-    def record_curve(self, bracket, rung, trials, states, scores, chars) -> None:
-        values = [self.value(state, score)[0] for state, score in zip(states, scores)]
-        for trial, value in zip(trials, values):
-            self.curves.setdefault((bracket, rung, trial), {})[chars] = value
-        self.write(dict(type="curve", bracket=bracket, rung=rung, chars=int(chars), trials=list(trials), values=values,
-                        counters=self.counters()))
 
     def train_to(self, trials, states, targets, checkpoint: bool = True, where: tuple | None = None) -> list:
         """Train each state to its target updates in segments of at most CHECKPOINT_SECONDS (each
@@ -495,29 +469,22 @@ class _Run(BudgetDecisions, TopPhase):
     def predicted_losses(self, bracket: int, rung: int, members: list[int], plan: dict) -> dict[int, float] | None:
         """Without a target, from a rung with one below it: each network's loss extrapolated to the
         length it would reach in the top phase (:func:`~fastrnn.tuning.halving_plan.extrapolated_loss`
-        through its values at this rung and the one below, their ends and the marks inside them from
-        MIN_EXTRAPOLATED_CHARS on, to :meth:`top_horizon`), by which the rung ranks them: a
+        through its two last rung values, to :meth:`top_horizon`), by which the rung ranks them: a
         time budget's answer trains 50 to 500 times the search's longest rung, and ranked by their
         values there, a small network levelling off took one of the two top places in each of three
         600 s runs on tinyshakespeare. None (rank by value) otherwise, and when the rung below is
         shorter than :data:`~fastrnn.tuning.halving_plan.MIN_EXTRAPOLATED_CHARS`."""
-        if not plan.get("auto") or not plan_.ranks_by_extrapolation(plan["rungs"], rung):
+        if not plan.get("auto") or rung == 0 or plan["rungs"][rung - 1] < plan_.MIN_EXTRAPOLATED_CHARS:
             return None
+        lengths = plan["rungs"]
         predicted = {}
         for trial in members:
-            now = self.records[(bracket, rung, trial)]
-            horizon = self.top_horizon(trial, plan, plan["rungs"][rung])
+            now, before = self.records[(bracket, rung, trial)], self.records[(bracket, rung - 1, trial)]
+            horizon = self.top_horizon(trial, plan, lengths[rung])
             if horizon is None:
                 return None
-            if any(self.records[(bracket, k, trial)].get("diverged") for k in (rung - 1, rung)):
-                predicted[trial] = now["fun"]
-                continue
-            points = []
-            for k in (rung - 1, rung):
-                points += list(self.curves.get((bracket, k, trial), {}).items())
-                points.append((plan["rungs"][k], self.records[(bracket, k, trial)]["fun"]))
-            predicted[trial] = plan_.extrapolated_loss([(c, v) for c, v in points if c >= plan_.MIN_EXTRAPOLATED_CHARS],
-                                                       horizon)
+            predicted[trial] = now["fun"] if now.get("diverged") or before.get("diverged") else plan_.extrapolated_loss(
+                before["fun"], now["fun"], lengths[rung] / lengths[rung - 1], horizon / lengths[rung])
         return predicted
 
     def conclude(self, bracket: int, members: list[int], top_rung: int) -> None:

@@ -167,7 +167,7 @@ class BudgetDecisions:
             lengths, sizes = plan_.auto_rounds(s, n, c)
             return ((trainings_left is None or n <= trainings_left)
                     and (chars is None or plan_.plan_chars(lengths, sizes) <= s.search_share * chars)
-                    and (seconds is None or self._bracket_seconds(lengths, sizes, known[:n], auto=True)
+                    and (seconds is None or self._bracket_seconds(lengths, sizes, known[:n])
                          <= s.search_share * seconds))
 
         if c is None:  # the longest lowest rung that fits with n networks, else fewer networks at the shortest
@@ -176,8 +176,7 @@ class BudgetDecisions:
         n = max(1, plan_.largest_fitting(n, lambda n: fits(n, c)))
         lengths, sizes = plan_.auto_rounds(s, n, c)
         top = plan_.promoted_count(sizes[-1], s.eta, s.top) if sizes else n
-        entry = dict(type="bracket", bracket=0, auto=True, rungs=lengths + [None], counts=sizes + [top], starts=n,
-                     curve_points=plan_.CURVE_POINTS)
+        entry = dict(type="bracket", bracket=0, auto=True, rungs=lengths + [None], counts=sizes + [top], starts=n)
         self.plans[0] = entry
         written = dict(entry)
         self.write(written)
@@ -213,19 +212,18 @@ class BudgetDecisions:
         seconds = self.budgets["budget_seconds"]
         return None if seconds is None else seconds - self.elapsed() - self.reserve()
 
-    def _bracket_seconds(self, lengths, sizes, known=(), auto: bool = False) -> float:
+    def _bracket_seconds(self, lengths, sizes, known=()) -> float:
         """Predicted seconds of rungs ``lengths`` with ``sizes`` networks: those of the lowest rung
         whose (h, s) are ``known`` (the rest of the search space's average), each later rung its
-        costliest known ones (which may be promoted); ``auto``: each also scored at its marks."""
+        costliest known ones (which may be promoted)."""
         known = sorted(known, key=lambda hs: -self.cost(*hs, 1.0))
         heldout = self.F.heldout.data.size
         total, below = 0.0, 0
-        for rung, (chars, n) in enumerate(zip(lengths, sizes)):
+        for chars, n in zip(lengths, sizes):
             if chars is None:
                 break
-            scorings = 1 + (len(plan_.rung_marks(lengths, rung, self.settings.eta)) if auto else 0)
-            works = [self.cost(h, s, chars - below) + scorings * self.cost(h, s, heldout, True) for h, s in known[:n]]
-            works += [self.average_work(chars - below) + scorings * self.average_work(heldout, True)] * (n - len(works))
+            works = [self.cost(h, s, chars - below) + self.cost(h, s, heldout, True) for h, s in known[:n]]
+            works += [self.average_work(chars - below) + self.average_work(heldout, True)] * (n - len(works))
             total += self.pace.seconds(works, self.lanes.count)
             below = chars
         return total

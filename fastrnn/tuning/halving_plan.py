@@ -37,8 +37,6 @@ import numbers
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import numpy as np
-
 #: The longest sane sequence length: a rung of c characters reads at most c + this - 1.
 LONGEST_SEQ = 40
 #: The lowest rung without a target or a budget that chooses it.
@@ -356,59 +354,15 @@ CURVE_EXPONENT = 0.3
 MIN_EXTRAPOLATED_CHARS = 90_000
 
 
-#: Without a target, each search rung is scored at this many points spread geometrically over it
-#: (the rung's end the last; the others from :data:`MIN_EXTRAPOLATED_CHARS` on), so that the
-#: extrapolation reads a curve, not two values. A network's held-out value moves by 0.05-0.1 nats
-#: between points 20,000 characters apart at a constant rate (by 2.4 nats for a small network at
-#: rate 0.36, whose value flips between two levels), and the line through two rung values
-#: extrapolated 100-fold magnifies each value's error about three times.
-CURVE_POINTS = 4
-
-
-def curve_marks(below: float, chars: int, points: int = CURVE_POINTS) -> list[int]:
-    """The lengths inside a rung from ``below`` to ``chars`` characters at which its networks are
-    scored before its end: ``points - 1`` marks spaced geometrically, those from
-    :data:`MIN_EXTRAPOLATED_CHARS` on (shorter ones the extrapolation does not read)."""
-    if below <= 0 or chars <= below:
-        return []
-    marks = {int(round(below * (chars / below) ** (k / points))) for k in range(1, points)}
-    return sorted(m for m in marks if MIN_EXTRAPOLATED_CHARS <= m < chars and m > below)
-
-
-def ranks_by_extrapolation(rungs, rung: int) -> bool:
-    """Whether a plan without a target ranks search rung ``rung`` of ``rungs`` by the extrapolated
-    loss: one with a rung below it of at least :data:`MIN_EXTRAPOLATED_CHARS`."""
-    return 0 < rung < len(rungs) and rungs[rung] is not None and rungs[rung - 1] >= MIN_EXTRAPOLATED_CHARS
-
-
-def rung_marks(rungs, rung: int, eta: int, points: int = CURVE_POINTS) -> list[int]:
-    """The marks (:func:`curve_marks`) inside search rung ``rung`` of a plan without a target,
-    where a ranking reads them (this rung's or the next one's); below the lowest rung, as if one
-    stood at 1/eta of it."""
-    if not (ranks_by_extrapolation(rungs, rung) or ranks_by_extrapolation(rungs, rung + 1)):
-        return []
-    below = rungs[rung - 1] if rung else rungs[0] / eta
-    return curve_marks(below, rungs[rung], points)
-
-
-def extrapolated_loss(points, horizon: float, alpha: float = CURVE_EXPONENT) -> float:
-    """A network's loss predicted at ``horizon`` characters from its values ``points``, pairs
-    (characters, loss) at distinct lengths: the power law L(c) = L_inf + b c^-alpha through them,
-    a straight line in c^-alpha fitted by Theil and Sen's rule (the median of the slopes between
-    every two points, then the median intercept), so that one value far off its curve does not
-    move the prediction. Through two points it is their exact line. A network still learning fast
-    is predicted to gain more; one levelling off (a small network at its capacity) little; one
-    that got worse is predicted worse still. At or before its last point: the last value."""
-    chars = np.array([c for c, _ in points], dtype=float)
-    values = np.array([v for _, v in points], dtype=float)
-    last = float(values[np.argmax(chars)])
-    if len(points) < 2 or horizon <= chars.max():
-        return last
-    x = chars ** -alpha
-    first, second = np.triu_indices(len(x), 1)
-    slope = float(np.median((values[second] - values[first]) / (x[second] - x[first])))
-    intercept = float(np.median(values - slope * x))
-    return intercept + slope * horizon ** -alpha
+def extrapolated_loss(below: float, value: float, ratio: float, ahead: float, alpha: float = CURVE_EXPONENT) -> float:
+    """A network's loss predicted at ``ahead`` times its last rung's length, from its values at two
+    rungs (``below`` at c, ``value`` at ``ratio`` c): the power law L(c) = L_inf + b c^-alpha
+    through both. A network still learning fast is predicted to gain more; one levelling off (a
+    small network at its capacity) little; one that got worse is predicted worse still."""
+    if ahead <= 1.0 or ratio <= 1.0:
+        return value
+    gain = ratio ** -alpha * (1.0 - ahead ** -alpha) / (1.0 - ratio ** -alpha)
+    return value - (below - value) * gain
 
 
 def steps_for(chars: int, seq_length: int) -> int:
@@ -420,5 +374,4 @@ __all__ = ["HalvingSettings", "HalvingFlag", "SAMPLERS", "flags", "setting_diffe
            "fixed_rungs", "bracket_shape", "BRACKETS", "promoted_count", "counts", "full_starts", "auto_rounds",
            "auto_starts", "plan_chars", "fixed_min_chars", "largest_length", "DEFAULT_MIN_CHARS", "MIN_AUTO_CHARS",
            "largest_fitting", "auto_top_chars", "steps_for", "bound_chars", "sampler_available", "extrapolated_loss",
-           "CURVE_EXPONENT", "MIN_EXTRAPOLATED_CHARS", "CURVE_POINTS", "curve_marks",
-           "ranks_by_extrapolation", "rung_marks"]
+           "CURVE_EXPONENT", "MIN_EXTRAPOLATED_CHARS"]

@@ -15,10 +15,7 @@ The run file's lines (each a JSON object, flushed as written; a torn last line i
 ``settings``  format, method ``halving``, the run's id, ``halving`` (:class:`HalvingSettings`), the
               objective's settings, the backend, the budgets, the checkpoint folder and model file
 ``calibration``  the machine's measured speed (time budgets), before any network
-``bracket``   a bracket's plan: rung lengths, networks per rung, networks started; without a
-              target, ``curve_points`` (format version 3): each search rung scored at that many points
-``curve``     without a target, the networks of a rung scored at a mark inside it: bracket, rung,
-              nominal characters, trials and their values (as ``fun``), for the extrapolated ranking
+``bracket``   a bracket's plan: rung lengths, networks per rung, networks started
 ``trial``     a network: its index, bracket, wave, (h, s, l), z, seed, the sampler that chose it
 ``record``    a network at the end of a rung: trial, bracket, rung, nominal characters, updates,
               (h, s, l), ``fun`` (held-out loss in nats per character; a diverged network is worth ln V),
@@ -49,13 +46,12 @@ from .run_files import HALVING_FORMAT, RunFileError, check_new_run_path, json_li
 from .run_sink import RunFileSink, _ends_with_newline, _write  # the tuner's locking and writing
 
 FORMAT = HALVING_FORMAT
-FORMAT_VERSION = 3
-#: Versions read: 2 added the ``cooldown`` line (a version-1 file resumes without a cooldown), 3 the
-#: ``curve`` line (a version-2 file resumes scoring its rungs at their ends only).
-FORMAT_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 2
+#: Versions read: 2 added the ``cooldown`` line (a version-1 file resumes without a cooldown).
+FORMAT_VERSIONS = (1, 2)
 CHECKPOINT_KIND = "fastrnn-halving-checkpoint"
 LINE_TYPES = ("settings", "calibration", "bracket", "trial", "record", "promotion", "segment", "cooldown", "stop",
-              "result", "curve")
+              "result")
 
 
 
@@ -183,7 +179,6 @@ _REQUIRED = {
     "record": ("trial", "bracket", "rung", "chars", "steps", "x", "fun", "counters"),
     "promotion": ("bracket", "rung", "trials"),
     "segment": ("bracket", "chars", "values"),
-    "curve": ("bracket", "rung", "chars", "trials", "values"),
     "cooldown": ("bracket", "trials", "updates"),
     "stop": ("bracket", "rung", "note"),
     "result": ("x", "fun", "chars", "trial", "counters"),
