@@ -357,6 +357,35 @@ def test_a_time_budget_ends_in_time_and_spends_most_of_it_on_the_top_rung(text, 
     assert result.chars > 10 * 3600  # far beyond the search's longest rung
 
 
+def test_a_time_budget_lengthens_the_last_selective_rung_to_the_searchs_share(text, tmp_path):
+    """The plan costs later rungs with the costliest networks drawn; once the promoted ones are
+    known, the last selective rung takes what is left of the search's share at the pace measured
+    (here three quarters of 8 s), at most eta**2 times the rung below, and the run file says so."""
+    settings = HalvingSettings(min_chars=400, eta=3, top=2, starts=18, sampler="random", search_share=0.75)
+    halve(_F(text), settings, out=tmp_path / "time.jsonl", budget_seconds=8.0)
+    run = read_halving(tmp_path / "time.jsonl")
+    to_search, to_top = run.of_type("promotion")
+    assert 1200 < to_search.get("chars", 0) <= 3600 and "chars" not in to_top, to_search
+    assert run.of_type("bracket")[0]["rungs"] == [400, 1200, None]  # as planned, before any network
+    stretched = [r for r in run.of_type("record") if r["rung"] == 1]
+    assert {r["chars"] for r in stretched} == {to_search["chars"]}
+    assert _F(text, train_chars=to_search["chars"]).discrete(*stretched[0]["x"]) == stretched[0]["fun"]
+    # killed once that length was written, a resumed run trains the rung to it (not to the plan's)
+    part = tmp_path / "part.jsonl"
+
+    def stop_at_the_promotion(entry):
+        if entry["type"] == "promotion":
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        halve(_F(text), settings, out=part, budget_seconds=8.0, on_event=stop_at_the_promotion)
+    written = read_halving(part).of_type("promotion")[0]
+    halve(_F(text), settings, out=part, resume=True, budget_seconds=8.0)
+    resumed = read_halving(part)
+    assert resumed.of_type("promotion")[0] == written
+    assert {r["chars"] for r in resumed.of_type("record") if r["rung"] == 1} == {written.get("chars", 1200)}
+
+
 class _Clock:
     """A wall clock the test moves: the budget's time, not the machine's."""
 

@@ -84,7 +84,7 @@ def test_a_character_budget_delivers_straight_training_with_the_documented_decay
     F = _F(text)
     result = halve(F, HalvingSettings(**AUTO), out=out, budget_chars=240_000)
     run = read_halving(out)
-    assert run.settings["format_version"] == 2 and run.settings["halving"]["cooldown"] == plan.DEFAULT_COOLDOWN
+    assert run.settings["format_version"] == 3 and run.settings["halving"]["cooldown"] == plan.DEFAULT_COOLDOWN
     (line,) = run.of_type("cooldown")
     cap = next(seg["cap"] for seg in run.of_type("segment") if seg.get("cap") is not None)
     below = run.of_type("bracket")[0]["rungs"][-2]

@@ -108,3 +108,53 @@ def test_a_shapes_pace_moves_as_the_runs_does():
     pace.observe_shape((50, 10), 1e9, 5.0)  # slower: at once (the budget must hold)
     assert pace.of_shape((50, 10)) == pytest.approx(5e-9)
     assert pace.seconds_per_unit == 2e-9
+
+
+class _Search(BudgetDecisions):
+    """What :meth:`BudgetDecisions.stretched_length` reads of a run: two lanes, a pace, a time
+    budget of 600 s with 50 s spent, and the networks promoted."""
+
+    def __init__(self, pace: Pace, shapes, auto: bool = True, budget_seconds: float | None = 600.0):
+        self.pace, self.vocab_size = pace, 65
+        self.lanes = SimpleNamespace(count=2)
+        self.F = SimpleNamespace(dtype="float32", heldout=SimpleNamespace(data=np.zeros(20_000)))
+        self.budgets = {"budget_chars": None, "budget_seconds": budget_seconds}
+        self.settings = SimpleNamespace(search_share=0.25, eta=3)
+        self.trials = {k: SimpleNamespace(hidden=h, seq_length=s) for k, (h, s) in enumerate(shapes)}
+
+    def elapsed(self) -> float:
+        return 50.0
+
+
+def test_the_last_selective_rung_fills_the_searchs_share_of_the_time_at_the_pace_measured():
+    """The plan costs later rungs with the costliest networks drawn; once the promoted networks are
+    known and the pace measured, the last selective rung is as long as the search's share allows
+    (here 150 s - 50 s spent = 100 s), its scoring included, within its planned length and eta**2
+    times the rung below."""
+    from fastrnn.tuning.halving_lanes import work
+
+    shapes = [(100, 10), (50, 20)]
+    plan = dict(auto=True, rungs=[300_000, 900_000, None])
+    below = plan["rungs"][0]
+
+    def seconds(pace, chars):  # two lanes, each network on one: the longer of the two, or half the sum
+        works = [work(h, s, 65, chars - below, itemsize=4) + work(h, s, 65, 20_000, True, itemsize=4)
+                 for h, s in shapes]
+        return pace * max(max(works), sum(works) / 2)
+
+    for pace in (2e-9, 4e-9):
+        run = _Search(Pace(pace), shapes)
+        # the predicted time is linear in the length: where it reaches 100 s
+        at_a, at_b = seconds(pace, 1_000_000), seconds(pace, 2_000_000)
+        exact = 1_000_000 + (100.0 - at_a) * 1_000_000 / (at_b - at_a)
+        assert 900_000 < exact < 2_700_000
+        stretched = run.stretched_length(plan, 1, [0, 1])
+        assert stretched == math.floor(exact) or abs(stretched - exact) <= 1
+        assert seconds(pace, stretched) <= 100.0 < seconds(pace, stretched + 2)
+    assert _Search(Pace(1e-11), shapes).stretched_length(plan, 1, [0, 1]) == 2_700_000  # at most eta**2 x below
+    assert _Search(Pace(1e-7), shapes).stretched_length(plan, 1, [0, 1]) == 900_000  # never shorter than planned
+    # with a target, without a time budget, or before the last selective rung: as planned
+    assert _Search(Pace(2e-9), shapes).stretched_length(dict(plan, auto=False), 1, [0, 1]) == 900_000
+    assert _Search(Pace(2e-9), shapes, budget_seconds=None).stretched_length(plan, 1, [0, 1]) == 900_000
+    deeper = dict(auto=True, rungs=[100_000, 300_000, 900_000, None])
+    assert _Search(Pace(2e-9), shapes).stretched_length(deeper, 1, [0, 1]) == 300_000

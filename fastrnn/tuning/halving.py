@@ -228,6 +228,8 @@ class _Run(BudgetDecisions, TopPhase):
                     self.diverged.add(line["trial"])
             elif kind == "promotion":
                 self.promotions[(line["bracket"], line["from_rung"])] = line
+                if "chars" in line:
+                    self.plans[line["bracket"]]["rungs"][line["rung"]] = line["chars"]
             elif kind == "stop":
                 self.stopped = line
             elif kind == "cooldown":
@@ -452,6 +454,9 @@ class _Run(BudgetDecisions, TopPhase):
                 note = "the time left goes to the top rung"
             line = dict(type="promotion", bracket=bracket, from_rung=rung, rung=to_rung, trials=sorted(ranked[:count]),
                         note=note)
+            chars = self.stretched_length(plan, to_rung, ranked[:count]) if to_rung == rung + 1 else None
+            if chars is not None and chars != plan["rungs"][to_rung]:
+                line["chars"] = plan["rungs"][to_rung] = chars  # the rung's length, decided now
             if predicted is not None:
                 line["predicted"] = [[t, predicted[t]] for t in ranked]
             self.promotions[(bracket, rung)] = line

@@ -12,7 +12,11 @@ file before it takes effect (see :mod:`fastrnn.tuning.halving`).
 Without a target, a time budget is spent so: the search (the selective rungs) is sized to
 ``search_share`` of it, with the first wave's own networks (drawn before the plan) and the search
 space's average for the rest; a promotion goes straight to the top when the next selective rung
-would end the search past ``SEARCH_OVERRUN`` times that share; the top networks then share the
+would end the search past ``SEARCH_OVERRUN`` times that share, and the last selective rung is
+lengthened (up to ``eta**2`` times the rung below) so that the search ends at its share as the
+speed measured so far predicts for the networks promoted (:meth:`BudgetDecisions.stretched_length`:
+the plan costs later rungs with the costliest networks drawn, and at 600 s on tinyshakespeare
+searches planned for 150 s ended after 40-85 s); the top networks then share the
 time left equally, in stretches of at most ``CHECKPOINT_SECONDS``, and stop when the time left
 (less ``reserve()``: the final scoring, the model file, the exit) cannot pay for one more update.
 """
@@ -227,6 +231,34 @@ class BudgetDecisions:
             total += self.pace.seconds(works, self.lanes.count)
             below = chars
         return total
+
+    def stretched_length(self, plan: dict, rung: int, promoted: list[int]) -> int:
+        """The length of selective rung ``rung`` for the networks ``promoted`` to it: without a
+        target and with a time budget, the last selective rung as long as the search's share of the
+        time allows at the pace measured so far, between its planned length and eta**2 times the
+        rung below; otherwise the planned length."""
+        lengths = plan["rungs"]
+        planned = lengths[rung]
+        seconds = self.budgets["budget_seconds"]
+        if (not plan.get("auto") or seconds is None or not self.pace.known or rung == 0
+                or rung + 1 >= len(lengths) or lengths[rung + 1] is not None):
+            return planned
+        below = lengths[rung - 1]
+        shapes = [(self.trials[t].hidden, self.trials[t].seq_length) for t in promoted]
+        scoring = [self.cost(h, s, self.F.heldout.data.size, True) for h, s in shapes]
+        left = self.settings.search_share * seconds - self.elapsed()
+
+        def fits(chars: int) -> bool:
+            works = [self.cost(h, s, chars - below) + w for (h, s), w in zip(shapes, scoring)]
+            return self.pace.seconds(works, self.lanes.count) <= left
+
+        low, high = planned, max(planned, below * self.settings.eta ** 2)
+        if not fits(low):
+            return planned
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle - 1)
+        return low
 
     def _short_of_time(self, plan: dict, rung: int, promoted: list[int]) -> bool:
         """Whether a time budget cannot pay for the next selective rung (then the best go straight to the top)."""

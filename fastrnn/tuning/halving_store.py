@@ -21,7 +21,8 @@ The run file's lines (each a JSON object, flushed as written; a torn last line i
               (h, s, l), ``fun`` (held-out loss in nats per character; a diverged network is worth ln V),
               the raw held-out loss, counters, seconds so far
 ``promotion`` the trials a rung promotes (the best 1/eta, ties to the lower trial index), with a note
-              when the budget made it promote straight to the top
+              when the budget made it promote straight to the top, and ``chars`` when a time budget
+              lengthened the rung it promotes to (format version 3)
 ``segment``   progress of the top rung without a target: characters so far and each network's loss
 ``cooldown``  without a target, where the top networks' learning rate decays to zero: each
               trial's first and last update of the decay (:mod:`fastrnn.tuning.halving_top`;
@@ -46,9 +47,10 @@ from .run_files import HALVING_FORMAT, RunFileError, check_new_run_path, json_li
 from .run_sink import RunFileSink, _ends_with_newline, _write  # the tuner's locking and writing
 
 FORMAT = HALVING_FORMAT
-FORMAT_VERSION = 2
-#: Versions read: 2 added the ``cooldown`` line (a version-1 file resumes without a cooldown).
-FORMAT_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+#: Versions read: 2 added the ``cooldown`` line (a version-1 file resumes without a cooldown), 3 a
+#: promotion's ``chars`` (a fastrnn reading version 2 would train that rung to its planned length).
+FORMAT_VERSIONS = (1, 2, 3)
 CHECKPOINT_KIND = "fastrnn-halving-checkpoint"
 LINE_TYPES = ("settings", "calibration", "bracket", "trial", "record", "promotion", "segment", "cooldown", "stop",
               "result")
