@@ -134,7 +134,7 @@ def test_the_last_selective_rung_fills_the_searchs_share_of_the_time_at_the_pace
     from fastrnn.tuning.halving_lanes import work
 
     shapes = [(100, 10), (50, 20)]
-    plan = dict(auto=True, rungs=[300_000, 900_000, None])
+    plan = dict(auto=True, rungs=[300_000, 900_000, None], stretch_last_rung=True)
     below = plan["rungs"][0]
 
     def seconds(pace, chars):  # two lanes, each network on one: the longer of the two, or half the sum
@@ -153,8 +153,10 @@ def test_the_last_selective_rung_fills_the_searchs_share_of_the_time_at_the_pace
         assert seconds(pace, stretched) <= 100.0 < seconds(pace, stretched + 2)
     assert _Search(Pace(1e-11), shapes).stretched_length(plan, 1, [0, 1]) == 2_700_000  # at most eta**2 x below
     assert _Search(Pace(1e-7), shapes).stretched_length(plan, 1, [0, 1]) == 900_000  # never shorter than planned
-    # with a target, without a time budget, or before the last selective rung: as planned
-    assert _Search(Pace(2e-9), shapes).stretched_length(dict(plan, auto=False), 1, [0, 1]) == 900_000
+    # with a target, in a plan written before (format 2), without a time budget, or before the last
+    # selective rung: as planned
+    for planned_before in (dict(plan, auto=False), {k: v for k, v in plan.items() if k != "stretch_last_rung"}):
+        assert _Search(Pace(2e-9), shapes).stretched_length(planned_before, 1, [0, 1]) == 900_000
     assert _Search(Pace(2e-9), shapes, budget_seconds=None).stretched_length(plan, 1, [0, 1]) == 900_000
-    deeper = dict(auto=True, rungs=[100_000, 300_000, 900_000, None])
+    deeper = dict(auto=True, rungs=[100_000, 300_000, 900_000, None], stretch_last_rung=True)
     assert _Search(Pace(2e-9), shapes).stretched_length(deeper, 1, [0, 1]) == 300_000

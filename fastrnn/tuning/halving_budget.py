@@ -180,7 +180,8 @@ class BudgetDecisions:
         n = max(1, plan_.largest_fitting(n, lambda n: fits(n, c)))
         lengths, sizes = plan_.auto_rounds(s, n, c)
         top = plan_.promoted_count(sizes[-1], s.eta, s.top) if sizes else n
-        entry = dict(type="bracket", bracket=0, auto=True, rungs=lengths + [None], counts=sizes + [top], starts=n)
+        entry = dict(type="bracket", bracket=0, auto=True, rungs=lengths + [None], counts=sizes + [top], starts=n,
+                     stretch_last_rung=True)
         self.plans[0] = entry
         written = dict(entry)
         self.write(written)
@@ -236,11 +237,11 @@ class BudgetDecisions:
         """The length of selective rung ``rung`` for the networks ``promoted`` to it: without a
         target and with a time budget, the last selective rung as long as the search's share of the
         time allows at the pace measured so far, between its planned length and eta**2 times the
-        rung below; otherwise the planned length."""
+        rung below; otherwise, and in plans written before (format 2), the planned length."""
         lengths = plan["rungs"]
         planned = lengths[rung]
         seconds = self.budgets["budget_seconds"]
-        if (not plan.get("auto") or seconds is None or not self.pace.known or rung == 0
+        if (not plan.get("auto") or not plan.get("stretch_last_rung") or seconds is None or not self.pace.known or rung == 0
                 or rung + 1 >= len(lengths) or lengths[rung + 1] is not None):
             return planned
         below = lengths[rung - 1]

@@ -15,7 +15,8 @@ The run file's lines (each a JSON object, flushed as written; a torn last line i
 ``settings``  format, method ``halving``, the run's id, ``halving`` (:class:`HalvingSettings`), the
               objective's settings, the backend, the budgets, the checkpoint folder and model file
 ``calibration``  the machine's measured speed (time budgets), before any network
-``bracket``   a bracket's plan: rung lengths, networks per rung, networks started
+``bracket``   a bracket's plan: rung lengths, networks per rung, networks started; without a target,
+              ``stretch_last_rung`` (format version 3): a time budget may lengthen the last selective rung
 ``trial``     a network: its index, bracket, wave, (h, s, l), z, seed, the sampler that chose it
 ``record``    a network at the end of a rung: trial, bracket, rung, nominal characters, updates,
               (h, s, l), ``fun`` (held-out loss in nats per character; a diverged network is worth ln V),
@@ -49,7 +50,8 @@ from .run_sink import RunFileSink, _ends_with_newline, _write  # the tuner's loc
 FORMAT = HALVING_FORMAT
 FORMAT_VERSION = 3
 #: Versions read: 2 added the ``cooldown`` line (a version-1 file resumes without a cooldown), 3 a
-#: promotion's ``chars`` (a fastrnn reading version 2 would train that rung to its planned length).
+#: promotion's ``chars`` (a fastrnn reading version 2 would train that rung to its planned length;
+#: a version-2 run resumes with its rungs as planned).
 FORMAT_VERSIONS = (1, 2, 3)
 CHECKPOINT_KIND = "fastrnn-halving-checkpoint"
 LINE_TYPES = ("settings", "calibration", "bracket", "trial", "record", "promotion", "segment", "cooldown", "stop",
