@@ -11,9 +11,9 @@ objective_options.py.
 
 from __future__ import annotations
 
-import signal
-
 import click
+
+from fastrnn.running import interrupts
 
 from . import bench, corpus, evaluate, ngram, reproduce, train, tune
 from .common import OneLineErrors
@@ -38,12 +38,8 @@ for command in (
     cli.add_command(command)
 
 
-def _terminated(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM ends a command as Ctrl-C does: a run file keeps its last finished step
-
-
 def main():
-    signal.signal(signal.SIGTERM, _terminated)
+    interrupts.install()  # SIGTERM ends a command as Ctrl-C does: a run file keeps its last finished step
     cli(prog_name="fastrnn")
 
 

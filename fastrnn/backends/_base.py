@@ -4,7 +4,8 @@ batches of runs of the compiled backends are in :mod:`fastrnn.backends._packed`)
 A backend only calls its kernel (:meth:`Backend._kernel_train_steps`,
 :meth:`Backend._kernel_loss_and_gradients`, :meth:`Backend._kernel_heldout_loss`); this base class checks what goes in and writes
 what comes out back into the :class:`~fastrnn.network.model.TrainState`, so every backend validates
-the same way and none repeats the bookkeeping. It imports no concrete backend (the registry in
+the same way and none repeats the bookkeeping. A kernel's call and that write-back are one region
+that Ctrl-C and SIGTERM do not interrupt (:mod:`fastrnn.running.interrupts`). It imports no concrete backend (the registry in
 :mod:`fastrnn.backends` loads them) and nothing above the backends: what it shares with the
 executors (:class:`~fastrnn.running.runs.RunOutcome`, :func:`~fastrnn.running.runs.run_shared`) is in :mod:`fastrnn.running.runs`.
 """
@@ -24,6 +25,7 @@ from ..network.model import (
     TrainState,
     parameter_count,
 )
+from ..running.interrupts import deferred
 from ..running.runs import RunOutcome, check_threads, default_threads, run_shared  # noqa: F401 (re-exported)
 
 
@@ -134,7 +136,8 @@ class Backend:
         """:meth:`_kernel_heldout_loss` of every network into ``totals``, costliest first on the pool."""
         def score(k):
             net = networks[k]
-            totals[k] = self._kernel_heldout_loss(net.params, net.hidden, net.vocab_size, data)
+            with deferred():
+                totals[k] = self._kernel_heldout_loss(net.params, net.hidden, net.vocab_size, data)
 
         run_shared(score, longest_first([net.params.size for net in networks]), threads, cancel)
 
@@ -145,11 +148,12 @@ class Backend:
             return
         self.check_state(state)
         check_data(data, state.seq_length)
-        result = self._kernel_train_steps(data, state, int(n_steps))
-        if result.status == STATUS_BAD_ID:
-            self.write_back(state, result._replace(status=STATUS_OK))  # what was trained stays consistent
-            raise ValueError(BAD_ID_MESSAGE)
-        self.write_back(state, result)
+        with deferred():  # a Ctrl-C waits for the kernel's results to be in the state
+            result = self._kernel_train_steps(data, state, int(n_steps))
+            if result.status == STATUS_BAD_ID:
+                self.write_back(state, result._replace(status=STATUS_OK))  # what was trained stays consistent
+                raise ValueError(BAD_ID_MESSAGE)
+            self.write_back(state, result)
 
     def loss_and_gradients(self, params, hidden, vocab_size, data, start, seq_length, hprev):
         """Loss, flat raw gradients and last hidden state of one sequence starting at ``start``.
@@ -166,7 +170,9 @@ class Backend:
         if not 0 <= start <= len(data) - seq_length - 1:
             raise ValueError(f"window [{start}, {start + seq_length + 1}) lies outside data of length {len(data)}")
         hprev = np.ascontiguousarray(hprev, dtype=dtype)
-        loss, grads, h_last = self._kernel_loss_and_gradients(params, hidden, vocab_size, data, start, seq_length, hprev)
+        with deferred():
+            loss, grads, h_last = self._kernel_loss_and_gradients(params, hidden, vocab_size, data, start, seq_length,
+                                                                  hprev)
         return float(loss), grads, h_last
 
     def heldout_loss(self, params, hidden, vocab_size, data) -> float:
@@ -179,7 +185,8 @@ class Backend:
         if params.dtype.name not in self.dtypes:
             raise TypeError(f"the {self.name} backend scores {', '.join(self.dtypes)} weights; got {params.dtype}")
         check_data(data, 0)
-        return float(self._kernel_heldout_loss(params, hidden, vocab_size, data))
+        with deferred():
+            return float(self._kernel_heldout_loss(params, hidden, vocab_size, data))
 
     def heldout_totals(self, networks: Sequence, data, threads: int | None = None,
                        cancel: threading.Event | None = None) -> np.ndarray:

@@ -20,6 +20,7 @@ from ..network.model import (
     initial_smooth_loss,
     parameter_count,
 )
+from ..running.interrupts import deferred
 from ..running.runs import RunOutcome, run_shared
 from ._base import (
     PARALLEL_DRAW_MIN_WEIGHTS,
@@ -253,7 +254,8 @@ class PackedRuns:
                     self.seconds[active] = time.monotonic() - began
         finally:
             if self.runs:
-                self.write_back()
+                with deferred():
+                    self.write_back()
 
     def _run_each(self, backend: "PackedBackend", data, threads: int, cancel) -> None:
         """Every run on one thread at a time, chunk by chunk (each call writes only run ``k``'s
@@ -281,15 +283,16 @@ class PackedRuns:
         args = (data, self.H[window], self.V[window], self.S[window], self.lr[window], steps, self.params, self.memory,
                 self.param_offsets[offsets], self.hprev, self.hprev_offsets[offsets], self.position[window],
                 self.smooth[window], last, done, status)
-        backend._kernel_train_batch(args, min(threads, int((steps > 0).sum())))
-        bad = status == STATUS_BAD_ID
-        status[bad] = STATUS_OK  # trained up to the bad window: keep that, then refuse the data
-        ran = steps > 0
-        self.last[window][ran] = last[ran]
-        self.done[window] += done
-        self.status[window][ran] = status[ran]
-        # A run that diverged is finished; one that did not run had nothing left.
-        self.remaining[window] = np.where(ran & (status == STATUS_OK), self.remaining[window] - steps, 0)
+        with deferred():  # a Ctrl-C waits for the kernel's results to be in the books
+            backend._kernel_train_batch(args, min(threads, int((steps > 0).sum())))
+            bad = status == STATUS_BAD_ID
+            status[bad] = STATUS_OK  # trained up to the bad window: keep that, then refuse the data
+            ran = steps > 0
+            self.last[window][ran] = last[ran]
+            self.done[window] += done
+            self.status[window][ran] = status[ran]
+            # A run that diverged is finished; one that did not run had nothing left.
+            self.remaining[window] = np.where(ran & (status == STATUS_OK), self.remaining[window] - steps, 0)
         if bad.any():
             raise ValueError(BAD_ID_MESSAGE)
 
