@@ -358,12 +358,16 @@ def test_sigterm_ends_a_run_like_ctrl_c_keeping_its_last_finished_step(tmp_path,
     args[1:1] = ["--objective", "paper"]  # _start's flags (--alpha) are the paper's objective's
     process = subprocess.Popen([sys.executable, "-m", "fastrnn.cli.main", *args], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not (out.exists() and '"record"' in out.read_text()):
-        time.sleep(0.2)  # step 0 is written once the first evaluation is done: the run is under way
-    time.sleep(5)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (out.exists() and '"record"' in out.read_text()):
+            time.sleep(0.2)  # step 0 is written once the first evaluation is done: the run is under way
+        time.sleep(5)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()  # a failure leaves no process behind
     assert process.returncode == 130 and "interrupted; continue with --resume" in stderr, stderr
     steps = [record["step"] for record in read_run(out).records]
     assert steps[0] == 0 and len(steps) == 2 and steps[1] > 0  # without the handler: [0] (and no exit 130)
