@@ -5,9 +5,10 @@ A backend only calls its kernel (:meth:`Backend._kernel_train_steps`,
 :meth:`Backend._kernel_loss_and_gradients`, :meth:`Backend._kernel_heldout_loss`); this base class checks what goes in and writes
 what comes out back into the :class:`~fastrnn.network.model.TrainState`, so every backend validates
 the same way and none repeats the bookkeeping. A kernel's call and that write-back are one region
-that Ctrl-C and SIGTERM do not interrupt (:mod:`fastrnn.running.interrupts`). It imports no concrete backend (the registry in
-:mod:`fastrnn.backends` loads them) and nothing above the backends: what it shares with the
-executors (:class:`~fastrnn.running.runs.RunOutcome`, :func:`~fastrnn.running.runs.run_shared`) is in :mod:`fastrnn.running.runs`.
+that Ctrl-C and SIGTERM do not interrupt (:mod:`fastrnn.running.interrupts`). It imports no
+concrete backend (the registry in :mod:`fastrnn.backends` loads them) and nothing above the
+backends: what it shares with the executors (:class:`~fastrnn.running.runs.RunOutcome`,
+:func:`~fastrnn.running.runs.run_shared`) is in :mod:`fastrnn.running.runs`.
 """
 
 from __future__ import annotations

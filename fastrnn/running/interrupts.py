@@ -4,15 +4,16 @@ Python runs a signal's handler in the main thread between two bytecodes, whereve
 is. Calling a numba kernel with new argument types loads (or compiles) its machine code in
 Python code that holds numba's and llvmlite's locks; a KeyboardInterrupt raised there can leave
 such a lock held for ever. A helper thread that needs the same kernel then waits for ever, and so
-does the main thread, which waits for its helpers before it lets the interrupt end the run (1 run
-in about 50 of tests/test_halving.py's SIGTERM test hung so, on 2 cores).
+does the main thread, which waits for its helpers before it lets the interrupt end the run (2 runs
+in 77 of tests/test_halving.py's SIGTERM test hung so on 2 cores, and 0 in 360 with the regions).
 
 :func:`install` puts :func:`_on_signal` on SIGINT and SIGTERM (the command line does; a library
 user keeps Python's own handlers). Inside :func:`deferred` in the main thread it notes the
 signal and returns; the region's end raises the KeyboardInterrupt. Elsewhere it raises at once,
-as Python's own SIGINT handler does. Kernel calls are short (training runs in chunks of
-about :data:`fastrnn.backends._base.CHUNK_COST` multiply-adds), so the wait is short too, except
-while a kernel compiles for the first time after installing (the install step compiles them).
+as Python's own SIGINT handler does. The wait is no longer than before, since a signal never
+stopped a compiled call under way (training runs in chunks of about
+:data:`fastrnn.backends._base.CHUNK_COST` multiply-adds), except while a kernel compiles for the
+first time after installing (the install step compiles them).
 """
 
 from __future__ import annotations
