@@ -197,7 +197,7 @@ def _print_result(result: HalvingResult, source, quiet: bool, finished: str | No
     h, s, lr = result.x
     click.echo(f"[{int(h)}, {int(s)}, {float(lr)!r}]")  # whole h and s; the rate in full (a rounded one is another network)
     if finished is not None:
-        click.echo(f"{finished} is finished: {result.message}", err=True)
+        click.echo(f"{finished} is finished", err=True)  # what it did follows on the loss's line
     click.echo(f"held-out loss {result.fun!r} nats/char ({result.fun / math.log(2.0)!r} bits/char) after "
                f"{result.chars:,} characters of training ({result.steps:,} updates); {result.message}; "
                f"{result.seconds:.1f} s", err=True)
