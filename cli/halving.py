@@ -106,7 +106,7 @@ def run_halving(*, halving_given, budget_seconds, budget_chars, budget_trainings
                                       conflict(resume))
         objective_args["evaluation"] = resumed_evaluation(saved, resume, objective_args["evaluation"])
         if saved.result is not None:
-            _print_result(stored_result(saved), saved, quiet, finished=resume)
+            _print_result(stored_result(saved, resume), saved, quiet, finished=resume)
             return
     else:
         try:

@@ -479,6 +479,15 @@ def test_cli_prints_the_answer_its_loss_and_its_model(text_file, tmp_path):
     assert check.exit_code == 0 and float(check.stdout) == answer["fun"]
     again = CliRunner().invoke(cli, ["tune", "--resume", str(out)])  # the file says it is a halving run
     assert again.exit_code == 0 and again.stdout == result.stdout and "is finished" in again.stderr
+    assert again.stderr.count("networks in 1 bracket") == 1  # what the run did, said once
+    # moved with its model, a finished run names the model where it now is, not where it was
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for path in (out, companion_paths(out)[1]):
+        os.rename(path, moved / os.path.basename(path))
+    again = CliRunner().invoke(cli, ["tune", "--resume", str(moved / out.name)])
+    assert again.exit_code == 0 and again.stdout == result.stdout
+    assert f"model: {moved / 'cli.npz'}" in again.stderr and f"fastrnn sample {moved / 'cli.npz'}" in again.stderr
 
 
 @pytest.mark.parametrize("extra, flag, fragment", [

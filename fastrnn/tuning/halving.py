@@ -112,7 +112,7 @@ def halve(F, settings: HalvingSettings | None = None, *, out=None, resume: bool 
         saved = read_halving(out)
         _check_same_run(saved.settings, settings, F, out)
         if saved.result is not None:
-            return stored_result(saved)
+            return stored_result(saved, out)
     elif out is not None:
         check_new_run(out, overwrite)
     run = _Run(F, settings, budgets, clock, started, on_event, saved)
@@ -174,11 +174,15 @@ def _check_same_run(saved: dict, settings: HalvingSettings, F, path) -> None:
                            "--out file")
 
 
-def stored_result(saved) -> HalvingResult:
+def stored_result(saved, out) -> HalvingResult:
+    """The result of a finished run read from ``out``. Its model is the one beside ``out`` (the run
+    wrote it there): the path the run recorded is where the file was, and a folder moved since
+    would name another run's model, or none."""
     line = saved.result
+    model = companion_paths(out)[1] if line.get("model") else None
     return HalvingResult(x=line["x"], fun=line["fun"], chars=line["chars"], steps=line["steps"], trial=line["trial"],
                          message=line["message"], counters=line["counters"], seconds=line["seconds"],
-                         model=line.get("model"), finished_before=True, cooldown=line.get("cooldown"))
+                         model=model, finished_before=True, cooldown=line.get("cooldown"))
 
 
 class _Run(BudgetDecisions, TopPhase):
