@@ -307,7 +307,8 @@ class _Run(BudgetDecisions, TopPhase):
             return
         results = [(line["chars"], self.trials[line["trial"]].z, line["fun"]) for line in self.records.values()]
         history = rung_history(results, self.settings.startup)
-        configs, used = propose(self.settings.sampler, self.F.seed, self.F.space, wave, history)
+        configs, used = propose(self.settings.sampler, self.F.seed, self.F.space, wave, history,
+                                self.settings.design)
         for trial, config in zip(wave, configs):
             self.trials[trial] = config
             self.steps[trial] = 0

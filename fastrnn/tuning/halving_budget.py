@@ -162,17 +162,22 @@ class BudgetDecisions:
         chars, seconds = self.budgets["budget_chars"], self.budgets["budget_seconds"]
 
         n, c = plan_.auto_starts(s), s.min_chars
-        # the first wave's networks as the bracket will draw them (a proposal is a function of the
-        # seed, its trial and the results before it: none yet), to plan with their real sizes
-        first = propose(s.sampler, self.F.seed, self.F.space, range(min(n, s.wave)))[0] if seconds else []
-        known = [(config.hidden, config.seq_length) for config in first]
+        first_waves = {}
+
+        def known(n):
+            """The first wave's networks as a bracket of n would draw them (a wave's proposals are a
+            function of the seed, its trials and the results before it: none yet): to plan with their
+            real sizes."""
+            if n not in first_waves:
+                wave = propose(s.sampler, self.F.seed, self.F.space, range(min(n, s.wave)), design=s.design)[0]
+                first_waves[n] = [(config.hidden, config.seq_length) for config in wave]
+            return first_waves[n]
 
         def fits(n, c):
             lengths, sizes = plan_.auto_rounds(s, n, c)
             return ((trainings_left is None or n <= trainings_left)
                     and (chars is None or plan_.plan_chars(lengths, sizes) <= s.search_share * chars)
-                    and (seconds is None or self._bracket_seconds(lengths, sizes, known[:n])
-                         <= s.search_share * seconds))
+                    and (seconds is None or self._bracket_seconds(lengths, sizes, known(n)) <= s.search_share * seconds))
 
         if c is None:  # the longest lowest rung that fits with n networks, else fewer networks at the shortest
             c = plan_.largest_length(lambda c: fits(n, c)) if n > s.top else None

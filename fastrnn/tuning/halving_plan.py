@@ -45,12 +45,14 @@ DEFAULT_MIN_CHARS = 100_000
 MIN_AUTO_CHARS = 10_000
 #: Sampler names: TPE (Optuna's, the ``fastrnn[optuna]`` extra) or uniform in the search space.
 SAMPLERS = ("tpe", "random")
+#: How networks are drawn where no model proposes them (:mod:`fastrnn.tuning.halving_sampler`).
+DESIGNS = ("space-filling", "uniform")
 #: Bracket shapes with a target: Hyperband's cycle, or every bracket from the lowest rung.
 BRACKETS = ("hyperband", "deepest")
 #: Without a target: the share of the top phase over which the learning rate decays to zero.
 DEFAULT_COOLDOWN = 0.2
 #: How a run file written before a setting existed reads it (the behaviour of that fastrnn).
-_BEFORE = {"brackets": "deepest", "cooldown": 0.0}
+_BEFORE = {"brackets": "deepest", "cooldown": 0.0, "design": "uniform"}
 
 
 class HalvingFlag(NamedTuple):
@@ -109,6 +111,11 @@ class HalvingSettings:
     sampler: str | None = _setting(None, HalvingFlag(
         "--sampler", "choice", "halving: how new networks are chosen [tpe with the optuna extra, else random].",
         choices=SAMPLERS))
+    #: How the networks of a wave without a model (the first, and every one of --sampler random) are drawn.
+    design: str = _setting("space-filling", HalvingFlag(
+        "--design", "choice", "halving: how networks are drawn where no model proposes them (the first wave; "
+        "every wave with --sampler random): space-filling spreads a wave over the search space (a Latin "
+        "hypercube), uniform draws each network alone [space-filling].", choices=DESIGNS))
     #: Networks sampled together at the lowest rung (TPE learns from the waves before); None: top * eta**2.
     wave: int | None = _setting(None, HalvingFlag(
         "--wave", "count", "halving: networks sampled at once in the lowest rung; later waves learn from earlier "
@@ -146,6 +153,8 @@ class HalvingSettings:
             raise ValueError(f"unknown bracket shapes {self.brackets!r}; valid: {', '.join(BRACKETS)}")
         if self.sampler is not None and self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        if self.design not in DESIGNS:
+            raise ValueError(f"unknown design {self.design!r}; valid: {', '.join(DESIGNS)}")
         share = self.search_share
         if isinstance(share, bool) or not isinstance(share, numbers.Real) or not 0 < share < 1:
             raise ValueError(f"search_share must lie in (0, 1), got {share!r}")
@@ -370,7 +379,7 @@ def steps_for(chars: int, seq_length: int) -> int:
     return -(-chars // seq_length)
 
 
-__all__ = ["HalvingSettings", "HalvingFlag", "SAMPLERS", "flags", "setting_differences", "settings_from_record",
+__all__ = ["HalvingSettings", "HalvingFlag", "DESIGNS", "SAMPLERS", "flags", "setting_differences", "settings_from_record",
            "fixed_rungs", "bracket_shape", "BRACKETS", "promoted_count", "counts", "full_starts", "auto_rounds",
            "auto_starts", "plan_chars", "fixed_min_chars", "largest_length", "DEFAULT_MIN_CHARS", "MIN_AUTO_CHARS",
            "largest_fitting", "auto_top_chars", "steps_for", "bound_chars", "sampler_available", "extrapolated_loss",
