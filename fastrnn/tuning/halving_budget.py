@@ -168,10 +168,11 @@ class BudgetDecisions:
             """The first wave's networks as a bracket of n would draw them (a wave's proposals are a
             function of the seed, its trials and the results before it: none yet): to plan with their
             real sizes."""
-            if n not in first_waves:
-                wave = propose(s.sampler, self.F.seed, self.F.space, range(min(n, s.wave)), design=s.design)[0]
-                first_waves[n] = [(config.hidden, config.seq_length) for config in wave]
-            return first_waves[n]
+            size = min(n, s.wave)
+            if size not in first_waves:
+                wave = propose(s.sampler, self.F.seed, self.F.space, range(size), design=s.design)[0]
+                first_waves[size] = [(config.hidden, config.seq_length) for config in wave]
+            return first_waves[size][:n]
 
         def fits(n, c):
             lengths, sizes = plan_.auto_rounds(s, n, c)
@@ -182,7 +183,9 @@ class BudgetDecisions:
         if c is None:  # the longest lowest rung that fits with n networks, else fewer networks at the shortest
             c = plan_.largest_length(lambda c: fits(n, c)) if n > s.top else None
             c = c if c is not None else plan_.MIN_AUTO_CHARS
-        n = max(1, plan_.largest_fitting(n, lambda n: fits(n, c)))
+        # the most networks that fit, counted down: a bracket of n draws a first wave of its own, so
+        # fitting is not monotone in n and bisection could stop far below it (8 of 18, once)
+        n = next((k for k in range(n, 0, -1) if fits(k, c)), 1)
         lengths, sizes = plan_.auto_rounds(s, n, c)
         top = plan_.promoted_count(sizes[-1], s.eta, s.top) if sizes else n
         entry = dict(type="bracket", bracket=0, auto=True, rungs=lengths + [None], counts=sizes + [top], starts=n,
