@@ -93,10 +93,10 @@ def run_halving(*, halving_given, budget_seconds, budget_chars, budget_trainings
         except RunFileError as exc:
             raise click.BadParameter(str(exc), param_hint="--resume") from None
         stored = saved.settings["halving"]
+        settings = settings_from_record(stored)  # a setting the file predates reads as its fastrnn had it
         for name, value in halving_given.items():
-            if value is not None and value != stored.get(name):
-                conflict(resume)(FLAGS[name][0].name, value, stored.get(name))
-        settings = settings_from_record(stored)
+            if value is not None and value != getattr(settings, name):
+                conflict(resume)(FLAGS[name][0].name, value, getattr(settings, name))
         for name, flag in (("budget_chars", "--budget-chars"), ("budget_trainings", "--budget-trainings"),
                            ("budget_seconds", "--budget-seconds")):
             if not explicit(name):

@@ -115,6 +115,14 @@ def test_the_cli_takes_and_records_the_design(tmp_path):
     expected, _ = propose("random", 2, LOG, range(6), design="uniform")
     assert drawn == [config.x for config in expected]
 
+    # written before designs existed: its draws were uniform, and --design uniform agrees with it
+    del lines[0]["halving"]["design"]
+    out.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    agreed = CliRunner().invoke(cli, ["tune", "--resume", str(out), "--design", "uniform", "--quiet"])
+    assert agreed.exit_code == 0, agreed.output
+    refused = CliRunner().invoke(cli, ["tune", "--resume", str(out), "--design", "space-filling", "--quiet"])
+    assert refused.exit_code == 2 and "uniform" in refused.output, refused.output
+
 
 class _Planner(BudgetDecisions):
     """What :meth:`BudgetDecisions._auto_plan` reads of a run about to plan its bracket: the 600 s
