@@ -172,7 +172,7 @@ class BudgetDecisions:
             if size not in first_waves:
                 wave = propose(s.sampler, self.F.seed, self.F.space, range(size), design=s.design)[0]
                 first_waves[size] = [(config.hidden, config.seq_length) for config in wave]
-            return first_waves[size][:n]
+            return first_waves[size]
 
         def fits(n, c):
             lengths, sizes = plan_.auto_rounds(s, n, c)
